@@ -1,0 +1,289 @@
+//! Commands as clients send them: a name and a JSON object body, parsed at the edge into domain
+//! values. Unknown fields, missing fields and wrong types are `bad_request`; well-formed but invalid
+//! values carry their own code.
+
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use uuid::Uuid;
+
+use crate::stream::StreamId;
+use crate::values::{Achievement, LabId, ModuleNo, PlayerId, Timezone, Username};
+use crate::Rejection;
+
+/// Who sends a command: the identity in the token and its role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Actor {
+    pub identity: PlayerId,
+    pub role: Role,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Player,
+    Admin,
+}
+
+/// A command that passed parsing: every value in it is valid on its own.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Command {
+    RegisterPlayer {
+        username: Username,
+    },
+    SetTimezone {
+        timezone: Timezone,
+    },
+    CompleteLab {
+        lab_id: LabId,
+    },
+    UpdateStreak,
+    DefineModule {
+        module: ModuleNo,
+        title: String,
+        requires: Vec<ModuleNo>,
+    },
+    DefineLab {
+        lab_id: LabId,
+        module: ModuleNo,
+        title: String,
+        xp: u32,
+    },
+    GrantAchievement {
+        player_id: PlayerId,
+        achievement: Achievement,
+    },
+    RevokeXp {
+        player_id: PlayerId,
+        xp: u32,
+        reason: String,
+    },
+}
+
+/// The names `POST /v1/commands/{name}` accepts.
+pub const COMMAND_NAMES: &[&str] = &[
+    "register_player",
+    "set_timezone",
+    "complete_lab",
+    "update_streak",
+    "define_module",
+    "define_lab",
+    "grant_achievement",
+    "revoke_xp",
+];
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RegisterPlayerBody {
+    username: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SetTimezoneBody {
+    timezone: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LabBody {
+    lab_id: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EmptyBody {}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DefineModuleBody {
+    module: i64,
+    title: String,
+    #[serde(default)]
+    requires: Vec<i64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DefineLabBody {
+    lab_id: String,
+    module: i64,
+    title: String,
+    xp: i64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GrantAchievementBody {
+    player_id: Uuid,
+    achievement: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RevokeXpBody {
+    player_id: Uuid,
+    xp: i64,
+    reason: String,
+}
+
+fn body<T: DeserializeOwned>(raw: &[u8]) -> Result<T, Rejection> {
+    let value: serde_json::Value = serde_json::from_slice(raw)
+        .map_err(|e| Rejection::bad_request(format!("the body is not valid JSON: {e}")))?;
+    if !value.is_object() {
+        return Err(Rejection::bad_request("the body must be a JSON object"));
+    }
+    serde_json::from_value(value).map_err(|e| Rejection::bad_request(e.to_string()))
+}
+
+fn module_no(raw: i64) -> Result<ModuleNo, Rejection> {
+    u32::try_from(raw)
+        .ok()
+        .filter(|m| *m >= 1)
+        .ok_or_else(|| Rejection::invalid("invalid_module", "a module is a whole number from 1 up"))
+}
+
+fn text(raw: String, code: &'static str, what: &str, max: usize) -> Result<String, Rejection> {
+    let trimmed_empty = raw.trim().is_empty();
+    if trimmed_empty || raw.chars().count() > max {
+        return Err(Rejection::invalid(
+            code,
+            format!("{what} is 1 to {max} characters, not blank"),
+        ));
+    }
+    Ok(raw)
+}
+
+impl Command {
+    /// Parses a command from its name and its raw JSON body.
+    ///
+    /// # Errors
+    /// `unknown_command` (not found) for a name questlog does not know, `bad_request` for a body of
+    /// the wrong shape, and a value's own code (`invalid_username`, …) for an invalid value.
+    pub fn parse(name: &str, raw: &[u8]) -> Result<Self, Rejection> {
+        Ok(match name {
+            "register_player" => {
+                let b: RegisterPlayerBody = body(raw)?;
+                Self::RegisterPlayer {
+                    username: Username::parse(&b.username)?,
+                }
+            }
+            "set_timezone" => {
+                let b: SetTimezoneBody = body(raw)?;
+                Self::SetTimezone {
+                    timezone: Timezone::parse(&b.timezone)?,
+                }
+            }
+            "complete_lab" => {
+                let b: LabBody = body(raw)?;
+                Self::CompleteLab {
+                    lab_id: LabId::parse(&b.lab_id)?,
+                }
+            }
+            "update_streak" => {
+                let EmptyBody {} = body(raw)?;
+                Self::UpdateStreak
+            }
+            "define_module" => {
+                let b: DefineModuleBody = body(raw)?;
+                let module = module_no(b.module)?;
+                let mut requires = b
+                    .requires
+                    .into_iter()
+                    .map(module_no)
+                    .collect::<Result<Vec<_>, _>>()?;
+                requires.sort_unstable();
+                requires.dedup();
+                Self::DefineModule {
+                    module,
+                    title: text(b.title, "invalid_title", "a title", 200)?,
+                    requires,
+                }
+            }
+            "define_lab" => {
+                let b: DefineLabBody = body(raw)?;
+                let xp = u32::try_from(b.xp)
+                    .ok()
+                    .filter(|xp| (1..=100_000).contains(xp))
+                    .ok_or_else(|| {
+                        Rejection::invalid(
+                            "invalid_xp",
+                            "a lab's xp is a whole number from 1 to 100000",
+                        )
+                    })?;
+                Self::DefineLab {
+                    lab_id: LabId::parse(&b.lab_id)?,
+                    module: module_no(b.module)?,
+                    title: text(b.title, "invalid_title", "a title", 200)?,
+                    xp,
+                }
+            }
+            "grant_achievement" => {
+                let b: GrantAchievementBody = body(raw)?;
+                Self::GrantAchievement {
+                    player_id: PlayerId(b.player_id),
+                    achievement: Achievement::parse(&b.achievement)?,
+                }
+            }
+            "revoke_xp" => {
+                let b: RevokeXpBody = body(raw)?;
+                let xp = u32::try_from(b.xp)
+                    .ok()
+                    .filter(|xp| *xp >= 1)
+                    .ok_or_else(|| {
+                        Rejection::invalid("invalid_xp", "xp to revoke is a whole number from 1 up")
+                    })?;
+                Self::RevokeXp {
+                    player_id: PlayerId(b.player_id),
+                    xp,
+                    reason: text(b.reason, "invalid_reason", "a reason", 500)?,
+                }
+            }
+            other => {
+                return Err(Rejection::not_found(
+                    "unknown_command",
+                    format!("there is no command {other:?}"),
+                ))
+            }
+        })
+    }
+
+    /// The command's wire name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::RegisterPlayer { .. } => "register_player",
+            Self::SetTimezone { .. } => "set_timezone",
+            Self::CompleteLab { .. } => "complete_lab",
+            Self::UpdateStreak => "update_streak",
+            Self::DefineModule { .. } => "define_module",
+            Self::DefineLab { .. } => "define_lab",
+            Self::GrantAchievement { .. } => "grant_achievement",
+            Self::RevokeXp { .. } => "revoke_xp",
+        }
+    }
+
+    /// Whether only an admin may send it.
+    pub fn admin_only(&self) -> bool {
+        matches!(
+            self,
+            Self::DefineModule { .. }
+                | Self::DefineLab { .. }
+                | Self::GrantAchievement { .. }
+                | Self::RevokeXp { .. }
+        )
+    }
+
+    /// The streams the decision reads. Its events land only on these streams, and the append is
+    /// checked against the versions they had when they were read.
+    pub fn streams(&self, actor: &Actor) -> Vec<StreamId> {
+        let me = StreamId::Player(actor.identity);
+        match self {
+            Self::RegisterPlayer { username } => vec![me, StreamId::Username(username.key())],
+            Self::SetTimezone { .. } | Self::UpdateStreak => vec![me],
+            Self::CompleteLab { .. } => vec![me, StreamId::Catalog],
+            Self::DefineModule { .. } | Self::DefineLab { .. } => vec![StreamId::Catalog],
+            Self::GrantAchievement { player_id, .. } | Self::RevokeXp { player_id, .. } => {
+                vec![StreamId::Player(*player_id)]
+            }
+        }
+    }
+}

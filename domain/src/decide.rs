@@ -1,0 +1,332 @@
+//! `decide`: a command and the state of the streams it reads in, the events it causes out.
+
+use chrono::{DateTime, Utc};
+
+use crate::catalog::CatalogState;
+use crate::command::{Actor, Command, Role};
+use crate::event::Event;
+use crate::player::PlayerState;
+use crate::rules::level_for_xp;
+use crate::stream::{StreamId, StreamState};
+use crate::values::{Achievement, PlayerId};
+use crate::Rejection;
+
+/// The folded state of every stream a command reads ([`Command::streams`]). Implementors hold
+/// all of them; a stream with no events is [`StreamState::initial`].
+pub trait States {
+    fn state(&self, stream: &StreamId) -> &StreamState;
+}
+
+/// Everything a decision may depend on besides the command: who sends it, when, and the states.
+pub struct Context<'a> {
+    pub actor: Actor,
+    pub now: DateTime<Utc>,
+    pub states: &'a dyn States,
+}
+
+impl Context<'_> {
+    fn player(&self, id: PlayerId) -> &PlayerState {
+        match self.states.state(&StreamId::Player(id)) {
+            StreamState::Player(p) => p,
+            _ => unreachable_state(),
+        }
+    }
+
+    fn catalog(&self) -> &CatalogState {
+        match self.states.state(&StreamId::Catalog) {
+            StreamState::Catalog(c) => c,
+            _ => unreachable_state(),
+        }
+    }
+
+    fn username_holder(&self, key: &str) -> Option<PlayerId> {
+        match self.states.state(&StreamId::Username(key.to_owned())) {
+            StreamState::Username(holder) => *holder,
+            _ => unreachable_state(),
+        }
+    }
+
+    fn registered_self(&self) -> Result<&PlayerState, Rejection> {
+        let me = self.player(self.actor.identity);
+        if me.is_registered() {
+            Ok(me)
+        } else {
+            Err(Rejection::not_found(
+                "not_registered",
+                "this identity has no player yet: send register_player first",
+            ))
+        }
+    }
+
+    fn registered_other(&self, id: PlayerId) -> Result<&PlayerState, Rejection> {
+        let player = self.player(id);
+        if player.is_registered() {
+            Ok(player)
+        } else {
+            Err(Rejection::not_found(
+                "player_not_found",
+                format!("there is no player {id}"),
+            ))
+        }
+    }
+}
+
+#[track_caller]
+fn unreachable_state() -> ! {
+    // A stream id's kind decides its state's kind (`StreamState::initial`), so a mismatch is a bug
+    // in the caller, not something input can cause.
+    panic!("a stream's state does not match its kind")
+}
+
+/// The events a command causes, each with the stream it lands on, or why it is refused.
+///
+/// # Errors
+/// A [`Rejection`] with the contract's code when the command may not happen now.
+pub fn decide(cmd: &Command, ctx: &Context<'_>) -> Result<Vec<(StreamId, Event)>, Rejection> {
+    if cmd.admin_only() && ctx.actor.role != Role::Admin {
+        return Err(Rejection::forbidden(
+            "forbidden",
+            format!("{} needs an admin token", cmd.name()),
+        ));
+    }
+    let me = ctx.actor.identity;
+    let mine = |events: Vec<Event>| {
+        events
+            .into_iter()
+            .map(|e| (StreamId::Player(me), e))
+            .collect()
+    };
+    match cmd {
+        Command::RegisterPlayer { username } => {
+            if ctx.player(me).is_registered() {
+                return Err(Rejection::conflict(
+                    "already_registered",
+                    "this identity already has a player",
+                ));
+            }
+            if ctx.username_holder(&username.key()).is_some() {
+                return Err(Rejection::conflict(
+                    "username_taken",
+                    format!("the username {username} is taken"),
+                ));
+            }
+            Ok(vec![
+                (
+                    StreamId::Username(username.key()),
+                    Event::UsernameClaimed {
+                        player_id: me,
+                        username: username.clone(),
+                    },
+                ),
+                (
+                    StreamId::Player(me),
+                    Event::PlayerRegistered {
+                        player_id: me,
+                        username: username.clone(),
+                    },
+                ),
+            ])
+        }
+        Command::SetTimezone { timezone } => {
+            let player = ctx.registered_self()?;
+            if player.timezone == *timezone {
+                return Ok(vec![]);
+            }
+            Ok(mine(vec![Event::TimezoneSet {
+                timezone: *timezone,
+            }]))
+        }
+        Command::CompleteLab { lab_id } => {
+            let player = ctx.registered_self()?;
+            let catalog = ctx.catalog();
+            let lab = catalog.labs.get(lab_id).ok_or_else(|| {
+                Rejection::not_found("unknown_lab", format!("there is no lab {lab_id}"))
+            })?;
+            if !catalog.is_unlocked(lab.module, &player.completed_modules) {
+                return Err(Rejection::forbidden(
+                    "module_locked",
+                    format!(
+                        "module {} is locked: complete the modules it requires first",
+                        lab.module
+                    ),
+                ));
+            }
+            if player.completed_labs.contains(lab_id) {
+                return Err(Rejection::conflict(
+                    "lab_already_completed",
+                    format!("lab {lab_id} is already completed"),
+                ));
+            }
+            let mut events = vec![Event::LabCompleted {
+                lab_id: lab_id.clone(),
+                module: lab.module,
+                xp: lab.xp,
+            }];
+            let mut after = player.clone();
+            after.evolve(&events[0]);
+            if after.level > player.level {
+                events.push(Event::LeveledUp { level: after.level });
+            }
+            let module_done = catalog
+                .labs_of(lab.module)
+                .all(|(id, _)| after.completed_labs.contains(id));
+            if module_done && !after.completed_modules.contains(&lab.module) {
+                events.push(Event::ModuleCompleted { module: lab.module });
+                after.completed_modules.insert(lab.module);
+            }
+            events.extend(streak_events(&after, ctx.now));
+            if let Some(Event::StreakUpdated { streak, .. }) = events.last() {
+                after.streak.current = *streak;
+            }
+            events.extend(new_achievements(player, &after));
+            Ok(mine(events))
+        }
+        Command::UpdateStreak => {
+            let player = ctx.registered_self()?;
+            let mut events = streak_events(player, ctx.now);
+            let mut after = player.clone();
+            for e in &events {
+                after.evolve(e);
+            }
+            events.extend(new_achievements(player, &after));
+            Ok(mine(events))
+        }
+        Command::DefineModule {
+            module,
+            title,
+            requires,
+        } => {
+            let catalog = ctx.catalog();
+            if let Some(unknown) = requires.iter().find(|r| !catalog.modules.contains_key(r)) {
+                return Err(Rejection::invalid(
+                    "unknown_module",
+                    format!("module {module} requires module {unknown}, which is not defined"),
+                ));
+            }
+            if catalog.would_cycle(*module, requires) {
+                return Err(Rejection::invalid(
+                    "module_cycle",
+                    format!("module {module} would end up requiring itself"),
+                ));
+            }
+            let unchanged = catalog
+                .modules
+                .get(module)
+                .is_some_and(|m| m.title == *title && m.requires == *requires);
+            if unchanged {
+                return Ok(vec![]);
+            }
+            Ok(vec![(
+                StreamId::Catalog,
+                Event::ModuleDefined {
+                    module: *module,
+                    title: title.clone(),
+                    requires: requires.clone(),
+                },
+            )])
+        }
+        Command::DefineLab {
+            lab_id,
+            module,
+            title,
+            xp,
+        } => {
+            let catalog = ctx.catalog();
+            if !catalog.modules.contains_key(module) {
+                return Err(Rejection::not_found(
+                    "unknown_module",
+                    format!("module {module} is not defined: define_module first"),
+                ));
+            }
+            let unchanged = catalog
+                .labs
+                .get(lab_id)
+                .is_some_and(|l| l.module == *module && l.title == *title && l.xp == *xp);
+            if unchanged {
+                return Ok(vec![]);
+            }
+            Ok(vec![(
+                StreamId::Catalog,
+                Event::LabDefined {
+                    lab_id: lab_id.clone(),
+                    module: *module,
+                    title: title.clone(),
+                    xp: *xp,
+                },
+            )])
+        }
+        Command::GrantAchievement {
+            player_id,
+            achievement,
+        } => {
+            let player = ctx.registered_other(*player_id)?;
+            if player.achievements.contains(achievement) {
+                return Ok(vec![]);
+            }
+            Ok(vec![(
+                StreamId::Player(*player_id),
+                Event::AchievementUnlocked {
+                    achievement: achievement.clone(),
+                },
+            )])
+        }
+        Command::RevokeXp {
+            player_id,
+            xp,
+            reason,
+        } => {
+            let player = ctx.registered_other(*player_id)?;
+            let revoked = u64::from(*xp).min(player.xp);
+            if revoked == 0 {
+                return Ok(vec![]);
+            }
+            Ok(vec![(
+                StreamId::Player(*player_id),
+                Event::XpRevoked {
+                    xp: u32::try_from(revoked).unwrap_or(*xp),
+                    reason: reason.clone(),
+                },
+            )])
+        }
+    }
+}
+
+/// Activity now: a `StreakUpdated` when it moves the streak on the player's local day.
+fn streak_events(player: &PlayerState, now: DateTime<Utc>) -> Vec<Event> {
+    let today = now.with_timezone(&player.timezone.0).date_naive();
+    player
+        .streak
+        .after_activity(today)
+        .map(|s| Event::StreakUpdated {
+            day: today,
+            streak: s.current,
+            longest: s.longest,
+            at: now,
+        })
+        .into_iter()
+        .collect()
+}
+
+/// The built-in achievements `after` has earned that `before` had not.
+fn new_achievements(before: &PlayerState, after: &PlayerState) -> Vec<Event> {
+    let level = level_for_xp(after.xp);
+    let earned = [
+        (Achievement::FIRST_LAB, !after.completed_labs.is_empty()),
+        (Achievement::TEN_LABS, after.completed_labs.len() >= 10),
+        (
+            Achievement::FIRST_MODULE,
+            !after.completed_modules.is_empty(),
+        ),
+        (Achievement::STREAK_7, after.streak.current >= 7),
+        (Achievement::STREAK_30, after.streak.current >= 30),
+        (Achievement::LEVEL_5, level >= 5),
+        (Achievement::LEVEL_10, level >= 10),
+    ];
+    earned
+        .into_iter()
+        .filter(|(_, ok)| *ok)
+        .map(|(name, _)| Achievement::builtin(name))
+        .filter(|a| !before.achievements.contains(a))
+        .map(|achievement| Event::AchievementUnlocked { achievement })
+        .collect()
+}

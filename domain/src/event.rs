@@ -1,0 +1,128 @@
+//! Events: immutable facts, serde-stable. Each is stored as its `type` and its `data` object with a
+//! schema version, so an old event is read through [`Event::from_parts`] even after its shape moves on.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::values::{Achievement, LabId, ModuleNo, PlayerId, Timezone, Username};
+
+/// Every event questlog records. Adding a variant is safe; changing one means a new schema version
+/// and an upcast in [`Event::from_parts`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(
+    tag = "type",
+    content = "data",
+    rename_all = "snake_case",
+    deny_unknown_fields
+)]
+pub enum Event {
+    /// Catalog: a module was defined or redefined.
+    ModuleDefined {
+        module: ModuleNo,
+        title: String,
+        requires: Vec<ModuleNo>,
+    },
+    /// Catalog: a lab was defined or redefined.
+    LabDefined {
+        lab_id: LabId,
+        module: ModuleNo,
+        title: String,
+        xp: u32,
+    },
+    /// Username stream: the name is held by this player for good.
+    UsernameClaimed {
+        player_id: PlayerId,
+        username: Username,
+    },
+    /// Player: registered; starts at level 1 with 0 XP.
+    PlayerRegistered {
+        player_id: PlayerId,
+        username: Username,
+    },
+    /// Player: the time zone whose local days count for streaks.
+    TimezoneSet { timezone: Timezone },
+    /// Player: a lab was completed and its catalog XP granted.
+    LabCompleted {
+        lab_id: LabId,
+        module: ModuleNo,
+        xp: u32,
+    },
+    /// Player: every lab of the module is complete.
+    ModuleCompleted { module: ModuleNo },
+    /// Player: the XP total crossed into a higher level.
+    LeveledUp { level: u32 },
+    /// Player: an achievement was unlocked (built-in or granted by an admin).
+    AchievementUnlocked { achievement: Achievement },
+    /// Player: activity on a local day moved the streak.
+    StreakUpdated {
+        day: NaiveDate,
+        streak: u32,
+        longest: u32,
+        at: DateTime<Utc>,
+    },
+    /// Player: XP taken back by an admin (a compensating event, for cheats).
+    XpRevoked { xp: u32, reason: String },
+}
+
+/// The error of reading a stored event back.
+#[derive(Debug)]
+pub struct DecodeError(pub String);
+
+impl std::fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "cannot decode event: {}", self.0)
+    }
+}
+
+impl std::error::Error for DecodeError {}
+
+impl Event {
+    /// The schema version every event is written with today.
+    pub const SCHEMA_VERSION: i32 = 1;
+
+    /// The stored `type` of this event.
+    pub fn event_type(&self) -> &'static str {
+        match self {
+            Self::ModuleDefined { .. } => "module_defined",
+            Self::LabDefined { .. } => "lab_defined",
+            Self::UsernameClaimed { .. } => "username_claimed",
+            Self::PlayerRegistered { .. } => "player_registered",
+            Self::TimezoneSet { .. } => "timezone_set",
+            Self::LabCompleted { .. } => "lab_completed",
+            Self::ModuleCompleted { .. } => "module_completed",
+            Self::LeveledUp { .. } => "leveled_up",
+            Self::AchievementUnlocked { .. } => "achievement_unlocked",
+            Self::StreakUpdated { .. } => "streak_updated",
+            Self::XpRevoked { .. } => "xp_revoked",
+        }
+    }
+
+    /// The `data` object stored for this event.
+    pub fn data(&self) -> Value {
+        match serde_json::to_value(self) {
+            Ok(Value::Object(mut map)) => map.remove("data").unwrap_or(Value::Null),
+            // Every variant is a struct of plain values: serialisation cannot fail.
+            _ => Value::Null,
+        }
+    }
+
+    /// Reads a stored event back from its parts.
+    ///
+    /// # Errors
+    /// When the type is unknown, the schema version is newer than this code, or the data does not fit.
+    pub fn from_parts(
+        event_type: &str,
+        schema_version: i32,
+        data: Value,
+    ) -> Result<Self, DecodeError> {
+        if schema_version > Self::SCHEMA_VERSION {
+            return Err(DecodeError(format!(
+                "{event_type} has schema version {schema_version}, newer than this build ({})",
+                Self::SCHEMA_VERSION
+            )));
+        }
+        let tagged = serde_json::json!({ "type": event_type, "data": data });
+        serde_json::from_value(tagged).map_err(|e| DecodeError(format!("{event_type}: {e}")))
+    }
+}

@@ -1,0 +1,84 @@
+//! A player's progression, folded from the events of its `player-<id>` stream.
+
+use std::collections::BTreeSet;
+
+use chrono::{DateTime, Utc};
+
+use crate::event::Event;
+use crate::rules::{level_for_xp, Streak};
+use crate::values::{Achievement, LabId, ModuleNo, PlayerId, Timezone, Username};
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PlayerState {
+    /// `None` until `register_player`.
+    pub registered: Option<Registration>,
+    pub timezone: Timezone,
+    pub xp: u64,
+    pub level: u32,
+    pub completed_labs: BTreeSet<LabId>,
+    pub completed_modules: BTreeSet<ModuleNo>,
+    pub achievements: BTreeSet<Achievement>,
+    pub streak: Streak,
+    pub last_activity: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Registration {
+    pub player_id: PlayerId,
+    pub username: Username,
+}
+
+impl PlayerState {
+    pub fn evolve(&mut self, event: &Event) {
+        match event {
+            Event::PlayerRegistered {
+                player_id,
+                username,
+            } => {
+                self.registered = Some(Registration {
+                    player_id: *player_id,
+                    username: username.clone(),
+                });
+                self.level = 1;
+            }
+            Event::TimezoneSet { timezone } => self.timezone = *timezone,
+            Event::LabCompleted { lab_id, xp, .. } => {
+                self.completed_labs.insert(lab_id.clone());
+                self.xp = self.xp.saturating_add(u64::from(*xp));
+                self.level = level_for_xp(self.xp);
+            }
+            Event::ModuleCompleted { module } => {
+                self.completed_modules.insert(*module);
+            }
+            Event::AchievementUnlocked { achievement } => {
+                self.achievements.insert(achievement.clone());
+            }
+            Event::StreakUpdated {
+                day,
+                streak,
+                longest,
+                at,
+            } => {
+                self.streak = Streak {
+                    current: *streak,
+                    longest: *longest,
+                    last_day: Some(*day),
+                };
+                self.last_activity = Some(*at);
+            }
+            Event::XpRevoked { xp, .. } => {
+                self.xp = self.xp.saturating_sub(u64::from(*xp));
+                self.level = level_for_xp(self.xp);
+            }
+            // The level follows the XP; `LeveledUp` is the notification of it.
+            Event::LeveledUp { .. }
+            | Event::ModuleDefined { .. }
+            | Event::LabDefined { .. }
+            | Event::UsernameClaimed { .. } => {}
+        }
+    }
+
+    pub fn is_registered(&self) -> bool {
+        self.registered.is_some()
+    }
+}

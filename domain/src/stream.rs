@@ -1,0 +1,117 @@
+//! Streams: the unit of consistency. Every event belongs to exactly one stream, and a command's
+//! decision is checked against the versions of the streams it read.
+
+use std::fmt;
+use std::str::FromStr;
+
+use uuid::Uuid;
+
+use crate::catalog::CatalogState;
+use crate::event::Event;
+use crate::player::PlayerState;
+use crate::values::PlayerId;
+
+/// The id of a stream, written as `player-<uuid>`, `username-<lowercase name>` or `catalog`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum StreamId {
+    /// The catalog of modules and labs (one stream).
+    Catalog,
+    /// A player's progression.
+    Player(PlayerId),
+    /// The claim on a username (its lowercase key): guarantees uniqueness through the log itself.
+    Username(String),
+}
+
+impl StreamId {
+    /// The stream's type: the first part of its id, used in bus subjects.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Catalog => "catalog",
+            Self::Player(_) => "player",
+            Self::Username(_) => "username",
+        }
+    }
+}
+
+impl fmt::Display for StreamId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Catalog => f.write_str("catalog"),
+            Self::Player(id) => write!(f, "player-{id}"),
+            Self::Username(key) => write!(f, "username-{key}"),
+        }
+    }
+}
+
+/// The error of parsing a stream id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownStream(pub String);
+
+impl fmt::Display for UnknownStream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "not a stream id: {:?}", self.0)
+    }
+}
+
+impl std::error::Error for UnknownStream {}
+
+impl FromStr for StreamId {
+    type Err = UnknownStream;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || UnknownStream(s.to_owned());
+        if s == "catalog" {
+            return Ok(Self::Catalog);
+        }
+        let (kind, rest) = s.split_once('-').ok_or_else(bad)?;
+        match kind {
+            "player" => Uuid::parse_str(rest)
+                .map(|u| Self::Player(PlayerId(u)))
+                .map_err(|_| bad()),
+            "username" if !rest.is_empty() => Ok(Self::Username(rest.to_owned())),
+            _ => Err(bad()),
+        }
+    }
+}
+
+/// The folded state of one stream.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StreamState {
+    Catalog(CatalogState),
+    Player(PlayerState),
+    /// Who holds the username, if anyone.
+    Username(Option<PlayerId>),
+}
+
+impl StreamState {
+    /// The state of a stream with no events.
+    pub fn initial(stream: &StreamId) -> Self {
+        match stream {
+            StreamId::Catalog => Self::Catalog(CatalogState::default()),
+            StreamId::Player(_) => Self::Player(PlayerState::default()),
+            StreamId::Username(_) => Self::Username(None),
+        }
+    }
+
+    /// Applies one event of this stream. Events of another stream's kind are ignored.
+    pub fn evolve(&mut self, event: &Event) {
+        match self {
+            Self::Catalog(state) => state.evolve(event),
+            Self::Player(state) => state.evolve(event),
+            Self::Username(holder) => {
+                if let Event::UsernameClaimed { player_id, .. } = event {
+                    *holder = Some(*player_id);
+                }
+            }
+        }
+    }
+
+    /// Folds a stream's events from its initial state.
+    pub fn fold<'a>(stream: &StreamId, events: impl IntoIterator<Item = &'a Event>) -> Self {
+        let mut state = Self::initial(stream);
+        for event in events {
+            state.evolve(event);
+        }
+        state
+    }
+}

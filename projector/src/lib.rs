@@ -1,0 +1,1 @@
+//! Projectors: fold the published log into read models.

@@ -1,0 +1,1 @@
+//! The query API: read models over HTTP, with read-your-writes.
