@@ -1,1 +1,233 @@
+//! questlog's write side over HTTP: anonymous identities, token refresh, and commands that are
+//! decided by the pure domain and committed together by the group-commit [`writer`].
 
+pub mod writer;
+
+use std::sync::Arc;
+
+use axum::extract::rejection::{BytesRejection, PathRejection};
+use axum::extract::{DefaultBodyLimit, FromRef, Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use bytes::Bytes;
+use questlog_domain::{Command, Role};
+use questlog_store::{EventStore, StoredResponse};
+use questlog_web::problem::{body_rejection, route_not_found};
+use questlog_web::{Authenticated, Problem, TokenKeys};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+pub use writer::{CommandError, CommandOutcome, WriterConfig, WriterHandle};
+
+/// The default limit on a request body: 64 KiB.
+pub const DEFAULT_BODY_LIMIT: usize = 64 * 1024;
+
+/// The longest `Idempotency-Key` accepted.
+pub const MAX_IDEMPOTENCY_KEY: usize = 128;
+
+/// What the command API's handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<dyn EventStore>,
+    pub writer: WriterHandle,
+    pub tokens: TokenKeys,
+}
+
+impl FromRef<AppState> for TokenKeys {
+    fn from_ref(state: &AppState) -> Self {
+        state.tokens.clone()
+    }
+}
+
+/// The command API's routes.
+pub fn router(state: AppState, body_limit: usize) -> Router {
+    Router::new()
+        .route("/v1/identity", post(create_identity))
+        .route("/v1/identity/refresh", post(refresh_identity))
+        .route("/v1/commands/{name}", post(command))
+        .layer(DefaultBodyLimit::max(body_limit))
+        .with_state(state)
+        .fallback(route_not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+}
+
+async fn method_not_allowed() -> Problem {
+    Problem::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this route does not take that method",
+    )
+}
+
+#[derive(Serialize)]
+struct IdentityOut {
+    identity: Uuid,
+    token: String,
+}
+
+/// `POST /v1/identity`: a new anonymous player identity and its token.
+async fn create_identity(State(state): State<AppState>) -> impl IntoResponse {
+    let identity = Uuid::new_v4();
+    let token = state.tokens.issue(identity, Role::Player);
+    (StatusCode::CREATED, Json(IdentityOut { identity, token }))
+}
+
+/// `POST /v1/identity/refresh`: the same identity and role with a fresh expiry.
+async fn refresh_identity(
+    State(state): State<AppState>,
+    auth: Result<Authenticated, Problem>,
+) -> Result<Json<IdentityOut>, Problem> {
+    let Authenticated(actor) = auth?;
+    let token = state.tokens.issue(actor.identity.0, actor.role);
+    Ok(Json(IdentityOut {
+        identity: actor.identity.0,
+        token,
+    }))
+}
+
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, Problem> {
+    let Some(value) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let key = value
+        .to_str()
+        .ok()
+        .filter(|k| !k.is_empty() && k.len() <= MAX_IDEMPOTENCY_KEY);
+    key.map(|k| Some(k.to_owned())).ok_or_else(|| {
+        Problem::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_idempotency_key",
+            format!("Idempotency-Key is 1 to {MAX_IDEMPOTENCY_KEY} visible ASCII characters"),
+        )
+    })
+}
+
+fn correlation_id(headers: &HeaderMap) -> Option<Uuid> {
+    headers
+        .get("x-correlation-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| Uuid::parse_str(v).ok())
+}
+
+/// The fingerprint of a request that an idempotency key is bound to: the command's name and its
+/// body as canonical JSON (so whitespace and key order do not matter).
+fn request_hash(name: &str, body: &[u8]) -> String {
+    let canonical = serde_json::from_slice::<serde_json::Value>(body)
+        .map(|v| v.to_string())
+        .unwrap_or_default();
+    let mut hasher = Sha256::new();
+    hasher.update(name.as_bytes());
+    hasher.update(b"\n");
+    hasher.update(canonical.as_bytes());
+    hex::encode(hasher.finalize())
+}
+
+fn replayed(stored: StoredResponse) -> Response {
+    let outcome = CommandOutcome {
+        command_id: stored.command_id,
+        position: stored.events.last().map_or(stored.head, |e| e.position),
+        events: stored.events.into_iter().map(Into::into).collect(),
+    };
+    let mut response = Json(outcome).into_response();
+    response
+        .headers_mut()
+        .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    response
+}
+
+async fn stored_answer(
+    state: &AppState,
+    identity: Uuid,
+    key: &str,
+    hash: &str,
+) -> Result<Option<Response>, Problem> {
+    let stored = state
+        .store
+        .idempotent_response(identity, key)
+        .await
+        .map_err(store_problem)?;
+    match stored {
+        Some(s) if s.request_hash != hash => Err(Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "idempotency_key_reused",
+            "this Idempotency-Key was used with another request",
+        )),
+        Some(s) => Ok(Some(replayed(s))),
+        None => Ok(None),
+    }
+}
+
+fn store_problem(err: questlog_store::StoreError) -> Problem {
+    match err {
+        questlog_store::StoreError::Unavailable(e) => {
+            tracing::warn!(error = %e, "event store unavailable");
+            Problem::unavailable("the event store is unavailable; retry shortly")
+        }
+        other => {
+            tracing::error!(error = %other, cause = ?std::error::Error::source(&other), "event store failure");
+            Problem::internal()
+        }
+    }
+}
+
+/// `POST /v1/commands/{name}`: decide and commit one command.
+#[tracing::instrument(skip_all, fields(command = tracing::field::Empty))]
+async fn command(
+    State(state): State<AppState>,
+    name: Result<Path<String>, PathRejection>,
+    auth: Result<Authenticated, Problem>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, Problem> {
+    let Authenticated(actor) = auth?;
+    let Path(name) = name.map_err(|e| Problem::bad_request(e.body_text()))?;
+    let body = body.map_err(|e| body_rejection(&e))?;
+    tracing::Span::current().record("command", name.as_str());
+    let key = idempotency_key(&headers)?;
+    let command = Command::parse(&name, &body)?;
+    let idempotency = match key {
+        Some(key) => {
+            let hash = request_hash(&name, &body);
+            if let Some(answer) = stored_answer(&state, actor.identity.0, &key, &hash).await? {
+                return Ok(answer);
+            }
+            Some((key, hash))
+        }
+        None => None,
+    };
+    let raced = idempotency.clone();
+    let request = writer::Request {
+        actor,
+        command,
+        correlation_id: correlation_id(&headers),
+        idempotency,
+    };
+    match state.writer.submit(request).await {
+        Ok(outcome) => Ok(Json(outcome).into_response()),
+        Err(CommandError::Rejected(rejection)) => Err(rejection.into()),
+        Err(CommandError::IdempotencyRace) => {
+            let (key, hash) = raced.unwrap_or_default();
+            match stored_answer(&state, actor.identity.0, &key, &hash).await? {
+                Some(answer) => Ok(answer),
+                None => Err(Problem::new(
+                    StatusCode::CONFLICT,
+                    "conflict",
+                    "a request with the same Idempotency-Key is still in flight; retry",
+                )),
+            }
+        }
+        Err(CommandError::Contended) => Err(Problem::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            "the command kept conflicting with concurrent writes; retry",
+        )
+        .retry_after(1)),
+        Err(CommandError::Unavailable | CommandError::Stopped) => Err(Problem::unavailable(
+            "the event store is unavailable; retry shortly",
+        )),
+        Err(CommandError::Internal) => Err(Problem::internal()),
+    }
+}

@@ -1,1 +1,130 @@
+//! questlog's event log. The [`EventStore`] trait is deliberately narrow (append a batch, read
+//! streams, tail the log, look up an idempotent response) so that another backend can stand
+//! behind it; [`PgEventStore`] is the Postgres one.
 
+mod error;
+mod postgres;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use uuid::Uuid;
+
+pub use error::StoreError;
+pub use postgres::{connect, PgEventStore, MIGRATOR};
+
+/// What an append expects of a stream's version when it commits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExpectedVersion {
+    /// Whatever the stream holds.
+    Any,
+    /// The stream must have no events yet.
+    NoStream,
+    /// The stream must be at exactly this version (its number of events).
+    Exact(u64),
+}
+
+impl ExpectedVersion {
+    /// The expectation that the stream is still at `version` (0: no stream).
+    pub fn at(version: u64) -> Self {
+        if version == 0 {
+            Self::NoStream
+        } else {
+            Self::Exact(version)
+        }
+    }
+}
+
+/// An event on its way into the log.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub event_id: Uuid,
+    pub stream_id: String,
+    pub event_type: String,
+    pub schema_version: i32,
+    pub data: Value,
+    /// Command id, correlation id, causation id and acting identity.
+    pub metadata: Value,
+}
+
+/// An event as the log holds it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordedEvent {
+    pub position: i64,
+    pub event_id: Uuid,
+    pub stream_id: String,
+    pub stream_version: i64,
+    pub event_type: String,
+    pub schema_version: i32,
+    pub data: Value,
+    pub metadata: Value,
+    pub recorded_at: DateTime<Utc>,
+}
+
+/// A command's response kept under its idempotency key.
+#[derive(Debug, Clone)]
+pub struct IdempotencyRecord {
+    pub identity: Uuid,
+    pub key: String,
+    pub request_hash: String,
+    pub command_id: Uuid,
+}
+
+/// One idempotent command of a batch: its record, and which of the batch's events are its own.
+#[derive(Debug, Clone)]
+pub struct IdempotentCommand {
+    pub record: IdempotencyRecord,
+    /// Index of its first event in [`AppendBatch::events`].
+    pub first_event: usize,
+    pub event_count: usize,
+}
+
+/// Everything one atomic append writes: events (in order) checked against expectations.
+#[derive(Debug, Clone, Default)]
+pub struct AppendBatch {
+    pub expectations: Vec<(String, ExpectedVersion)>,
+    pub events: Vec<NewEvent>,
+    pub idempotent: Vec<IdempotentCommand>,
+}
+
+/// Where the appended events landed: `positions[i]` and `versions[i]` belong to `events[i]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Appended {
+    pub positions: Vec<i64>,
+    pub versions: Vec<i64>,
+    /// The log's head after the append.
+    pub head: i64,
+}
+
+/// A stored idempotent response: the command id and the events it appended.
+#[derive(Debug, Clone)]
+pub struct StoredResponse {
+    pub request_hash: String,
+    pub command_id: Uuid,
+    pub events: Vec<RecordedEvent>,
+    pub head: i64,
+}
+
+/// The event log.
+#[async_trait]
+pub trait EventStore: Send + Sync {
+    /// Appends a batch atomically: all of it, or nothing and [`StoreError::Conflict`].
+    async fn append(&self, batch: AppendBatch) -> Result<Appended, StoreError>;
+
+    /// Every event of the given streams, by stream and then version.
+    async fn read_streams(&self, streams: &[String]) -> Result<Vec<RecordedEvent>, StoreError>;
+
+    /// Up to `limit` events after `position`, in log order. Never skips an event that commits
+    /// later with a lower position: a reader may tail the log by position alone.
+    async fn read_all(&self, after: i64, limit: i64) -> Result<Vec<RecordedEvent>, StoreError>;
+
+    /// The position of the last event in the log (0 when empty).
+    async fn head(&self) -> Result<i64, StoreError>;
+
+    /// The response stored for an idempotency key of an identity.
+    async fn idempotent_response(
+        &self,
+        identity: Uuid,
+        key: &str,
+    ) -> Result<Option<StoredResponse>, StoreError>;
+}

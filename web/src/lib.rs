@@ -1,1 +1,10 @@
+//! What questlog's HTTP services share: problem+json errors, bearer tokens, the shutdown signal
+//! and telemetry.
 
+pub mod auth;
+pub mod problem;
+pub mod shutdown;
+pub mod telemetry;
+
+pub use auth::{Authenticated, TokenKeys};
+pub use problem::Problem;

@@ -1,0 +1,166 @@
+//! The application: every service wired onto one listener, built from configuration so that tests
+//! can start it on port 0 against their own database.
+
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router};
+use questlog_command_api::{AppState, WriterConfig};
+use questlog_store::{EventStore, PgEventStore};
+use questlog_web::{Problem, TokenKeys};
+use sqlx::migrate::MigrateDatabase;
+use sqlx::PgPool;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{ServeArgs, StoreArgs};
+use crate::secret::token_secret;
+
+/// Creates the database when it does not exist yet, then runs every pending migration.
+///
+/// # Errors
+/// When Postgres cannot be reached or a migration fails.
+pub async fn prepare_database(url: &str) -> anyhow::Result<PgPool> {
+    if !sqlx::Postgres::database_exists(url)
+        .await
+        .with_context(|| format!("cannot reach Postgres at {}", redact(url)))?
+    {
+        sqlx::Postgres::create_database(url)
+            .await
+            .context("creating the database")?;
+    }
+    let pool = questlog_store::connect(url, 4).context("parsing the database URL")?;
+    questlog_store::MIGRATOR
+        .run(&pool)
+        .await
+        .context("running the migrations")?;
+    Ok(pool)
+}
+
+/// The URL without its password, for messages.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{}{}@{}", &url[..scheme + 3], user, &url[at + 1..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// The token keys for this configuration.
+///
+/// # Errors
+/// When the development secret cannot be read from or kept in the database.
+pub async fn token_keys(store: &StoreArgs, pool: &PgPool) -> anyhow::Result<TokenKeys> {
+    let secret = token_secret(store.token_secret.as_deref(), pool).await?;
+    Ok(TokenKeys::new(
+        &secret,
+        chrono::Duration::days(store.token_ttl_days),
+    ))
+}
+
+/// questlog, bound and ready to serve.
+pub struct Application {
+    listener: TcpListener,
+    router: Router,
+    shutdown: CancellationToken,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+#[derive(Clone)]
+struct Health {
+    pool: PgPool,
+}
+
+impl Application {
+    /// Connects, migrates, binds the listener and starts the background tasks.
+    ///
+    /// # Errors
+    /// When the database cannot be prepared or the address cannot be bound.
+    pub async fn build(
+        store: &StoreArgs,
+        serve: &ServeArgs,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<Self> {
+        prepare_database(&store.database_url).await?.close().await;
+        let pool = questlog_store::connect(&store.database_url, serve.db_pool)
+            .context("parsing the database URL")?;
+        let keys = token_keys(store, &pool).await?;
+        let event_store: Arc<dyn EventStore> = Arc::new(PgEventStore::new(pool.clone()));
+        let (writer, writer_task) = questlog_command_api::writer::spawn(
+            event_store.clone(),
+            WriterConfig {
+                max_batch: serve.max_batch,
+                ..WriterConfig::default()
+            },
+            shutdown.clone(),
+        );
+        let commands = questlog_command_api::router(
+            AppState {
+                store: event_store,
+                writer,
+                tokens: keys,
+            },
+            serve.body_limit,
+        );
+        let health = Router::new()
+            .route("/healthz", get(healthz))
+            .route("/readyz", get(readyz))
+            .with_state(Health { pool });
+        let router = health.merge(commands);
+        let listener = TcpListener::bind(serve.listen)
+            .await
+            .with_context(|| format!("binding {}", serve.listen))?;
+        Ok(Self {
+            listener,
+            router,
+            shutdown,
+            tasks: vec![writer_task],
+        })
+    }
+
+    /// The port it listens on (useful when bound to port 0).
+    pub fn port(&self) -> u16 {
+        self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
+    }
+
+    /// Serves until the shutdown token fires, then drains the background tasks.
+    ///
+    /// # Errors
+    /// When the server fails.
+    pub async fn run(self) -> anyhow::Result<()> {
+        let shutdown = self.shutdown.clone();
+        tracing::info!(address = %self.listener.local_addr()?, "questlog is listening");
+        axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(async move { shutdown.cancelled().await })
+            .await
+            .context("serving HTTP")?;
+        self.shutdown.cancel();
+        for task in self.tasks {
+            let _ = task.await;
+        }
+        Ok(())
+    }
+}
+
+async fn healthz() -> impl IntoResponse {
+    Json(serde_json::json!({ "status": "ok" }))
+}
+
+async fn readyz(State(health): State<Health>) -> Result<impl IntoResponse, Problem> {
+    sqlx::query("SELECT 1")
+        .execute(&health.pool)
+        .await
+        .map_err(|_| Problem::unavailable("Postgres is not reachable"))?;
+    Ok((
+        StatusCode::OK,
+        Json(serde_json::json!({ "status": "ready" })),
+    ))
+}

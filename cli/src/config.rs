@@ -1,0 +1,106 @@
+//! Configuration: one clap-derive struct per command, every field settable by flag or environment.
+
+use std::net::SocketAddr;
+
+use clap::{Args, Parser, Subcommand};
+
+/// questlog: an event-sourced backend for games and learning platforms.
+#[derive(Debug, Parser)]
+#[command(name = "questlog", version, about)]
+pub struct Cli {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    #[command(subcommand)]
+    pub command: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Cmd {
+    /// Create the database if needed and bring its schema up to date.
+    Migrate,
+    /// Run the services (all of them in one process by default).
+    Serve(ServeArgs),
+    /// Manage tokens.
+    #[command(subcommand)]
+    Token(TokenCmd),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCmd {
+    /// Issue a token (the only way to get an admin token).
+    Issue(TokenIssueArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct StoreArgs {
+    /// Postgres URL of the event log and the read models.
+    #[arg(
+        long,
+        env = "QUESTLOG_DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/questlog",
+        global = true
+    )]
+    pub database_url: String,
+
+    /// NATS URL (JetStream must be enabled).
+    #[arg(
+        long,
+        env = "QUESTLOG_NATS_URL",
+        default_value = "nats://127.0.0.1:4222",
+        global = true
+    )]
+    pub nats_url: String,
+
+    /// Secret that signs tokens. When unset, a development secret is generated once and kept in
+    /// the database (with a warning): set it in production.
+    #[arg(
+        long,
+        env = "QUESTLOG_TOKEN_SECRET",
+        hide_env_values = true,
+        global = true
+    )]
+    pub token_secret: Option<String>,
+
+    /// Days a token stays valid.
+    #[arg(
+        long,
+        env = "QUESTLOG_TOKEN_TTL_DAYS",
+        default_value_t = 30,
+        global = true
+    )]
+    pub token_ttl_days: i64,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "QUESTLOG_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+
+    /// Largest request body, in bytes.
+    #[arg(long, env = "QUESTLOG_BODY_LIMIT", default_value_t = questlog_command_api::DEFAULT_BODY_LIMIT)]
+    pub body_limit: usize,
+
+    /// Most commands committed in one transaction.
+    #[arg(long, env = "QUESTLOG_MAX_BATCH", default_value_t = 256)]
+    pub max_batch: usize,
+
+    /// Postgres connections in the pool.
+    #[arg(long, env = "QUESTLOG_DB_POOL", default_value_t = 16)]
+    pub db_pool: u32,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct TokenIssueArgs {
+    /// Issue an admin token.
+    #[arg(long)]
+    pub admin: bool,
+
+    /// The identity the token speaks for (a new one when omitted).
+    #[arg(long)]
+    pub identity: Option<uuid::Uuid>,
+
+    /// Print the identity and token as JSON.
+    #[arg(long)]
+    pub json: bool,
+}

@@ -1,0 +1,440 @@
+//! The group-commit writer: one task that decides commands against cached stream states and appends
+//! every command that arrived meanwhile in one transaction (one round trip for the whole batch).
+//!
+//! Why one task: deciding is pure and takes microseconds, while a durable commit takes a disk
+//! flush. Folding every waiting command into the next commit lets throughput grow with concurrency
+//! instead of being bound by one flush per command. Commands on the same stream in one batch are
+//! decided in order against the state the earlier ones left, so concurrent commands for one player
+//! never conflict with each other; a conflict with another process's append reloads the streams and
+//! decides again, a bounded number of times.
+
+use std::collections::HashMap;
+use std::num::NonZeroUsize;
+use std::sync::Arc;
+
+use chrono::Utc;
+use lru::LruCache;
+use questlog_domain::{
+    decide, Actor, Command, Context, Event, Rejection, States, StreamId, StreamState,
+};
+use questlog_store::{
+    AppendBatch, EventStore, ExpectedVersion, IdempotencyRecord, IdempotentCommand, NewEvent,
+    RecordedEvent, StoreError,
+};
+use serde::Serialize;
+use serde_json::json;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+/// How many times a batch is decided again after conflicting with another writer.
+const MAX_ATTEMPTS: usize = 8;
+
+/// One event of a command's answer.
+#[derive(Debug, Clone, Serialize)]
+pub struct EventOut {
+    pub position: i64,
+    pub stream: String,
+    pub version: i64,
+    #[serde(rename = "type")]
+    pub event_type: String,
+    pub data: serde_json::Value,
+}
+
+impl From<RecordedEvent> for EventOut {
+    fn from(e: RecordedEvent) -> Self {
+        Self {
+            position: e.position,
+            stream: e.stream_id,
+            version: e.stream_version,
+            event_type: e.event_type,
+            data: e.data,
+        }
+    }
+}
+
+/// The answer to an accepted command.
+#[derive(Debug, Clone, Serialize)]
+pub struct CommandOutcome {
+    pub command_id: Uuid,
+    /// The last appended event's position, or the log's head when nothing was appended.
+    pub position: i64,
+    pub events: Vec<EventOut>,
+}
+
+/// Why a command was not accepted.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    #[error(transparent)]
+    Rejected(Rejection),
+    /// The store cannot be reached; nothing was committed, or (if the connection broke during the
+    /// commit) the outcome is unknown and a retry with the same idempotency key is safe.
+    #[error("the event store is unavailable")]
+    Unavailable,
+    /// A fault on our side, logged with its cause.
+    #[error("the command could not be stored")]
+    Internal,
+    /// Another request with the same idempotency key committed first; look its answer up.
+    #[error("the idempotency key was used meanwhile")]
+    IdempotencyRace,
+    /// Kept conflicting with other writers after every retry.
+    #[error("the command kept conflicting with concurrent writes")]
+    Contended,
+    /// The writer has stopped (shutting down).
+    #[error("the command writer has stopped")]
+    Stopped,
+}
+
+/// A command on its way to the writer.
+pub struct Submission {
+    pub actor: Actor,
+    pub command: Command,
+    pub command_id: Uuid,
+    pub correlation_id: Uuid,
+    pub idempotency: Option<IdempotencyRecord>,
+    reply: oneshot::Sender<Result<CommandOutcome, CommandError>>,
+}
+
+/// Sends commands to the writer task.
+#[derive(Clone)]
+pub struct WriterHandle {
+    tx: mpsc::Sender<Submission>,
+}
+
+/// A command as the handler hands it over.
+pub struct Request {
+    pub actor: Actor,
+    pub command: Command,
+    pub correlation_id: Option<Uuid>,
+    pub idempotency: Option<(String, String)>,
+}
+
+impl WriterHandle {
+    /// Decides and commits a command, waiting for its durable commit.
+    ///
+    /// # Errors
+    /// Whatever [`CommandError`] says.
+    pub async fn submit(&self, request: Request) -> Result<CommandOutcome, CommandError> {
+        let command_id = Uuid::now_v7();
+        let (reply, rx) = oneshot::channel();
+        let idempotency = request
+            .idempotency
+            .map(|(key, request_hash)| IdempotencyRecord {
+                identity: request.actor.identity.0,
+                key,
+                request_hash,
+                command_id,
+            });
+        let submission = Submission {
+            actor: request.actor,
+            command: request.command,
+            command_id,
+            correlation_id: request.correlation_id.unwrap_or(command_id),
+            idempotency,
+            reply,
+        };
+        self.tx
+            .send(submission)
+            .await
+            .map_err(|_| CommandError::Stopped)?;
+        rx.await.map_err(|_| CommandError::Stopped)?
+    }
+}
+
+/// Tuning of the writer.
+#[derive(Debug, Clone, Copy)]
+pub struct WriterConfig {
+    /// Most commands in one commit.
+    pub max_batch: usize,
+    /// Streams whose folded state is kept in memory.
+    pub cache_streams: usize,
+}
+
+impl Default for WriterConfig {
+    fn default() -> Self {
+        Self {
+            max_batch: 256,
+            cache_streams: 100_000,
+        }
+    }
+}
+
+/// Starts the writer task; it stops when `shutdown` fires, after finishing the batch at hand.
+pub fn spawn(
+    store: Arc<dyn EventStore>,
+    config: WriterConfig,
+    shutdown: CancellationToken,
+) -> (WriterHandle, tokio::task::JoinHandle<()>) {
+    let (tx, rx) = mpsc::channel(config.max_batch * 4);
+    let cache_size = NonZeroUsize::new(config.cache_streams.max(1)).unwrap_or(NonZeroUsize::MIN);
+    let writer = Writer {
+        store,
+        cache: LruCache::new(cache_size),
+        max_batch: config.max_batch.max(1),
+    };
+    let task = tokio::spawn(writer.run(rx, shutdown));
+    (WriterHandle { tx }, task)
+}
+
+struct Cached {
+    version: u64,
+    state: Arc<StreamState>,
+}
+
+struct Writer {
+    store: Arc<dyn EventStore>,
+    cache: LruCache<StreamId, Cached>,
+    max_batch: usize,
+}
+
+/// The streams one batch works on: the version each had when read, and the state as the batch's
+/// decisions so far have left it.
+#[derive(Default)]
+struct Overlay {
+    streams: HashMap<StreamId, (u64, u64, Arc<StreamState>)>,
+}
+
+impl States for Overlay {
+    fn state(&self, stream: &StreamId) -> &StreamState {
+        // The writer loads every stream of `Command::streams` before deciding.
+        &self.streams[stream].2
+    }
+}
+
+impl Writer {
+    async fn run(mut self, mut rx: mpsc::Receiver<Submission>, shutdown: CancellationToken) {
+        loop {
+            let first = tokio::select! {
+                biased;
+                s = rx.recv() => match s { Some(s) => s, None => break },
+                () = shutdown.cancelled() => break,
+            };
+            let mut batch = vec![first];
+            while batch.len() < self.max_batch {
+                match rx.try_recv() {
+                    Ok(s) => batch.push(s),
+                    Err(_) => break,
+                }
+            }
+            self.process(batch).await;
+        }
+        // Refuse what is still queued rather than leave callers waiting.
+        rx.close();
+        while let Some(s) = rx.recv().await {
+            let _ = s.reply.send(Err(CommandError::Stopped));
+        }
+    }
+
+    async fn process(&mut self, batch: Vec<Submission>) {
+        // A second command with an idempotency key already in this batch waits for the first.
+        let mut seen_keys = std::collections::HashSet::new();
+        let (mut pending, duplicates): (Vec<_>, Vec<_>) = batch.into_iter().partition(|s| {
+            s.idempotency
+                .as_ref()
+                .is_none_or(|r| seen_keys.insert((r.identity, r.key.clone())))
+        });
+        for attempt in 1..=MAX_ATTEMPTS {
+            match self.attempt(pending).await {
+                Attempt::Done => break,
+                Attempt::Retry(again) if attempt < MAX_ATTEMPTS => pending = again,
+                Attempt::Retry(again) => {
+                    for s in again {
+                        let _ = s.reply.send(Err(CommandError::Contended));
+                    }
+                    break;
+                }
+            }
+        }
+        for s in duplicates {
+            let _ = s.reply.send(Err(CommandError::IdempotencyRace));
+        }
+    }
+
+    /// Loads every stream the submissions read that is not cached.
+    async fn load(&mut self, submissions: &[Submission]) -> Result<Overlay, StoreError> {
+        let mut overlay = Overlay::default();
+        let mut missing = Vec::new();
+        for s in submissions {
+            for stream in s.command.streams(&s.actor) {
+                if overlay.streams.contains_key(&stream) {
+                    continue;
+                }
+                if let Some(c) = self.cache.get(&stream) {
+                    overlay
+                        .streams
+                        .insert(stream, (c.version, c.version, c.state.clone()));
+                } else {
+                    missing.push(stream.clone());
+                    overlay.streams.insert(
+                        stream.clone(),
+                        (0, 0, Arc::new(StreamState::initial(&stream))),
+                    );
+                }
+            }
+        }
+        if missing.is_empty() {
+            return Ok(overlay);
+        }
+        let names: Vec<String> = missing.iter().map(ToString::to_string).collect();
+        let by_name: HashMap<&str, &StreamId> = names
+            .iter()
+            .map(String::as_str)
+            .zip(missing.iter())
+            .collect();
+        for recorded in self.store.read_streams(&names).await? {
+            let Some(stream) = by_name.get(recorded.stream_id.as_str()) else {
+                continue;
+            };
+            let event =
+                Event::from_parts(&recorded.event_type, recorded.schema_version, recorded.data)
+                    .map_err(|e| StoreError::Decode(e.to_string()))?;
+            let entry = overlay.streams.get_mut(*stream).expect("inserted above");
+            Arc::make_mut(&mut entry.2).evolve(&event);
+            let version = u64::try_from(recorded.stream_version).unwrap_or(0);
+            entry.0 = version;
+            entry.1 = version;
+        }
+        Ok(overlay)
+    }
+
+    async fn attempt(&mut self, submissions: Vec<Submission>) -> Attempt {
+        let mut overlay = match self.load(&submissions).await {
+            Ok(o) => o,
+            Err(e) => {
+                fail_all(submissions, &e);
+                return Attempt::Done;
+            }
+        };
+        let now = Utc::now();
+        let mut batch = AppendBatch::default();
+        let mut accepted: Vec<(Submission, usize, usize)> = Vec::with_capacity(submissions.len());
+        for s in submissions {
+            let ctx = Context {
+                actor: s.actor,
+                now,
+                states: &overlay,
+            };
+            let events = match decide(&s.command, &ctx) {
+                Ok(events) => events,
+                Err(rejection) => {
+                    let _ = s.reply.send(Err(CommandError::Rejected(rejection)));
+                    continue;
+                }
+            };
+            let first = batch.events.len();
+            let metadata = json!({
+                "command_id": s.command_id,
+                "command": s.command.name(),
+                "correlation_id": s.correlation_id,
+                "causation_id": s.command_id,
+                "identity": s.actor.identity,
+                "role": s.actor.role,
+            });
+            for (stream, event) in &events {
+                let entry = overlay
+                    .streams
+                    .get_mut(stream)
+                    .expect("decide only writes to the streams the command reads");
+                Arc::make_mut(&mut entry.2).evolve(event);
+                entry.1 += 1;
+                batch.events.push(NewEvent {
+                    event_id: Uuid::now_v7(),
+                    stream_id: stream.to_string(),
+                    event_type: event.event_type().to_owned(),
+                    schema_version: Event::SCHEMA_VERSION,
+                    data: event.data(),
+                    metadata: metadata.clone(),
+                });
+            }
+            if let Some(record) = &s.idempotency {
+                batch.idempotent.push(IdempotentCommand {
+                    record: record.clone(),
+                    first_event: first,
+                    event_count: events.len(),
+                });
+            }
+            accepted.push((s, first, events.len()));
+        }
+        if accepted.is_empty() {
+            return Attempt::Done;
+        }
+        batch.expectations = overlay
+            .streams
+            .iter()
+            .map(|(stream, (read, _, _))| (stream.to_string(), ExpectedVersion::at(*read)))
+            .collect();
+        let events = batch.events.clone();
+        match self.store.append(batch).await {
+            Ok(appended) => {
+                for (stream, (_, version, state)) in overlay.streams {
+                    self.cache.put(stream, Cached { version, state });
+                }
+                for (s, first, count) in accepted {
+                    let out = (first..first + count)
+                        .map(|i| EventOut {
+                            position: appended.positions[i],
+                            stream: events[i].stream_id.clone(),
+                            version: appended.versions[i],
+                            event_type: events[i].event_type.clone(),
+                            data: events[i].data.clone(),
+                        })
+                        .collect::<Vec<_>>();
+                    let position = out.last().map_or(appended.head, |e| e.position);
+                    let _ = s.reply.send(Ok(CommandOutcome {
+                        command_id: s.command_id,
+                        position,
+                        events: out,
+                    }));
+                }
+                Attempt::Done
+            }
+            Err(StoreError::Conflict(conflicts)) => {
+                tracing::debug!(?conflicts, "append conflicted; deciding again");
+                for stream in overlay.streams.keys() {
+                    self.cache.pop(stream);
+                }
+                let raced: Vec<&str> = conflicts
+                    .iter()
+                    .filter_map(|c| c.strip_prefix("idempotency_key: "))
+                    .collect();
+                let mut again = Vec::with_capacity(accepted.len());
+                for (s, _, _) in accepted {
+                    let lost_race = s
+                        .idempotency
+                        .as_ref()
+                        .is_some_and(|r| raced.contains(&r.key.as_str()));
+                    if lost_race {
+                        let _ = s.reply.send(Err(CommandError::IdempotencyRace));
+                    } else {
+                        again.push(s);
+                    }
+                }
+                Attempt::Retry(again)
+            }
+            Err(e) => {
+                // The outcome is unknown (the commit may have happened): forget what we cached.
+                for stream in overlay.streams.keys() {
+                    self.cache.pop(stream);
+                }
+                fail_all(accepted.into_iter().map(|(s, _, _)| s), &e);
+                Attempt::Done
+            }
+        }
+    }
+}
+
+enum Attempt {
+    Done,
+    Retry(Vec<Submission>),
+}
+
+fn fail_all(submissions: impl IntoIterator<Item = Submission>, error: &StoreError) {
+    tracing::error!(error = %error, cause = ?std::error::Error::source(error), "append failed");
+    for s in submissions {
+        let answer = match error {
+            StoreError::Unavailable(_) => CommandError::Unavailable,
+            _ => CommandError::Internal,
+        };
+        let _ = s.reply.send(Err(answer));
+    }
+}

@@ -1,0 +1,60 @@
+//! The store's errors: a conflict the caller can retry, the store being unreachable, or a fault.
+
+/// Why an operation on the log failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// An expectation failed or an idempotency key was taken meanwhile; nothing was written.
+    #[error("append conflict: {}", .0.join("; "))]
+    Conflict(Vec<String>),
+    /// The database cannot be reached right now; retrying later may work.
+    #[error("the event store is unavailable")]
+    Unavailable(#[source] sqlx::Error),
+    /// A stored event this build cannot read back.
+    #[error("cannot decode a stored event: {0}")]
+    Decode(String),
+    /// Anything else: a bug or a broken database.
+    #[error("event store failure")]
+    Database(#[source] sqlx::Error),
+}
+
+impl StoreError {
+    /// Sorts an sqlx error into unavailable (connection-level) or a database fault.
+    pub fn from_sqlx(err: sqlx::Error) -> Self {
+        if is_unavailable(&err) {
+            Self::Unavailable(err)
+        } else {
+            Self::Database(err)
+        }
+    }
+
+    /// The names of the conflicting streams or keys, when this is a conflict.
+    pub fn conflicts(&self) -> Option<&[String]> {
+        match self {
+            Self::Conflict(c) => Some(c),
+            _ => None,
+        }
+    }
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(err: sqlx::Error) -> Self {
+        Self::from_sqlx(err)
+    }
+}
+
+/// Whether an sqlx error means the database is out of reach (as opposed to a query's fault).
+pub fn is_unavailable(err: &sqlx::Error) -> bool {
+    match err {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed
+        | sqlx::Error::Protocol(_) => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+            // 08: connection exception; 57P0x: shutdown / cannot connect now; 53300: too many connections.
+            code.starts_with("08") || code.starts_with("57P") || code == "53300"
+        }),
+        _ => false,
+    }
+}
