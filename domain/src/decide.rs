@@ -197,16 +197,19 @@ pub fn decide(cmd: &Command, ctx: &Context<'_>) -> Result<Vec<(StreamId, Event)>
             requires,
         } => {
             let catalog = ctx.catalog();
-            if let Some(unknown) = requires.iter().find(|r| !catalog.modules.contains_key(r)) {
-                return Err(Rejection::invalid(
-                    "unknown_module",
-                    format!("module {module} requires module {unknown}, which is not defined"),
-                ));
-            }
+            // Before the unknown-module check: a new module that requires itself is a cycle, not a
+            // requirement on an undefined module.
             if catalog.would_cycle(*module, requires) {
                 return Err(Rejection::invalid(
                     "module_cycle",
                     format!("module {module} would end up requiring itself"),
+                ));
+            }
+            // Not found, as for `define_lab`: one code, one status.
+            if let Some(unknown) = requires.iter().find(|r| !catalog.modules.contains_key(r)) {
+                return Err(Rejection::not_found(
+                    "unknown_module",
+                    format!("module {module} requires module {unknown}, which is not defined"),
                 ));
             }
             let unchanged = catalog

@@ -11,6 +11,11 @@ pub mod rules;
 pub mod stream;
 pub mod values;
 
+#[cfg(test)]
+mod testing;
+#[cfg(test)]
+mod tests;
+
 use std::fmt;
 
 pub use command::{Actor, Command, Role};

@@ -9,7 +9,7 @@ use uuid::Uuid;
 use crate::catalog::CatalogState;
 use crate::event::Event;
 use crate::player::PlayerState;
-use crate::values::PlayerId;
+use crate::values::{PlayerId, Username};
 
 /// The id of a stream, written as `player-<uuid>`, `username-<lowercase name>` or `catalog`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -68,7 +68,11 @@ impl FromStr for StreamId {
             "player" => Uuid::parse_str(rest)
                 .map(|u| Self::Player(PlayerId(u)))
                 .map_err(|_| bad()),
-            "username" if !rest.is_empty() => Ok(Self::Username(rest.to_owned())),
+            // A username stream holds the name's lowercase key: `username-Ada` is Ada's stream, and
+            // what no username could be is no stream.
+            "username" => Username::parse(rest)
+                .map(|name| Self::Username(name.key()))
+                .map_err(|_| bad()),
             _ => Err(bad()),
         }
     }
