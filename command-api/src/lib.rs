@@ -207,7 +207,16 @@ async fn command(
     };
     match state.writer.submit(request).await {
         Ok(outcome) => Ok(Json(outcome).into_response()),
-        Err(CommandError::Rejected(rejection)) => Err(rejection.into()),
+        Err(CommandError::Rejected(rejection)) => {
+            // A twin request with the same key may have committed after our look-up; its
+            // answer, not a refusal caused by its own effects, is what this retry should get.
+            if let Some((key, hash)) = &raced {
+                if let Some(answer) = stored_answer(&state, actor.identity.0, key, hash).await? {
+                    return Ok(answer);
+                }
+            }
+            Err(rejection.into())
+        }
         Err(CommandError::IdempotencyRace) => {
             let (key, hash) = raced.unwrap_or_default();
             match stored_answer(&state, actor.identity.0, &key, &hash).await? {

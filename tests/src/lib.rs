@@ -1,1 +1,288 @@
+//! The test harness: a database of its own per test, and questlog started on port 0 against it,
+//! driven over HTTP like a client would.
 
+use std::sync::Once;
+
+use questlog::config::{ServeArgs, StoreArgs};
+use questlog::Application;
+use questlog_domain::Role;
+use questlog_web::TokenKeys;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+/// Where the tests find Postgres (a maintenance database to create test databases from).
+pub fn admin_database_url() -> String {
+    std::env::var("QUESTLOG_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+/// Where the tests find NATS.
+pub fn nats_url() -> String {
+    std::env::var("QUESTLOG_TEST_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".to_owned())
+}
+
+fn database_url(name: &str) -> String {
+    let admin = admin_database_url();
+    let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
+    format!("{base}/{name}")
+}
+
+/// Logs only when `TEST_LOG` is set.
+pub fn init_logging() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        if std::env::var_os("TEST_LOG").is_some() {
+            questlog_web::telemetry::init("info,sqlx=warn");
+        }
+    });
+}
+
+/// A database that exists for one test and is dropped (forcefully) when the test ends, pass or fail.
+pub struct TestDb {
+    pub name: String,
+    pub url: String,
+}
+
+impl TestDb {
+    /// A fresh, empty database with questlog's schema.
+    ///
+    /// # Panics
+    /// When Postgres cannot be reached.
+    pub async fn create() -> Self {
+        let name = format!("questlog_test_{}", Uuid::new_v4().simple());
+        let url = database_url(&name);
+        questlog::app::prepare_database(&url)
+            .await
+            .expect("Postgres must be reachable: run the suite through scripts/test.sh")
+            .close()
+            .await;
+        Self { name, url }
+    }
+
+    /// A pool on this database.
+    ///
+    /// # Panics
+    /// On a malformed URL.
+    pub fn pool(&self, size: u32) -> sqlx::PgPool {
+        questlog_store::connect(&self.url, size).expect("valid URL")
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if self.name.is_empty() {
+            return;
+        }
+        let name = self.name.clone();
+        // Drop may run inside a runtime that is shutting down: use a thread with its own.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build();
+            if let Ok(rt) = rt {
+                rt.block_on(async {
+                    use sqlx::Connection;
+                    if let Ok(mut conn) = sqlx::PgConnection::connect(&admin_database_url()).await {
+                        let _ = sqlx::query(&format!(
+                            "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
+                        ))
+                        .execute(&mut conn)
+                        .await;
+                    }
+                });
+            }
+        })
+        .join();
+    }
+}
+
+/// The token secret every test app signs with.
+pub const TEST_SECRET: &str = "questlog-test-secret";
+
+/// questlog running on port 0 against its own database.
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    pub keys: TokenKeys,
+    pub shutdown: CancellationToken,
+    task: Option<JoinHandle<anyhow::Result<()>>>,
+    // Declared last: dropped after the app is stopped.
+    pub db: TestDb,
+}
+
+/// A registered player as a client holds it.
+#[derive(Debug, Clone)]
+pub struct Player {
+    pub id: Uuid,
+    pub token: String,
+}
+
+impl TestApp {
+    /// Starts questlog on a new database.
+    pub async fn spawn() -> Self {
+        Self::spawn_on(TestDb::create().await).await
+    }
+
+    /// Starts questlog on an existing test database (a restart, or a second replica).
+    ///
+    /// # Panics
+    /// When the application cannot start.
+    pub async fn spawn_on(db: TestDb) -> Self {
+        init_logging();
+        let store = store_args(&db.url);
+        let serve = ServeArgs {
+            listen: "127.0.0.1:0".parse().expect("valid address"),
+            body_limit: questlog_command_api::DEFAULT_BODY_LIMIT,
+            max_batch: 256,
+            db_pool: 8,
+        };
+        let shutdown = CancellationToken::new();
+        let app = Application::build(&store, &serve, shutdown.clone())
+            .await
+            .expect("questlog starts");
+        let address = format!("http://127.0.0.1:{}", app.port());
+        let task = tokio::spawn(app.run());
+        Self {
+            address,
+            client: reqwest::Client::new(),
+            keys: TokenKeys::new(TEST_SECRET.as_bytes(), chrono::Duration::days(30)),
+            shutdown,
+            task: Some(task),
+            db,
+        }
+    }
+
+    /// Stops the app gracefully and hands back its database (to start another app on it).
+    ///
+    /// # Panics
+    /// When the app failed while running.
+    pub async fn stop(mut self) -> TestDb {
+        self.shutdown.cancel();
+        if let Some(task) = self.task.take() {
+            task.await.expect("app task").expect("app ran cleanly");
+        }
+        TestDb {
+            name: std::mem::take(&mut self.db.name),
+            url: std::mem::take(&mut self.db.url),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.address, path)
+    }
+
+    /// An admin token, as `questlog token issue --admin` makes one.
+    pub fn admin_token(&self) -> String {
+        self.keys.issue(Uuid::new_v4(), Role::Admin)
+    }
+
+    /// Sends a command; returns the status and the JSON body.
+    ///
+    /// # Panics
+    /// When the request fails at the transport level or the body is not JSON.
+    pub async fn command(&self, token: &str, name: &str, body: &Value) -> (StatusCode, Value) {
+        let response = self
+            .client
+            .post(self.url(&format!("/v1/commands/{name}")))
+            .bearer_auth(token)
+            .json(body)
+            .send()
+            .await
+            .expect("request sent");
+        let status = response.status();
+        (status, response.json().await.expect("JSON body"))
+    }
+
+    /// Sends a command that must succeed.
+    ///
+    /// # Panics
+    /// When it does not.
+    pub async fn ok(&self, token: &str, name: &str, body: Value) -> Value {
+        let (status, out) = self.command(token, name, &body).await;
+        assert_eq!(status, StatusCode::OK, "{name} {body} answered {out}");
+        out
+    }
+
+    /// A new identity.
+    ///
+    /// # Panics
+    /// When the route fails.
+    pub async fn identity(&self) -> Player {
+        let response = self
+            .client
+            .post(self.url("/v1/identity"))
+            .send()
+            .await
+            .expect("request sent");
+        assert_eq!(response.status(), StatusCode::CREATED);
+        let body: Value = response.json().await.expect("JSON");
+        Player {
+            id: body["identity"]
+                .as_str()
+                .and_then(|s| s.parse().ok())
+                .expect("identity"),
+            token: body["token"].as_str().expect("token").to_owned(),
+        }
+    }
+
+    /// A new identity with a registered player.
+    pub async fn player(&self, username: &str) -> Player {
+        let p = self.identity().await;
+        self.ok(&p.token, "register_player", json!({ "username": username }))
+            .await;
+        p
+    }
+
+    /// Defines module 1 with `labs` labs (`lab-1` …) worth `xp` each.
+    pub async fn catalog(&self, labs: usize, xp: u32) -> String {
+        let admin = self.admin_token();
+        self.ok(
+            &admin,
+            "define_module",
+            json!({ "module": 1, "title": "Basics" }),
+        )
+        .await;
+        for i in 1..=labs {
+            self.ok(
+                &admin,
+                "define_lab",
+                json!({ "lab_id": format!("lab-{i}"), "module": 1, "title": format!("Lab {i}"), "xp": xp }),
+            )
+            .await;
+        }
+        admin
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// The store configuration a test app runs with.
+pub fn store_args(database_url: &str) -> StoreArgs {
+    StoreArgs {
+        database_url: database_url.to_owned(),
+        nats_url: nats_url(),
+        token_secret: Some(TEST_SECRET.to_owned()),
+        token_ttl_days: 30,
+    }
+}
+
+/// Counts the events in a test database's log.
+///
+/// # Panics
+/// When the database cannot be read.
+pub async fn event_count(db: &TestDb) -> i64 {
+    let pool = db.pool(1);
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
+        .fetch_one(&pool)
+        .await
+        .expect("count events");
+    pool.close().await;
+    n
+}
