@@ -3,6 +3,7 @@
 //! behind it; [`PgEventStore`] is the Postgres one.
 
 mod error;
+pub mod leader;
 mod postgres;
 
 use async_trait::async_trait;
@@ -11,7 +12,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 pub use error::StoreError;
-pub use postgres::{connect, PgEventStore, MIGRATOR};
+pub use postgres::{connect, read_after, PgEventStore, MIGRATOR};
 
 /// What an append expects of a stream's version when it commits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,8 +48,8 @@ pub struct NewEvent {
     pub metadata: Value,
 }
 
-/// An event as the log holds it.
-#[derive(Debug, Clone, PartialEq)]
+/// An event as the log holds it (and as the bus carries it).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct RecordedEvent {
     pub position: i64,
     pub event_id: Uuid,

@@ -53,6 +53,30 @@ fn recorded(row: &sqlx::postgres::PgRow) -> Result<RecordedEvent, sqlx::Error> {
     })
 }
 
+/// Up to `limit` events after `position`, in log order, on any connection or pool. Gap-free: the
+/// append lock makes positions visible in order (see `questlog_append`).
+///
+/// # Errors
+/// When the query fails.
+pub async fn read_after<'e, E: sqlx::PgExecutor<'e>>(
+    executor: E,
+    after: i64,
+    limit: i64,
+) -> Result<Vec<RecordedEvent>, StoreError> {
+    let sql = format!(
+        "SELECT {EVENT_COLUMNS} FROM events WHERE position > $1 ORDER BY position LIMIT $2"
+    );
+    let rows = sqlx::query(&sql)
+        .bind(after)
+        .bind(limit)
+        .fetch_all(executor)
+        .await?;
+    rows.iter()
+        .map(recorded)
+        .collect::<Result<_, _>>()
+        .map_err(StoreError::from_sqlx)
+}
+
 impl PgEventStore {
     pub fn new(pool: PgPool) -> Self {
         Self { pool }

@@ -1,0 +1,52 @@
+//! Leadership among replicas: a Postgres session advisory lock held by one connection. The leader
+//! does its database work on that same connection, so losing the connection both ends the work and
+//! frees the lock for a standby.
+
+use std::time::Duration;
+
+use sqlx::{Connection, PgConnection};
+use tokio_util::sync::CancellationToken;
+
+/// The lock key of a role (`relay`, `projector:players`, …): a stable 64-bit hash of its name.
+pub fn lock_key(role: &str) -> i64 {
+    // FNV-1a: stable across builds and platforms, unlike std's hasher.
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in role.bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    i64::from_ne_bytes(hash.to_ne_bytes())
+}
+
+/// Waits until this process holds the lock for `role`, retrying every `retry`. Returns the
+/// connection that holds it, or `None` when `shutdown` fires first.
+pub async fn acquire(
+    database_url: &str,
+    role: &str,
+    retry: Duration,
+    shutdown: &CancellationToken,
+) -> Option<PgConnection> {
+    let key = lock_key(role);
+    loop {
+        let attempt = async {
+            let mut conn = PgConnection::connect(database_url).await?;
+            let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+                .bind(key)
+                .fetch_one(&mut conn)
+                .await?;
+            Ok::<_, sqlx::Error>(got.then_some(conn))
+        };
+        match attempt.await {
+            Ok(Some(conn)) => {
+                tracing::info!(role, "leadership acquired");
+                return Some(conn);
+            }
+            Ok(None) => tracing::debug!(role, "another replica leads; standing by"),
+            Err(e) => tracing::warn!(role, error = %e, "cannot reach Postgres to elect a leader"),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(retry) => {}
+            () = shutdown.cancelled() => return None,
+        }
+    }
+}

@@ -1,0 +1,324 @@
+//! The projections: how each read model folds events, through the domain's pure `evolve`.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use anyhow::Context as _;
+use async_trait::async_trait;
+use chrono::{DateTime, NaiveDate, Utc};
+use questlog_bus::{Change, ChangeOp};
+use questlog_domain::player::{PlayerState, Registration};
+use questlog_domain::rules::Streak;
+use questlog_domain::values::{Achievement, LabId, PlayerId, Timezone, Username};
+use questlog_domain::{Event, StreamId};
+use questlog_store::RecordedEvent;
+use sqlx::{PgConnection, QueryBuilder, Row};
+use uuid::Uuid;
+
+use crate::Projection;
+
+fn decode(event: &RecordedEvent) -> anyhow::Result<Event> {
+    Event::from_parts(&event.event_type, event.schema_version, event.data.clone())
+        .with_context(|| format!("event at position {}", event.position))
+}
+
+fn upsert(topic: String, key: String, position: i64) -> Change {
+    Change {
+        topic,
+        key,
+        op: ChangeOp::Upsert,
+        position,
+    }
+}
+
+/// A player's row: the aggregate's own state plus the positions the read model needs.
+#[derive(Debug, Clone)]
+pub struct PlayerRow {
+    pub state: PlayerState,
+    /// Where the player reached the current XP (ties on the leaderboard go to the earlier).
+    pub xp_position: i64,
+    pub updated_position: i64,
+}
+
+impl PlayerRow {
+    /// Folds one event of the player's stream at `position`. Returns whether the leaderboard
+    /// (XP or name) moved.
+    pub fn apply(&mut self, event: &Event, position: i64) -> bool {
+        let before = self.state.xp;
+        let was_registered = self.state.is_registered();
+        self.state.evolve(event);
+        self.updated_position = position;
+        let ranked = self.state.xp != before || (!was_registered && self.state.is_registered());
+        if ranked {
+            self.xp_position = position;
+        }
+        ranked
+    }
+}
+
+/// Profiles and the leaderboard (`rm_players`).
+pub struct Players;
+
+async fn load_players(
+    tx: &mut PgConnection,
+    ids: &[Uuid],
+) -> anyhow::Result<BTreeMap<Uuid, PlayerRow>> {
+    let rows = sqlx::query(
+        "SELECT player_id, username, xp, level, xp_position, streak, longest_streak, streak_day, timezone, \
+         last_activity, completed_labs, completed_modules, achievements, updated_position \
+         FROM rm_players WHERE player_id = ANY($1)",
+    )
+    .bind(ids)
+    .fetch_all(&mut *tx)
+    .await
+    .context("loading players")?;
+    let mut out = BTreeMap::new();
+    for row in rows {
+        let id: Uuid = row.try_get("player_id")?;
+        let username: String = row.try_get("username")?;
+        let labs: Vec<String> = row.try_get("completed_labs")?;
+        let modules: Vec<i32> = row.try_get("completed_modules")?;
+        let achievements: Vec<String> = row.try_get("achievements")?;
+        let timezone: String = row.try_get("timezone")?;
+        let state = PlayerState {
+            registered: Some(Registration {
+                player_id: PlayerId(id),
+                username: Username::parse(&username).context("stored username")?,
+            }),
+            timezone: Timezone::parse(&timezone).unwrap_or_default(),
+            xp: u64::try_from(row.try_get::<i64, _>("xp")?).unwrap_or(0),
+            level: u32::try_from(row.try_get::<i32, _>("level")?).unwrap_or(1),
+            completed_labs: labs.iter().filter_map(|l| LabId::parse(l).ok()).collect(),
+            completed_modules: modules
+                .iter()
+                .filter_map(|m| u32::try_from(*m).ok())
+                .collect(),
+            achievements: achievements
+                .iter()
+                .filter_map(|a| Achievement::parse(a).ok())
+                .collect(),
+            streak: Streak {
+                current: u32::try_from(row.try_get::<i32, _>("streak")?).unwrap_or(0),
+                longest: u32::try_from(row.try_get::<i32, _>("longest_streak")?).unwrap_or(0),
+                last_day: row.try_get::<Option<NaiveDate>, _>("streak_day")?,
+            },
+            last_activity: row.try_get::<Option<DateTime<Utc>>, _>("last_activity")?,
+        };
+        out.insert(
+            id,
+            PlayerRow {
+                state,
+                xp_position: row.try_get("xp_position")?,
+                updated_position: row.try_get("updated_position")?,
+            },
+        );
+    }
+    Ok(out)
+}
+
+fn int(n: impl TryInto<i32>) -> i32 {
+    n.try_into().unwrap_or(i32::MAX)
+}
+
+async fn save_players(
+    tx: &mut PgConnection,
+    rows: &BTreeMap<Uuid, PlayerRow>,
+) -> anyhow::Result<()> {
+    let registered: Vec<(&Uuid, &PlayerRow, &Registration)> = rows
+        .iter()
+        .filter_map(|(id, r)| r.state.registered.as_ref().map(|reg| (id, r, reg)))
+        .collect();
+    if registered.is_empty() {
+        return Ok(());
+    }
+    let mut query = QueryBuilder::new(
+        "INSERT INTO rm_players (player_id, username, xp, level, xp_position, streak, longest_streak, streak_day, \
+         timezone, last_activity, completed_labs, completed_modules, achievements, updated_position) ",
+    );
+    query.push_values(registered, |mut b, (id, row, reg)| {
+        let s = &row.state;
+        b.push_bind(*id)
+            .push_bind(reg.username.as_str().to_owned())
+            .push_bind(i64::try_from(s.xp).unwrap_or(i64::MAX))
+            .push_bind(int(s.level))
+            .push_bind(row.xp_position)
+            .push_bind(int(s.streak.current))
+            .push_bind(int(s.streak.longest))
+            .push_bind(s.streak.last_day)
+            .push_bind(s.timezone.name())
+            .push_bind(s.last_activity)
+            .push_bind(
+                s.completed_labs
+                    .iter()
+                    .map(|l| l.as_str().to_owned())
+                    .collect::<Vec<_>>(),
+            )
+            .push_bind(
+                s.completed_modules
+                    .iter()
+                    .map(|m| int(*m))
+                    .collect::<Vec<_>>(),
+            )
+            .push_bind(
+                s.achievements
+                    .iter()
+                    .map(|a| a.as_str().to_owned())
+                    .collect::<Vec<_>>(),
+            )
+            .push_bind(row.updated_position);
+    });
+    query.push(
+        " ON CONFLICT (player_id) DO UPDATE SET username = EXCLUDED.username, xp = EXCLUDED.xp, \
+         level = EXCLUDED.level, xp_position = EXCLUDED.xp_position, streak = EXCLUDED.streak, \
+         longest_streak = EXCLUDED.longest_streak, streak_day = EXCLUDED.streak_day, timezone = EXCLUDED.timezone, \
+         last_activity = EXCLUDED.last_activity, completed_labs = EXCLUDED.completed_labs, \
+         completed_modules = EXCLUDED.completed_modules, achievements = EXCLUDED.achievements, \
+         updated_position = EXCLUDED.updated_position",
+    );
+    query
+        .build()
+        .execute(&mut *tx)
+        .await
+        .context("saving players")?;
+    Ok(())
+}
+
+#[async_trait]
+impl Projection for Players {
+    fn name(&self) -> &'static str {
+        "players"
+    }
+
+    async fn apply(
+        &self,
+        tx: &mut PgConnection,
+        events: &[RecordedEvent],
+    ) -> anyhow::Result<Vec<Change>> {
+        let mut touched: Vec<(Uuid, &RecordedEvent)> = Vec::new();
+        for e in events {
+            if let Ok(StreamId::Player(id)) = e.stream_id.parse::<StreamId>() {
+                touched.push((id.0, e));
+            }
+        }
+        if touched.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<Uuid> = touched
+            .iter()
+            .map(|(id, _)| *id)
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let mut rows = load_players(tx, &ids).await?;
+        let mut changes = Vec::new();
+        for (id, recorded) in touched {
+            let event = decode(recorded)?;
+            let row = rows.entry(id).or_insert_with(|| PlayerRow {
+                state: PlayerState::default(),
+                xp_position: recorded.position,
+                updated_position: recorded.position,
+            });
+            let ranked = row.apply(&event, recorded.position);
+            changes.push(upsert(
+                format!("player:{id}"),
+                id.to_string(),
+                recorded.position,
+            ));
+            if ranked {
+                changes.push(upsert(
+                    "leaderboard".to_owned(),
+                    id.to_string(),
+                    recorded.position,
+                ));
+            }
+        }
+        save_players(tx, &rows).await?;
+        Ok(changes)
+    }
+}
+
+/// Modules and labs (`rm_modules`, `rm_labs`).
+pub struct Catalog;
+
+#[async_trait]
+impl Projection for Catalog {
+    fn name(&self) -> &'static str {
+        "catalog"
+    }
+
+    async fn apply(
+        &self,
+        tx: &mut PgConnection,
+        events: &[RecordedEvent],
+    ) -> anyhow::Result<Vec<Change>> {
+        let mut changes = Vec::new();
+        for recorded in events.iter().filter(|e| e.stream_id == "catalog") {
+            match decode(recorded)? {
+                Event::ModuleDefined {
+                    module,
+                    title,
+                    requires,
+                } => {
+                    sqlx::query(
+                        "INSERT INTO rm_modules (module, title, requires) VALUES ($1, $2, $3) \
+                         ON CONFLICT (module) DO UPDATE SET title = EXCLUDED.title, requires = EXCLUDED.requires",
+                    )
+                    .bind(int(module))
+                    .bind(&title)
+                    .bind(requires.iter().map(|m| int(*m)).collect::<Vec<_>>())
+                    .execute(&mut *tx)
+                    .await
+                    .context("saving a module")?;
+                    changes.push(upsert(
+                        "catalog".to_owned(),
+                        format!("module:{module}"),
+                        recorded.position,
+                    ));
+                }
+                Event::LabDefined {
+                    lab_id,
+                    module,
+                    title,
+                    xp,
+                } => {
+                    sqlx::query(
+                        "INSERT INTO rm_labs (lab_id, module, title, xp) VALUES ($1, $2, $3, $4) \
+                         ON CONFLICT (lab_id) DO UPDATE SET module = EXCLUDED.module, title = EXCLUDED.title, xp = EXCLUDED.xp",
+                    )
+                    .bind(lab_id.as_str())
+                    .bind(int(module))
+                    .bind(&title)
+                    .bind(int(xp))
+                    .execute(&mut *tx)
+                    .await
+                    .context("saving a lab")?;
+                    changes.push(upsert(
+                        "catalog".to_owned(),
+                        format!("lab:{lab_id}"),
+                        recorded.position,
+                    ));
+                }
+                _ => {}
+            }
+        }
+        Ok(changes)
+    }
+}
+
+/// Who is online (`rm_presence`). Presence events arrive with heartbeats; until then the projection
+/// only moves its checkpoint along the log.
+pub struct Presence;
+
+#[async_trait]
+impl Projection for Presence {
+    fn name(&self) -> &'static str {
+        "presence"
+    }
+
+    async fn apply(
+        &self,
+        _tx: &mut PgConnection,
+        _events: &[RecordedEvent],
+    ) -> anyhow::Result<Vec<Change>> {
+        Ok(Vec::new())
+    }
+}

@@ -1,0 +1,212 @@
+//! Runs one projection: leadership, its durable consumer, and the commit-then-ack loop.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use async_nats::jetstream::{self, consumer::pull, consumer::AckPolicy, consumer::DeliverPolicy};
+use futures::{FutureExt, StreamExt};
+use questlog_bus::{ensure_stream, ChangeAnnouncement, Names};
+use questlog_store::{leader, RecordedEvent};
+use sqlx::{Connection, PgConnection};
+use tokio_util::sync::CancellationToken;
+
+use crate::Projection;
+
+/// A hook that can fail a projector at a named point, to test recovery from a crash there.
+/// Points: `after_commit` (the batch is committed but not yet acknowledged).
+pub type Failpoint = Arc<dyn Fn(&str) -> bool + Send + Sync>;
+
+/// Tuning of a projector.
+#[derive(Clone)]
+pub struct ProjectorConfig {
+    pub database_url: String,
+    pub names: Names,
+    /// Most events folded in one transaction.
+    pub batch: usize,
+    /// Wait before retrying after a failure (and between leadership attempts).
+    pub retry: Duration,
+    pub failpoint: Option<Failpoint>,
+}
+
+impl ProjectorConfig {
+    pub fn new(database_url: &str, names: Names) -> Self {
+        Self {
+            database_url: database_url.to_owned(),
+            names,
+            batch: 500,
+            retry: Duration::from_millis(500),
+            failpoint: None,
+        }
+    }
+}
+
+/// Runs `projection` until `shutdown` fires, starting over after any failure.
+pub async fn run(
+    projection: Arc<dyn Projection>,
+    config: ProjectorConfig,
+    client: async_nats::Client,
+    shutdown: CancellationToken,
+) {
+    let role = format!("projector:{}", projection.name());
+    while !shutdown.is_cancelled() {
+        let Some(conn) =
+            leader::acquire(&config.database_url, &role, config.retry, &shutdown).await
+        else {
+            break;
+        };
+        match lead(projection.as_ref(), &config, &client, conn, &shutdown).await {
+            Ok(()) => break,
+            Err(e) => {
+                tracing::warn!(
+                    projection = projection.name(),
+                    error = format!("{e:#}"),
+                    "projector interrupted; starting over"
+                );
+                tokio::select! {
+                    () = tokio::time::sleep(config.retry) => {}
+                    () = shutdown.cancelled() => break,
+                }
+            }
+        }
+    }
+}
+
+async fn lead(
+    projection: &dyn Projection,
+    config: &ProjectorConfig,
+    client: &async_nats::Client,
+    mut conn: PgConnection,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<()> {
+    let name = projection.name();
+    sqlx::query(
+        "INSERT INTO projection_checkpoints (projection) VALUES ($1) ON CONFLICT DO NOTHING",
+    )
+    .bind(name)
+    .execute(&mut conn)
+    .await
+    .context("creating the checkpoint")?;
+    let js = jetstream::new(client.clone());
+    let stream = ensure_stream(&js, &config.names)
+        .await
+        .map_err(|e| anyhow::anyhow!("opening the event stream: {e}"))?;
+    let durable = config.names.projector_consumer(name);
+    let consumer = stream
+        .get_or_create_consumer(
+            &durable,
+            pull::Config {
+                durable_name: Some(durable.clone()),
+                ack_policy: AckPolicy::All,
+                deliver_policy: DeliverPolicy::All,
+                ack_wait: Duration::from_secs(30),
+                max_ack_pending: 100_000,
+                ..Default::default()
+            },
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("opening consumer {durable}: {e}"))?;
+    let mut messages = consumer
+        .stream()
+        .max_messages_per_batch(config.batch)
+        .heartbeat(Duration::from_secs(5))
+        .expires(Duration::from_secs(30))
+        .messages()
+        .await
+        .map_err(|e| anyhow::anyhow!("pulling from {durable}: {e}"))?;
+    tracing::info!(projection = name, "projector running");
+    loop {
+        let first = tokio::select! {
+            m = messages.next() => m,
+            () = shutdown.cancelled() => return Ok(()),
+        };
+        let Some(first) = first else {
+            anyhow::bail!("the consumer's message stream ended");
+        };
+        let mut batch = vec![first.map_err(|e| anyhow::anyhow!("receiving: {e}"))?];
+        while batch.len() < config.batch {
+            match messages.next().now_or_never() {
+                Some(Some(m)) => batch.push(m.map_err(|e| anyhow::anyhow!("receiving: {e}"))?),
+                _ => break,
+            }
+        }
+        apply_batch(projection, config, client, &mut conn, batch).await?;
+    }
+}
+
+async fn apply_batch(
+    projection: &dyn Projection,
+    config: &ProjectorConfig,
+    client: &async_nats::Client,
+    conn: &mut PgConnection,
+    batch: Vec<jetstream::Message>,
+) -> anyhow::Result<()> {
+    let name = projection.name();
+    let mut events = Vec::with_capacity(batch.len());
+    for message in &batch {
+        let event: RecordedEvent = serde_json::from_slice(&message.payload)
+            .with_context(|| format!("decoding message on {}", message.subject))?;
+        events.push(event);
+    }
+    let mut tx = conn.begin().await.context("beginning")?;
+    let checkpoint: i64 = sqlx::query_scalar(
+        "SELECT position FROM projection_checkpoints WHERE projection = $1 FOR UPDATE",
+    )
+    .bind(name)
+    .fetch_one(&mut *tx)
+    .await
+    .context("reading the checkpoint")?;
+    // Redelivered and duplicate events are at or below the checkpoint: they change nothing.
+    let mut fresh = Vec::with_capacity(events.len());
+    let mut high = checkpoint;
+    for event in events {
+        if event.position > high {
+            high = event.position;
+            fresh.push(event);
+        }
+    }
+    let changes = if fresh.is_empty() {
+        Vec::new()
+    } else {
+        let changes = projection
+            .apply(&mut tx, &fresh)
+            .await
+            .context("applying events")?;
+        sqlx::query("UPDATE projection_checkpoints SET position = $2, updated_at = clock_timestamp() WHERE projection = $1")
+            .bind(name)
+            .bind(high)
+            .execute(&mut *tx)
+            .await
+            .context("moving the checkpoint")?;
+        changes
+    };
+    tx.commit().await.context("committing")?;
+    if config
+        .failpoint
+        .as_ref()
+        .is_some_and(|fail| fail("after_commit"))
+    {
+        anyhow::bail!("failpoint after_commit");
+    }
+    if let Some(last) = batch.last() {
+        last.ack()
+            .await
+            .map_err(|e| anyhow::anyhow!("acknowledging: {e}"))?;
+    }
+    if high > checkpoint {
+        let announcement = ChangeAnnouncement {
+            projection: name.to_owned(),
+            position: high,
+            changes,
+        };
+        let payload = serde_json::to_vec(&announcement).context("encoding the announcement")?;
+        // Announcements are best effort: readers also consult the checkpoint table.
+        if let Err(e) = client
+            .publish(config.names.changes_subject(name), payload.into())
+            .await
+        {
+            tracing::warn!(projection = name, error = %e, "could not announce a change");
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,180 @@
+//! The relay: tails the event log and publishes every event to one JetStream stream, in log order,
+//! exactly once.
+//!
+//! - Order: each publish carries `Nats-Expected-Last-Msg-Id` = the previous event's id, so JetStream
+//!   refuses anything that would land out of order, even with a window of publishes in flight.
+//! - Exactly once: the message id is the event id (JetStream drops duplicates), and on every
+//!   (re)start the relay resumes after the position of the stream's last message: JetStream itself
+//!   is the checkpoint, so there is no second write to get out of step.
+//! - One active relay: leadership is a Postgres advisory lock, and the leader reads the log on the
+//!   connection that holds it.
+//! - Wakes on `LISTEN questlog_appended`; a slow timer only guards against a lost notification.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use async_nats::jetstream::{self, context::Publish};
+use async_nats::HeaderMap;
+use questlog_bus::{ensure_stream, Names, EVENT_TYPE_HEADER, POSITION_HEADER, STREAM_HEADER};
+use questlog_store::{leader, read_after, RecordedEvent};
+use sqlx::postgres::PgListener;
+use sqlx::PgConnection;
+use tokio_util::sync::CancellationToken;
+
+/// Tuning of the relay.
+#[derive(Debug, Clone)]
+pub struct RelayConfig {
+    pub database_url: String,
+    pub names: Names,
+    /// Publishes awaiting their acknowledgement at most.
+    pub window: usize,
+    /// Events read from the log per query.
+    pub page: i64,
+    /// How long to wait before retrying after a failure (and between leadership attempts).
+    pub retry: Duration,
+}
+
+impl RelayConfig {
+    pub fn new(database_url: &str, names: Names) -> Self {
+        Self {
+            database_url: database_url.to_owned(),
+            names,
+            window: 256,
+            page: 1000,
+            retry: Duration::from_millis(500),
+        }
+    }
+}
+
+/// Runs the relay until `shutdown` fires: stands by while another replica leads, publishes while
+/// this one does, and starts over after any failure of Postgres or NATS.
+pub async fn run(config: RelayConfig, client: async_nats::Client, shutdown: CancellationToken) {
+    let js = jetstream::new(client);
+    while !shutdown.is_cancelled() {
+        let Some(conn) =
+            leader::acquire(&config.database_url, "relay", config.retry, &shutdown).await
+        else {
+            break;
+        };
+        match lead(&config, &js, conn, &shutdown).await {
+            Ok(()) => break,
+            Err(e) => {
+                tracing::warn!(error = format!("{e:#}"), "relay interrupted; starting over");
+                tokio::select! {
+                    () = tokio::time::sleep(config.retry) => {}
+                    () = shutdown.cancelled() => break,
+                }
+            }
+        }
+    }
+}
+
+/// Where the stream ends: the last published event's position and id.
+async fn resume_point(
+    js: &jetstream::Context,
+    names: &Names,
+) -> anyhow::Result<(i64, Option<String>)> {
+    let mut stream = ensure_stream(js, names).await.map_err(|e| {
+        anyhow::anyhow!(
+            "creating the JetStream stream {}: {e}",
+            names.events_stream()
+        )
+    })?;
+    let last_sequence = stream
+        .info()
+        .await
+        .context("reading the stream's state")?
+        .state
+        .last_sequence;
+    if last_sequence == 0 {
+        return Ok((0, None));
+    }
+    let message = stream
+        .get_raw_message(last_sequence)
+        .await
+        .context("reading the stream's last message")?;
+    let event: RecordedEvent =
+        serde_json::from_slice(&message.payload).context("decoding the stream's last message")?;
+    Ok((event.position, Some(event.event_id.to_string())))
+}
+
+async fn lead(
+    config: &RelayConfig,
+    js: &jetstream::Context,
+    mut conn: PgConnection,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<()> {
+    let mut listener = PgListener::connect(&config.database_url)
+        .await
+        .context("connecting the log listener")?;
+    listener
+        .listen("questlog_appended")
+        .await
+        .context("listening for appends")?;
+    let (mut after, mut last_id) = resume_point(js, &config.names).await?;
+    tracing::info!(after, "relay publishing");
+    let mut in_flight: VecDeque<(i64, jetstream::context::PublishAckFuture)> = VecDeque::new();
+    loop {
+        let page = read_after(&mut conn, after, config.page)
+            .await
+            .context("reading the log")?;
+        if page.is_empty() {
+            drain(&mut in_flight, 0).await?;
+            tokio::select! {
+                n = listener.recv() => { n.context("waiting for appends")?; }
+                () = tokio::time::sleep(Duration::from_secs(5)) => {}
+                () = shutdown.cancelled() => return Ok(()),
+            }
+            continue;
+        }
+        for event in page {
+            let position = event.position;
+            let event_id = event.event_id.to_string();
+            let publish = message(&event, last_id.as_deref())?;
+            let ack = js
+                .send_publish(config.names.event_subject(&event.stream_id), publish)
+                .await
+                .context("publishing")?;
+            in_flight.push_back((position, ack));
+            drain(&mut in_flight, config.window).await?;
+            after = position;
+            last_id = Some(event_id);
+        }
+        if shutdown.is_cancelled() {
+            drain(&mut in_flight, 0).await?;
+            return Ok(());
+        }
+    }
+}
+
+fn message(event: &RecordedEvent, previous_id: Option<&str>) -> anyhow::Result<Publish> {
+    let mut headers = HeaderMap::new();
+    headers.insert(POSITION_HEADER, event.position.to_string().as_str());
+    headers.insert(EVENT_TYPE_HEADER, event.event_type.as_str());
+    headers.insert(STREAM_HEADER, event.stream_id.as_str());
+    let payload = serde_json::to_vec(event).context("encoding an event")?;
+    let publish = Publish::build()
+        .payload(payload.into())
+        .headers(headers)
+        .message_id(event.event_id.to_string());
+    Ok(match previous_id {
+        Some(id) => publish.expected_last_message_id(id),
+        None => publish.expected_last_sequence(0),
+    })
+}
+
+/// Awaits acknowledgements, oldest first, until at most `keep` publishes are in flight.
+async fn drain(
+    in_flight: &mut VecDeque<(i64, jetstream::context::PublishAckFuture)>,
+    keep: usize,
+) -> anyhow::Result<()> {
+    while in_flight.len() > keep {
+        let Some((position, ack)) = in_flight.pop_front() else {
+            break;
+        };
+        ack.await
+            .with_context(|| format!("JetStream did not acknowledge position {position}"))?;
+    }
+    Ok(())
+}
