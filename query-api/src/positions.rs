@@ -1,0 +1,288 @@
+//! Read-your-writes: which log position each projection has applied, learnt from the projectors'
+//! change announcements on NATS, so that a read with `min_position` can wait for it.
+//!
+//! Core NATS delivers at most once and only to subscribers that exist when a message is sent, so
+//! announcements are a wake-up call, never the truth: the truth is the `projection_checkpoints`
+//! table, read once before waiting and once more before giving up.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use questlog_bus::{ChangeAnnouncement, Names};
+use questlog_store::StoreError;
+use sqlx::PgPool;
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+/// The applied position of each projection, as far as this process knows. Cheap to clone; every
+/// clone shares the same knowledge.
+#[derive(Clone)]
+pub struct Positions {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    /// Projection name → highest position known to be applied. Only ever moves forward.
+    applied: watch::Sender<HashMap<String, i64>>,
+    /// Whether the listener's subscription is confirmed by the NATS server.
+    listening: watch::Sender<bool>,
+    pool: PgPool,
+}
+
+/// A read-your-writes wait that ran out of time.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "the {projection} read model has applied position {applied} but not yet {wanted}; retry later or wait longer"
+)]
+pub struct NotCaughtUp {
+    /// The projection furthest behind.
+    pub projection: String,
+    /// The position it had applied when the wait gave up.
+    pub applied: i64,
+    /// The position the read asked for.
+    pub wanted: i64,
+}
+
+/// Why [`Positions::wait_for`] did not return a position.
+#[derive(Debug, thiserror::Error)]
+pub enum WaitError {
+    /// The deadline passed first.
+    #[error(transparent)]
+    NotCaughtUp(#[from] NotCaughtUp),
+    /// The checkpoints could not be read.
+    #[error("cannot read the projection checkpoints")]
+    Store(#[source] StoreError),
+}
+
+impl Positions {
+    /// Knowledge that only comes from the database (no listener): every wait then learns of
+    /// progress only when it reads the checkpoints, before it waits and at its deadline.
+    pub fn new(pool: PgPool) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                applied: watch::Sender::new(HashMap::new()),
+                listening: watch::Sender::new(false),
+                pool,
+            }),
+        }
+    }
+
+    /// Starts a task that follows every projection's announcements on `names.changes_wildcard()`
+    /// until `shutdown`, and returns the positions it keeps up to date.
+    pub fn spawn_listener(
+        client: async_nats::Client,
+        names: Names,
+        pool: PgPool,
+        shutdown: CancellationToken,
+    ) -> Self {
+        let positions = Self::new(pool);
+        tokio::spawn(listen(client, names, positions.clone(), shutdown));
+        positions
+    }
+
+    /// The highest position `projection` is known to have applied (0 when nothing is known).
+    pub fn applied(&self, projection: &str) -> i64 {
+        self.inner
+            .applied
+            .borrow()
+            .get(projection)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// How many reads are waiting right now.
+    pub fn waiting(&self) -> usize {
+        self.inner.applied.receiver_count()
+    }
+
+    /// Resolves once the NATS server has confirmed the listener's subscription: announcements
+    /// sent from then on reach it. Never resolves for [`Positions::new`].
+    pub async fn listening(&self) {
+        let mut rx = self.inner.listening.subscribe();
+        // The sender lives as long as `self`, so this cannot fail.
+        let _ = rx.wait_for(|listening| *listening).await;
+    }
+
+    /// Records that `projection` has applied `position` (ignored unless it moves forward), and
+    /// wakes the reads waiting for it.
+    pub fn advance(&self, projection: &str, position: i64) {
+        self.inner
+            .applied
+            .send_if_modified(|applied| match applied.get_mut(projection) {
+                Some(known) if *known >= position => false,
+                Some(known) => {
+                    *known = position;
+                    true
+                }
+                None => {
+                    applied.insert(projection.to_owned(), position);
+                    true
+                }
+            });
+    }
+
+    /// Waits until every one of `projections` has applied `min_position`, for at most `timeout`,
+    /// and returns the least position among them.
+    ///
+    /// The checkpoints are read from Postgres before waiting (an announcement may have gone out
+    /// before the listener subscribed) and once more at the deadline (core NATS may lose one), so
+    /// a lost announcement costs latency, never a wrong answer. No polling in between: the wait
+    /// sleeps on a watch that announcements wake.
+    ///
+    /// # Errors
+    /// [`WaitError::NotCaughtUp`] when the deadline passes first; [`WaitError::Store`] when the
+    /// checkpoints cannot be read.
+    pub async fn wait_for(
+        &self,
+        projections: &[&str],
+        min_position: i64,
+        timeout: Duration,
+    ) -> Result<i64, WaitError> {
+        let deadline = Instant::now() + timeout;
+        // Subscribed before anything is read, so no change between a check and the wait is missed.
+        let mut rx = self.inner.applied.subscribe();
+        if let Some(least) = caught_up(&rx.borrow_and_update(), projections, min_position) {
+            return Ok(least);
+        }
+        self.refresh(projections).await?;
+        loop {
+            if let Some(least) = caught_up(&rx.borrow_and_update(), projections, min_position) {
+                return Ok(least);
+            }
+            match tokio::time::timeout_at(deadline, rx.changed()).await {
+                Ok(Ok(())) => {}
+                // Err(_) from `changed` would mean the sender is gone, but `self` holds it.
+                Ok(Err(_)) | Err(_) => break,
+            }
+        }
+        self.refresh(projections).await?;
+        let applied = rx.borrow_and_update();
+        caught_up(&applied, projections, min_position).ok_or_else(|| {
+            let (projection, position) = projections
+                .iter()
+                .map(|p| (*p, applied.get(*p).copied().unwrap_or(0)))
+                .min_by_key(|(_, position)| *position)
+                .unwrap_or(("", 0));
+            WaitError::NotCaughtUp(NotCaughtUp {
+                projection: projection.to_owned(),
+                applied: position,
+                wanted: min_position,
+            })
+        })
+    }
+
+    /// Learns the checkpoints of `projections` from the database.
+    async fn refresh(&self, projections: &[&str]) -> Result<(), WaitError> {
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT projection, position FROM projection_checkpoints WHERE projection = ANY($1)",
+        )
+        .bind(projections)
+        .fetch_all(&self.inner.pool)
+        .await
+        .map_err(|e| WaitError::Store(StoreError::from_sqlx(e)))?;
+        for (projection, position) in rows {
+            self.advance(&projection, position);
+        }
+        Ok(())
+    }
+}
+
+/// Starts a listener; the same as [`Positions::spawn_listener`].
+pub fn spawn_listener(
+    client: async_nats::Client,
+    names: Names,
+    pool: PgPool,
+    shutdown: CancellationToken,
+) -> Positions {
+    Positions::spawn_listener(client, names, pool, shutdown)
+}
+
+/// The least applied position among `projections` when all have reached `min_position`.
+fn caught_up(
+    applied: &HashMap<String, i64>,
+    projections: &[&str],
+    min_position: i64,
+) -> Option<i64> {
+    let least = projections
+        .iter()
+        .map(|p| applied.get(*p).copied().unwrap_or(0))
+        .min()
+        .unwrap_or(0);
+    (least >= min_position).then_some(least)
+}
+
+#[tracing::instrument(skip_all, fields(subject = %names.changes_wildcard()))]
+async fn listen(
+    client: async_nats::Client,
+    names: Names,
+    positions: Positions,
+    shutdown: CancellationToken,
+) {
+    let mut subscriber = match client.subscribe(names.changes_wildcard()).await {
+        Ok(subscriber) => subscriber,
+        Err(e) => {
+            // Only a closed client refuses; reads still answer, learning from the database.
+            tracing::error!(error = %e, "cannot subscribe to change announcements");
+            return;
+        }
+    };
+    // A flush is a round trip to the server, which handles our SUB before it: from here on,
+    // announcements reach us.
+    tokio::select! {
+        () = shutdown.cancelled() => return,
+        flushed = client.flush() => match flushed {
+            Ok(()) => {
+                positions.inner.listening.send_replace(true);
+                tracing::debug!("listening to change announcements");
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot confirm the announcement subscription"),
+        },
+    }
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            message = subscriber.next() => {
+                let Some(message) = message else {
+                    tracing::warn!("the announcement subscription ended; reads now learn positions from the database only");
+                    break;
+                };
+                match serde_json::from_slice::<ChangeAnnouncement>(&message.payload) {
+                    Ok(announcement) => {
+                        positions.advance(&announcement.projection, announcement.position);
+                    }
+                    Err(e) => {
+                        tracing::warn!(subject = %message.subject, error = %e, "ignoring a malformed change announcement");
+                    }
+                }
+            }
+        }
+    }
+    let _ = subscriber.unsubscribe().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn applied(pairs: &[(&str, i64)]) -> HashMap<String, i64> {
+        pairs.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect()
+    }
+
+    #[test]
+    fn caught_up_answers_the_least_position_once_all_have_reached_the_minimum() {
+        let map = applied(&[("players", 12), ("presence", 9)]);
+        assert_eq!(caught_up(&map, &["players", "presence"], 9), Some(9));
+        assert_eq!(caught_up(&map, &["players", "presence"], 10), None);
+        assert_eq!(caught_up(&map, &["players"], 12), Some(12));
+    }
+
+    #[test]
+    fn an_unknown_projection_counts_as_position_zero() {
+        let map = applied(&[("players", 12)]);
+        assert_eq!(caught_up(&map, &["players", "catalog"], 1), None);
+        assert_eq!(caught_up(&map, &["players", "catalog"], 0), Some(0));
+    }
+}
