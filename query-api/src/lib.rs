@@ -1,6 +1,85 @@
 //! questlog's read side over HTTP: the read models the projectors keep (players and leaderboard,
 //! presence, catalog) and admin views of the log, with read-your-writes.
+//!
+//! Every read answers with `Questlog-Position: P`, the least checkpoint of the projections it
+//! read, taken in the same snapshot as its rows (see [`snapshot`]). A read with `min_position`
+//! first waits, through [`Positions`], until those projections have applied it.
+//!
+//! Choices where the contract is silent:
+//! - `limit`, `radius` and `wait_ms` out of range are 422 (`invalid_limit`, `invalid_radius`,
+//!   `invalid_wait_ms`): well-formed but invalid values. Unparseable ones are 400 `bad_request`.
+//! - `as_of` is 400 `as_of_unsupported` for now.
+//! - A player id that is not a UUID is 404 `player_not_found`, like an unknown one.
 
+mod catalog;
+pub mod error;
+mod leaderboard;
+mod params;
+mod players;
 pub mod positions;
+mod presence;
+pub mod snapshot;
 
+use axum::extract::FromRef;
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::Router;
+use questlog_web::{Problem, TokenKeys};
+use sqlx::PgPool;
+
+pub use error::ApiError;
+pub use leaderboard::{DEFAULT_LIMIT, DEFAULT_RADIUS, MAX_LIMIT, MAX_RADIUS};
+pub use params::{DEFAULT_WAIT_MS, MAX_WAIT_MS};
 pub use positions::{spawn_listener, NotCaughtUp, Positions, WaitError};
+pub use snapshot::POSITION_HEADER;
+
+/// The projections this API reads, by the names their checkpoints and announcements carry.
+pub mod projection {
+    /// Players' profiles and the leaderboard (`rm_players`).
+    pub const PLAYERS: &str = "players";
+    /// Modules and labs (`rm_modules`, `rm_labs`).
+    pub const CATALOG: &str = "catalog";
+    /// Who is online (`rm_presence`).
+    pub const PRESENCE: &str = "presence";
+    /// Every one of them.
+    pub const ALL: &[&str] = &[PLAYERS, CATALOG, PRESENCE];
+}
+
+/// What the query API's handlers share.
+#[derive(Clone)]
+pub struct QueryState {
+    /// The database holding the read models and the log.
+    pub pool: PgPool,
+    /// Checks the callers' tokens.
+    pub tokens: TokenKeys,
+    /// The projections' applied positions, for `min_position` waits.
+    pub positions: Positions,
+}
+
+impl FromRef<QueryState> for TokenKeys {
+    fn from_ref(state: &QueryState) -> Self {
+        state.tokens.clone()
+    }
+}
+
+/// The query API's routes. It sets no fallback, so that it merges with the command API's router
+/// (axum refuses to merge two fallbacks); served alone, add
+/// `.fallback(questlog_web::problem::route_not_found)`.
+pub fn router(state: QueryState) -> Router {
+    Router::new()
+        .route("/v1/players/{id}", get(players::profile))
+        .route("/v1/leaderboard", get(leaderboard::page))
+        .route("/v1/leaderboard/players/{id}", get(leaderboard::around))
+        .route("/v1/presence", get(presence::online))
+        .route("/v1/labs", get(catalog::labs))
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state)
+}
+
+async fn method_not_allowed() -> Problem {
+    Problem::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this route does not take that method",
+    )
+}

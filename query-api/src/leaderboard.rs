@@ -1,0 +1,346 @@
+//! `GET /v1/leaderboard` and `GET /v1/leaderboard/players/{id}`: the players by XP, read as index
+//! range scans of `rm_players_leaderboard (xp DESC, xp_position ASC, player_id ASC)`.
+//!
+//! The order is total: more XP first, equal XP by who reached it first (`xp_position`), then by
+//! player id, so every player has one rank, 1 + the number of players ahead. Pages are keyset
+//! pages: the cursor holds the last entry's sort key and rank, the next page starts right after
+//! it in the index and its ranks continue from it. No OFFSET, no scan of the players before it.
+
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::response::Response;
+use questlog_web::{Authenticated, Problem};
+use serde::{Deserialize, Serialize};
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use crate::error::ApiError;
+use crate::params::{query, Consistency, ReadParams};
+use crate::players::{player_in_path, player_not_found};
+use crate::projection::PLAYERS;
+use crate::snapshot::{answer, begin, checkpoint};
+use crate::QueryState;
+
+/// The page size unless told otherwise.
+pub const DEFAULT_LIMIT: i64 = 10;
+/// The largest page; more (or less than 1) is 422 `invalid_limit`.
+pub const MAX_LIMIT: i64 = 100;
+/// The neighbours each side unless told otherwise.
+pub const DEFAULT_RADIUS: i64 = 5;
+/// The most neighbours each side; more (or fewer than 0) is 422 `invalid_radius`.
+pub const MAX_RADIUS: i64 = 50;
+
+/// One leaderboard line.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub(crate) struct Entry {
+    #[sqlx(skip)]
+    rank: i64,
+    player_id: Uuid,
+    username: String,
+    xp: i64,
+    level: i32,
+    #[serde(skip)]
+    xp_position: i64,
+}
+
+impl Entry {
+    fn key(&self) -> Key {
+        Key {
+            xp: self.xp,
+            xp_position: self.xp_position,
+            player_id: self.player_id,
+        }
+    }
+}
+
+/// A place in the leaderboard's order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Key {
+    xp: i64,
+    xp_position: i64,
+    player_id: Uuid,
+}
+
+/// Where a page ends: the last entry's key and rank. Written as `<xp>.<xp_position>.<rank>.<id>`,
+/// which clients treat as opaque.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Cursor {
+    key: Key,
+    rank: i64,
+}
+
+impl Cursor {
+    fn encode(&self) -> String {
+        format!(
+            "{}.{}.{}.{}",
+            self.key.xp,
+            self.key.xp_position,
+            self.rank,
+            self.key.player_id.simple()
+        )
+    }
+
+    fn decode(raw: &str) -> Result<Self, ApiError> {
+        let bad = || {
+            ApiError::bad_request(
+                "invalid_cursor",
+                "the cursor is not one this API handed out",
+            )
+        };
+        let mut parts = raw.split('.');
+        let (Some(xp), Some(xp_position), Some(rank), Some(player_id), None) = (
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+        ) else {
+            return Err(bad());
+        };
+        let cursor = Self {
+            key: Key {
+                xp: xp.parse().map_err(|_| bad())?,
+                xp_position: xp_position.parse().map_err(|_| bad())?,
+                player_id: Uuid::parse_str(player_id).map_err(|_| bad())?,
+            },
+            rank: rank.parse().map_err(|_| bad())?,
+        };
+        if cursor.rank < 1 {
+            return Err(bad());
+        }
+        Ok(cursor)
+    }
+}
+
+const COLUMNS: &str = "player_id, username, xp, level, xp_position";
+
+/// Up to `limit` entries right after `key` in leaderboard order (from the top without a key).
+/// Two range scans, each bounded by `limit`: the rest of `key`'s XP, then lower XP.
+async fn after(
+    conn: &mut PgConnection,
+    key: Option<Key>,
+    limit: i64,
+) -> Result<Vec<Entry>, sqlx::Error> {
+    let Some(key) = key else {
+        return sqlx::query_as(&format!(
+            "SELECT {COLUMNS} FROM rm_players ORDER BY xp DESC, xp_position, player_id LIMIT $1"
+        ))
+        .bind(limit)
+        .fetch_all(conn)
+        .await;
+    };
+    sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM (
+            (SELECT {COLUMNS} FROM rm_players
+              WHERE xp = $1 AND (xp_position, player_id) > ($2, $3)
+              ORDER BY xp DESC, xp_position, player_id LIMIT $4)
+            UNION ALL
+            (SELECT {COLUMNS} FROM rm_players
+              WHERE xp < $1
+              ORDER BY xp DESC, xp_position, player_id LIMIT $4)
+         ) page
+         ORDER BY xp DESC, xp_position, player_id LIMIT $4"
+    ))
+    .bind(key.xp)
+    .bind(key.xp_position)
+    .bind(key.player_id)
+    .bind(limit)
+    .fetch_all(conn)
+    .await
+}
+
+/// Up to `limit` entries right before `key`, nearest first: the mirror of [`after`], scanning the
+/// index backwards.
+async fn before(conn: &mut PgConnection, key: Key, limit: i64) -> Result<Vec<Entry>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM (
+            (SELECT {COLUMNS} FROM rm_players
+              WHERE xp = $1 AND (xp_position, player_id) < ($2, $3)
+              ORDER BY xp, xp_position DESC, player_id DESC LIMIT $4)
+            UNION ALL
+            (SELECT {COLUMNS} FROM rm_players
+              WHERE xp > $1
+              ORDER BY xp, xp_position DESC, player_id DESC LIMIT $4)
+         ) page
+         ORDER BY xp, xp_position DESC, player_id DESC LIMIT $4"
+    ))
+    .bind(key.xp)
+    .bind(key.xp_position)
+    .bind(key.player_id)
+    .bind(limit)
+    .fetch_all(conn)
+    .await
+}
+
+/// The rank of `key`: 1 + the players ahead, counted over the index range ahead of it only.
+async fn rank_of(conn: &mut PgConnection, key: Key) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT 1
+              + (SELECT count(*) FROM rm_players WHERE xp > $1)
+              + (SELECT count(*) FROM rm_players WHERE xp = $1 AND (xp_position, player_id) < ($2, $3))",
+    )
+    .bind(key.xp)
+    .bind(key.xp_position)
+    .bind(key.player_id)
+    .fetch_one(conn)
+    .await
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct PageParams {
+    limit: Option<i64>,
+    after: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct Page {
+    position: i64,
+    entries: Vec<Entry>,
+    next: Option<String>,
+}
+
+/// `GET /v1/leaderboard?limit=10&after=<cursor>`: one page of the leaderboard.
+#[tracing::instrument(skip_all)]
+pub(crate) async fn page(
+    State(state): State<QueryState>,
+    auth: Result<Authenticated, Problem>,
+    read: Result<Query<ReadParams>, QueryRejection>,
+    params: Result<Query<PageParams>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    auth?;
+    let consistency = Consistency::parse(query(read)?)?;
+    let params = query(params)?;
+    let limit = params.limit.unwrap_or(DEFAULT_LIMIT);
+    if !(1..=MAX_LIMIT).contains(&limit) {
+        return Err(ApiError::invalid(
+            "invalid_limit",
+            format!("limit is 1 to {MAX_LIMIT}"),
+        ));
+    }
+    let cursor = params.after.as_deref().map(Cursor::decode).transpose()?;
+    consistency.wait(&state.positions, &[PLAYERS]).await?;
+
+    let mut tx = begin(&state.pool).await?;
+    let position = checkpoint(&mut tx, &[PLAYERS]).await?;
+    // One more than asked for tells whether there is a next page.
+    let mut entries = after(&mut tx, cursor.map(|c| c.key), limit + 1).await?;
+    tx.commit().await?;
+
+    let first_rank = cursor.map_or(1, |c| c.rank + 1);
+    for (entry, rank) in entries.iter_mut().zip(first_rank..) {
+        entry.rank = rank;
+    }
+    let more = entries.len() > usize::try_from(limit).unwrap_or(usize::MAX);
+    entries.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+    let next = more.then(|| entries.last()).flatten().map(|last| {
+        Cursor {
+            key: last.key(),
+            rank: last.rank,
+        }
+        .encode()
+    });
+    Ok(answer(
+        position,
+        &Page {
+            position,
+            entries,
+            next,
+        },
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct AroundParams {
+    radius: Option<i64>,
+}
+
+#[derive(Debug, Serialize)]
+struct Around {
+    position: i64,
+    entries: Vec<Entry>,
+}
+
+/// `GET /v1/leaderboard/players/{id}?radius=5`: a player's entry and up to `radius` neighbours
+/// each side, with their ranks.
+#[tracing::instrument(skip_all, fields(player = tracing::field::Empty))]
+pub(crate) async fn around(
+    State(state): State<QueryState>,
+    auth: Result<Authenticated, Problem>,
+    id: Result<Path<String>, PathRejection>,
+    read: Result<Query<ReadParams>, QueryRejection>,
+    params: Result<Query<AroundParams>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Authenticated(actor) = auth?;
+    let consistency = Consistency::parse(query(read)?)?;
+    let radius = query(params)?.radius.unwrap_or(DEFAULT_RADIUS);
+    if !(0..=MAX_RADIUS).contains(&radius) {
+        return Err(ApiError::invalid(
+            "invalid_radius",
+            format!("radius is 0 to {MAX_RADIUS}"),
+        ));
+    }
+    let player_id = player_in_path(id, actor.identity.0)?;
+    tracing::Span::current().record("player", tracing::field::display(player_id));
+    consistency.wait(&state.positions, &[PLAYERS]).await?;
+
+    let mut tx = begin(&state.pool).await?;
+    let position = checkpoint(&mut tx, &[PLAYERS]).await?;
+    let me: Option<Entry> = sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM rm_players WHERE player_id = $1"
+    ))
+    .bind(player_id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let mut me = me.ok_or_else(player_not_found)?;
+    me.rank = rank_of(&mut tx, me.key()).await?;
+    let mut ahead = before(&mut tx, me.key(), radius).await?;
+    let mut behind = after(&mut tx, Some(me.key()), radius).await?;
+    tx.commit().await?;
+
+    for (entry, rank) in ahead.iter_mut().zip((1..me.rank).rev()) {
+        entry.rank = rank;
+    }
+    for (entry, rank) in behind.iter_mut().zip(me.rank + 1..) {
+        entry.rank = rank;
+    }
+    ahead.reverse();
+    let mut entries = ahead;
+    entries.push(me);
+    entries.append(&mut behind);
+    Ok(answer(position, &Around { position, entries }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cursor_reads_back_as_written() {
+        let cursor = Cursor {
+            key: Key {
+                xp: 1500,
+                xp_position: 42,
+                player_id: Uuid::new_v4(),
+            },
+            rank: 7,
+        };
+        assert_eq!(Cursor::decode(&cursor.encode()).ok(), Some(cursor));
+    }
+
+    #[test]
+    fn a_malformed_cursor_is_refused() {
+        for raw in [
+            "",
+            "abc",
+            "1.2.3",
+            "1.2.3.not-a-uuid",
+            "1.2.0.0191c1e2a6b47c3e9c1a2b3c4d5e6f70",
+            "1.2.3.0191c1e2a6b47c3e9c1a2b3c4d5e6f70.9",
+        ] {
+            assert!(
+                matches!(Cursor::decode(raw), Err(ApiError::Client(p)) if p.code == "invalid_cursor"),
+                "{raw:?} must be refused"
+            );
+        }
+    }
+}

@@ -1,0 +1,119 @@
+//! Query parameters every read shares (`min_position`, `wait_ms`, `as_of`), parsed once into what
+//! a handler acts on. Unknown parameters are ignored; a malformed value is 400 `bad_request`; a
+//! well-formed value out of range is 422 with its own code.
+
+use std::time::Duration;
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::Query;
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+
+use crate::error::ApiError;
+use crate::positions::Positions;
+
+/// How long a read waits for `min_position` unless told otherwise.
+pub const DEFAULT_WAIT_MS: u64 = 5_000;
+/// The longest a read may be asked to wait; more is 422 `invalid_wait_ms`.
+pub const MAX_WAIT_MS: u64 = 30_000;
+
+/// The query string as every read accepts it.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct ReadParams {
+    min_position: Option<i64>,
+    wait_ms: Option<u64>,
+    as_of: Option<String>,
+}
+
+/// What a read must wait for before it answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Consistency {
+    /// The position the answer must reflect at least, and how long to wait for it.
+    pub wait: Option<(i64, Duration)>,
+}
+
+impl Consistency {
+    /// Checks the shared parameters.
+    pub fn parse(params: ReadParams) -> Result<Self, ApiError> {
+        if params.as_of.is_some() {
+            return Err(ApiError::bad_request(
+                "as_of_unsupported",
+                "as_of (time travel) is not supported yet; read without it",
+            ));
+        }
+        let wait_ms = params.wait_ms.unwrap_or(DEFAULT_WAIT_MS);
+        if wait_ms > MAX_WAIT_MS {
+            return Err(ApiError::invalid(
+                "invalid_wait_ms",
+                format!("wait_ms is at most {MAX_WAIT_MS}"),
+            ));
+        }
+        Ok(Self {
+            wait: params
+                .min_position
+                .map(|p| (p, Duration::from_millis(wait_ms))),
+        })
+    }
+
+    /// Waits, when asked to, until every one of `projections` has applied `min_position`.
+    pub async fn wait(&self, positions: &Positions, projections: &[&str]) -> Result<(), ApiError> {
+        if let Some((min_position, timeout)) = self.wait {
+            positions
+                .wait_for(projections, min_position, timeout)
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+/// The value of a query extractor, or a 400 problem instead of axum's plain-text rejection.
+pub(crate) fn query<T: DeserializeOwned>(
+    extracted: Result<Query<T>, QueryRejection>,
+) -> Result<T, ApiError> {
+    extracted.map(|Query(value)| value).map_err(ApiError::from)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(query: &str) -> Result<Consistency, ApiError> {
+        // Through axum's own extractor, as a request would be.
+        let uri: axum::http::Uri = format!("/?{query}").parse().expect("valid URI");
+        let Query(params) = Query::<ReadParams>::try_from_uri(&uri).expect("well-formed");
+        Consistency::parse(params)
+    }
+
+    #[test]
+    fn without_min_position_a_read_does_not_wait() {
+        assert_eq!(parse("").ok(), Some(Consistency { wait: None }));
+        assert_eq!(parse("wait_ms=10").ok(), Some(Consistency { wait: None }));
+    }
+
+    #[test]
+    fn min_position_waits_five_seconds_by_default() {
+        assert_eq!(
+            parse("min_position=7").ok(),
+            Some(Consistency {
+                wait: Some((7, Duration::from_secs(5)))
+            })
+        );
+    }
+
+    #[test]
+    fn a_wait_longer_than_thirty_seconds_is_refused() {
+        assert!(parse("min_position=7&wait_ms=30000").is_ok());
+        assert!(matches!(
+            parse("min_position=7&wait_ms=30001"),
+            Err(ApiError::Client(p)) if p.code == "invalid_wait_ms"
+        ));
+    }
+
+    #[test]
+    fn as_of_is_refused_for_now() {
+        assert!(matches!(
+            parse("as_of=12"),
+            Err(ApiError::Client(p)) if p.code == "as_of_unsupported"
+        ));
+    }
+}

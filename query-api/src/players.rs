@@ -1,0 +1,182 @@
+//! `GET /v1/players/{id}`: a player's public profile, joined from the players, presence and
+//! catalog read models.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::response::Response;
+use chrono::{DateTime, Utc};
+use questlog_domain::catalog::{CatalogState, Module};
+use questlog_domain::values::ModuleNo;
+use questlog_web::{Authenticated, Problem};
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::error::ApiError;
+use crate::params::{query, Consistency, ReadParams};
+use crate::projection::{CATALOG, PLAYERS, PRESENCE};
+use crate::snapshot::{answer, begin, checkpoint};
+use crate::QueryState;
+
+/// The projections a profile is read from.
+const PROFILE: &[&str] = &[PLAYERS, PRESENCE, CATALOG];
+
+/// A profile as the contract shapes it.
+#[derive(Debug, Serialize)]
+struct Profile {
+    player_id: Uuid,
+    username: String,
+    level: i32,
+    xp: i64,
+    streak: i32,
+    longest_streak: i32,
+    timezone: String,
+    last_activity: Option<DateTime<Utc>>,
+    online: bool,
+    current_lab: Option<String>,
+    completed_labs: Vec<String>,
+    completed_modules: Vec<i32>,
+    unlocked_modules: Vec<ModuleNo>,
+    achievements: Vec<String>,
+}
+
+#[derive(sqlx::FromRow)]
+struct PlayerRow {
+    player_id: Uuid,
+    username: String,
+    level: i32,
+    xp: i64,
+    streak: i32,
+    longest_streak: i32,
+    timezone: String,
+    last_activity: Option<DateTime<Utc>>,
+    completed_labs: Vec<String>,
+    completed_modules: Vec<i32>,
+    achievements: Vec<String>,
+}
+
+/// The player a path names: `me` is the caller. Anything that is not a UUID names no player.
+pub(crate) fn player_in_path(
+    raw: Result<Path<String>, PathRejection>,
+    caller: Uuid,
+) -> Result<Uuid, ApiError> {
+    let Path(raw) = raw?;
+    if raw == "me" {
+        return Ok(caller);
+    }
+    Uuid::parse_str(&raw).map_err(|_| player_not_found())
+}
+
+pub(crate) fn player_not_found() -> ApiError {
+    ApiError::not_found("player_not_found", "there is no such player")
+}
+
+/// `GET /v1/players/{id}`: any player's profile, for any valid token.
+#[tracing::instrument(skip_all, fields(player = tracing::field::Empty))]
+pub(crate) async fn profile(
+    State(state): State<QueryState>,
+    auth: Result<Authenticated, Problem>,
+    id: Result<Path<String>, PathRejection>,
+    read: Result<Query<ReadParams>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Authenticated(actor) = auth?;
+    let consistency = Consistency::parse(query(read)?)?;
+    let player_id = player_in_path(id, actor.identity.0)?;
+    tracing::Span::current().record("player", tracing::field::display(player_id));
+    consistency.wait(&state.positions, PROFILE).await?;
+
+    let mut tx = begin(&state.pool).await?;
+    let position = checkpoint(&mut tx, PROFILE).await?;
+    let row: Option<PlayerRow> = sqlx::query_as(
+        "SELECT player_id, username, level, xp, streak, longest_streak, timezone, last_activity,
+                completed_labs, completed_modules, achievements
+           FROM rm_players WHERE player_id = $1",
+    )
+    .bind(player_id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let row = row.ok_or_else(player_not_found)?;
+    let presence: Option<(Option<String>,)> =
+        sqlx::query_as("SELECT current_lab FROM rm_presence WHERE player_id = $1")
+            .bind(player_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+    let modules: Vec<(i32, String, Vec<i32>)> =
+        sqlx::query_as("SELECT module, title, requires FROM rm_modules")
+            .fetch_all(&mut *tx)
+            .await?;
+    tx.commit().await?;
+
+    let mut completed_labs = row.completed_labs;
+    completed_labs.sort();
+    let mut completed_modules = row.completed_modules;
+    completed_modules.sort_unstable();
+    let mut achievements = row.achievements;
+    achievements.sort();
+    let unlocked_modules = unlocked(&modules, &completed_modules);
+    let profile = Profile {
+        player_id: row.player_id,
+        username: row.username,
+        level: row.level,
+        xp: row.xp,
+        streak: row.streak,
+        longest_streak: row.longest_streak,
+        timezone: row.timezone,
+        last_activity: row.last_activity,
+        online: presence.is_some(),
+        current_lab: presence.and_then(|(lab,)| lab),
+        completed_labs,
+        completed_modules,
+        unlocked_modules,
+        achievements,
+    };
+    Ok(answer(position, &profile))
+}
+
+/// The modules unlocked for a player, by the domain's own rule.
+fn unlocked(modules: &[(i32, String, Vec<i32>)], completed: &[i32]) -> Vec<ModuleNo> {
+    let module_no = |n: &i32| ModuleNo::try_from(*n).ok();
+    let catalog = CatalogState {
+        modules: modules
+            .iter()
+            .filter_map(|(module, title, requires)| {
+                let module = module_no(module)?;
+                let requires = requires.iter().filter_map(module_no).collect();
+                Some((
+                    module,
+                    Module {
+                        title: title.clone(),
+                        requires,
+                    },
+                ))
+            })
+            .collect::<BTreeMap<_, _>>(),
+        // Labs play no part in what is unlocked.
+        labs: BTreeMap::new(),
+    };
+    let completed: BTreeSet<ModuleNo> = completed.iter().filter_map(module_no).collect();
+    catalog.unlocked_modules(&completed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn module(n: i32, requires: &[i32]) -> (i32, String, Vec<i32>) {
+        (n, format!("Module {n}"), requires.to_vec())
+    }
+
+    #[test]
+    fn a_module_unlocks_when_every_module_it_requires_is_complete() {
+        let modules = [
+            module(1, &[]),
+            module(2, &[1]),
+            module(3, &[1, 2]),
+            module(4, &[]),
+        ];
+        assert_eq!(unlocked(&modules, &[]), vec![1, 4]);
+        assert_eq!(unlocked(&modules, &[1]), vec![1, 2, 4]);
+        assert_eq!(unlocked(&modules, &[1, 2]), vec![1, 2, 3, 4]);
+    }
+}
