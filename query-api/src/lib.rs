@@ -10,7 +10,11 @@
 //!   `invalid_wait_ms`): well-formed but invalid values. Unparseable ones are 400 `bad_request`.
 //! - `as_of` is 400 `as_of_unsupported` for now.
 //! - A player id that is not a UUID is 404 `player_not_found`, like an unknown one.
+//! - The admin stream read lists the events up to `to_version` with the state they fold to; its
+//!   position is the log's head, and a `min_position` beyond the head is 504 at once (a position
+//!   a client holds is always in the log already).
 
+mod admin;
 mod catalog;
 pub mod error;
 mod leaderboard;
@@ -19,6 +23,7 @@ mod players;
 pub mod positions;
 mod presence;
 pub mod snapshot;
+pub mod state_json;
 
 use axum::extract::FromRef;
 use axum::http::StatusCode;
@@ -72,6 +77,8 @@ pub fn router(state: QueryState) -> Router {
         .route("/v1/leaderboard/players/{id}", get(leaderboard::around))
         .route("/v1/presence", get(presence::online))
         .route("/v1/labs", get(catalog::labs))
+        .route("/v1/admin/projections", get(admin::projections))
+        .route("/v1/admin/streams/{stream}", get(admin::stream))
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
 }

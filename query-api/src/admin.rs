@@ -1,0 +1,186 @@
+//! Admin reads: how far behind each projection is, and any stream's events with its state folded
+//! to a version (straight from the event log, not a read model).
+
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::response::Response;
+use chrono::{DateTime, Utc};
+use questlog_domain::{Event, Role, StreamId, StreamState};
+use questlog_store::{EventStore, PgEventStore};
+use questlog_web::{Authenticated, Problem};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::error::ApiError;
+use crate::params::{query, Consistency, ReadParams};
+use crate::projection::ALL;
+use crate::snapshot::{answer, begin, checkpoint};
+use crate::state_json::stream_state_json;
+use crate::QueryState;
+
+/// The caller, when it holds an admin token.
+fn admin(auth: Result<Authenticated, Problem>) -> Result<(), ApiError> {
+    let Authenticated(actor) = auth?;
+    if actor.role == Role::Admin {
+        Ok(())
+    } else {
+        Err(Problem::forbidden("this read needs an admin token").into())
+    }
+}
+
+#[derive(Debug, Serialize, sqlx::FromRow)]
+struct ProjectionOut {
+    name: String,
+    position: i64,
+    #[sqlx(skip)]
+    lag: i64,
+    updated_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Serialize)]
+struct Projections {
+    head: i64,
+    projections: Vec<ProjectionOut>,
+}
+
+/// `GET /v1/admin/projections`: each projection's applied position and its lag behind the log's
+/// head. The known projections are always listed (position 0 before their first commit), and any
+/// other projection with a checkpoint too.
+#[tracing::instrument(skip_all)]
+pub(crate) async fn projections(
+    State(state): State<QueryState>,
+    auth: Result<Authenticated, Problem>,
+    read: Result<Query<ReadParams>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    admin(auth)?;
+    let consistency = Consistency::parse(query(read)?)?;
+    consistency.wait(&state.positions, ALL).await?;
+
+    let mut tx = begin(&state.pool).await?;
+    let position = checkpoint(&mut tx, ALL).await?;
+    let head: i64 = sqlx::query_scalar("SELECT coalesce(max(position), 0)::bigint FROM events")
+        .fetch_one(&mut *tx)
+        .await?;
+    let mut projections: Vec<ProjectionOut> = sqlx::query_as(
+        "SELECT p.name, coalesce(c.position, 0)::bigint AS position, c.updated_at
+           FROM (SELECT unnest($1::text[]) AS name UNION SELECT projection FROM projection_checkpoints) p
+           LEFT JOIN projection_checkpoints c ON c.projection = p.name
+          ORDER BY p.name",
+    )
+    .bind(ALL)
+    .fetch_all(&mut *tx)
+    .await?;
+    tx.commit().await?;
+
+    for projection in &mut projections {
+        projection.lag = (head - projection.position).max(0);
+    }
+    Ok(answer(position, &Projections { head, projections }))
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct StreamParams {
+    to_version: Option<u64>,
+}
+
+#[derive(Debug, Serialize)]
+struct EventOut {
+    position: i64,
+    version: i64,
+    #[serde(rename = "type")]
+    event_type: String,
+    data: Value,
+    metadata: Value,
+    recorded_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Serialize)]
+struct StreamOut {
+    stream: String,
+    version: i64,
+    events: Vec<EventOut>,
+    state: Value,
+}
+
+/// `GET /v1/admin/streams/{stream}?to_version=N`: the stream as it stood at version N (its latest
+/// without N): its events up to N and the state they fold to. The answer reflects the log up to
+/// its head at the time of the read, which is the `Questlog-Position`.
+#[tracing::instrument(skip_all, fields(stream = tracing::field::Empty))]
+pub(crate) async fn stream(
+    State(state): State<QueryState>,
+    auth: Result<Authenticated, Problem>,
+    stream: Result<Path<String>, PathRejection>,
+    read: Result<Query<ReadParams>, QueryRejection>,
+    params: Result<Query<StreamParams>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    admin(auth)?;
+    let consistency = Consistency::parse(query(read)?)?;
+    let to_version = query(params)?.to_version;
+    let Path(raw) = stream?;
+    let stream: StreamId = raw
+        .parse()
+        .map_err(|e: questlog_domain::stream::UnknownStream| {
+            ApiError::bad_request(
+                "invalid_stream",
+                format!("{e}; a stream is `catalog`, `player-<uuid>` or `username-<name>`"),
+            )
+        })?;
+    tracing::Span::current().record("stream", tracing::field::display(&stream));
+
+    let store = PgEventStore::new(state.pool.clone());
+    // The head first: events are visible in position order, so every event at or below it is
+    // read below, and the ones after it are left out to keep the answer at one point of the log.
+    let head = store.head().await?;
+    if let Some((min_position, _)) = consistency.wait {
+        // The log is the source of truth: a position a client holds is already in it.
+        if min_position > head {
+            return Err(crate::positions::NotCaughtUp {
+                projection: "events".to_owned(),
+                applied: head,
+                wanted: min_position,
+            }
+            .into());
+        }
+    }
+    let recorded: Vec<_> = store
+        .read_streams(&[stream.to_string()])
+        .await?
+        .into_iter()
+        .filter(|e| e.position <= head)
+        .collect();
+    if recorded.is_empty() {
+        return Err(ApiError::not_found(
+            "not_found",
+            format!("the stream {stream} has no events"),
+        ));
+    }
+    let upto: Vec<_> = recorded
+        .into_iter()
+        .filter(|e| {
+            to_version.is_none_or(|n| u64::try_from(e.stream_version).is_ok_and(|v| v <= n))
+        })
+        .collect();
+    let events: Vec<Event> = upto
+        .iter()
+        .map(|e| Event::from_parts(&e.event_type, e.schema_version, e.data.clone()))
+        .collect::<Result<_, _>>()
+        .map_err(ApiError::Decode)?;
+    let folded = StreamState::fold(&stream, &events);
+    let out = StreamOut {
+        stream: stream.to_string(),
+        version: upto.last().map_or(0, |e| e.stream_version),
+        events: upto
+            .into_iter()
+            .map(|e| EventOut {
+                position: e.position,
+                version: e.stream_version,
+                event_type: e.event_type,
+                data: e.data,
+                metadata: e.metadata,
+                recorded_at: e.recorded_at,
+            })
+            .collect(),
+        state: stream_state_json(&folded),
+    };
+    Ok(answer(head, &out))
+}
