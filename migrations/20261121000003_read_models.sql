@@ -3,6 +3,8 @@
 CREATE TABLE projection_checkpoints (
     projection text PRIMARY KEY,
     position   bigint      NOT NULL DEFAULT 0,
+    -- The JetStream stream sequence of the last message applied: where the consumer resumes.
+    stream_sequence bigint NOT NULL DEFAULT 0,
     updated_at timestamptz NOT NULL DEFAULT clock_timestamp()
 );
 

@@ -18,8 +18,10 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{ServeArgs, StoreArgs};
+use crate::config::{ServeArgs, Service, StoreArgs};
 use crate::secret::token_secret;
+use questlog_bus::Names;
+use questlog_projector::ProjectorConfig;
 
 /// Creates the database when it does not exist yet, then runs every pending migration.
 ///
@@ -77,6 +79,13 @@ pub struct Application {
 #[derive(Clone)]
 struct Health {
     pool: PgPool,
+    nats: Option<async_nats::Client>,
+}
+
+/// Hooks for tests that reproduce faults (a projector failing at a named point).
+#[derive(Clone, Default)]
+pub struct Hooks {
+    pub projector_failpoint: Option<questlog_projector::runner::Failpoint>,
 }
 
 impl Application {
@@ -89,32 +98,102 @@ impl Application {
         serve: &ServeArgs,
         shutdown: CancellationToken,
     ) -> anyhow::Result<Self> {
+        Self::build_with(store, serve, shutdown, Hooks::default()).await
+    }
+
+    /// [`Application::build`] with fault-injection hooks.
+    ///
+    /// # Errors
+    /// As [`Application::build`].
+    pub async fn build_with(
+        store: &StoreArgs,
+        serve: &ServeArgs,
+        shutdown: CancellationToken,
+        hooks: Hooks,
+    ) -> anyhow::Result<Self> {
+        let runs = |s: Service| serve.service.is_none_or(|only| only == s);
         prepare_database(&store.database_url).await?.close().await;
         let pool = questlog_store::connect(&store.database_url, serve.db_pool)
             .context("parsing the database URL")?;
         let keys = token_keys(store, &pool).await?;
-        let event_store: Arc<dyn EventStore> = Arc::new(PgEventStore::new(pool.clone()));
-        let (writer, writer_task) = questlog_command_api::writer::spawn(
-            event_store.clone(),
-            WriterConfig {
-                max_batch: serve.max_batch,
-                ..WriterConfig::default()
-            },
-            shutdown.clone(),
-        );
-        let commands = questlog_command_api::router(
-            AppState {
-                store: event_store,
-                writer,
-                tokens: keys,
-            },
-            serve.body_limit,
-        );
+        let names = Names::new(&store.nats_prefix);
+        let needs_nats =
+            runs(Service::Relay) || runs(Service::Projector) || runs(Service::QueryApi);
+        let nats = if needs_nats {
+            // Connects in the background: commands are accepted while NATS is away.
+            Some(
+                questlog_bus::connect(&store.nats_url)
+                    .await
+                    .with_context(|| format!("connecting to NATS at {}", store.nats_url))?,
+            )
+        } else {
+            None
+        };
+        let mut tasks = Vec::new();
+        let mut router = Router::new();
+        if runs(Service::CommandApi) {
+            let event_store: Arc<dyn EventStore> = Arc::new(PgEventStore::new(pool.clone()));
+            let (writer, writer_task) = questlog_command_api::writer::spawn(
+                event_store.clone(),
+                WriterConfig {
+                    max_batch: serve.max_batch,
+                    ..WriterConfig::default()
+                },
+                shutdown.clone(),
+            );
+            tasks.push(writer_task);
+            router = router.merge(questlog_command_api::router(
+                AppState {
+                    store: event_store,
+                    writer,
+                    tokens: keys.clone(),
+                },
+                serve.body_limit,
+            ));
+        }
+        if let Some(client) = &nats {
+            if runs(Service::Relay) {
+                let config = questlog_relay::RelayConfig::new(&store.database_url, names.clone());
+                tasks.push(tokio::spawn(questlog_relay::run(
+                    config,
+                    client.clone(),
+                    shutdown.clone(),
+                )));
+            }
+            if runs(Service::Projector) {
+                for projection in questlog_projector::all() {
+                    let mut config = ProjectorConfig::new(&store.database_url, names.clone());
+                    config.failpoint.clone_from(&hooks.projector_failpoint);
+                    tasks.push(tokio::spawn(questlog_projector::run(
+                        Arc::from(projection),
+                        config,
+                        client.clone(),
+                        shutdown.clone(),
+                    )));
+                }
+            }
+            if runs(Service::QueryApi) {
+                let positions = questlog_query_api::Positions::spawn_listener(
+                    client.clone(),
+                    names.clone(),
+                    pool.clone(),
+                    shutdown.clone(),
+                );
+                router = router.merge(questlog_query_api::router(questlog_query_api::QueryState {
+                    pool: pool.clone(),
+                    tokens: keys.clone(),
+                    positions,
+                }));
+            }
+        }
         let health = Router::new()
             .route("/healthz", get(healthz))
             .route("/readyz", get(readyz))
-            .with_state(Health { pool });
-        let router = health.merge(commands);
+            .with_state(Health { pool, nats });
+        let router = health
+            .merge(router)
+            .fallback(questlog_web::problem::route_not_found)
+            .method_not_allowed_fallback(questlog_web::problem::method_not_allowed);
         let listener = TcpListener::bind(serve.listen)
             .await
             .with_context(|| format!("binding {}", serve.listen))?;
@@ -122,7 +201,7 @@ impl Application {
             listener,
             router,
             shutdown,
-            tasks: vec![writer_task],
+            tasks,
         })
     }
 
@@ -159,6 +238,11 @@ async fn readyz(State(health): State<Health>) -> Result<impl IntoResponse, Probl
         .execute(&health.pool)
         .await
         .map_err(|_| Problem::unavailable("Postgres is not reachable"))?;
+    if let Some(nats) = &health.nats {
+        if nats.connection_state() != async_nats::connection::State::Connected {
+            return Err(Problem::unavailable("NATS is not reachable"));
+        }
+    }
     Ok((
         StatusCode::OK,
         Json(serde_json::json!({ "status": "ready" })),

@@ -51,6 +51,16 @@ pub struct StoreArgs {
     )]
     pub nats_url: String,
 
+    /// Prefix of every NATS name (JetStream stream, consumers, subjects), so that several
+    /// deployments can share one nats-server.
+    #[arg(
+        long,
+        env = "QUESTLOG_NATS_PREFIX",
+        default_value = "questlog",
+        global = true
+    )]
+    pub nats_prefix: String,
+
     /// Secret that signs tokens. When unset, a development secret is generated once and kept in
     /// the database (with a warning): set it in production.
     #[arg(
@@ -71,8 +81,25 @@ pub struct StoreArgs {
     pub token_ttl_days: i64,
 }
 
+/// One of questlog's services, to run alone (split mode).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Service {
+    /// The write side: identities and commands over HTTP.
+    CommandApi,
+    /// Publishes the log to NATS JetStream.
+    Relay,
+    /// Folds the published log into the read models.
+    Projector,
+    /// The read side over HTTP, with live subscriptions.
+    QueryApi,
+}
+
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
+    /// Run only this service (every service in one process when omitted).
+    #[arg(value_enum)]
+    pub service: Option<Service>,
+
     /// Address to listen on.
     #[arg(long, env = "QUESTLOG_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,

@@ -14,7 +14,7 @@ use axum::{Json, Router};
 use bytes::Bytes;
 use questlog_domain::{Command, Role};
 use questlog_store::{EventStore, StoredResponse};
-use questlog_web::problem::{body_rejection, route_not_found};
+use questlog_web::problem::body_rejection;
 use questlog_web::{Authenticated, Problem, TokenKeys};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -50,16 +50,6 @@ pub fn router(state: AppState, body_limit: usize) -> Router {
         .route("/v1/commands/{name}", post(command))
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state)
-        .fallback(route_not_found)
-        .method_not_allowed_fallback(method_not_allowed)
-}
-
-async fn method_not_allowed() -> Problem {
-    Problem::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
-        "this route does not take that method",
-    )
 }
 
 #[derive(Serialize)]

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::num::NonZeroUsize;
 use std::sync::Arc;
 
-use chrono::Utc;
+use chrono::{SubsecRound, Utc};
 use lru::LruCache;
 use questlog_domain::{
     decide, Actor, Command, Context, Event, Rejection, States, StreamId, StreamState,
@@ -305,7 +305,8 @@ impl Writer {
                 return Attempt::Done;
             }
         };
-        let now = Utc::now();
+        // Microseconds: what Postgres keeps, so read models and replays agree to the digit.
+        let now = Utc::now().trunc_subsecs(6);
         let mut batch = AppendBatch::default();
         let mut accepted: Vec<(Submission, usize, usize)> = Vec::with_capacity(submissions.len());
         for s in submissions {

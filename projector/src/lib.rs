@@ -7,7 +7,8 @@
 //! projection's writes made on the lock's own connection).
 
 pub mod projections;
-mod runner;
+pub mod rebuild;
+pub mod runner;
 
 use async_trait::async_trait;
 use questlog_bus::Change;

@@ -31,7 +31,7 @@ fn upsert(topic: String, key: String, position: i64) -> Change {
 }
 
 /// A player's row: the aggregate's own state plus the positions the read model needs.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct PlayerRow {
     pub state: PlayerState,
     /// Where the player reached the current XP (ties on the leaderboard go to the earlier).
@@ -40,6 +40,15 @@ pub struct PlayerRow {
 }
 
 impl PlayerRow {
+    /// A player with no events yet, first seen at `position`.
+    pub fn new(position: i64) -> Self {
+        Self {
+            state: PlayerState::default(),
+            xp_position: position,
+            updated_position: position,
+        }
+    }
+
     /// Folds one event of the player's stream at `position`. Returns whether the leaderboard
     /// (XP or name) moved.
     pub fn apply(&mut self, event: &Event, position: i64) -> bool {
@@ -58,7 +67,7 @@ impl PlayerRow {
 /// Profiles and the leaderboard (`rm_players`).
 pub struct Players;
 
-async fn load_players(
+pub async fn load_players(
     tx: &mut PgConnection,
     ids: &[Uuid],
 ) -> anyhow::Result<BTreeMap<Uuid, PlayerRow>> {
@@ -212,11 +221,9 @@ impl Projection for Players {
         let mut changes = Vec::new();
         for (id, recorded) in touched {
             let event = decode(recorded)?;
-            let row = rows.entry(id).or_insert_with(|| PlayerRow {
-                state: PlayerState::default(),
-                xp_position: recorded.position,
-                updated_position: recorded.position,
-            });
+            let row = rows
+                .entry(id)
+                .or_insert_with(|| PlayerRow::new(recorded.position));
             let ranked = row.apply(&event, recorded.position);
             changes.push(upsert(
                 format!("player:{id}"),

@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use crate::Projection;
 
 /// A hook that can fail a projector at a named point, to test recovery from a crash there.
-/// Points: `after_commit` (the batch is committed but not yet acknowledged).
+/// Points: `<projection>:after_commit` (the batch is committed but not yet acknowledged).
 pub type Failpoint = Arc<dyn Fn(&str) -> bool + Send + Sync>;
 
 /// Tuning of a projector.
@@ -87,23 +87,44 @@ async fn lead(
     .execute(&mut conn)
     .await
     .context("creating the checkpoint")?;
+    let resume: i64 = sqlx::query_scalar(
+        "SELECT stream_sequence FROM projection_checkpoints WHERE projection = $1",
+    )
+    .bind(name)
+    .fetch_one(&mut conn)
+    .await
+    .context("reading the checkpoint")?;
     let js = jetstream::new(client.clone());
-    let stream = ensure_stream(&js, &config.names)
+    let mut stream = ensure_stream(&js, &config.names)
         .await
         .map_err(|e| anyhow::anyhow!("opening the event stream: {e}"))?;
+    let last_sequence = stream
+        .info()
+        .await
+        .map_err(|e| anyhow::anyhow!("reading the event stream: {e}"))?
+        .state
+        .last_sequence;
+    // A stream that lost its storage starts over at 1; positions still keep duplicates out.
+    let mut applied = u64::try_from(resume).unwrap_or(0);
+    if applied > last_sequence {
+        applied = 0;
+    }
+    // The consumer resumes exactly after the checkpoint. Messages that a previous leader pulled
+    // and never acknowledged would otherwise come back only after the ack wait, behind newer ones,
+    // and in-order application could not be guaranteed.
     let durable = config.names.projector_consumer(name);
+    let _ = stream.delete_consumer(&durable).await;
     let consumer = stream
-        .get_or_create_consumer(
-            &durable,
-            pull::Config {
-                durable_name: Some(durable.clone()),
-                ack_policy: AckPolicy::All,
-                deliver_policy: DeliverPolicy::All,
-                ack_wait: Duration::from_secs(30),
-                max_ack_pending: 100_000,
-                ..Default::default()
+        .create_consumer(pull::Config {
+            durable_name: Some(durable.clone()),
+            ack_policy: AckPolicy::All,
+            deliver_policy: DeliverPolicy::ByStartSequence {
+                start_sequence: applied + 1,
             },
-        )
+            ack_wait: Duration::from_secs(30),
+            max_ack_pending: 100_000,
+            ..Default::default()
+        })
         .await
         .map_err(|e| anyhow::anyhow!("opening consumer {durable}: {e}"))?;
     let mut messages = consumer
@@ -115,6 +136,14 @@ async fn lead(
         .await
         .map_err(|e| anyhow::anyhow!("pulling from {durable}: {e}"))?;
     tracing::info!(projection = name, "projector running");
+    // What the previous leader committed but may not have announced.
+    let position: i64 =
+        sqlx::query_scalar("SELECT position FROM projection_checkpoints WHERE projection = $1")
+            .bind(name)
+            .fetch_one(&mut conn)
+            .await
+            .context("reading the checkpoint")?;
+    announce(client, &config.names, name, position, Vec::new()).await;
     loop {
         let first = tokio::select! {
             m = messages.next() => m,
@@ -130,7 +159,7 @@ async fn lead(
                 _ => break,
             }
         }
-        apply_batch(projection, config, client, &mut conn, batch).await?;
+        applied = apply_batch(projection, config, client, &mut conn, batch, applied).await?;
     }
 }
 
@@ -140,10 +169,25 @@ async fn apply_batch(
     client: &async_nats::Client,
     conn: &mut PgConnection,
     batch: Vec<jetstream::Message>,
-) -> anyhow::Result<()> {
+    mut applied: u64,
+) -> anyhow::Result<u64> {
     let name = projection.name();
     let mut events = Vec::with_capacity(batch.len());
     for message in &batch {
+        let sequence = message
+            .info()
+            .map_err(|e| anyhow::anyhow!("reading a message's metadata: {e}"))?
+            .stream_sequence;
+        if sequence <= applied {
+            continue; // a redelivery of what is already applied
+        }
+        if sequence != applied + 1 {
+            anyhow::bail!(
+                "expected stream sequence {}, got {sequence}: resuming from the checkpoint",
+                applied + 1
+            );
+        }
+        applied = sequence;
         let event: RecordedEvent = serde_json::from_slice(&message.payload)
             .with_context(|| format!("decoding message on {}", message.subject))?;
         events.push(event);
@@ -166,15 +210,25 @@ async fn apply_batch(
         }
     }
     let changes = if fresh.is_empty() {
+        sqlx::query("UPDATE projection_checkpoints SET stream_sequence = $2 WHERE projection = $1")
+            .bind(name)
+            .bind(i64::try_from(applied).unwrap_or(i64::MAX))
+            .execute(&mut *tx)
+            .await
+            .context("moving the checkpoint")?;
         Vec::new()
     } else {
         let changes = projection
             .apply(&mut tx, &fresh)
             .await
             .context("applying events")?;
-        sqlx::query("UPDATE projection_checkpoints SET position = $2, updated_at = clock_timestamp() WHERE projection = $1")
-            .bind(name)
-            .bind(high)
+        sqlx::query(
+            "UPDATE projection_checkpoints SET position = $2, stream_sequence = $3, updated_at = clock_timestamp() \
+             WHERE projection = $1",
+        )
+        .bind(name)
+        .bind(high)
+        .bind(i64::try_from(applied).unwrap_or(i64::MAX))
             .execute(&mut *tx)
             .await
             .context("moving the checkpoint")?;
@@ -184,7 +238,7 @@ async fn apply_batch(
     if config
         .failpoint
         .as_ref()
-        .is_some_and(|fail| fail("after_commit"))
+        .is_some_and(|fail| fail(&format!("{name}:after_commit")))
     {
         anyhow::bail!("failpoint after_commit");
     }
@@ -194,19 +248,32 @@ async fn apply_batch(
             .map_err(|e| anyhow::anyhow!("acknowledging: {e}"))?;
     }
     if high > checkpoint {
-        let announcement = ChangeAnnouncement {
-            projection: name.to_owned(),
-            position: high,
-            changes,
-        };
-        let payload = serde_json::to_vec(&announcement).context("encoding the announcement")?;
-        // Announcements are best effort: readers also consult the checkpoint table.
-        if let Err(e) = client
-            .publish(config.names.changes_subject(name), payload.into())
-            .await
-        {
-            tracing::warn!(projection = name, error = %e, "could not announce a change");
-        }
+        announce(client, &config.names, name, high, changes).await;
     }
-    Ok(())
+    Ok(applied)
+}
+
+/// Tells the query side what a projection now reflects. Best effort: readers also consult the
+/// checkpoint table.
+async fn announce(
+    client: &async_nats::Client,
+    names: &Names,
+    projection: &str,
+    position: i64,
+    changes: Vec<questlog_bus::Change>,
+) {
+    let announcement = ChangeAnnouncement {
+        projection: projection.to_owned(),
+        position,
+        changes,
+    };
+    let Ok(payload) = serde_json::to_vec(&announcement) else {
+        return;
+    };
+    if let Err(e) = client
+        .publish(names.changes_subject(projection), payload.into())
+        .await
+    {
+        tracing::warn!(projection, error = %e, "could not announce a change");
+    }
 }

@@ -153,11 +153,7 @@ async fn sixty_four_concurrent_completions_for_one_player_all_succeed_without_a_
 async fn concurrent_registrations_of_one_username_on_two_replicas_let_exactly_one_win() {
     let a = TestApp::spawn().await;
     // A second replica on the same database: uniqueness must come from the log, not one process.
-    let db = questlog_tests::TestDb {
-        name: String::new(),
-        url: a.db.url.clone(),
-    };
-    let b = TestApp::spawn_on(db).await;
+    let b = TestApp::spawn_on(a.db.share()).await;
     let mut identities = Vec::new();
     for _ in 0..16 {
         identities.push(a.identity().await);
@@ -184,11 +180,7 @@ async fn a_replica_with_a_stale_cache_decides_again_and_counts_everything_once()
     let a = TestApp::spawn().await;
     a.catalog(3, 100).await;
     let p = a.player("hopper").await;
-    let b = TestApp::spawn_on(questlog_tests::TestDb {
-        name: String::new(),
-        url: a.db.url.clone(),
-    })
-    .await;
+    let b = TestApp::spawn_on(a.db.share()).await;
     a.ok(&p.token, "complete_lab", json!({ "lab_id": "lab-1" }))
         .await;
     b.ok(&p.token, "complete_lab", json!({ "lab_id": "lab-2" }))

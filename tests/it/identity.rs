@@ -101,7 +101,7 @@ async fn tokens_stay_valid_across_a_restart() {
 #[tokio::test]
 async fn without_a_configured_secret_every_process_on_the_database_shares_one_generated_secret() {
     let db = TestDb::create().await;
-    let mut args = questlog_tests::store_args(&db.url);
+    let mut args = questlog_tests::store_args(&db);
     args.token_secret = None;
     let pool = db.pool(1);
     let first = questlog::app::token_keys(&args, &pool).await.expect("keys");

@@ -2,4 +2,5 @@
 
 mod commands;
 mod identity;
+mod read_side;
 mod store;

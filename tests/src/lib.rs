@@ -1,8 +1,11 @@
 //! The test harness: a database of its own per test, and questlog started on port 0 against it,
 //! driven over HTTP like a client would.
 
+pub mod faults;
+
 use std::sync::Once;
 
+use questlog::app::Hooks;
 use questlog::config::{ServeArgs, StoreArgs};
 use questlog::Application;
 use questlog_domain::Role;
@@ -44,6 +47,8 @@ pub fn init_logging() {
 pub struct TestDb {
     pub name: String,
     pub url: String,
+    /// This test's NATS prefix: its own JetStream stream, consumers and subjects.
+    pub nats_prefix: String,
 }
 
 impl TestDb {
@@ -52,14 +57,29 @@ impl TestDb {
     /// # Panics
     /// When Postgres cannot be reached.
     pub async fn create() -> Self {
-        let name = format!("questlog_test_{}", Uuid::new_v4().simple());
+        let id = Uuid::new_v4().simple().to_string();
+        let name = format!("questlog_test_{id}");
         let url = database_url(&name);
         questlog::app::prepare_database(&url)
             .await
             .expect("Postgres must be reachable: run the suite through scripts/test.sh")
             .close()
             .await;
-        Self { name, url }
+        Self {
+            name,
+            url,
+            nats_prefix: format!("t{id}"),
+        }
+    }
+
+    /// Another handle on the same database and NATS names that does not drop them (for a
+    /// second replica).
+    pub fn share(&self) -> Self {
+        Self {
+            name: String::new(),
+            url: self.url.clone(),
+            nats_prefix: self.nats_prefix.clone(),
+        }
     }
 
     /// A pool on this database.
@@ -77,6 +97,7 @@ impl Drop for TestDb {
             return;
         }
         let name = self.name.clone();
+        let prefix = self.nats_prefix.clone();
         // Drop may run inside a runtime that is shutting down: use a thread with its own.
         let _ = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
@@ -85,6 +106,12 @@ impl Drop for TestDb {
             if let Ok(rt) = rt {
                 rt.block_on(async {
                     use sqlx::Connection;
+                    if let Ok(client) = async_nats::connect(nats_url()).await {
+                        let js = async_nats::jetstream::new(client);
+                        let _ = js
+                            .delete_stream(questlog_bus::Names::new(&prefix).events_stream())
+                            .await;
+                    }
                     if let Ok(mut conn) = sqlx::PgConnection::connect(&admin_database_url()).await {
                         let _ = sqlx::query(&format!(
                             "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
@@ -131,16 +158,25 @@ impl TestApp {
     /// # Panics
     /// When the application cannot start.
     pub async fn spawn_on(db: TestDb) -> Self {
+        let store = store_args(&db);
+        Self::spawn_custom(db, store, Hooks::default()).await
+    }
+
+    /// Starts questlog with its store configuration and hooks set by the test.
+    ///
+    /// # Panics
+    /// When the application cannot start.
+    pub async fn spawn_custom(db: TestDb, store: StoreArgs, hooks: Hooks) -> Self {
         init_logging();
-        let store = store_args(&db.url);
         let serve = ServeArgs {
+            service: None,
             listen: "127.0.0.1:0".parse().expect("valid address"),
             body_limit: questlog_command_api::DEFAULT_BODY_LIMIT,
             max_batch: 256,
             db_pool: 8,
         };
         let shutdown = CancellationToken::new();
-        let app = Application::build(&store, &serve, shutdown.clone())
+        let app = Application::build_with(&store, &serve, shutdown.clone(), hooks)
             .await
             .expect("questlog starts");
         let address = format!("http://127.0.0.1:{}", app.port());
@@ -167,6 +203,7 @@ impl TestApp {
         TestDb {
             name: std::mem::take(&mut self.db.name),
             url: std::mem::take(&mut self.db.url),
+            nats_prefix: std::mem::take(&mut self.db.nats_prefix),
         }
     }
 
@@ -204,6 +241,47 @@ impl TestApp {
         let (status, out) = self.command(token, name, &body).await;
         assert_eq!(status, StatusCode::OK, "{name} {body} answered {out}");
         out
+    }
+
+    /// A GET as a client: the status, the `Questlog-Position` header and the JSON body.
+    ///
+    /// # Panics
+    /// When the request fails at the transport level or the body is not JSON.
+    pub async fn get(&self, token: &str, path: &str) -> (StatusCode, Option<i64>, Value) {
+        let response = self
+            .client
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("request sent");
+        let status = response.status();
+        let position = response
+            .headers()
+            .get("questlog-position")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok());
+        (status, position, response.json().await.expect("JSON body"))
+    }
+
+    /// A GET that must succeed after the read side has applied `position` (waiting up to 30 s).
+    ///
+    /// # Panics
+    /// When it does not.
+    pub async fn read_at(&self, token: &str, path: &str, position: i64) -> Value {
+        let sep = if path.contains('?') { '&' } else { '?' };
+        let (status, at, body) = self
+            .get(
+                token,
+                &format!("{path}{sep}min_position={position}&wait_ms=30000"),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "GET {path} at {position}: {body}");
+        assert!(
+            at.is_some_and(|p| p >= position),
+            "Questlog-Position {at:?} is below {position}"
+        );
+        body
     }
 
     /// A new identity.
@@ -264,10 +342,11 @@ impl Drop for TestApp {
 }
 
 /// The store configuration a test app runs with.
-pub fn store_args(database_url: &str) -> StoreArgs {
+pub fn store_args(db: &TestDb) -> StoreArgs {
     StoreArgs {
-        database_url: database_url.to_owned(),
+        database_url: db.url.clone(),
         nats_url: nats_url(),
+        nats_prefix: db.nats_prefix.clone(),
         token_secret: Some(TEST_SECRET.to_owned()),
         token_ttl_days: 30,
     }

@@ -119,6 +119,15 @@ pub async fn route_not_found() -> Problem {
     Problem::not_found("there is no such route; see the API documentation")
 }
 
+/// Answers a known route called with another method.
+pub async fn method_not_allowed() -> Problem {
+    Problem::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this route does not take that method",
+    )
+}
+
 /// Turns the body extractor's refusals (too large, unreadable) into problems.
 pub fn body_rejection(rejection: &axum::extract::rejection::BytesRejection) -> Problem {
     let status = rejection.status();
