@@ -1,0 +1,163 @@
+//! A scratch database and NATS prefix, questlog started in-process on port 0, and a client.
+
+use anyhow::Context as _;
+use questlog::config::{ServeArgs, StoreArgs};
+use questlog::Application;
+use questlog_domain::Role;
+use serde_json::{json, Value};
+use sqlx::Connection;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::Args;
+
+pub const SECRET: &str = "questlog-bench-secret";
+
+/// The running system under test.
+pub struct Env {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub admin: String,
+    pub db_name: String,
+    pub maintenance_url: String,
+    pub nats_url: String,
+    pub prefix: String,
+    shutdown: CancellationToken,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+pub fn database_url(maintenance: &str, name: &str) -> String {
+    let base = maintenance.rsplit_once('/').map_or(maintenance, |(b, _)| b);
+    format!("{base}/{name}")
+}
+
+impl Env {
+    pub async fn start(args: &Args) -> anyhow::Result<Self> {
+        let id = Uuid::new_v4().simple().to_string();
+        let db_name = format!("questlog_bench_{id}");
+        let db_url = database_url(&args.database_url, &db_name);
+        let store = StoreArgs {
+            database_url: db_url.clone(),
+            nats_url: args.nats_url.clone(),
+            nats_prefix: format!("bench{id}"),
+            token_secret: Some(SECRET.to_owned()),
+            token_ttl_days: 1,
+        };
+        let serve = ServeArgs {
+            service: None,
+            listen: "127.0.0.1:0".parse()?,
+            body_limit: 64 * 1024,
+            max_batch: 256,
+            db_pool: 16,
+        };
+        let shutdown = CancellationToken::new();
+        let app = Application::build(&store, &serve, shutdown.clone())
+            .await
+            .context("starting questlog")?;
+        let base = format!("http://127.0.0.1:{}", app.port());
+        let task = tokio::spawn(app.run());
+        let keys = questlog_web_keys();
+        Ok(Self {
+            base,
+            client: reqwest::Client::builder()
+                .pool_max_idle_per_host(256)
+                .build()?,
+            admin: keys.issue(Uuid::new_v4(), Role::Admin),
+            db_name,
+            maintenance_url: args.database_url.clone(),
+            nats_url: args.nats_url.clone(),
+            prefix: store.nats_prefix,
+            shutdown,
+            task,
+        })
+    }
+
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        let _ = self.task.await;
+        if let Ok(client) = async_nats::connect(&self.nats_url).await {
+            let js = async_nats::jetstream::new(client);
+            let _ = js
+                .delete_stream(questlog_bus::Names::new(&self.prefix).events_stream())
+                .await;
+        }
+        drop_database(&self.maintenance_url, &self.db_name).await;
+    }
+
+    /// Sends a command; returns the status and body.
+    pub async fn command(
+        &self,
+        token: &str,
+        name: &str,
+        body: &Value,
+    ) -> anyhow::Result<(u16, Value)> {
+        let response = self
+            .client
+            .post(format!("{}/v1/commands/{name}", self.base))
+            .bearer_auth(token)
+            .json(body)
+            .send()
+            .await?;
+        let status = response.status().as_u16();
+        Ok((status, response.json().await?))
+    }
+
+    /// A new player: its token.
+    pub async fn player(&self) -> anyhow::Result<String> {
+        let response: Value = self
+            .client
+            .post(format!("{}/v1/identity", self.base))
+            .send()
+            .await?
+            .json()
+            .await?;
+        let token = response["token"].as_str().context("token")?.to_owned();
+        let name = format!("p{}", &Uuid::new_v4().simple().to_string()[..20]);
+        let (status, body) = self
+            .command(&token, "register_player", &json!({ "username": name }))
+            .await?;
+        anyhow::ensure!(status == 200, "register_player: {body}");
+        Ok(token)
+    }
+
+    /// Module 1 with `labs` labs, `lab-1` …
+    pub async fn catalog(&self, labs: usize) -> anyhow::Result<()> {
+        self.command(
+            &self.admin,
+            "define_module",
+            &json!({ "module": 1, "title": "Bench" }),
+        )
+        .await?;
+        for i in 1..=labs {
+            let (status, body) = self
+                .command(
+                    &self.admin,
+                    "define_lab",
+                    &json!({ "lab_id": format!("lab-{i}"), "module": 1, "title": "t", "xp": 10 }),
+                )
+                .await?;
+            anyhow::ensure!(status == 200, "define_lab: {body}");
+        }
+        Ok(())
+    }
+}
+
+fn questlog_web_keys() -> questlog_web::TokenKeys {
+    questlog_web::TokenKeys::new(SECRET.as_bytes(), chrono::Duration::days(1))
+}
+
+/// A scratch database for a baseline, with questlog's schema.
+pub async fn scratch_database(maintenance: &str) -> anyhow::Result<(String, String)> {
+    let name = format!("questlog_bench_{}", Uuid::new_v4().simple());
+    let url = database_url(maintenance, &name);
+    questlog::app::prepare_database(&url).await?.close().await;
+    Ok((name, url))
+}
+
+pub async fn drop_database(maintenance: &str, name: &str) {
+    if let Ok(mut conn) = sqlx::PgConnection::connect(maintenance).await {
+        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+            .execute(&mut conn)
+            .await;
+    }
+}

@@ -1,0 +1,407 @@
+//! The workloads and their baselines.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use hdrhistogram::Histogram;
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::report::Row;
+use crate::setup::{drop_database, scratch_database, Env};
+use crate::Args;
+
+fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds")
+}
+
+fn ms(h: &Histogram<u64>, q: f64) -> f64 {
+    // Recorded in microseconds.
+    #[allow(clippy::cast_precision_loss)]
+    let v = h.value_at_quantile(q) as f64;
+    v / 1000.0
+}
+
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX).max(1)
+}
+
+pub async fn run_all(args: &Args, env: &Env, rows: &mut Vec<Row>) -> anyhow::Result<()> {
+    let labs = if args.quick { 200 } else { 1000 };
+    env.catalog(labs).await?;
+    let duration = args.duration();
+
+    eprintln!("command throughput: {} clients, {duration:?}", args.clients);
+    let commands = command_throughput(env, args.clients, duration, labs).await?;
+    eprintln!("  {commands:.0} commands/s");
+    eprintln!(
+        "raw INSERT throughput: {} clients, {duration:?}",
+        args.clients
+    );
+    let (scratch, scratch_url) = scratch_database(&env.maintenance_url).await?;
+    let inserts = insert_throughput(&scratch_url, args.clients, duration).await;
+    eprintln!("  {:.0} inserts/s", inserts.as_ref().map_or(0.0, |v| *v));
+    rows.push(
+        Row::new(
+            "command throughput (complete_lab over HTTP)",
+            commands,
+            "raw single-row INSERT",
+            inserts.as_ref().copied().unwrap_or(0.0),
+            "/s",
+        )
+        .at_least(1.0),
+    );
+
+    let rate = (commands / 2.0).max(10.0);
+    eprintln!("latency at {rate:.0}/s (half the measured command maximum)");
+    let command_latency = command_latency(env, rate, duration, labs).await?;
+    let insert_latency = insert_latency(&scratch_url, rate, duration).await?;
+    drop_database(&env.maintenance_url, &scratch).await;
+    inserts?;
+    rows.push(Row::new(
+        "command p50 at half max rate",
+        ms(&command_latency, 0.5),
+        "raw INSERT p50",
+        ms(&insert_latency, 0.5),
+        "ms",
+    ));
+    rows.push(
+        Row::new(
+            "command p99 at half max rate",
+            ms(&command_latency, 0.99),
+            "raw INSERT p99",
+            ms(&insert_latency, 0.99),
+            "ms",
+        )
+        .at_most(1.5),
+    );
+    rows.push(Row::new(
+        "command p999 at half max rate",
+        ms(&command_latency, 0.999),
+        "raw INSERT p999",
+        ms(&insert_latency, 0.999),
+        "ms",
+    ));
+
+    let n = if args.quick {
+        100
+    } else {
+        args.visibility_commands
+    };
+    eprintln!("command → read model visibility over {n} commands");
+    let (visible, answered) = visibility(env, n, labs).await?;
+    rows.push(Row::new(
+        "command sent → read model committed, p50",
+        ms(&visible, 0.5),
+        "command p50 (same run)",
+        ms(&answered, 0.5),
+        "ms",
+    ));
+    rows.push(Row::new(
+        "command sent → read model committed, p99",
+        ms(&visible, 0.99),
+        "command p99 (same run)",
+        ms(&answered, 0.99),
+        "ms",
+    ));
+    Ok(())
+}
+
+/// A client's supply of `complete_lab` commands: a fresh player whenever the labs run out.
+struct Player {
+    token: String,
+    next_lab: usize,
+}
+
+impl Player {
+    async fn new(env: &Env) -> anyhow::Result<Self> {
+        Ok(Self {
+            token: env.player().await?,
+            next_lab: 1,
+        })
+    }
+
+    async fn complete_next(&mut self, env: &Env, labs: usize) -> anyhow::Result<i64> {
+        if self.next_lab > labs {
+            *self = Self::new(env).await?;
+        }
+        let lab = format!("lab-{}", self.next_lab);
+        self.next_lab += 1;
+        let (status, body) = env
+            .command(&self.token, "complete_lab", &json!({ "lab_id": lab }))
+            .await?;
+        anyhow::ensure!(status == 200, "complete_lab answered {status}: {body}");
+        body["position"]
+            .as_i64()
+            .ok_or_else(|| anyhow::anyhow!("no position"))
+    }
+}
+
+/// Closed loop: `clients` clients each send `complete_lab` back to back; commands per second over
+/// `duration` after a warm-up.
+async fn command_throughput(
+    env: &Env,
+    clients: usize,
+    duration: Duration,
+    labs: usize,
+) -> anyhow::Result<f64> {
+    let measuring = Arc::new(AtomicBool::new(false));
+    let stop = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicU64::new(0));
+    let mut players = Vec::new();
+    for _ in 0..clients {
+        players.push(Player::new(env).await?);
+    }
+    let tasks = players.into_iter().map(|mut p| {
+        let (measuring, stop, done) = (measuring.clone(), stop.clone(), done.clone());
+        async move {
+            while !stop.load(Ordering::Relaxed) {
+                p.complete_next(env, labs).await?;
+                if measuring.load(Ordering::Relaxed) {
+                    done.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            anyhow::Ok(())
+        }
+    });
+    let run = futures::future::try_join_all(tasks);
+    let clock = async {
+        tokio::time::sleep(duration / 3).await;
+        measuring.store(true, Ordering::SeqCst);
+        let start = Instant::now();
+        tokio::time::sleep(duration).await;
+        let n = done.load(Ordering::SeqCst);
+        measuring.store(false, Ordering::SeqCst);
+        stop.store(true, Ordering::SeqCst);
+        #[allow(clippy::cast_precision_loss)]
+        let rate = n as f64 / start.elapsed().as_secs_f64();
+        rate
+    };
+    let (outcome, rate) = tokio::join!(run, clock);
+    outcome?;
+    Ok(rate)
+}
+
+const INSERT_SQL: &str = "INSERT INTO events (event_id, stream_id, stream_version, event_type, schema_version, data, metadata) \
+     VALUES ($1, $2, 1, 'lab_completed', 1, $3, $4)";
+
+async fn insert_one(pool: &sqlx::PgPool) -> anyhow::Result<()> {
+    let id = Uuid::now_v7();
+    sqlx::query(INSERT_SQL)
+        .bind(id)
+        .bind(format!("player-{id}"))
+        .bind(json!({ "lab_id": "lab-1", "module": 1, "xp": 10 }))
+        .bind(json!({ "command_id": id, "command": "complete_lab", "correlation_id": id, "causation_id": id, "identity": id, "role": "player" }))
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+/// The baseline: the same event rows inserted one per durable transaction by `clients`
+/// connections.
+async fn insert_throughput(url: &str, clients: usize, duration: Duration) -> anyhow::Result<f64> {
+    let pool = questlog_store_pool(url, clients)?;
+    let measuring = Arc::new(AtomicBool::new(false));
+    let stop = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicU64::new(0));
+    let tasks = (0..clients).map(|_| {
+        let (pool, measuring, stop, done) =
+            (pool.clone(), measuring.clone(), stop.clone(), done.clone());
+        async move {
+            while !stop.load(Ordering::Relaxed) {
+                insert_one(&pool).await?;
+                if measuring.load(Ordering::Relaxed) {
+                    done.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            anyhow::Ok(())
+        }
+    });
+    let run = futures::future::try_join_all(tasks);
+    let clock = async {
+        tokio::time::sleep(duration / 3).await;
+        measuring.store(true, Ordering::SeqCst);
+        let start = Instant::now();
+        tokio::time::sleep(duration).await;
+        let n = done.load(Ordering::SeqCst);
+        stop.store(true, Ordering::SeqCst);
+        #[allow(clippy::cast_precision_loss)]
+        let rate = n as f64 / start.elapsed().as_secs_f64();
+        rate
+    };
+    let (outcome, rate) = tokio::join!(run, clock);
+    outcome?;
+    pool.close().await;
+    Ok(rate)
+}
+
+fn questlog_store_pool(url: &str, size: usize) -> anyhow::Result<sqlx::PgPool> {
+    Ok(questlog_store_connect(
+        url,
+        u32::try_from(size).unwrap_or(64),
+    )?)
+}
+
+fn questlog_store_connect(url: &str, size: u32) -> Result<sqlx::PgPool, sqlx::Error> {
+    use sqlx::postgres::PgPoolOptions;
+    Ok(PgPoolOptions::new()
+        .max_connections(size)
+        .acquire_timeout(Duration::from_secs(30))
+        .connect_lazy(url)?)
+}
+
+/// Open loop at `rate` per second: latency is measured from each request's scheduled start, so a
+/// stall counts against every request it delays.
+async fn open_loop<F, Fut>(
+    rate: f64,
+    duration: Duration,
+    mut op: F,
+) -> anyhow::Result<Histogram<u64>>
+where
+    F: FnMut(usize) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>> + Send + 'static,
+{
+    let interval = Duration::from_secs_f64(1.0 / rate);
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let total = (duration.as_secs_f64() * rate) as usize;
+    let hist = Arc::new(Mutex::new(histogram()));
+    let start = Instant::now();
+    let mut tasks = Vec::with_capacity(total);
+    for i in 0..total {
+        let due = start + interval.mul_f64(i as f64);
+        tokio::time::sleep_until(due.into()).await;
+        let fut = op(i);
+        let hist = hist.clone();
+        tasks.push(tokio::spawn(async move {
+            fut.await?;
+            let _ = hist
+                .lock()
+                .expect("histogram")
+                .record(micros(due.elapsed()));
+            anyhow::Ok(())
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    let h = hist.lock().expect("histogram").clone();
+    Ok(h)
+}
+
+async fn command_latency(
+    env: &Env,
+    rate: f64,
+    duration: Duration,
+    labs: usize,
+) -> anyhow::Result<Histogram<u64>> {
+    // Enough players that no player's labs run out and each command is a fresh lab.
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let total = (duration.as_secs_f64() * rate) as usize + 1;
+    let mut tokens = Vec::new();
+    for _ in 0..total.div_ceil(labs) {
+        tokens.push(Arc::new(env.player().await?));
+    }
+    let client = env.client.clone();
+    let base = env.base.clone();
+    open_loop(rate, duration, move |i| {
+        let token = tokens[i / labs].clone();
+        let (client, url) = (client.clone(), format!("{base}/v1/commands/complete_lab"));
+        let lab = format!("lab-{}", i % labs + 1);
+        async move {
+            let response = client
+                .post(url)
+                .bearer_auth(token.as_str())
+                .json(&json!({ "lab_id": lab }))
+                .send()
+                .await?;
+            anyhow::ensure!(
+                response.status().is_success(),
+                "complete_lab answered {}",
+                response.status()
+            );
+            Ok(())
+        }
+    })
+    .await
+}
+
+async fn insert_latency(
+    url: &str,
+    rate: f64,
+    duration: Duration,
+) -> anyhow::Result<Histogram<u64>> {
+    let pool = questlog_store_pool(url, 64)?;
+    let h = open_loop(rate, duration, |_| {
+        let pool = pool.clone();
+        async move { insert_one(&pool).await }
+    })
+    .await;
+    pool.close().await;
+    h
+}
+
+/// Sends `n` commands one after another; measures when each one's position is announced as
+/// committed to the `players` read model, and when its answer arrived.
+async fn visibility(
+    env: &Env,
+    n: usize,
+    labs: usize,
+) -> anyhow::Result<(Histogram<u64>, Histogram<u64>)> {
+    let names = questlog_bus::Names::new(&env.prefix);
+    let client = async_nats::connect(&env.nats_url).await?;
+    let mut announcements = client.subscribe(names.changes_subject("players")).await?;
+    client.flush().await?;
+    let pending: Arc<Mutex<BTreeMap<i64, Instant>>> = Arc::new(Mutex::new(BTreeMap::new()));
+    let visible = Arc::new(Mutex::new(histogram()));
+    let highest = Arc::new(std::sync::atomic::AtomicI64::new(0));
+    let watcher = {
+        let (pending, visible, highest) = (pending.clone(), visible.clone(), highest.clone());
+        tokio::spawn(async move {
+            while let Some(message) = announcements.next().await {
+                let Ok(a) =
+                    serde_json::from_slice::<questlog_bus::ChangeAnnouncement>(&message.payload)
+                else {
+                    continue;
+                };
+                let now = Instant::now();
+                let mut pending = pending.lock().expect("pending");
+                highest.fetch_max(a.position, Ordering::SeqCst);
+                let done: Vec<i64> = pending.range(..=a.position).map(|(p, _)| *p).collect();
+                for p in done {
+                    if let Some(sent) = pending.remove(&p) {
+                        let _ = visible.lock().expect("hist").record(micros(now - sent));
+                    }
+                }
+            }
+        })
+    };
+    let mut answered = histogram();
+    let mut player = Player::new(env).await?;
+    for _ in 0..n {
+        let sent = Instant::now();
+        let position = player.complete_next(env, labs).await?;
+        answered.record(micros(sent.elapsed()))?;
+        let mut p = pending.lock().expect("pending");
+        // Announced before its answer was read: visible now.
+        if position <= highest.load(Ordering::SeqCst) {
+            visible
+                .lock()
+                .expect("hist")
+                .record(micros(sent.elapsed()))?;
+        } else {
+            p.insert(position, sent);
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !pending.lock().expect("pending").is_empty() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    watcher.abort();
+    let left = pending.lock().expect("pending").len();
+    anyhow::ensure!(left == 0, "{left} commands never became visible");
+    let h = visible.lock().expect("hist").clone();
+    Ok((h, answered))
+}
