@@ -238,17 +238,10 @@ async fn insert_throughput(url: &str, clients: usize, duration: Duration) -> any
     Ok(rate)
 }
 
+/// A pool of `size` connections for a baseline.
 fn questlog_store_pool(url: &str, size: usize) -> anyhow::Result<sqlx::PgPool> {
-    Ok(questlog_store_connect(
-        url,
-        u32::try_from(size).unwrap_or(64),
-    )?)
-}
-
-fn questlog_store_connect(url: &str, size: u32) -> Result<sqlx::PgPool, sqlx::Error> {
-    use sqlx::postgres::PgPoolOptions;
-    Ok(PgPoolOptions::new()
-        .max_connections(size)
+    Ok(sqlx::postgres::PgPoolOptions::new()
+        .max_connections(u32::try_from(size).unwrap_or(64))
         .acquire_timeout(Duration::from_secs(30))
         .connect_lazy(url)?)
 }
