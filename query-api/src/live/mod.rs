@@ -14,8 +14,8 @@
 //! (or `last_event_id` in the query, for clients that cannot set headers) resumes from the
 //! hub's retention when it holds every change since, else with a fresh snapshot.
 //!
-//! Where the contract is silent: a `player:<id>` topic for a player that does not exist is 404
-//! `player_not_found`; more than [`MAX_TOPICS`] topics is 400 `invalid_topic`; a malformed
+//! Where the contract is silent: a `player:<id>` topic for a player not (yet) in the read model
+//! has `null` data in its snapshot, and its registration arrives as a change; more than [`MAX_TOPICS`] topics is 400 `invalid_topic`; a malformed
 //! `Last-Event-ID` is 400 `invalid_last_event_id`; before the process follows the announcements
 //! (NATS away at start) a subscription is 503 `unavailable`.
 
@@ -276,10 +276,7 @@ impl Connection {
                 })
                 .collect();
             let position = covered.iter().map(|(_, at)| *at).min().unwrap_or(0);
-            let data = topic
-                .snapshot(&mut tx, position)
-                .await?
-                .ok_or_else(crate::players::player_not_found)?;
+            let data = topic.snapshot(&mut tx, position).await?;
             snapshots.push((slot, position, covered, data));
         }
         tx.commit().await?;

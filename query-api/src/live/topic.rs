@@ -121,23 +121,22 @@ impl Topic {
         }
     }
 
-    /// The topic's data in this snapshot, which reflects `position`; `None` when it names
-    /// nothing (a player never registered).
+    /// The topic's data in this snapshot, which reflects `position`: `null` for a player not
+    /// (yet) registered, whose registration then arrives as a change.
     pub async fn snapshot(
         &self,
         conn: &mut PgConnection,
         position: i64,
-    ) -> Result<Option<Value>, sqlx::Error> {
-        Ok(Some(match self {
+    ) -> Result<Value, sqlx::Error> {
+        Ok(match self {
             Self::Leaderboard { limit } => {
                 to_value(&read_page(conn, position, None, *limit).await?)
             }
             Self::Presence => to_value(&read_presence(conn, position).await?),
-            Self::Player(id) => match read_profile(conn, *id).await? {
-                Some(profile) => to_value(&profile),
-                None => return Ok(None),
-            },
-        }))
+            Self::Player(id) => read_profile(conn, *id)
+                .await?
+                .map_or(Value::Null, |profile| to_value(&profile)),
+        })
     }
 
     /// What `changes` (all touching this topic, from one announcement) made of it, read in this
