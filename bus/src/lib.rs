@@ -95,6 +95,11 @@ impl Names {
 pub struct ChangeAnnouncement {
     pub projection: String,
     pub position: i64,
+    /// The position the projection reflected before this commit. A listener that last heard of
+    /// a lower one has missed an announcement (core NATS delivers at most once), so it knows its
+    /// changes are incomplete instead of silently skipping them. `None` from older projectors.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous: Option<i64>,
     pub changes: Vec<Change>,
 }
 

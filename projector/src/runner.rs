@@ -143,7 +143,9 @@ async fn lead(
             .fetch_one(&mut conn)
             .await
             .context("reading the checkpoint")?;
-    announce(client, &config.names, name, position, Vec::new()).await;
+    // `previous` is the checkpoint itself: a listener that heard of less missed the old leader's
+    // last announcement.
+    announce(client, &config.names, name, position, position, Vec::new()).await;
     loop {
         let first = tokio::select! {
             m = messages.next() => m,
@@ -248,7 +250,7 @@ async fn apply_batch(
             .map_err(|e| anyhow::anyhow!("acknowledging: {e}"))?;
     }
     if high > checkpoint {
-        announce(client, &config.names, name, high, changes).await;
+        announce(client, &config.names, name, checkpoint, high, changes).await;
     }
     Ok(applied)
 }
@@ -259,12 +261,14 @@ async fn announce(
     client: &async_nats::Client,
     names: &Names,
     projection: &str,
+    previous: i64,
     position: i64,
     changes: Vec<questlog_bus::Change>,
 ) {
     let announcement = ChangeAnnouncement {
         projection: projection.to_owned(),
         position,
+        previous: Some(previous),
         changes,
     };
     let Ok(payload) = serde_json::to_vec(&announcement) else {

@@ -192,8 +192,9 @@ pub(crate) struct PageParams {
     after: Option<String>,
 }
 
+/// One page of the leaderboard, as `GET /v1/leaderboard` answers it.
 #[derive(Debug, Serialize)]
-struct Page {
+pub(crate) struct Page {
     position: i64,
     entries: Vec<Entry>,
     next: Option<String>,
@@ -222,10 +223,21 @@ pub(crate) async fn page(
 
     let mut tx = begin(&state.pool).await?;
     let position = checkpoint(&mut tx, &[PLAYERS]).await?;
-    // One more than asked for tells whether there is a next page.
-    let mut entries = after(&mut tx, cursor.map(|c| c.key), limit + 1).await?;
+    let page = read_page(&mut tx, position, cursor, limit).await?;
     tx.commit().await?;
+    Ok(answer(position, &page))
+}
 
+/// The page of `limit` entries after `cursor` (from the top without one) in this snapshot, as
+/// reflecting `position`. The read behind `GET /v1/leaderboard` and the `leaderboard` live topic.
+pub(crate) async fn read_page(
+    conn: &mut PgConnection,
+    position: i64,
+    cursor: Option<Cursor>,
+    limit: i64,
+) -> Result<Page, sqlx::Error> {
+    // One more than asked for tells whether there is a next page.
+    let mut entries = after(conn, cursor.map(|c| c.key), limit + 1).await?;
     let first_rank = cursor.map_or(1, |c| c.rank + 1);
     for (entry, rank) in entries.iter_mut().zip(first_rank..) {
         entry.rank = rank;
@@ -239,14 +251,11 @@ pub(crate) async fn page(
         }
         .encode()
     });
-    Ok(answer(
+    Ok(Page {
         position,
-        &Page {
-            position,
-            entries,
-            next,
-        },
-    ))
+        entries,
+        next,
+    })
 }
 
 #[derive(Debug, Deserialize)]

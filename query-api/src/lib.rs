@@ -1,6 +1,9 @@
 //! questlog's read side over HTTP: the read models the projectors keep (players and leaderboard,
 //! presence, catalog) and admin views of the log, with read-your-writes.
 //!
+//! Live subscriptions (`GET /v1/subscribe`, Server-Sent Events) follow the same read models: see
+//! [`live`]. `GET /metrics` shows their counters.
+//!
 //! Every read answers with `Questlog-Position: P`, the least checkpoint of the projections it
 //! read, taken in the same snapshot as its rows (see [`snapshot`]). A read with `min_position`
 //! first waits, through [`Positions`], until those projections have applied it.
@@ -18,6 +21,7 @@ mod admin;
 mod catalog;
 pub mod error;
 mod leaderboard;
+pub mod live;
 mod params;
 mod players;
 pub mod positions;
@@ -79,6 +83,8 @@ pub fn router(state: QueryState) -> Router {
         .route("/v1/labs", get(catalog::labs))
         .route("/v1/admin/projections", get(admin::projections))
         .route("/v1/admin/streams/{stream}", get(admin::stream))
+        .route("/v1/subscribe", get(live::subscribe))
+        .route("/metrics", get(live::metrics))
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
 }

@@ -11,6 +11,7 @@ use questlog_domain::catalog::{CatalogState, Module};
 use questlog_domain::values::ModuleNo;
 use questlog_web::{Authenticated, Problem};
 use serde::Serialize;
+use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::error::ApiError;
@@ -20,11 +21,11 @@ use crate::snapshot::{answer, begin, checkpoint};
 use crate::QueryState;
 
 /// The projections a profile is read from.
-const PROFILE: &[&str] = &[PLAYERS, PRESENCE, CATALOG];
+pub(crate) const PROFILE: &[&str] = &[PLAYERS, PRESENCE, CATALOG];
 
 /// A profile as the contract shapes it.
 #[derive(Debug, Serialize)]
-struct Profile {
+pub(crate) struct Profile {
     player_id: Uuid,
     username: String,
     level: i32,
@@ -88,25 +89,39 @@ pub(crate) async fn profile(
 
     let mut tx = begin(&state.pool).await?;
     let position = checkpoint(&mut tx, PROFILE).await?;
+    let profile = read_profile(&mut tx, player_id)
+        .await?
+        .ok_or_else(player_not_found)?;
+    tx.commit().await?;
+    Ok(answer(position, &profile))
+}
+
+/// A player's profile as this snapshot holds it (`None` for a player never registered). The read
+/// behind `GET /v1/players/{id}` and the `player:<id>` live topic.
+pub(crate) async fn read_profile(
+    conn: &mut PgConnection,
+    player_id: Uuid,
+) -> Result<Option<Profile>, sqlx::Error> {
     let row: Option<PlayerRow> = sqlx::query_as(
         "SELECT player_id, username, level, xp, streak, longest_streak, timezone, last_activity,
                 completed_labs, completed_modules, achievements
            FROM rm_players WHERE player_id = $1",
     )
     .bind(player_id)
-    .fetch_optional(&mut *tx)
+    .fetch_optional(&mut *conn)
     .await?;
-    let row = row.ok_or_else(player_not_found)?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
     let presence: Option<(Option<String>,)> =
         sqlx::query_as("SELECT current_lab FROM rm_presence WHERE player_id = $1")
             .bind(player_id)
-            .fetch_optional(&mut *tx)
+            .fetch_optional(&mut *conn)
             .await?;
     let modules: Vec<(i32, String, Vec<i32>)> =
         sqlx::query_as("SELECT module, title, requires FROM rm_modules")
-            .fetch_all(&mut *tx)
+            .fetch_all(&mut *conn)
             .await?;
-    tx.commit().await?;
 
     let mut completed_labs = row.completed_labs;
     completed_labs.sort();
@@ -115,7 +130,7 @@ pub(crate) async fn profile(
     let mut achievements = row.achievements;
     achievements.sort();
     let unlocked_modules = unlocked(&modules, &completed_modules);
-    let profile = Profile {
+    Ok(Some(Profile {
         player_id: row.player_id,
         username: row.username,
         level: row.level,
@@ -130,8 +145,7 @@ pub(crate) async fn profile(
         completed_modules,
         unlocked_modules,
         achievements,
-    };
-    Ok(answer(position, &profile))
+    }))
 }
 
 /// The modules unlocked for a player, by the domain's own rule.

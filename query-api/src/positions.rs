@@ -1,6 +1,9 @@
 //! Read-your-writes: which log position each projection has applied, learnt from the projectors'
 //! change announcements on NATS, so that a read with `min_position` can wait for it.
 //!
+//! The same one subscription feeds the live subscriptions' [`Hub`], so a process follows the
+//! announcements once, whatever its readers and subscribers.
+//!
 //! Core NATS delivers at most once and only to subscribers that exist when a message is sent, so
 //! announcements are a wake-up call, never the truth: the truth is the `projection_checkpoints`
 //! table, read once before waiting and once more before giving up.
@@ -17,6 +20,8 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::live::Hub;
+
 /// The applied position of each projection, as far as this process knows. Cheap to clone; every
 /// clone shares the same knowledge.
 #[derive(Clone)]
@@ -30,6 +35,8 @@ struct Inner {
     /// Whether the listener's subscription is confirmed by the NATS server.
     listening: watch::Sender<bool>,
     pool: PgPool,
+    /// The live subscriptions fed by the same announcements.
+    live: Hub,
 }
 
 /// A read-your-writes wait that ran out of time.
@@ -60,27 +67,43 @@ pub enum WaitError {
 impl Positions {
     /// Knowledge that only comes from the database (no listener): every wait then learns of
     /// progress only when it reads the checkpoints, before it waits and at its deadline.
+    /// Live subscriptions then answer 503: they need the announcements.
     pub fn new(pool: PgPool) -> Self {
+        Self::with_hub(pool, |_, _| Hub::detached())
+    }
+
+    fn with_hub(pool: PgPool, hub: impl FnOnce(&PgPool, watch::Receiver<bool>) -> Hub) -> Self {
+        let listening = watch::Sender::new(false);
+        let live = hub(&pool, listening.subscribe());
         Self {
             inner: Arc::new(Inner {
                 applied: watch::Sender::new(HashMap::new()),
-                listening: watch::Sender::new(false),
+                listening,
                 pool,
+                live,
             }),
         }
     }
 
     /// Starts a task that follows every projection's announcements on `names.changes_wildcard()`
-    /// until `shutdown`, and returns the positions it keeps up to date.
+    /// until `shutdown`, and returns the positions it keeps up to date; the announcements also
+    /// feed the live subscriptions' hub, which runs until `shutdown` too.
     pub fn spawn_listener(
         client: async_nats::Client,
         names: Names,
         pool: PgPool,
         shutdown: CancellationToken,
     ) -> Self {
-        let positions = Self::new(pool);
+        let positions = Self::with_hub(pool, |pool, listening| {
+            Hub::spawn(pool.clone(), listening, shutdown.clone())
+        });
         tokio::spawn(listen(client, names, positions.clone(), shutdown));
         positions
+    }
+
+    /// The live subscriptions' hub.
+    pub fn live(&self) -> &Hub {
+        &self.inner.live
     }
 
     /// The highest position `projection` is known to have applied (0 when nothing is known).
@@ -252,6 +275,7 @@ async fn listen(
                 match serde_json::from_slice::<ChangeAnnouncement>(&message.payload) {
                     Ok(announcement) => {
                         positions.advance(&announcement.projection, announcement.position);
+                        positions.inner.live.offer(announcement);
                     }
                     Err(e) => {
                         tracing::warn!(subject = %message.subject, error = %e, "ignoring a malformed change announcement");

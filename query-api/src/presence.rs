@@ -6,6 +6,7 @@ use axum::response::Response;
 use chrono::{DateTime, Utc};
 use questlog_web::{Authenticated, Problem};
 use serde::Serialize;
+use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::error::ApiError;
@@ -14,16 +15,18 @@ use crate::projection::PRESENCE;
 use crate::snapshot::{answer, begin, checkpoint};
 use crate::QueryState;
 
+/// One player online.
 #[derive(Debug, Serialize, sqlx::FromRow)]
-struct Online {
+pub(crate) struct Online {
     player_id: Uuid,
     username: String,
     current_lab: Option<String>,
     since: DateTime<Utc>,
 }
 
+/// The answer of `GET /v1/presence`.
 #[derive(Debug, Serialize)]
-struct Presence {
+pub(crate) struct Presence {
     position: i64,
     online: Vec<Online>,
 }
@@ -41,11 +44,34 @@ pub(crate) async fn online(
 
     let mut tx = begin(&state.pool).await?;
     let position = checkpoint(&mut tx, &[PRESENCE]).await?;
+    let presence = read_presence(&mut tx, position).await?;
+    tx.commit().await?;
+    Ok(answer(position, &presence))
+}
+
+/// Every player online in this snapshot, longest online first, as reflecting `position`. The read
+/// behind `GET /v1/presence` and the `presence` live topic's snapshot.
+pub(crate) async fn read_presence(
+    conn: &mut PgConnection,
+    position: i64,
+) -> Result<Presence, sqlx::Error> {
     let online: Vec<Online> = sqlx::query_as(
         "SELECT player_id, username, current_lab, since FROM rm_presence ORDER BY since, player_id",
     )
-    .fetch_all(&mut *tx)
+    .fetch_all(conn)
     .await?;
-    tx.commit().await?;
-    Ok(answer(position, &Presence { position, online }))
+    Ok(Presence { position, online })
+}
+
+/// One player's presence in this snapshot (`None` when offline): a `presence` live change.
+pub(crate) async fn read_online(
+    conn: &mut PgConnection,
+    player_id: Uuid,
+) -> Result<Option<Online>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT player_id, username, current_lab, since FROM rm_presence WHERE player_id = $1",
+    )
+    .bind(player_id)
+    .fetch_optional(conn)
+    .await
 }

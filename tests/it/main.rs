@@ -4,3 +4,4 @@ mod commands;
 mod identity;
 mod read_side;
 mod store;
+mod subscribe;

@@ -203,6 +203,7 @@ impl TestApi {
         let announcement = ChangeAnnouncement {
             projection: projection.to_owned(),
             position,
+            previous: None,
             changes: Vec::new(),
         };
         self.nats

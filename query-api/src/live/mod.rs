@@ -1,0 +1,422 @@
+//! Live subscriptions: `GET /v1/subscribe?topic=<t>&topic=<t>…` as Server-Sent Events.
+//!
+//! A connection registers with the process's [`Hub`] (so changes queue up from that instant),
+//! then reads a snapshot of its topics in one REPEATABLE READ transaction together with the
+//! projections' checkpoints, sends it (`event: snapshot`), and then sends the queued changes the
+//! snapshot does not already hold (`event: change`): no gap, no duplicate. A connection that
+//! falls behind is cut loose by the hub and re-synced here with a fresh snapshot; one that keeps
+//! falling behind is disconnected.
+//!
+//! Ids. With one topic, an event's `id` is its position. With several, the `id` is the position
+//! up to which every topic of the connection has been sent (the least of their last positions),
+//! so that a resume from it misses nothing; a resumed client may then see again a change whose
+//! `position` is at or below the last it applied for that topic, and skips it. `Last-Event-ID`
+//! (or `last_event_id` in the query, for clients that cannot set headers) resumes from the
+//! hub's retention when it holds every change since, else with a fresh snapshot.
+//!
+//! Where the contract is silent: a `player:<id>` topic for a player not (yet) in the read model
+//! has `null` data in its snapshot, and its registration arrives as a change; more than [`MAX_TOPICS`] topics is 400 `invalid_topic`; a malformed
+//! `Last-Event-ID` is 400 `invalid_last_event_id`; before the process follows the announcements
+//! (NATS away at start) a subscription is 503 `unavailable`.
+
+mod hub;
+mod metrics;
+mod topic;
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::fmt::Write as _;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
+use axum::http::{HeaderMap, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use questlog_web::{Authenticated, Problem};
+use serde::Serialize;
+use serde_json::Value;
+use sqlx::PgPool;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+pub use hub::{Hub, Metrics, LINGER, QUEUE, RETAIN, RETAIN_BYTES, RETAIN_FOR};
+pub(crate) use metrics::metrics;
+
+use self::hub::{frame, Delivery, Frame};
+use self::topic::Topic;
+use crate::error::ApiError;
+use crate::leaderboard::{DEFAULT_LIMIT, MAX_LIMIT};
+use crate::snapshot::begin;
+use crate::QueryState;
+
+/// The most topics one connection follows.
+pub const MAX_TOPICS: usize = 16;
+/// A comment goes out when nothing else has for this long.
+pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
+/// The reconnection delay suggested to clients (`retry:`).
+pub const RETRY: Duration = Duration::from_secs(2);
+/// How long a subscription waits for the hub to follow the announcements before 503.
+const READY_WAIT: Duration = Duration::from_secs(5);
+/// A connection cut loose again within this long of its last re-sync earns a strike…
+const STRIKE_WINDOW: Duration = Duration::from_secs(30);
+/// …and this many strikes disconnect it.
+const STRIKES: u8 = 3;
+
+/// `GET /v1/subscribe`: see the module docs.
+#[tracing::instrument(skip_all, fields(topics = tracing::field::Empty))]
+pub(crate) async fn subscribe(
+    State(state): State<QueryState>,
+    auth: Result<Authenticated, Problem>,
+    headers: HeaderMap,
+    params: Result<Query<Vec<(String, String)>>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Authenticated(actor) = auth?;
+    let Query(params) = params?;
+    let mut raw_topics = Vec::new();
+    let mut limit = None;
+    let mut last_event_id = None;
+    for (name, value) in &params {
+        match name.as_str() {
+            "topic" => raw_topics.push(value.as_str()),
+            "leaderboard_limit" => limit = Some(value.as_str()),
+            "last_event_id" => last_event_id = Some(value.as_str()),
+            _ => {}
+        }
+    }
+    let limit = match limit {
+        None => DEFAULT_LIMIT,
+        Some(raw) => raw.parse::<i64>().map_err(|_| {
+            ApiError::Client(Problem::bad_request("leaderboard_limit is an integer"))
+        })?,
+    };
+    if !(1..=MAX_LIMIT).contains(&limit) {
+        return Err(ApiError::invalid(
+            "invalid_limit",
+            format!("leaderboard_limit is 1 to {MAX_LIMIT}"),
+        ));
+    }
+    if raw_topics.is_empty() {
+        return Err(ApiError::bad_request(
+            "invalid_topic",
+            "name at least one topic: ?topic=leaderboard&topic=player:<id>…",
+        ));
+    }
+    let mut topics: Vec<Topic> = Vec::with_capacity(raw_topics.len());
+    for raw in raw_topics {
+        let topic = Topic::parse(raw, actor.identity.0, limit)?;
+        if !topics.contains(&topic) {
+            topics.push(topic);
+        }
+    }
+    if topics.len() > MAX_TOPICS {
+        return Err(ApiError::bad_request(
+            "invalid_topic",
+            format!("one subscription follows at most {MAX_TOPICS} topics"),
+        ));
+    }
+    for topic in &topics {
+        topic.authorize(&actor)?;
+    }
+    let resume = headers
+        .get("last-event-id")
+        .map(|v| v.to_str().unwrap_or("?"))
+        .or(last_event_id)
+        .map(|raw| {
+            raw.trim().parse::<i64>().map_err(|_| {
+                ApiError::bad_request(
+                    "invalid_last_event_id",
+                    "Last-Event-ID is an id this API sent (a position)",
+                )
+            })
+        })
+        .transpose()?;
+    tracing::Span::current().record(
+        "topics",
+        tracing::field::debug(topics.iter().map(Topic::name).collect::<Vec<_>>()),
+    );
+
+    let hub = state.positions.live().clone();
+    if !hub.ready(READY_WAIT).await {
+        return Err(ApiError::Client(
+            Problem::unavailable("live subscriptions are not available yet; retry shortly")
+                .retry_after(2),
+        ));
+    }
+    let connection = Connection::open(hub, state.pool, topics, resume).await?;
+    let stream = futures::stream::unfold(connection, |mut connection| async move {
+        let chunk = connection.next_chunk().await?;
+        Some((Ok::<_, Infallible>(chunk), connection))
+    });
+    let mut response = Body::from_stream(stream).into_response();
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    // Proxies (nginx) must not buffer the stream.
+    headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    Ok(response)
+}
+
+/// One topic of a connection.
+struct Slot {
+    topic: Topic,
+    /// The id of the last event queued for this topic: anything at or below is not sent.
+    last_id: i64,
+    /// The id of the last event written out (`None` before its first).
+    written: Option<i64>,
+    /// Per projection, the checkpoint its snapshot was read at: a change at or below is in it.
+    covered: Vec<(&'static str, i64)>,
+}
+
+/// An event ready to go out, without its `id:` line.
+struct Pending {
+    slot: usize,
+    id: i64,
+    body: Bytes,
+}
+
+/// One SSE connection: its registration, its topics and what is ready to be written.
+struct Connection {
+    hub: Hub,
+    pool: PgPool,
+    registration: u64,
+    queue: mpsc::Receiver<Delivery>,
+    slots: Vec<Slot>,
+    pending: VecDeque<Pending>,
+    /// The body of an event whose `id:` line was just written.
+    carry: Option<Bytes>,
+    /// Whether nothing has been written yet (the `retry:` hint goes first).
+    first: bool,
+    keep_alive_at: Instant,
+    last_resync: Option<Instant>,
+    strikes: u8,
+}
+
+#[derive(Serialize)]
+struct SnapshotData<'a> {
+    topic: &'a str,
+    position: i64,
+    data: &'a Value,
+}
+
+impl Connection {
+    /// Registers with the hub, then reads what the registration cannot replay as a snapshot.
+    async fn open(
+        hub: Hub,
+        pool: PgPool,
+        topics: Vec<Topic>,
+        resume: Option<i64>,
+    ) -> Result<Self, ApiError> {
+        let registration = hub.register(&topics, resume);
+        hub.metrics().connected.fetch_add(1, Ordering::Relaxed);
+        let mut connection = Self {
+            hub,
+            pool,
+            registration: registration.id,
+            queue: registration.queue,
+            slots: topics
+                .into_iter()
+                .map(|topic| Slot {
+                    topic,
+                    last_id: 0,
+                    written: None,
+                    covered: Vec::new(),
+                })
+                .collect(),
+            pending: VecDeque::new(),
+            carry: None,
+            first: true,
+            keep_alive_at: Instant::now() + KEEP_ALIVE,
+            last_resync: None,
+            strikes: 0,
+        };
+        let mut fresh = Vec::new();
+        for (slot, replay) in registration.replay.into_iter().enumerate() {
+            match (replay, resume) {
+                (Some(frames), Some(after)) => {
+                    connection.slots[slot].last_id = after;
+                    // The client holds this topic up to `after` already.
+                    connection.slots[slot].written = Some(after);
+                    for frame in frames {
+                        connection.accept(slot, &frame);
+                    }
+                }
+                _ => fresh.push(slot),
+            }
+        }
+        connection.snapshot(&fresh).await?;
+        Ok(connection)
+    }
+
+    /// Reads `slots`' snapshots in one transaction and queues them ahead of everything.
+    async fn snapshot(&mut self, slots: &[usize]) -> Result<(), ApiError> {
+        if slots.is_empty() {
+            return Ok(());
+        }
+        let mut tx = begin(&self.pool).await?;
+        let checkpoints: Vec<(String, i64)> =
+            sqlx::query_as("SELECT projection, position FROM projection_checkpoints")
+                .fetch_all(&mut *tx)
+                .await?;
+        let mut snapshots = Vec::with_capacity(slots.len());
+        for &slot in slots {
+            let topic = &self.slots[slot].topic;
+            let covered: Vec<(&'static str, i64)> = topic
+                .projections()
+                .iter()
+                .map(|p| {
+                    let at = checkpoints
+                        .iter()
+                        .find(|(name, _)| name == p)
+                        .map_or(0, |(_, position)| *position);
+                    (*p, at)
+                })
+                .collect();
+            let position = covered.iter().map(|(_, at)| *at).min().unwrap_or(0);
+            let data = topic.snapshot(&mut tx, position).await?;
+            snapshots.push((slot, position, covered, data));
+        }
+        tx.commit().await?;
+        for (slot, position, covered, data) in snapshots.into_iter().rev() {
+            let s = &mut self.slots[slot];
+            s.last_id = position;
+            s.covered = covered;
+            let body = frame(
+                "snapshot",
+                &SnapshotData {
+                    topic: &s.topic.name(),
+                    position,
+                    data: &data,
+                },
+            );
+            // The snapshot replaces whatever was waiting for this topic.
+            self.pending.retain(|p| p.slot != slot);
+            self.pending.push_front(Pending {
+                slot,
+                id: position,
+                body,
+            });
+        }
+        Ok(())
+    }
+
+    /// Queues a change unless the topic's snapshot or an earlier change already holds it.
+    fn accept(&mut self, slot: usize, frame: &Frame) {
+        let Some(s) = self.slots.get_mut(slot) else {
+            return;
+        };
+        if frame.id <= s.last_id
+            || s.covered
+                .iter()
+                .any(|(p, at)| *p == frame.projection && frame.position <= *at)
+        {
+            return;
+        }
+        s.last_id = frame.id;
+        self.pending.push_back(Pending {
+            slot,
+            id: frame.id,
+            body: frame.bytes.clone(),
+        });
+    }
+
+    /// The next bytes to write; `None` ends the stream.
+    async fn next_chunk(&mut self) -> Option<Bytes> {
+        if let Some(body) = self.carry.take() {
+            return Some(body);
+        }
+        loop {
+            if let Some(pending) = self.pending.pop_front() {
+                return Some(self.write(pending));
+            }
+            tokio::select! {
+                biased;
+                () = self.hub.closed() => return None,
+                delivery = self.queue.recv() => match delivery {
+                    Some((slot, frame)) => self.accept(slot, &frame),
+                    None if self.hub.is_closed() => return None,
+                    // The hub cut this connection loose: it fell behind.
+                    None => Box::pin(self.resync()).await?,
+                },
+                () = tokio::time::sleep_until(self.keep_alive_at) => {
+                    self.keep_alive_at = Instant::now() + KEEP_ALIVE;
+                    return Some(Bytes::from_static(b": keep-alive\n\n"));
+                }
+            }
+        }
+    }
+
+    /// The `id:` line of `pending` (its body follows in the next chunk).
+    fn write(&mut self, pending: Pending) -> Bytes {
+        if let Some(slot) = self.slots.get_mut(pending.slot) {
+            slot.written = Some(pending.id);
+        }
+        let id = if self.slots.len() == 1 {
+            pending.id
+        } else {
+            // Every topic has been written up to here; 0 until each has had its snapshot.
+            self.slots
+                .iter()
+                .map(|s| s.written.unwrap_or(0))
+                .min()
+                .unwrap_or(0)
+        };
+        let mut head = String::with_capacity(32);
+        if std::mem::take(&mut self.first) {
+            let _ = writeln!(head, "retry: {}", RETRY.as_millis());
+        }
+        let _ = writeln!(head, "id: {id}");
+        self.carry = Some(pending.body);
+        self.keep_alive_at = Instant::now() + KEEP_ALIVE;
+        self.hub.metrics().events.fetch_add(1, Ordering::Relaxed);
+        Bytes::from(head)
+    }
+
+    /// Registers again and sends every topic's fresh snapshot; `None` when the connection should
+    /// end instead (it keeps falling behind, or the snapshot cannot be read).
+    async fn resync(&mut self) -> Option<()> {
+        let now = Instant::now();
+        if self.last_resync.is_some_and(|at| now - at < STRIKE_WINDOW) {
+            self.strikes += 1;
+        } else {
+            self.strikes = 0;
+        }
+        self.last_resync = Some(now);
+        if self.strikes >= STRIKES {
+            self.hub.metrics().dropped.fetch_add(1, Ordering::Relaxed);
+            tracing::info!("disconnecting a live subscriber that keeps falling behind");
+            return None;
+        }
+        let topics: Vec<Topic> = self.slots.iter().map(|s| s.topic.clone()).collect();
+        self.hub.unregister(self.registration);
+        let registration = self.hub.register(&topics, None);
+        self.registration = registration.id;
+        self.queue = registration.queue;
+        self.pending.clear();
+        let all: Vec<usize> = (0..self.slots.len()).collect();
+        for slot in &mut self.slots {
+            slot.written = None;
+        }
+        match self.snapshot(&all).await {
+            Ok(()) => {
+                self.hub.metrics().resyncs.fetch_add(1, Ordering::Relaxed);
+                Some(())
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot re-sync a live subscriber; disconnecting it");
+                self.hub.metrics().dropped.fetch_add(1, Ordering::Relaxed);
+                None
+            }
+        }
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        self.hub.unregister(self.registration);
+        self.hub.metrics().connected.fetch_sub(1, Ordering::Relaxed);
+    }
+}

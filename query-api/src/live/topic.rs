@@ -1,0 +1,268 @@
+//! The topics a client can subscribe to: how each is named, who may see it, which announced
+//! changes touch it, and how its snapshot and its changes are read — through the same code as
+//! the matching read. A new topic (`channel:<name>`) is a new variant here; the hub and the
+//! transport do not change.
+
+use questlog_bus::{Change, ChangeOp};
+use questlog_domain::Actor;
+use serde_json::Value;
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use crate::error::ApiError;
+use crate::leaderboard::read_page;
+use crate::players::{read_profile, PROFILE};
+use crate::presence::{read_online, read_presence};
+use crate::projection::{PLAYERS, PRESENCE};
+
+/// A topic, parsed: what one subscription follows.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) enum Topic {
+    /// The top `limit` players (`leaderboard`, with `leaderboard_limit`).
+    Leaderboard { limit: i64 },
+    /// Who is online (`presence`).
+    Presence,
+    /// One player's profile (`player:<id>`, `player:me` for the caller).
+    Player(Uuid),
+}
+
+/// Where a topic's changes come from: every announced change on `topic` (with `key`, when set).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct Source {
+    pub topic: String,
+    pub key: Option<String>,
+}
+
+impl Source {
+    fn all(topic: impl Into<String>) -> Self {
+        Self {
+            topic: topic.into(),
+            key: None,
+        }
+    }
+}
+
+/// One change of a topic, read once and sent to every subscriber of it.
+#[derive(Debug, Clone)]
+pub(crate) struct Update {
+    pub key: String,
+    pub op: ChangeOp,
+    /// The position of the last event this change reflects.
+    pub position: i64,
+    pub data: Value,
+}
+
+fn invalid_topic(detail: impl Into<String>) -> ApiError {
+    ApiError::bad_request("invalid_topic", detail)
+}
+
+impl Topic {
+    /// A topic as a client names it. `leaderboard_limit` is the leaderboard's window.
+    pub fn parse(raw: &str, caller: Uuid, leaderboard_limit: i64) -> Result<Self, ApiError> {
+        match raw {
+            "leaderboard" => Ok(Self::Leaderboard {
+                limit: leaderboard_limit,
+            }),
+            "presence" => Ok(Self::Presence),
+            _ => match raw.split_once(':') {
+                Some(("player", "me")) => Ok(Self::Player(caller)),
+                Some(("player", id)) => Uuid::parse_str(id).map(Self::Player).map_err(|_| {
+                    invalid_topic(format!("{raw:?}: a player topic is player:<uuid>"))
+                }),
+                _ => Err(invalid_topic(format!(
+                    "unknown topic {raw:?}; topics are leaderboard, presence and player:<id>"
+                ))),
+            },
+        }
+    }
+
+    /// The topic's name in the events: as the client wrote it, with ids in canonical form.
+    pub fn name(&self) -> String {
+        match self {
+            Self::Leaderboard { .. } => "leaderboard".to_owned(),
+            Self::Presence => "presence".to_owned(),
+            Self::Player(id) => format!("player:{id}"),
+        }
+    }
+
+    /// Whether `actor` may follow the topic: the same rules as the matching read (every topic
+    /// here is public to any valid token).
+    #[allow(clippy::unnecessary_wraps)] // private topics (dm channels, lab states) will refuse
+    pub fn authorize(&self, _actor: &Actor) -> Result<(), ApiError> {
+        match self {
+            Self::Leaderboard { .. } | Self::Presence | Self::Player(_) => Ok(()),
+        }
+    }
+
+    /// The projections the topic is read from.
+    pub fn projections(&self) -> &'static [&'static str] {
+        match self {
+            Self::Leaderboard { .. } => &[PLAYERS],
+            Self::Presence => &[PRESENCE],
+            Self::Player(_) => PROFILE,
+        }
+    }
+
+    /// The announced changes that touch the topic.
+    pub fn sources(&self) -> Vec<Source> {
+        match self {
+            Self::Leaderboard { .. } => vec![Source::all("leaderboard")],
+            Self::Presence => vec![Source::all("presence")],
+            Self::Player(id) => vec![
+                Source::all(format!("player:{id}")),
+                // Online and current lab.
+                Source {
+                    topic: "presence".to_owned(),
+                    key: Some(id.to_string()),
+                },
+                // The unlocked modules follow the catalog.
+                Source::all("catalog"),
+            ],
+        }
+    }
+
+    /// The topic's data in this snapshot, which reflects `position`: `null` for a player not
+    /// (yet) registered, whose registration then arrives as a change.
+    pub async fn snapshot(
+        &self,
+        conn: &mut PgConnection,
+        position: i64,
+    ) -> Result<Value, sqlx::Error> {
+        Ok(match self {
+            Self::Leaderboard { limit } => {
+                to_value(&read_page(conn, position, None, *limit).await?)
+            }
+            Self::Presence => to_value(&read_presence(conn, position).await?),
+            Self::Player(id) => read_profile(conn, *id)
+                .await?
+                .map_or(Value::Null, |profile| to_value(&profile)),
+        })
+    }
+
+    /// What `changes` (all touching this topic, from one announcement) made of it, read in this
+    /// snapshot: one update per key, in position order.
+    pub async fn changed(
+        &self,
+        conn: &mut PgConnection,
+        changes: &[Change],
+    ) -> Result<Vec<Update>, sqlx::Error> {
+        let Some(last) = changes.iter().max_by_key(|c| c.position) else {
+            return Ok(Vec::new());
+        };
+        match self {
+            // The whole new window, once per announcement.
+            Self::Leaderboard { limit } => {
+                let page = read_page(conn, last.position, None, *limit).await?;
+                Ok(vec![Update {
+                    key: last.key.clone(),
+                    op: ChangeOp::Upsert,
+                    position: last.position,
+                    data: to_value(&page),
+                }])
+            }
+            Self::Player(id) => {
+                let profile = read_profile(conn, *id).await?;
+                Ok(vec![Update {
+                    key: id.to_string(),
+                    op: if profile.is_some() {
+                        ChangeOp::Upsert
+                    } else {
+                        ChangeOp::Delete
+                    },
+                    position: last.position,
+                    data: profile.map_or(Value::Null, |p| to_value(&p)),
+                }])
+            }
+            Self::Presence => {
+                let mut updates = Vec::new();
+                for (key, position) in latest_per_key(changes) {
+                    let online = match Uuid::parse_str(&key) {
+                        Ok(id) => read_online(conn, id).await?,
+                        Err(_) => None,
+                    };
+                    updates.push(Update {
+                        key,
+                        op: if online.is_some() {
+                            ChangeOp::Upsert
+                        } else {
+                            ChangeOp::Delete
+                        },
+                        position,
+                        data: online.map_or(Value::Null, |o| to_value(&o)),
+                    });
+                }
+                Ok(updates)
+            }
+        }
+    }
+}
+
+/// Each changed key once, with the position of its last change, in position order.
+fn latest_per_key(changes: &[Change]) -> Vec<(String, i64)> {
+    let mut latest: Vec<(String, i64)> = Vec::new();
+    for change in changes {
+        match latest.iter_mut().find(|(key, _)| *key == change.key) {
+            Some((_, position)) => *position = (*position).max(change.position),
+            None => latest.push((change.key.clone(), change.position)),
+        }
+    }
+    latest.sort_by_key(|(_, position)| *position);
+    latest
+}
+
+/// A read's answer as JSON. Serialising these plain structs cannot fail.
+fn to_value<T: serde::Serialize>(value: &T) -> Value {
+    serde_json::to_value(value).unwrap_or(Value::Null)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn change(key: &str, position: i64) -> Change {
+        Change {
+            topic: "presence".to_owned(),
+            key: key.to_owned(),
+            op: ChangeOp::Upsert,
+            position,
+        }
+    }
+
+    #[test]
+    fn topics_parse_as_the_contract_names_them() {
+        let me = Uuid::new_v4();
+        let other = Uuid::new_v4();
+        assert_eq!(
+            Topic::parse("leaderboard", me, 25).ok(),
+            Some(Topic::Leaderboard { limit: 25 })
+        );
+        assert_eq!(Topic::parse("presence", me, 10).ok(), Some(Topic::Presence));
+        assert_eq!(
+            Topic::parse(&format!("player:{other}"), me, 10).ok(),
+            Some(Topic::Player(other))
+        );
+        assert_eq!(
+            Topic::parse("player:me", me, 10).ok(),
+            Some(Topic::Player(me))
+        );
+    }
+
+    #[test]
+    fn an_unknown_or_malformed_topic_is_refused() {
+        for raw in ["", "leaderboards", "player:", "player:42", "channel", ":"] {
+            assert!(
+                matches!(Topic::parse(raw, Uuid::nil(), 10), Err(ApiError::Client(p)) if p.code == "invalid_topic"),
+                "{raw:?} must be refused"
+            );
+        }
+    }
+
+    #[test]
+    fn several_changes_of_one_key_coalesce_into_its_last() {
+        let changes = [change("a", 5), change("b", 6), change("a", 9)];
+        assert_eq!(
+            latest_per_key(&changes),
+            vec![("b".to_owned(), 6), ("a".to_owned(), 9)]
+        );
+    }
+}
