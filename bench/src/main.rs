@@ -41,6 +41,10 @@ pub struct Args {
     /// Seconds each throughput run lasts (after a warm-up of a third of it).
     #[arg(long, default_value_t = 10)]
     pub seconds: u64,
+    /// Run only the command API (no relay, projectors or query API competing for the cores):
+    /// the write side's own ceiling. The read-side figures are skipped.
+    #[arg(long)]
+    pub write_only: bool,
     /// Commands in the visibility (commit → read model) run.
     #[arg(long, default_value_t = 1000)]
     pub visibility_commands: usize,

@@ -44,7 +44,9 @@ impl Env {
             token_ttl_days: 1,
         };
         let serve = ServeArgs {
-            service: None,
+            service: args
+                .write_only
+                .then_some(questlog::config::Service::CommandApi),
             listen: "127.0.0.1:0".parse()?,
             body_limit: 64 * 1024,
             max_batch: 256,

@@ -259,10 +259,12 @@ impl Writer {
                 if overlay.streams.contains_key(&stream) {
                     continue;
                 }
-                if let Some(c) = self.cache.get(&stream) {
+                // Taken out of the cache, so the batch owns the only reference and evolving it
+                // in place does not copy it; it goes back after a successful append.
+                if let Some(c) = self.cache.pop(&stream) {
                     overlay
                         .streams
-                        .insert(stream, (c.version, c.version, c.state.clone()));
+                        .insert(stream, (c.version, c.version, c.state));
                 } else {
                     missing.push(stream.clone());
                     overlay.streams.insert(
@@ -357,6 +359,16 @@ impl Writer {
             accepted.push((s, first, events.len()));
         }
         if accepted.is_empty() {
+            // Every command was refused: nothing changed, so the states go back as they were.
+            for (stream, (read, _, state)) in overlay.streams {
+                self.cache.put(
+                    stream,
+                    Cached {
+                        version: read,
+                        state,
+                    },
+                );
+            }
             return Attempt::Done;
         }
         batch.expectations = overlay

@@ -162,32 +162,38 @@ pub fn decide(cmd: &Command, ctx: &Context<'_>) -> Result<Vec<(StreamId, Event)>
                 module: lab.module,
                 xp: lab.xp,
             }];
-            let mut after = player.clone();
-            after.evolve(&events[0]);
-            if after.level > player.level {
-                events.push(Event::LeveledUp { level: after.level });
+            // Summaries, not a clone of the player: deciding stays O(labs in the module).
+            let xp = player.xp.saturating_add(u64::from(lab.xp));
+            let level = level_for_xp(xp);
+            if level > player.level {
+                events.push(Event::LeveledUp { level });
             }
             let module_done = catalog
                 .labs_of(lab.module)
-                .all(|(id, _)| after.completed_labs.contains(id));
-            if module_done && !after.completed_modules.contains(&lab.module) {
+                .all(|(id, _)| id == lab_id || player.completed_labs.contains(id));
+            let new_module = module_done && !player.completed_modules.contains(&lab.module);
+            if new_module {
                 events.push(Event::ModuleCompleted { module: lab.module });
-                after.completed_modules.insert(lab.module);
             }
-            events.extend(streak_events(&after, ctx.now));
-            if let Some(Event::StreakUpdated { streak, .. }) = events.last() {
-                after.streak.current = *streak;
-            }
+            let streak = streak_events(player, ctx.now);
+            let after = Progress {
+                labs: player.completed_labs.len() + 1,
+                modules: player.completed_modules.len() + usize::from(new_module),
+                xp,
+                streak: streak_now(player, streak.as_ref()),
+            };
+            events.extend(streak);
             events.extend(new_achievements(player, &after));
             Ok(mine(events))
         }
         Command::UpdateStreak => {
             let player = ctx.registered_self()?;
-            let mut events = streak_events(player, ctx.now);
-            let mut after = player.clone();
-            for e in &events {
-                after.evolve(e);
-            }
+            let streak = streak_events(player, ctx.now);
+            let after = Progress {
+                streak: streak_now(player, streak.as_ref()),
+                ..Progress::of(player)
+            };
+            let mut events: Vec<Event> = streak.into_iter().collect();
             events.extend(new_achievements(player, &after));
             Ok(mine(events))
         }
@@ -295,7 +301,7 @@ pub fn decide(cmd: &Command, ctx: &Context<'_>) -> Result<Vec<(StreamId, Event)>
 }
 
 /// Activity now: a `StreakUpdated` when it moves the streak on the player's local day.
-fn streak_events(player: &PlayerState, now: DateTime<Utc>) -> Vec<Event> {
+fn streak_events(player: &PlayerState, now: DateTime<Utc>) -> Option<Event> {
     let today = now.with_timezone(&player.timezone.0).date_naive();
     player
         .streak
@@ -306,22 +312,44 @@ fn streak_events(player: &PlayerState, now: DateTime<Utc>) -> Vec<Event> {
             longest: s.longest,
             at: now,
         })
-        .into_iter()
-        .collect()
+}
+
+/// The current streak once `update` (if any) is applied.
+fn streak_now(player: &PlayerState, update: Option<&Event>) -> u32 {
+    match update {
+        Some(Event::StreakUpdated { streak, .. }) => *streak,
+        _ => player.streak.current,
+    }
+}
+
+/// What the built-in achievements look at, after a decision.
+struct Progress {
+    labs: usize,
+    modules: usize,
+    xp: u64,
+    streak: u32,
+}
+
+impl Progress {
+    fn of(player: &PlayerState) -> Self {
+        Self {
+            labs: player.completed_labs.len(),
+            modules: player.completed_modules.len(),
+            xp: player.xp,
+            streak: player.streak.current,
+        }
+    }
 }
 
 /// The built-in achievements `after` has earned that `before` had not.
-fn new_achievements(before: &PlayerState, after: &PlayerState) -> Vec<Event> {
+fn new_achievements(before: &PlayerState, after: &Progress) -> Vec<Event> {
     let level = level_for_xp(after.xp);
     let earned = [
-        (Achievement::FIRST_LAB, !after.completed_labs.is_empty()),
-        (Achievement::TEN_LABS, after.completed_labs.len() >= 10),
-        (
-            Achievement::FIRST_MODULE,
-            !after.completed_modules.is_empty(),
-        ),
-        (Achievement::STREAK_7, after.streak.current >= 7),
-        (Achievement::STREAK_30, after.streak.current >= 30),
+        (Achievement::FIRST_LAB, after.labs >= 1),
+        (Achievement::TEN_LABS, after.labs >= 10),
+        (Achievement::FIRST_MODULE, after.modules >= 1),
+        (Achievement::STREAK_7, after.streak >= 7),
+        (Achievement::STREAK_30, after.streak >= 30),
         (Achievement::LEVEL_5, level >= 5),
         (Achievement::LEVEL_10, level >= 10),
     ];
