@@ -3,6 +3,7 @@
 //!
 //! Run: `cargo run --release -p questlog-bench -- [--quick] [--json]`.
 
+mod live;
 mod report;
 mod setup;
 mod workloads;
@@ -48,6 +49,19 @@ pub struct Args {
     /// Commands in the visibility (commit → read model) run.
     #[arg(long, default_value_t = 1000)]
     pub visibility_commands: usize,
+    /// Subscribers following the commands in the push-lag run.
+    #[arg(long, default_value_t = 1000)]
+    pub subscribers: usize,
+    /// Idle subscribers held by one query-api process in the fan-out run.
+    #[arg(long, default_value_t = 10_000)]
+    pub idle_subscribers: usize,
+    /// Internal: serve instead of measuring (`query-api` or `baseline`), for the fan-out run's
+    /// server processes.
+    #[arg(long, hide = true)]
+    pub serve: Option<String>,
+    /// Internal: the NATS prefix of the served query API.
+    #[arg(long, hide = true, default_value = "")]
+    pub serve_prefix: String,
 }
 
 impl Args {
@@ -59,6 +73,9 @@ impl Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if let Some(mode) = &args.serve {
+        return serve(mode, &args).await;
+    }
     let mut results = Vec::new();
     let env = setup::Env::start(&args).await?;
     let outcome = workloads::run_all(&args, &env, &mut results).await;
@@ -70,4 +87,36 @@ async fn main() -> anyhow::Result<()> {
         report::table(&results);
     }
     Ok(())
+}
+
+/// The fan-out run's server processes: a query API on its own, or the bare SSE baseline.
+async fn serve(mode: &str, args: &Args) -> anyhow::Result<()> {
+    match mode {
+        "baseline" => live::serve_baseline().await,
+        "query-api" => {
+            let store = questlog::config::StoreArgs {
+                database_url: args.database_url.clone(),
+                nats_url: args.nats_url.clone(),
+                nats_prefix: args.serve_prefix.clone(),
+                token_secret: Some(setup::SECRET.to_owned()),
+                token_ttl_days: 1,
+            };
+            let serve = questlog::config::ServeArgs {
+                service: Some(questlog::config::Service::QueryApi),
+                listen: "127.0.0.1:0".parse()?,
+                body_limit: 64 * 1024,
+                max_batch: 256,
+                db_pool: 4,
+            };
+            let app = questlog::Application::build(
+                &store,
+                &serve,
+                tokio_util::sync::CancellationToken::new(),
+            )
+            .await?;
+            println!("listening on 127.0.0.1:{}", app.port());
+            app.run().await
+        }
+        other => anyhow::bail!("unknown serving mode {other:?}"),
+    }
 }

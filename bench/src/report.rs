@@ -44,6 +44,14 @@ impl Row {
         self
     }
 
+    /// The value itself (not the ratio) should be at most `goal`, in the row's unit.
+    #[must_use]
+    pub fn goal_value_at_most(mut self, goal: f64) -> Self {
+        self.target = format!("value <= {goal} {}", self.unit);
+        self.met = Some(self.value <= goal);
+        self
+    }
+
     /// The ratio should be at most `goal`.
     #[must_use]
     pub fn at_most(mut self, goal: f64) -> Self {

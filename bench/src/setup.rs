@@ -104,8 +104,8 @@ impl Env {
         Ok((status, response.json().await?))
     }
 
-    /// A new player: its token.
-    pub async fn player(&self) -> anyhow::Result<String> {
+    /// A new player: its token and id.
+    pub async fn player(&self) -> anyhow::Result<(String, Uuid)> {
         let response: Value = self
             .client
             .post(format!("{}/v1/identity", self.base))
@@ -114,12 +114,16 @@ impl Env {
             .json()
             .await?;
         let token = response["token"].as_str().context("token")?.to_owned();
+        let id = response["identity"]
+            .as_str()
+            .and_then(|id| id.parse().ok())
+            .context("identity")?;
         let name = format!("p{}", &Uuid::new_v4().simple().to_string()[..20]);
         let (status, body) = self
             .command(&token, "register_player", &json!({ "username": name }))
             .await?;
         anyhow::ensure!(status == 200, "register_player: {body}");
-        Ok(token)
+        Ok((token, id))
     }
 
     /// Module 1 with `labs` labs, `lab-1` …

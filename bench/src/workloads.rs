@@ -10,11 +10,12 @@ use hdrhistogram::Histogram;
 use serde_json::json;
 use uuid::Uuid;
 
+use crate::live;
 use crate::report::Row;
 use crate::setup::{drop_database, scratch_database, Env};
 use crate::Args;
 
-fn histogram() -> Histogram<u64> {
+pub fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds")
 }
 
@@ -25,7 +26,7 @@ fn ms(h: &Histogram<u64>, q: f64) -> f64 {
     v / 1000.0
 }
 
-fn micros(d: Duration) -> u64 {
+pub fn micros(d: Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX).max(1)
 }
 
@@ -87,6 +88,9 @@ pub async fn run_all(args: &Args, env: &Env, rows: &mut Vec<Row>) -> anyhow::Res
         "ms",
     ));
 
+    if args.write_only {
+        return Ok(());
+    }
     let n = if args.quick {
         100
     } else {
@@ -108,24 +112,94 @@ pub async fn run_all(args: &Args, env: &Env, rows: &mut Vec<Row>) -> anyhow::Res
         ms(&answered, 0.99),
         "ms",
     ));
+
+    live_rows(args, env, rows, labs, rate).await
+}
+
+/// Push lag to many subscribers, and idle fan-out against the bare SSE server.
+async fn live_rows(
+    args: &Args,
+    env: &Env,
+    rows: &mut Vec<Row>,
+    labs: usize,
+    rate: f64,
+) -> anyhow::Result<()> {
+    let (subscribers, commands) = if args.quick {
+        (100, 100)
+    } else {
+        (args.subscribers, 500)
+    };
+    // A steady rate one player's commands can keep (each waits for the one before).
+    let push_rate = rate.min(50.0);
+    eprintln!("push lag: {subscribers} subscribers, {commands} commands at {push_rate:.0}/s");
+    let (lag, answered) = live::push_lag(env, subscribers, push_rate, commands, labs).await?;
+    rows.push(Row::new(
+        &format!("push lag p50, {subscribers} subscribers"),
+        ms(&lag, 0.5),
+        "command p50 (same run)",
+        ms(&answered, 0.5),
+        "ms",
+    ));
+    rows.push(
+        Row::new(
+            &format!("push lag p99, {subscribers} subscribers"),
+            ms(&lag, 0.99),
+            "command p99 (same run)",
+            ms(&answered, 0.99),
+            "ms",
+        )
+        .at_most(2.0),
+    );
+
+    let idle = if args.quick {
+        1000
+    } else {
+        args.idle_subscribers
+    };
+    eprintln!("idle fan-out: {idle} subscribers on one query-api process, then the baseline");
+    let questlog = live::questlog_fan_out(env, idle, labs).await?;
+    let baseline = live::baseline_fan_out(idle).await?;
+    rows.push(
+        Row::new(
+            &format!("RSS per idle subscriber, {} held", questlog.subscribers),
+            questlog.bytes_per_subscriber / 1024.0,
+            "bare axum SSE server",
+            baseline.bytes_per_subscriber / 1024.0,
+            "KiB",
+        )
+        .goal_value_at_most(16.0),
+    );
+    rows.push(Row::new(
+        &format!(
+            "one change reaches all {} idle subscribers",
+            questlog.subscribers
+        ),
+        questlog.reach.as_secs_f64() * 1000.0,
+        "bare axum SSE server",
+        baseline.reach.as_secs_f64() * 1000.0,
+        "ms",
+    ));
     Ok(())
 }
 
 /// A client's supply of `complete_lab` commands: a fresh player whenever the labs run out.
-struct Player {
-    token: String,
+pub struct Player {
+    pub token: String,
+    pub id: Uuid,
     next_lab: usize,
 }
 
 impl Player {
-    async fn new(env: &Env) -> anyhow::Result<Self> {
+    pub async fn new(env: &Env) -> anyhow::Result<Self> {
+        let (token, id) = env.player().await?;
         Ok(Self {
-            token: env.player().await?,
+            token,
+            id,
             next_lab: 1,
         })
     }
 
-    async fn complete_next(&mut self, env: &Env, labs: usize) -> anyhow::Result<i64> {
+    pub async fn complete_next(&mut self, env: &Env, labs: usize) -> anyhow::Result<i64> {
         if self.next_lab > labs {
             *self = Self::new(env).await?;
         }
@@ -296,7 +370,7 @@ async fn command_latency(
     let total = (duration.as_secs_f64() * rate) as usize + 1;
     let mut tokens = Vec::new();
     for _ in 0..total.div_ceil(labs) {
-        tokens.push(Arc::new(env.player().await?));
+        tokens.push(Arc::new(env.player().await?.0));
     }
     let client = env.client.clone();
     let base = env.base.clone();
