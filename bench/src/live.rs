@@ -61,10 +61,21 @@ pub async fn push_lag(
     subscribers: usize,
     rate: f64,
     commands: usize,
-    labs: usize,
 ) -> anyhow::Result<(Histogram<u64>, Histogram<u64>)> {
     let client = client()?;
-    let mut player = Player::new(env).await?;
+    // A module of its own, so that one player has a lab for every command.
+    env.command(
+        &env.admin,
+        "define_module",
+        &json!({ "module": 2, "title": "Push lag" }),
+    )
+    .await?;
+    for i in 1..=commands {
+        let lab = json!({ "lab_id": format!("push-{i}"), "module": 2, "title": "t", "xp": 10 });
+        let (status, body) = env.command(&env.admin, "define_lab", &lab).await?;
+        anyhow::ensure!(status == 200, "define_lab: {body}");
+    }
+    let player = Player::new(env).await?;
     let url = format!(
         "{}/v1/subscribe?topic=player:{}&access_token={}",
         env.base, player.id, player.token
@@ -87,13 +98,18 @@ pub async fn push_lag(
                 subscribe(&client, &url).await?
             };
             let mut received = Vec::new();
+            let mut snapshots = 0;
             while let Some(event) = events.next().await {
                 let event = event.map_err(|e| anyhow::anyhow!("{e}"))?;
                 let at = Instant::now();
                 let position: i64 = event.id.parse().context("event id")?;
                 if event.event == "snapshot" {
-                    ready_tx.send(()).await?;
-                    continue;
+                    snapshots += 1;
+                    if snapshots == 1 {
+                        ready_tx.send(()).await?;
+                        continue;
+                    }
+                    // A re-sync: the fresh snapshot is how the changes up to it arrive.
                 }
                 received.push((position, at));
                 if position >= last.load(Ordering::SeqCst) {
@@ -118,9 +134,18 @@ pub async fn push_lag(
         #[allow(clippy::cast_precision_loss)]
         tokio::time::sleep_until((start + interval.mul_f64(i as f64)).into()).await;
         let at = Instant::now();
-        let position = player.complete_next(env, labs).await?;
+        let lab = json!({ "lab_id": format!("push-{}", i + 1) });
+        let (status, body) = env.command(&player.token, "complete_lab", &lab).await?;
+        anyhow::ensure!(status == 200, "complete_lab answered {status}: {body}");
+        let position = body["position"].as_i64().context("position")?;
         answered.record(micros(at.elapsed()))?;
         sent.push((position, at));
+    }
+    if let Ok(response) = env.client.get(format!("{}/metrics", env.base)).send().await {
+        let text = response.text().await.unwrap_or_default();
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            eprintln!("  {line}");
+        }
     }
     let final_position = sent.last().map_or(0, |(p, _)| *p);
     last.store(final_position, Ordering::SeqCst);

@@ -52,9 +52,16 @@ pub struct Args {
     /// Subscribers following the commands in the push-lag run.
     #[arg(long, default_value_t = 1000)]
     pub subscribers: usize,
+    /// Commands per second while the push-lag subscribers listen.
+    #[arg(long, default_value_t = 10.0)]
+    pub push_rate: f64,
     /// Idle subscribers held by one query-api process in the fan-out run.
     #[arg(long, default_value_t = 10_000)]
     pub idle_subscribers: usize,
+    /// Run one group of workloads only: `commands` (throughput and latency), `visibility` or
+    /// `live` (push lag and fan-out).
+    #[arg(long)]
+    pub only: Option<String>,
     /// Internal: serve instead of measuring (`query-api` or `baseline`), for the fan-out run's
     /// server processes.
     #[arg(long, hide = true)]
@@ -65,6 +72,11 @@ pub struct Args {
 }
 
 impl Args {
+    /// Whether the group of workloads `name` runs.
+    pub fn runs(&self, name: &str) -> bool {
+        self.only.as_deref().is_none_or(|only| only == name)
+    }
+
     fn duration(&self) -> Duration {
         Duration::from_secs(if self.quick { 2 } else { self.seconds })
     }

@@ -35,7 +35,29 @@ pub async fn run_all(args: &Args, env: &Env, rows: &mut Vec<Row>) -> anyhow::Res
     let labs = 100;
     env.catalog(labs).await?;
     let duration = args.duration();
+    if args.runs("commands") {
+        commands_rows(args, env, rows, labs, duration).await?;
+    }
+    if args.write_only {
+        return Ok(());
+    }
+    if args.runs("visibility") {
+        visibility_rows(args, env, rows, labs).await?;
+    }
+    if args.runs("live") {
+        live_rows(args, env, rows, labs).await?;
+    }
+    Ok(())
+}
 
+/// Command throughput, and latency at half of it, against raw INSERTs.
+async fn commands_rows(
+    args: &Args,
+    env: &Env,
+    rows: &mut Vec<Row>,
+    labs: usize,
+    duration: Duration,
+) -> anyhow::Result<()> {
     eprintln!("command throughput: {} clients, {duration:?}", args.clients);
     let commands = command_throughput(env, args.clients, duration, labs).await?;
     eprintln!("  {commands:.0} commands/s");
@@ -88,9 +110,16 @@ pub async fn run_all(args: &Args, env: &Env, rows: &mut Vec<Row>) -> anyhow::Res
         "ms",
     ));
 
-    if args.write_only {
-        return Ok(());
-    }
+    Ok(())
+}
+
+/// Command sent → read model committed.
+async fn visibility_rows(
+    args: &Args,
+    env: &Env,
+    rows: &mut Vec<Row>,
+    labs: usize,
+) -> anyhow::Result<()> {
     let n = if args.quick {
         100
     } else {
@@ -112,27 +141,19 @@ pub async fn run_all(args: &Args, env: &Env, rows: &mut Vec<Row>) -> anyhow::Res
         ms(&answered, 0.99),
         "ms",
     ));
-
-    live_rows(args, env, rows, labs, rate).await
+    Ok(())
 }
 
 /// Push lag to many subscribers, and idle fan-out against the bare SSE server.
-async fn live_rows(
-    args: &Args,
-    env: &Env,
-    rows: &mut Vec<Row>,
-    labs: usize,
-    rate: f64,
-) -> anyhow::Result<()> {
+async fn live_rows(args: &Args, env: &Env, rows: &mut Vec<Row>, labs: usize) -> anyhow::Result<()> {
     let (subscribers, commands) = if args.quick {
         (100, 100)
     } else {
         (args.subscribers, 500)
     };
-    // A steady rate one player's commands can keep (each waits for the one before).
-    let push_rate = rate.min(50.0);
+    let push_rate = args.push_rate;
     eprintln!("push lag: {subscribers} subscribers, {commands} commands at {push_rate:.0}/s");
-    let (lag, answered) = live::push_lag(env, subscribers, push_rate, commands, labs).await?;
+    let (lag, answered) = live::push_lag(env, subscribers, push_rate, commands).await?;
     rows.push(Row::new(
         &format!("push lag p50, {subscribers} subscribers"),
         ms(&lag, 0.5),
