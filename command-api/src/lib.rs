@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
 use bytes::Bytes;
-use questlog_domain::{Command, Role};
+use questlog_domain::{Command, Edge, Role};
 use questlog_store::{EventStore, StoredResponse};
 use questlog_web::problem::body_rejection;
 use questlog_web::{Authenticated, Problem, TokenKeys};
@@ -177,7 +177,11 @@ async fn command(
     let body = body.map_err(|e| body_rejection(&e))?;
     tracing::Span::current().record("command", name.as_str());
     let key = idempotency_key(&headers)?;
-    let command = Command::parse(&name, &body)?;
+    let edge = Edge {
+        caller: actor.identity,
+        new_id: Uuid::now_v7(),
+    };
+    let command = Command::parse(&name, &body, &edge)?;
     let idempotency = match key {
         Some(key) => {
             let hash = request_hash(&name, &body);

@@ -19,7 +19,7 @@ use questlog_domain::{
 };
 use questlog_store::{
     AppendBatch, EventStore, ExpectedVersion, IdempotencyRecord, IdempotentCommand, NewEvent,
-    RecordedEvent, StoreError,
+    RecordedEvent, StoreError, WorkspaceWrite, PRESENCE_CONFLICT,
 };
 use serde::Serialize;
 use serde_json::json;
@@ -310,6 +310,7 @@ impl Writer {
         // Microseconds: what Postgres keeps, so read models and replays agree to the digit.
         let now = Utc::now().trunc_subsecs(6);
         let mut batch = AppendBatch::default();
+        batch.beside.at = Some(now);
         let mut accepted: Vec<(Submission, usize, usize)> = Vec::with_capacity(submissions.len());
         for s in submissions {
             let ctx = Context {
@@ -349,6 +350,7 @@ impl Writer {
                     metadata: metadata.clone(),
                 });
             }
+            keep_beside(&mut batch, &s.actor, &s.command);
             if let Some(record) = &s.idempotency {
                 batch.idempotent.push(IdempotentCommand {
                     record: record.clone(),
@@ -410,14 +412,25 @@ impl Writer {
                     .iter()
                     .filter_map(|c| c.strip_prefix("idempotency_key: "))
                     .collect();
+                let revived: Vec<&str> = conflicts
+                    .iter()
+                    .filter_map(|c| c.strip_prefix(PRESENCE_CONFLICT))
+                    .collect();
                 let mut again = Vec::with_capacity(accepted.len());
                 for (s, _, _) in accepted {
                     let lost_race = s
                         .idempotency
                         .as_ref()
                         .is_some_and(|r| raced.contains(&r.key.as_str()));
+                    let still_here = matches!(&s.command, Command::GoOffline { player_id, .. }
+                        if revived.contains(&player_id.to_string().as_str()));
                     if lost_race {
                         let _ = s.reply.send(Err(CommandError::IdempotencyRace));
+                    } else if still_here {
+                        let _ = s.reply.send(Err(CommandError::Rejected(Rejection::conflict(
+                            "presence_changed",
+                            "a heartbeat arrived after the reaper looked",
+                        ))));
                     } else {
                         again.push(s);
                     }
@@ -433,6 +446,37 @@ impl Writer {
                 Attempt::Done
             }
         }
+    }
+}
+
+/// What an accepted command keeps beside the log, in the batch's transaction.
+fn keep_beside(batch: &mut AppendBatch, actor: &Actor, command: &Command) {
+    let me = actor.identity.0;
+    let beside = &mut batch.beside;
+    match command {
+        Command::Heartbeat { .. } => beside.seen.push(me),
+        Command::SaveLabState {
+            lab_id,
+            vfs_snapshot,
+            current_step,
+        } => beside.workspaces.push(WorkspaceWrite {
+            player_id: me,
+            lab_id: lab_id.as_str().to_owned(),
+            snapshot: Some(serde_json::Value::Object(vfs_snapshot.clone())),
+            current_step: i32::try_from(*current_step).unwrap_or(i32::MAX),
+        }),
+        // Starting afresh (after a deletion, or for the first time) starts from an empty copy.
+        Command::DeleteLabState { lab_id, player_id } => beside.workspaces.push(WorkspaceWrite {
+            player_id: player_id.map_or(me, |p| p.0),
+            lab_id: lab_id.as_str().to_owned(),
+            snapshot: None,
+            current_step: 0,
+        }),
+        Command::GoOffline {
+            player_id,
+            last_seen,
+        } => beside.gone.push((player_id.0, *last_seen)),
+        _ => {}
     }
 }
 

@@ -7,7 +7,10 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use crate::stream::StreamId;
-use crate::values::{Achievement, LabId, ModuleNo, PlayerId, Timezone, Username};
+use crate::values::{
+    Achievement, Channel, LabId, MessageContent, MessageId, ModuleNo, PlayerId, Timezone, Username,
+    MAX_STEP, MAX_VFS_BYTES,
+};
 use crate::Rejection;
 
 /// Who sends a command: the identity in the token and its role.
@@ -57,6 +60,51 @@ pub enum Command {
         xp: u32,
         reason: String,
     },
+    StartLab {
+        lab_id: LabId,
+    },
+    /// The file system is not part of the decision: it is the working copy the writer stores
+    /// beside the events (see [`crate::lab`]).
+    SaveLabState {
+        lab_id: LabId,
+        vfs_snapshot: serde_json::Map<String, serde_json::Value>,
+        current_step: u32,
+    },
+    DeleteLabState {
+        lab_id: LabId,
+        /// Whose state: the sender's own unless an admin names another player.
+        player_id: Option<PlayerId>,
+    },
+    Heartbeat {
+        current_lab: Option<LabId>,
+    },
+    SendMessage {
+        /// Drawn by the edge ([`Edge::new_id`]).
+        message_id: MessageId,
+        channel: Channel,
+        content: MessageContent,
+    },
+    EditMessage {
+        message_id: MessageId,
+        content: MessageContent,
+    },
+    DeleteMessage {
+        message_id: MessageId,
+    },
+    /// Internal, sent by the presence reaper (never over HTTP): the player has not sent a
+    /// heartbeat since `last_seen`, longer ago than the presence timeout.
+    GoOffline {
+        player_id: PlayerId,
+        last_seen: chrono::DateTime<chrono::Utc>,
+    },
+}
+
+/// What the edge knows when it parses a command: who sends it (a `dm:<player>` channel is the
+/// sender's conversation with that player) and a fresh id for whatever the command creates.
+#[derive(Debug, Clone, Copy)]
+pub struct Edge {
+    pub caller: PlayerId,
+    pub new_id: Uuid,
 }
 
 /// The names `POST /v1/commands/{name}` accepts.
@@ -69,6 +117,13 @@ pub const COMMAND_NAMES: &[&str] = &[
     "define_lab",
     "grant_achievement",
     "revoke_xp",
+    "start_lab",
+    "save_lab_state",
+    "delete_lab_state",
+    "heartbeat",
+    "send_message",
+    "edit_message",
+    "delete_message",
 ];
 
 #[derive(Deserialize)]
@@ -126,6 +181,55 @@ struct RevokeXpBody {
     reason: String,
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SaveLabStateBody {
+    lab_id: String,
+    vfs_snapshot: serde_json::Value,
+    current_step: i64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeleteLabStateBody {
+    lab_id: String,
+    #[serde(default)]
+    player_id: Option<Uuid>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HeartbeatBody {
+    // Required, and may be null: a client says explicitly that it is in no lab.
+    #[serde(deserialize_with = "present")]
+    current_lab: Option<String>,
+}
+
+/// A field that must be present but may be `null`.
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    Option::<String>::deserialize(d)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SendMessageBody {
+    channel: String,
+    content: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EditMessageBody {
+    message_id: Uuid,
+    content: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeleteMessageBody {
+    message_id: Uuid,
+}
+
 fn body<T: DeserializeOwned>(raw: &[u8]) -> Result<T, Rejection> {
     let value: serde_json::Value = serde_json::from_slice(raw)
         .map_err(|e| Rejection::bad_request(format!("the body is not valid JSON: {e}")))?;
@@ -154,12 +258,12 @@ fn text(raw: String, code: &'static str, what: &str, max: usize) -> Result<Strin
 }
 
 impl Command {
-    /// Parses a command from its name and its raw JSON body.
+    /// Parses a command from its name and its raw JSON body, as `edge` sees it.
     ///
     /// # Errors
     /// `unknown_command` (not found) for a name questlog does not know, `bad_request` for a body of
     /// the wrong shape, and a value's own code (`invalid_username`, …) for an invalid value.
-    pub fn parse(name: &str, raw: &[u8]) -> Result<Self, Rejection> {
+    pub fn parse(name: &str, raw: &[u8], edge: &Edge) -> Result<Self, Rejection> {
         Ok(match name {
             "register_player" => {
                 let b: RegisterPlayerBody = body(raw)?;
@@ -238,6 +342,79 @@ impl Command {
                     reason: text(b.reason, "invalid_reason", "a reason", 500)?,
                 }
             }
+            "start_lab" => {
+                let b: LabBody = body(raw)?;
+                Self::StartLab {
+                    lab_id: LabId::parse(&b.lab_id)?,
+                }
+            }
+            "save_lab_state" => {
+                let b: SaveLabStateBody = body(raw)?;
+                let lab_id = LabId::parse(&b.lab_id)?;
+                let serde_json::Value::Object(vfs_snapshot) = b.vfs_snapshot else {
+                    return Err(Rejection::invalid(
+                        "invalid_vfs",
+                        "vfs_snapshot is a JSON object",
+                    ));
+                };
+                let size = serde_json::to_vec(&vfs_snapshot).map_or(usize::MAX, |v| v.len());
+                if size > MAX_VFS_BYTES {
+                    return Err(Rejection::invalid(
+                        "vfs_too_large",
+                        format!(
+                            "vfs_snapshot is {size} bytes as compact JSON; the limit is {MAX_VFS_BYTES}"
+                        ),
+                    ));
+                }
+                let current_step = u32::try_from(b.current_step)
+                    .ok()
+                    .filter(|s| *s <= MAX_STEP)
+                    .ok_or_else(|| {
+                        Rejection::invalid(
+                            "invalid_step",
+                            format!("current_step is a whole number from 0 to {MAX_STEP}"),
+                        )
+                    })?;
+                Self::SaveLabState {
+                    lab_id,
+                    vfs_snapshot,
+                    current_step,
+                }
+            }
+            "delete_lab_state" => {
+                let b: DeleteLabStateBody = body(raw)?;
+                Self::DeleteLabState {
+                    lab_id: LabId::parse(&b.lab_id)?,
+                    player_id: b.player_id.map(PlayerId),
+                }
+            }
+            "heartbeat" => {
+                let b: HeartbeatBody = body(raw)?;
+                Self::Heartbeat {
+                    current_lab: b.current_lab.as_deref().map(LabId::parse).transpose()?,
+                }
+            }
+            "send_message" => {
+                let b: SendMessageBody = body(raw)?;
+                Self::SendMessage {
+                    message_id: MessageId(edge.new_id),
+                    channel: Channel::parse(&b.channel, edge.caller)?,
+                    content: MessageContent::parse(&b.content)?,
+                }
+            }
+            "edit_message" => {
+                let b: EditMessageBody = body(raw)?;
+                Self::EditMessage {
+                    message_id: MessageId(b.message_id),
+                    content: MessageContent::parse(&b.content)?,
+                }
+            }
+            "delete_message" => {
+                let b: DeleteMessageBody = body(raw)?;
+                Self::DeleteMessage {
+                    message_id: MessageId(b.message_id),
+                }
+            }
             other => {
                 return Err(Rejection::not_found(
                     "unknown_command",
@@ -258,6 +435,14 @@ impl Command {
             Self::DefineLab { .. } => "define_lab",
             Self::GrantAchievement { .. } => "grant_achievement",
             Self::RevokeXp { .. } => "revoke_xp",
+            Self::StartLab { .. } => "start_lab",
+            Self::SaveLabState { .. } => "save_lab_state",
+            Self::DeleteLabState { .. } => "delete_lab_state",
+            Self::Heartbeat { .. } => "heartbeat",
+            Self::SendMessage { .. } => "send_message",
+            Self::EditMessage { .. } => "edit_message",
+            Self::DeleteMessage { .. } => "delete_message",
+            Self::GoOffline { .. } => "go_offline",
         }
     }
 
@@ -269,6 +454,15 @@ impl Command {
                 | Self::DefineLab { .. }
                 | Self::GrantAchievement { .. }
                 | Self::RevokeXp { .. }
+                | Self::GoOffline { .. }
+        )
+    }
+
+    /// Whether it is a chat command, which the edge rate-limits per sender.
+    pub fn is_chat(&self) -> bool {
+        matches!(
+            self,
+            Self::SendMessage { .. } | Self::EditMessage { .. } | Self::DeleteMessage { .. }
         )
     }
 
@@ -281,8 +475,41 @@ impl Command {
             Self::SetTimezone { .. } | Self::UpdateStreak => vec![me],
             Self::CompleteLab { .. } => vec![me, StreamId::Catalog],
             Self::DefineModule { .. } | Self::DefineLab { .. } => vec![StreamId::Catalog],
-            Self::GrantAchievement { player_id, .. } | Self::RevokeXp { player_id, .. } => {
+            Self::GrantAchievement { player_id, .. }
+            | Self::RevokeXp { player_id, .. }
+            | Self::GoOffline { player_id, .. } => {
                 vec![StreamId::Player(*player_id)]
+            }
+            Self::StartLab { lab_id } => vec![
+                me,
+                StreamId::Catalog,
+                StreamId::Lab(actor.identity, lab_id.clone()),
+            ],
+            Self::SaveLabState { lab_id, .. } => vec![StreamId::Lab(actor.identity, lab_id.clone())],
+            Self::DeleteLabState { lab_id, player_id } => vec![StreamId::Lab(
+                player_id.unwrap_or(actor.identity),
+                lab_id.clone(),
+            )],
+            Self::Heartbeat { .. } => vec![me],
+            Self::SendMessage {
+                message_id,
+                channel,
+                ..
+            } => {
+                let mut streams = vec![me, StreamId::Message(*message_id)];
+                match channel {
+                    Channel::Global => {}
+                    Channel::Lab(_) => streams.push(StreamId::Catalog),
+                    Channel::Direct(..) => {
+                        if let Some(peer) = channel.peer(actor.identity) {
+                            streams.push(StreamId::Player(peer));
+                        }
+                    }
+                }
+                streams
+            }
+            Self::EditMessage { message_id, .. } | Self::DeleteMessage { message_id } => {
+                vec![StreamId::Message(*message_id)]
             }
         }
     }

@@ -3,12 +3,14 @@
 use chrono::{DateTime, Utc};
 
 use crate::catalog::CatalogState;
+use crate::chat::Message;
 use crate::command::{Actor, Command, Role};
 use crate::event::Event;
+use crate::lab::LabSession;
 use crate::player::PlayerState;
 use crate::rules::level_for_xp;
 use crate::stream::{StreamId, StreamState};
-use crate::values::{Achievement, PlayerId};
+use crate::values::{Achievement, Channel, LabId, MessageId, PlayerId};
 use crate::Rejection;
 
 /// The folded state of every stream a command reads ([`Command::streams`]). Implementors hold
@@ -44,6 +46,58 @@ impl Context<'_> {
             StreamState::Username(holder) => *holder,
             _ => unreachable_state(),
         }
+    }
+
+    fn lab_session(&self, player: PlayerId, lab: &LabId) -> &LabSession {
+        match self.states.state(&StreamId::Lab(player, lab.clone())) {
+            StreamState::Lab(l) => l,
+            _ => unreachable_state(),
+        }
+    }
+
+    /// An active lab session of `player`, or `lab_not_started`.
+    fn active_session(&self, player: PlayerId, lab: &LabId) -> Result<&LabSession, Rejection> {
+        let session = self.lab_session(player, lab);
+        if session.active {
+            Ok(session)
+        } else {
+            Err(Rejection::not_found(
+                "lab_not_started",
+                format!("there is no saved state of lab {lab}: send start_lab first"),
+            ))
+        }
+    }
+
+    /// A message that was sent, or `message_not_found`.
+    fn message(&self, id: MessageId) -> Result<&Message, Rejection> {
+        match self.states.state(&StreamId::Message(id)) {
+            StreamState::Message(m) => m.sent.as_ref().ok_or_else(|| {
+                Rejection::not_found("message_not_found", format!("there is no message {id}"))
+            }),
+            _ => unreachable_state(),
+        }
+    }
+
+    /// The catalog's lab, if it is unlocked for `player`.
+    fn unlocked_lab(
+        &self,
+        player: &PlayerState,
+        lab_id: &LabId,
+    ) -> Result<&crate::catalog::Lab, Rejection> {
+        let catalog = self.catalog();
+        let lab = catalog.labs.get(lab_id).ok_or_else(|| {
+            Rejection::not_found("unknown_lab", format!("there is no lab {lab_id}"))
+        })?;
+        if !catalog.is_unlocked(lab.module, &player.completed_modules) {
+            return Err(Rejection::forbidden(
+                "module_locked",
+                format!(
+                    "module {} is locked: complete the modules it requires first",
+                    lab.module
+                ),
+            ));
+        }
+        Ok(lab)
     }
 
     fn registered_self(&self) -> Result<&PlayerState, Rejection> {
@@ -139,18 +193,7 @@ pub fn decide(cmd: &Command, ctx: &Context<'_>) -> Result<Vec<(StreamId, Event)>
         Command::CompleteLab { lab_id } => {
             let player = ctx.registered_self()?;
             let catalog = ctx.catalog();
-            let lab = catalog.labs.get(lab_id).ok_or_else(|| {
-                Rejection::not_found("unknown_lab", format!("there is no lab {lab_id}"))
-            })?;
-            if !catalog.is_unlocked(lab.module, &player.completed_modules) {
-                return Err(Rejection::forbidden(
-                    "module_locked",
-                    format!(
-                        "module {} is locked: complete the modules it requires first",
-                        lab.module
-                    ),
-                ));
-            }
+            let lab = ctx.unlocked_lab(player, lab_id)?;
             if player.completed_labs.contains(lab_id) {
                 return Err(Rejection::conflict(
                     "lab_already_completed",
@@ -294,6 +337,160 @@ pub fn decide(cmd: &Command, ctx: &Context<'_>) -> Result<Vec<(StreamId, Event)>
                 Event::XpRevoked {
                     xp: u32::try_from(revoked).unwrap_or(*xp),
                     reason: reason.clone(),
+                },
+            )])
+        }
+        Command::StartLab { lab_id } => {
+            let player = ctx.registered_self()?;
+            ctx.unlocked_lab(player, lab_id)?;
+            if ctx.lab_session(me, lab_id).active {
+                // Starting a lab already started resumes it: nothing to record.
+                return Ok(vec![]);
+            }
+            Ok(vec![(
+                StreamId::Lab(me, lab_id.clone()),
+                Event::LabStarted {
+                    lab_id: lab_id.clone(),
+                },
+            )])
+        }
+        Command::SaveLabState {
+            lab_id,
+            current_step,
+            ..
+        } => {
+            let session = ctx.active_session(me, lab_id)?;
+            if *current_step <= session.furthest_step {
+                return Ok(vec![]);
+            }
+            Ok(vec![(
+                StreamId::Lab(me, lab_id.clone()),
+                Event::LabProgressed {
+                    lab_id: lab_id.clone(),
+                    step: *current_step,
+                },
+            )])
+        }
+        Command::DeleteLabState { lab_id, player_id } => {
+            let owner = player_id.unwrap_or(me);
+            if owner != me && ctx.actor.role != Role::Admin {
+                return Err(Rejection::forbidden(
+                    "forbidden",
+                    "only the player or an admin may delete a lab's state",
+                ));
+            }
+            ctx.active_session(owner, lab_id)?;
+            Ok(vec![(
+                StreamId::Lab(owner, lab_id.clone()),
+                Event::LabStateDeleted {
+                    lab_id: lab_id.clone(),
+                },
+            )])
+        }
+        Command::Heartbeat { current_lab } => {
+            let player = ctx.registered_self()?;
+            let event = if !player.online {
+                Event::CameOnline {
+                    current_lab: current_lab.clone(),
+                }
+            } else if player.current_lab != *current_lab {
+                Event::CurrentLabChanged {
+                    current_lab: current_lab.clone(),
+                }
+            } else {
+                return Ok(vec![]);
+            };
+            Ok(mine(vec![event]))
+        }
+        Command::GoOffline {
+            player_id,
+            last_seen,
+        } => {
+            let player = ctx.player(*player_id);
+            if !player.online {
+                return Ok(vec![]);
+            }
+            Ok(vec![(
+                StreamId::Player(*player_id),
+                Event::WentOffline {
+                    last_seen: *last_seen,
+                },
+            )])
+        }
+        Command::SendMessage {
+            message_id,
+            channel,
+            content,
+        } => {
+            ctx.registered_self()?;
+            match channel {
+                Channel::Global => {}
+                Channel::Lab(lab) => {
+                    if !ctx.catalog().labs.contains_key(lab) {
+                        return Err(Rejection::not_found(
+                            "unknown_lab",
+                            format!("there is no lab {lab}"),
+                        ));
+                    }
+                }
+                Channel::Direct(..) => {
+                    if let Some(peer) = channel.peer(me) {
+                        ctx.registered_other(peer)?;
+                    }
+                }
+            }
+            Ok(vec![(
+                StreamId::Message(*message_id),
+                Event::MessageSent {
+                    message_id: *message_id,
+                    channel: channel.clone(),
+                    sender: me,
+                    content: content.clone(),
+                },
+            )])
+        }
+        Command::EditMessage {
+            message_id,
+            content,
+        } => {
+            let message = ctx.message(*message_id)?;
+            if message.sender != me {
+                return Err(Rejection::forbidden(
+                    "forbidden",
+                    "only its sender may edit a message",
+                ));
+            }
+            match &message.content {
+                None => Err(Rejection::conflict(
+                    "message_deleted",
+                    format!("message {message_id} was deleted"),
+                )),
+                Some(now) if now == content => Ok(vec![]),
+                Some(_) => Ok(vec![(
+                    StreamId::Message(*message_id),
+                    Event::MessageEdited {
+                        message_id: *message_id,
+                        content: content.clone(),
+                    },
+                )]),
+            }
+        }
+        Command::DeleteMessage { message_id } => {
+            let message = ctx.message(*message_id)?;
+            if message.sender != me && ctx.actor.role != Role::Admin {
+                return Err(Rejection::forbidden(
+                    "forbidden",
+                    "only its sender or an admin may delete a message",
+                ));
+            }
+            if message.content.is_none() {
+                return Ok(vec![]);
+            }
+            Ok(vec![(
+                StreamId::Message(*message_id),
+                Event::MessageDeleted {
+                    message_id: *message_id,
+                    by: me,
                 },
             )])
         }

@@ -5,7 +5,9 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::values::{Achievement, LabId, ModuleNo, PlayerId, Timezone, Username};
+use crate::values::{
+    Achievement, Channel, LabId, MessageContent, MessageId, ModuleNo, PlayerId, Timezone, Username,
+};
 
 /// Every event questlog records. Adding a variant is safe; changing one means a new schema version
 /// and an upcast in [`Event::from_parts`].
@@ -63,6 +65,33 @@ pub enum Event {
     },
     /// Player: XP taken back by an admin (a compensating event, for cheats).
     XpRevoked { xp: u32, reason: String },
+    /// Lab session: the player started the lab (again, after a deletion).
+    LabStarted { lab_id: LabId },
+    /// Lab session: the player reached a step further than any before in this session. Saves
+    /// that reach no new step append nothing (their file system is kept as the working copy).
+    LabProgressed { lab_id: LabId, step: u32 },
+    /// Lab session: the saved state was deleted (by the player or an admin).
+    LabStateDeleted { lab_id: LabId },
+    /// Player: a heartbeat after being offline.
+    CameOnline { current_lab: Option<LabId> },
+    /// Player: a heartbeat naming another lab than the last one.
+    CurrentLabChanged { current_lab: Option<LabId> },
+    /// Player: no heartbeat since `last_seen`, for longer than the presence timeout.
+    WentOffline { last_seen: DateTime<Utc> },
+    /// Message: sent to a channel (canonical name).
+    MessageSent {
+        message_id: MessageId,
+        channel: Channel,
+        sender: PlayerId,
+        content: MessageContent,
+    },
+    /// Message: its sender changed its text.
+    MessageEdited {
+        message_id: MessageId,
+        content: MessageContent,
+    },
+    /// Message: deleted by its sender or an admin; its text is gone from the read models.
+    MessageDeleted { message_id: MessageId, by: PlayerId },
 }
 
 /// The error of reading a stored event back.
@@ -95,6 +124,15 @@ impl Event {
             Self::AchievementUnlocked { .. } => "achievement_unlocked",
             Self::StreakUpdated { .. } => "streak_updated",
             Self::XpRevoked { .. } => "xp_revoked",
+            Self::LabStarted { .. } => "lab_started",
+            Self::LabProgressed { .. } => "lab_progressed",
+            Self::LabStateDeleted { .. } => "lab_state_deleted",
+            Self::CameOnline { .. } => "came_online",
+            Self::CurrentLabChanged { .. } => "current_lab_changed",
+            Self::WentOffline { .. } => "went_offline",
+            Self::MessageSent { .. } => "message_sent",
+            Self::MessageEdited { .. } => "message_edited",
+            Self::MessageDeleted { .. } => "message_deleted",
         }
     }
 

@@ -3,9 +3,11 @@
 //! the admin CLI all run the same code.
 
 pub mod catalog;
+pub mod chat;
 pub mod command;
 pub mod decide;
 pub mod event;
+pub mod lab;
 pub mod player;
 pub mod rules;
 pub mod stream;
@@ -18,7 +20,7 @@ mod tests;
 
 use std::fmt;
 
-pub use command::{Actor, Command, Role};
+pub use command::{Actor, Command, Edge, Role};
 pub use decide::{decide, Context, States};
 pub use event::Event;
 pub use stream::{StreamId, StreamState};

@@ -20,6 +20,10 @@ pub struct PlayerState {
     pub achievements: BTreeSet<Achievement>,
     pub streak: Streak,
     pub last_activity: Option<DateTime<Utc>>,
+    /// Online since a heartbeat, until the presence reaper says otherwise.
+    pub online: bool,
+    /// The lab the last heartbeat named.
+    pub current_lab: Option<LabId>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,11 +74,29 @@ impl PlayerState {
                 self.xp = self.xp.saturating_sub(u64::from(*xp));
                 self.level = level_for_xp(self.xp);
             }
-            // The level follows the XP; `LeveledUp` is the notification of it.
+            Event::CameOnline { current_lab } => {
+                self.online = true;
+                self.current_lab.clone_from(current_lab);
+            }
+            Event::CurrentLabChanged { current_lab } => {
+                self.current_lab.clone_from(current_lab);
+            }
+            Event::WentOffline { .. } => {
+                self.online = false;
+                self.current_lab = None;
+            }
+            // The level follows the XP; `LeveledUp` is the notification of it. The rest belong to
+            // other streams.
             Event::LeveledUp { .. }
             | Event::ModuleDefined { .. }
             | Event::LabDefined { .. }
-            | Event::UsernameClaimed { .. } => {}
+            | Event::UsernameClaimed { .. }
+            | Event::LabStarted { .. }
+            | Event::LabProgressed { .. }
+            | Event::LabStateDeleted { .. }
+            | Event::MessageSent { .. }
+            | Event::MessageEdited { .. }
+            | Event::MessageDeleted { .. } => {}
         }
     }
 

@@ -7,11 +7,14 @@ use std::str::FromStr;
 use uuid::Uuid;
 
 use crate::catalog::CatalogState;
+use crate::chat::MessageState;
 use crate::event::Event;
+use crate::lab::LabSession;
 use crate::player::PlayerState;
-use crate::values::{PlayerId, Username};
+use crate::values::{LabId, MessageId, PlayerId, Username};
 
-/// The id of a stream, written as `player-<uuid>`, `username-<lowercase name>` or `catalog`.
+/// The id of a stream, written as `player-<uuid>`, `username-<lowercase name>`, `catalog`,
+/// `lab-<player uuid>-<lab id>` or `message-<uuid>`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum StreamId {
     /// The catalog of modules and labs (one stream).
@@ -20,6 +23,10 @@ pub enum StreamId {
     Player(PlayerId),
     /// The claim on a username (its lowercase key): guarantees uniqueness through the log itself.
     Username(String),
+    /// One player's session of one lab (started, progressed, deleted).
+    Lab(PlayerId, LabId),
+    /// One chat message (sent, edited, deleted).
+    Message(MessageId),
 }
 
 impl StreamId {
@@ -29,6 +36,8 @@ impl StreamId {
             Self::Catalog => "catalog",
             Self::Player(_) => "player",
             Self::Username(_) => "username",
+            Self::Lab(..) => "lab",
+            Self::Message(_) => "message",
         }
     }
 }
@@ -39,6 +48,8 @@ impl fmt::Display for StreamId {
             Self::Catalog => f.write_str("catalog"),
             Self::Player(id) => write!(f, "player-{id}"),
             Self::Username(key) => write!(f, "username-{key}"),
+            Self::Lab(player, lab) => write!(f, "lab-{player}-{lab}"),
+            Self::Message(id) => write!(f, "message-{id}"),
         }
     }
 }
@@ -73,6 +84,19 @@ impl FromStr for StreamId {
             "username" => Username::parse(rest)
                 .map(|name| Self::Username(name.key()))
                 .map_err(|_| bad()),
+            // A UUID is 36 characters, then `-`, then the lab id.
+            "lab" => {
+                let (player, lab) = rest
+                    .get(..36)
+                    .zip(rest.get(36..).and_then(|r| r.strip_prefix('-')))
+                    .ok_or_else(bad)?;
+                let player = Uuid::parse_str(player).map_err(|_| bad())?;
+                let lab = LabId::parse(lab).map_err(|_| bad())?;
+                Ok(Self::Lab(PlayerId(player), lab))
+            }
+            "message" => Uuid::parse_str(rest)
+                .map(|u| Self::Message(MessageId(u)))
+                .map_err(|_| bad()),
             _ => Err(bad()),
         }
     }
@@ -85,6 +109,8 @@ pub enum StreamState {
     Player(PlayerState),
     /// Who holds the username, if anyone.
     Username(Option<PlayerId>),
+    Lab(LabSession),
+    Message(MessageState),
 }
 
 impl StreamState {
@@ -94,6 +120,8 @@ impl StreamState {
             StreamId::Catalog => Self::Catalog(CatalogState::default()),
             StreamId::Player(_) => Self::Player(PlayerState::default()),
             StreamId::Username(_) => Self::Username(None),
+            StreamId::Lab(..) => Self::Lab(LabSession::default()),
+            StreamId::Message(_) => Self::Message(MessageState::default()),
         }
     }
 
@@ -102,6 +130,8 @@ impl StreamState {
         match self {
             Self::Catalog(state) => state.evolve(event),
             Self::Player(state) => state.evolve(event),
+            Self::Lab(state) => state.evolve(event),
+            Self::Message(state) => state.evolve(event),
             Self::Username(holder) => {
                 if let Event::UsernameClaimed { player_id, .. } = event {
                     *holder = Some(*player_id);

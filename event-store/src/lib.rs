@@ -12,6 +12,9 @@ use serde_json::Value;
 use uuid::Uuid;
 
 pub use error::StoreError;
+
+/// The conflict an append reports when a reaper's claim on a player is stale.
+pub const PRESENCE_CONFLICT: &str = "presence: ";
 pub use postgres::{connect, read_after, PgEventStore, MIGRATOR};
 
 /// What an append expects of a stream's version when it commits.
@@ -80,12 +83,45 @@ pub struct IdempotentCommand {
     pub event_count: usize,
 }
 
-/// Everything one atomic append writes: events (in order) checked against expectations.
+/// Everything one atomic append writes: events (in order) checked against expectations, and what
+/// the batch's commands keep beside the log ([`Beside`]).
 #[derive(Debug, Clone, Default)]
 pub struct AppendBatch {
     pub expectations: Vec<(String, ExpectedVersion)>,
     pub events: Vec<NewEvent>,
     pub idempotent: Vec<IdempotentCommand>,
+    pub beside: Beside,
+}
+
+/// State that commands keep beside the log, written in the append's transaction: it is durable
+/// exactly when the batch is, but it is not history (only the latest value is kept).
+#[derive(Debug, Clone, Default)]
+pub struct Beside {
+    /// When the batch was decided: the heartbeat time and the working copies' save time.
+    pub at: Option<DateTime<Utc>>,
+    /// Players whose heartbeat arrived (their last-seen time becomes `at`).
+    pub seen: Vec<Uuid>,
+    /// Lab working copies to write, in order (the last one per lab wins).
+    pub workspaces: Vec<WorkspaceWrite>,
+    /// The presence reaper's claims: each player, and the last-seen time it found stale. If that
+    /// is no longer the player's last-seen time, the append is [`StoreError::Conflict`] with
+    /// `presence: <player id>` and writes nothing.
+    pub gone: Vec<(Uuid, DateTime<Utc>)>,
+}
+
+impl Beside {
+    pub fn is_empty(&self) -> bool {
+        self.seen.is_empty() && self.workspaces.is_empty() && self.gone.is_empty()
+    }
+}
+
+/// The latest saved state of one player's lab session, or its removal (`snapshot: None`).
+#[derive(Debug, Clone)]
+pub struct WorkspaceWrite {
+    pub player_id: Uuid,
+    pub lab_id: String,
+    pub snapshot: Option<Value>,
+    pub current_step: i32,
 }
 
 /// Where the appended events landed: `positions[i]` and `versions[i]` belong to `events[i]`.

@@ -153,10 +153,17 @@ impl EventStore for PgEventStore {
             firsts.push(index(c.first_event));
             counts.push(index(c.event_count));
         }
-        let row = sqlx::query(
+        // Batches with nothing beside the log (the hot path) skip the wider function.
+        let beside = (!batch.beside.is_empty()).then_some(batch.beside);
+        let sql = if beside.is_some() {
             "SELECT positions, versions, head, conflicts FROM questlog_append(\
-             $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
-        )
+             $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, \
+             $15, $16, $17, $18, $19, $20, $21, $22)"
+        } else {
+            "SELECT positions, versions, head, conflicts FROM questlog_append(\
+             $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
+        };
+        let mut query = sqlx::query(sql)
         .bind(expect_streams)
         .bind(expect_versions)
         .bind(ids)
@@ -170,9 +177,30 @@ impl EventStore for PgEventStore {
         .bind(hashes)
         .bind(commands)
         .bind(firsts)
-        .bind(counts)
-        .fetch_one(&self.pool)
-        .await?;
+        .bind(counts);
+        if let Some(beside) = beside {
+            let (ws_players, ws_labs, ws_snapshots, ws_steps) = beside.workspaces.into_iter().fold(
+                (Vec::new(), Vec::new(), Vec::new(), Vec::new()),
+                |(mut p, mut l, mut s, mut n), w| {
+                    p.push(w.player_id);
+                    l.push(w.lab_id);
+                    s.push(w.snapshot);
+                    n.push(w.current_step);
+                    (p, l, s, n)
+                },
+            );
+            let (gone_players, gone_seen): (Vec<Uuid>, Vec<_>) = beside.gone.into_iter().unzip();
+            query = query
+                .bind(beside.seen)
+                .bind(beside.at.unwrap_or_else(chrono::Utc::now))
+                .bind(ws_players)
+                .bind(ws_labs)
+                .bind(ws_snapshots)
+                .bind(ws_steps)
+                .bind(gone_players)
+                .bind(gone_seen);
+        }
+        let row = query.fetch_one(&self.pool).await?;
         let conflicts: Vec<String> = row.try_get("conflicts")?;
         if !conflicts.is_empty() {
             return Err(StoreError::Conflict(conflicts));

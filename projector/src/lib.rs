@@ -38,5 +38,7 @@ pub fn all() -> Vec<Box<dyn Projection>> {
         Box::new(projections::Players),
         Box::new(projections::Catalog),
         Box::new(projections::Presence),
+        Box::new(projections::Labs),
+        Box::new(projections::Chat),
     ]
 }

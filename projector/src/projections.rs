@@ -73,7 +73,7 @@ pub async fn load_players(
 ) -> anyhow::Result<BTreeMap<Uuid, PlayerRow>> {
     let rows = sqlx::query(
         "SELECT player_id, username, xp, level, xp_position, streak, longest_streak, streak_day, timezone, \
-         last_activity, completed_labs, completed_modules, achievements, updated_position \
+         last_activity, completed_labs, completed_modules, achievements, updated_position, online, current_lab \
          FROM rm_players WHERE player_id = ANY($1)",
     )
     .bind(ids)
@@ -111,6 +111,10 @@ pub async fn load_players(
                 last_day: row.try_get::<Option<NaiveDate>, _>("streak_day")?,
             },
             last_activity: row.try_get::<Option<DateTime<Utc>>, _>("last_activity")?,
+            online: row.try_get("online")?,
+            current_lab: row
+                .try_get::<Option<String>, _>("current_lab")?
+                .and_then(|l| LabId::parse(&l).ok()),
         };
         out.insert(
             id,
@@ -141,7 +145,7 @@ async fn save_players(
     }
     let mut query = QueryBuilder::new(
         "INSERT INTO rm_players (player_id, username, xp, level, xp_position, streak, longest_streak, streak_day, \
-         timezone, last_activity, completed_labs, completed_modules, achievements, updated_position) ",
+         timezone, last_activity, completed_labs, completed_modules, achievements, updated_position, online, current_lab) ",
     );
     query.push_values(registered, |mut b, (id, row, reg)| {
         let s = &row.state;
@@ -173,7 +177,9 @@ async fn save_players(
                     .map(|a| a.as_str().to_owned())
                     .collect::<Vec<_>>(),
             )
-            .push_bind(row.updated_position);
+            .push_bind(row.updated_position)
+            .push_bind(s.online)
+            .push_bind(s.current_lab.as_ref().map(|l| l.as_str().to_owned()));
     });
     query.push(
         " ON CONFLICT (player_id) DO UPDATE SET username = EXCLUDED.username, xp = EXCLUDED.xp, \
@@ -181,7 +187,7 @@ async fn save_players(
          longest_streak = EXCLUDED.longest_streak, streak_day = EXCLUDED.streak_day, timezone = EXCLUDED.timezone, \
          last_activity = EXCLUDED.last_activity, completed_labs = EXCLUDED.completed_labs, \
          completed_modules = EXCLUDED.completed_modules, achievements = EXCLUDED.achievements, \
-         updated_position = EXCLUDED.updated_position",
+         updated_position = EXCLUDED.updated_position, online = EXCLUDED.online, current_lab = EXCLUDED.current_lab",
     );
     query
         .build()
@@ -311,8 +317,16 @@ impl Projection for Catalog {
     }
 }
 
-/// Who is online (`rm_presence`). Presence events arrive with heartbeats; until then the projection
-/// only moves its checkpoint along the log.
+fn delete(topic: String, key: String, position: i64) -> Change {
+    Change {
+        topic,
+        key,
+        op: ChangeOp::Delete,
+        position,
+    }
+}
+
+/// Who is online (`rm_presence`): a row per registered player, with the name it registered.
 pub struct Presence;
 
 #[async_trait]
@@ -323,9 +337,211 @@ impl Projection for Presence {
 
     async fn apply(
         &self,
-        _tx: &mut PgConnection,
-        _events: &[RecordedEvent],
+        tx: &mut PgConnection,
+        events: &[RecordedEvent],
     ) -> anyhow::Result<Vec<Change>> {
-        Ok(Vec::new())
+        let mut changes = Vec::new();
+        for recorded in events {
+            let Ok(StreamId::Player(id)) = recorded.stream_id.parse::<StreamId>() else {
+                continue;
+            };
+            let key = id.to_string();
+            let at = recorded.recorded_at;
+            let position = recorded.position;
+            let query = match decode(recorded)? {
+                Event::PlayerRegistered { username, .. } => sqlx::query(
+                    "INSERT INTO rm_presence (player_id, username, online) VALUES ($1, $2, false) \
+                     ON CONFLICT (player_id) DO NOTHING",
+                )
+                .bind(id.0)
+                .bind(username.as_str().to_owned()),
+                Event::CameOnline { current_lab } => {
+                    changes.push(upsert("presence".to_owned(), key, position));
+                    sqlx::query(
+                        "UPDATE rm_presence SET online = true, since = $2, current_lab = $3 \
+                         WHERE player_id = $1",
+                    )
+                    .bind(id.0)
+                    .bind(at)
+                    .bind(current_lab.map(|l| l.as_str().to_owned()))
+                }
+                Event::CurrentLabChanged { current_lab } => {
+                    changes.push(upsert("presence".to_owned(), key, position));
+                    sqlx::query("UPDATE rm_presence SET current_lab = $2 WHERE player_id = $1")
+                        .bind(id.0)
+                        .bind(current_lab.map(|l| l.as_str().to_owned()))
+                }
+                Event::WentOffline { .. } => {
+                    changes.push(delete("presence".to_owned(), key, position));
+                    sqlx::query(
+                        "UPDATE rm_presence SET online = false, since = NULL, current_lab = NULL \
+                         WHERE player_id = $1",
+                    )
+                    .bind(id.0)
+                }
+                _ => continue,
+            };
+            query
+                .execute(&mut *tx)
+                .await
+                .context("saving presence")?;
+        }
+        Ok(changes)
+    }
+}
+
+/// Players' lab sessions (`rm_lab_sessions`): started, furthest step, completed. The saved file
+/// system is the command side's working copy (`lab_workspaces`), joined when read.
+pub struct Labs;
+
+#[async_trait]
+impl Projection for Labs {
+    fn name(&self) -> &'static str {
+        "labs"
+    }
+
+    async fn apply(
+        &self,
+        tx: &mut PgConnection,
+        events: &[RecordedEvent],
+    ) -> anyhow::Result<Vec<Change>> {
+        let mut changes = Vec::new();
+        for recorded in events {
+            let (player, event) = match recorded.stream_id.parse::<StreamId>() {
+                Ok(StreamId::Lab(player, _)) => (player, decode(recorded)?),
+                Ok(StreamId::Player(player)) if recorded.event_type == "lab_completed" => {
+                    (player, decode(recorded)?)
+                }
+                _ => continue,
+            };
+            let at = recorded.recorded_at;
+            let position = recorded.position;
+            let (sql, lab_id, step) = match &event {
+                Event::LabStarted { lab_id } => (
+                    "INSERT INTO rm_lab_sessions (player_id, lab_id, active, started_at, furthest_step, updated_position) \
+                     VALUES ($1, $2, true, $3, 0, $4) \
+                     ON CONFLICT (player_id, lab_id) DO UPDATE SET active = true, started_at = $3, \
+                     furthest_step = 0, updated_position = $4",
+                    lab_id,
+                    0,
+                ),
+                Event::LabProgressed { lab_id, step } => (
+                    "UPDATE rm_lab_sessions SET furthest_step = greatest(furthest_step, $5), updated_position = $4 \
+                     WHERE player_id = $1 AND lab_id = $2",
+                    lab_id,
+                    i32::try_from(*step).unwrap_or(i32::MAX),
+                ),
+                Event::LabStateDeleted { lab_id } => (
+                    "UPDATE rm_lab_sessions SET active = false, started_at = NULL, furthest_step = 0, \
+                     updated_position = $4 WHERE player_id = $1 AND lab_id = $2",
+                    lab_id,
+                    0,
+                ),
+                Event::LabCompleted { lab_id, .. } => (
+                    "INSERT INTO rm_lab_sessions (player_id, lab_id, active, completed_at, furthest_step, updated_position) \
+                     VALUES ($1, $2, false, $3, 0, $4) \
+                     ON CONFLICT (player_id, lab_id) DO UPDATE SET completed_at = $3, updated_position = $4",
+                    lab_id,
+                    0,
+                ),
+                _ => continue,
+            };
+            sqlx::query(sql)
+                .bind(player.0)
+                .bind(lab_id.as_str())
+                .bind(at)
+                .bind(position)
+                .bind(step)
+                .execute(&mut *tx)
+                .await
+                .context("saving a lab session")?;
+            changes.push(upsert(
+                format!("lab:{player}:{lab_id}"),
+                lab_id.as_str().to_owned(),
+                position,
+            ));
+        }
+        Ok(changes)
+    }
+}
+
+/// Chat messages (`rm_messages`), announced on `channel:<canonical channel>`.
+pub struct Chat;
+
+#[async_trait]
+impl Projection for Chat {
+    fn name(&self) -> &'static str {
+        "chat"
+    }
+
+    async fn apply(
+        &self,
+        tx: &mut PgConnection,
+        events: &[RecordedEvent],
+    ) -> anyhow::Result<Vec<Change>> {
+        let mut changes = Vec::new();
+        for recorded in events.iter().filter(|e| e.stream_id.starts_with("message-")) {
+            let at = recorded.recorded_at;
+            let position = recorded.position;
+            let (id, channel): (Uuid, Option<String>) = match decode(recorded)? {
+                Event::MessageSent {
+                    message_id,
+                    channel,
+                    sender,
+                    content,
+                } => {
+                    sqlx::query(
+                        "INSERT INTO rm_messages (message_id, channel, sender, content, sent_at, position) \
+                         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (message_id) DO NOTHING",
+                    )
+                    .bind(message_id.0)
+                    .bind(channel.to_string())
+                    .bind(sender.0)
+                    .bind(content.as_str())
+                    .bind(at)
+                    .bind(position)
+                    .execute(&mut *tx)
+                    .await
+                    .context("saving a message")?;
+                    (message_id.0, Some(channel.to_string()))
+                }
+                Event::MessageEdited {
+                    message_id,
+                    content,
+                } => {
+                    let channel = sqlx::query_scalar(
+                        "UPDATE rm_messages SET content = $2, edited_at = $3 WHERE message_id = $1 \
+                         RETURNING channel",
+                    )
+                    .bind(message_id.0)
+                    .bind(content.as_str())
+                    .bind(at)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .context("editing a message")?;
+                    (message_id.0, channel)
+                }
+                Event::MessageDeleted { message_id, .. } => {
+                    let channel = sqlx::query_scalar(
+                        "UPDATE rm_messages SET content = NULL, deleted = true WHERE message_id = $1 \
+                         RETURNING channel",
+                    )
+                    .bind(message_id.0)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .context("deleting a message")?;
+                    (message_id.0, channel)
+                }
+                _ => continue,
+            };
+            if let Some(channel) = channel {
+                changes.push(upsert(
+                    format!("channel:{channel}"),
+                    id.to_string(),
+                    position,
+                ));
+            }
+        }
+        Ok(changes)
     }
 }

@@ -1,5 +1,5 @@
 //! questlog's read side over HTTP: the read models the projectors keep (players and leaderboard,
-//! presence, catalog) and admin views of the log, with read-your-writes.
+//! presence, catalog, lab sessions, chat) and admin views of the log, with read-your-writes.
 //!
 //! Live subscriptions (`GET /v1/subscribe`, Server-Sent Events) follow the same read models: see
 //! [`live`]. `GET /metrics` shows their counters.
@@ -19,7 +19,9 @@
 
 mod admin;
 mod catalog;
+mod channels;
 pub mod error;
+mod lab_sessions;
 mod leaderboard;
 pub mod live;
 mod params;
@@ -50,8 +52,12 @@ pub mod projection {
     pub const CATALOG: &str = "catalog";
     /// Who is online (`rm_presence`).
     pub const PRESENCE: &str = "presence";
+    /// Players' lab sessions (`rm_lab_sessions`).
+    pub const LABS: &str = "labs";
+    /// Chat messages (`rm_messages`).
+    pub const CHAT: &str = "chat";
     /// Every one of them.
-    pub const ALL: &[&str] = &[PLAYERS, CATALOG, PRESENCE];
+    pub const ALL: &[&str] = &[PLAYERS, CATALOG, PRESENCE, LABS, CHAT];
 }
 
 /// What the query API's handlers share.
@@ -80,6 +86,8 @@ pub fn router(state: QueryState) -> Router {
         .route("/v1/leaderboard", get(leaderboard::page))
         .route("/v1/leaderboard/players/{id}", get(leaderboard::around))
         .route("/v1/presence", get(presence::online))
+        .route("/v1/players/{id}/labs/{lab_id}", get(lab_sessions::session))
+        .route("/v1/channels/{channel}/messages", get(channels::messages))
         .route("/v1/labs", get(catalog::labs))
         .route("/v1/admin/projections", get(admin::projections))
         .route("/v1/admin/streams/{stream}", get(admin::stream))

@@ -1,5 +1,5 @@
-//! `GET /v1/players/{id}`: a player's public profile, joined from the players, presence and
-//! catalog read models.
+//! `GET /v1/players/{id}`: a player's public profile, joined from the players and catalog read
+//! models.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -16,12 +16,12 @@ use uuid::Uuid;
 
 use crate::error::ApiError;
 use crate::params::{query, Consistency, ReadParams};
-use crate::projection::{CATALOG, PLAYERS, PRESENCE};
+use crate::projection::{CATALOG, PLAYERS};
 use crate::snapshot::{answer, begin, checkpoint};
 use crate::QueryState;
 
 /// The projections a profile is read from.
-pub(crate) const PROFILE: &[&str] = &[PLAYERS, PRESENCE, CATALOG];
+pub(crate) const PROFILE: &[&str] = &[PLAYERS, CATALOG];
 
 /// A profile as the contract shapes it.
 #[derive(Debug, Serialize)]
@@ -55,6 +55,8 @@ struct PlayerRow {
     completed_labs: Vec<String>,
     completed_modules: Vec<i32>,
     achievements: Vec<String>,
+    online: bool,
+    current_lab: Option<String>,
 }
 
 /// The player a path names: `me` is the caller. Anything that is not a UUID names no player.
@@ -104,7 +106,7 @@ pub(crate) async fn read_profile(
 ) -> Result<Option<Profile>, sqlx::Error> {
     let row: Option<PlayerRow> = sqlx::query_as(
         "SELECT player_id, username, level, xp, streak, longest_streak, timezone, last_activity,
-                completed_labs, completed_modules, achievements
+                completed_labs, completed_modules, achievements, online, current_lab
            FROM rm_players WHERE player_id = $1",
     )
     .bind(player_id)
@@ -113,11 +115,6 @@ pub(crate) async fn read_profile(
     let Some(row) = row else {
         return Ok(None);
     };
-    let presence: Option<(Option<String>,)> =
-        sqlx::query_as("SELECT current_lab FROM rm_presence WHERE player_id = $1")
-            .bind(player_id)
-            .fetch_optional(&mut *conn)
-            .await?;
     let modules: Vec<(i32, String, Vec<i32>)> =
         sqlx::query_as("SELECT module, title, requires FROM rm_modules")
             .fetch_all(&mut *conn)
@@ -139,8 +136,8 @@ pub(crate) async fn read_profile(
         longest_streak: row.longest_streak,
         timezone: row.timezone,
         last_activity: row.last_activity,
-        online: presence.is_some(),
-        current_lab: presence.and_then(|(lab,)| lab),
+        online: row.online,
+        current_lab: row.current_lab,
         completed_labs,
         completed_modules,
         unlocked_modules,

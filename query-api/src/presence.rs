@@ -56,7 +56,8 @@ pub(crate) async fn read_presence(
     position: i64,
 ) -> Result<Presence, sqlx::Error> {
     let online: Vec<Online> = sqlx::query_as(
-        "SELECT player_id, username, current_lab, since FROM rm_presence ORDER BY since, player_id",
+        "SELECT player_id, username, current_lab, since FROM rm_presence WHERE online \
+         ORDER BY since, player_id",
     )
     .fetch_all(conn)
     .await?;
@@ -69,7 +70,8 @@ pub(crate) async fn read_online(
     player_id: Uuid,
 ) -> Result<Option<Online>, sqlx::Error> {
     sqlx::query_as(
-        "SELECT player_id, username, current_lab, since FROM rm_presence WHERE player_id = $1",
+        "SELECT player_id, username, current_lab, since FROM rm_presence \
+         WHERE player_id = $1 AND online",
     )
     .bind(player_id)
     .fetch_optional(conn)

@@ -9,7 +9,8 @@ use questlog_domain::StreamState;
 use serde::Serialize;
 use serde_json::Value;
 
-/// The state as JSON, tagged with its `kind` (`catalog`, `player` or `username`).
+/// The state as JSON, tagged with its `kind` (`catalog`, `player`, `username`, `lab` or
+/// `message`).
 pub fn stream_state_json(state: &StreamState) -> Value {
     let json = match state {
         StreamState::Catalog(catalog) => serde_json::to_value(CatalogJson::from(catalog)),
@@ -18,6 +19,22 @@ pub fn stream_state_json(state: &StreamState) -> Value {
             kind: "username",
             holder: *holder,
         }),
+        StreamState::Lab(session) => serde_json::to_value(LabSessionJson {
+            kind: "lab",
+            active: session.active,
+            furthest_step: session.furthest_step,
+        }),
+        StreamState::Message(message) => {
+            let sent = message.sent.as_ref();
+            serde_json::to_value(MessageJson {
+                kind: "message",
+                sent: sent.is_some(),
+                channel: sent.map(|m| m.channel.to_string()),
+                sender: sent.map(|m| m.sender),
+                content: sent.and_then(|m| m.content.as_ref()).map(|c| c.as_str()),
+                deleted: sent.is_some_and(|m| m.content.is_none()),
+            })
+        }
     };
     // Plain structs of strings and numbers: serialisation cannot fail.
     json.unwrap_or(Value::Null)
@@ -88,6 +105,8 @@ struct PlayerJson<'a> {
     completed_labs: Vec<&'a str>,
     completed_modules: Vec<ModuleNo>,
     achievements: Vec<&'a str>,
+    online: bool,
+    current_lab: Option<&'a str>,
 }
 
 impl<'a> From<&'a PlayerState> for PlayerJson<'a> {
@@ -107,8 +126,27 @@ impl<'a> From<&'a PlayerState> for PlayerJson<'a> {
             completed_labs: player.completed_labs.iter().map(|l| l.as_str()).collect(),
             completed_modules: player.completed_modules.iter().copied().collect(),
             achievements: player.achievements.iter().map(|a| a.as_str()).collect(),
+            online: player.online,
+            current_lab: player.current_lab.as_ref().map(|l| l.as_str()),
         }
     }
+}
+
+#[derive(Serialize)]
+struct LabSessionJson {
+    kind: &'static str,
+    active: bool,
+    furthest_step: u32,
+}
+
+#[derive(Serialize)]
+struct MessageJson<'a> {
+    kind: &'static str,
+    sent: bool,
+    channel: Option<String>,
+    sender: Option<PlayerId>,
+    content: Option<&'a str>,
+    deleted: bool,
 }
 
 #[derive(Serialize)]

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use questlog_store::{
+    Beside,
     AppendBatch, EventStore, ExpectedVersion, NewEvent, PgEventStore, StoreError,
 };
 use questlog_tests::TestDb;
@@ -28,6 +29,7 @@ fn batch(expect: Option<(&str, ExpectedVersion)>, events: Vec<NewEvent>) -> Appe
         expectations: expect.map(|(s, v)| (s.to_owned(), v)).into_iter().collect(),
         events,
         idempotent: vec![],
+        beside: Beside::default(),
     }
 }
 

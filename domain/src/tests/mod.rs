@@ -3,8 +3,11 @@
 
 mod admin;
 mod catalog;
+mod chat;
 mod complete_lab;
+mod lab_session;
 mod parse;
+mod presence;
 mod register_player;
 mod rules;
 mod serde_round_trip;

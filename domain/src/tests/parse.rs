@@ -4,11 +4,21 @@ use serde_json::json;
 
 use super::{achievement, lab_id, tz, username};
 use crate::command::COMMAND_NAMES;
-use crate::values::PlayerId;
-use crate::{Command, Rejection, RejectionKind};
+use crate::values::{Channel, MessageContent, MessageId, PlayerId};
+use crate::{Command, Edge, Rejection, RejectionKind};
+
+const PEER: &str = "67e55044-10b1-426f-9247-bb680e5fe0c8";
+
+/// The edge every parse here runs at: the sender (player 1) and the id it draws.
+fn edge() -> Edge {
+    Edge {
+        caller: PlayerId(uuid::Uuid::from_u128(1)),
+        new_id: uuid::Uuid::from_u128(0x5e17),
+    }
+}
 
 fn parse(name: &str, body: &serde_json::Value) -> Result<Command, Rejection> {
-    Command::parse(name, body.to_string().as_bytes())
+    Command::parse(name, body.to_string().as_bytes(), &edge())
 }
 
 #[track_caller]
@@ -49,6 +59,17 @@ fn valid_body(name: &str) -> serde_json::Value {
             "xp": 100,
             "reason": "scripted completions",
         }),
+        "start_lab" => json!({"lab_id": "intro-1"}),
+        "save_lab_state" => json!({
+            "lab_id": "intro-1",
+            "vfs_snapshot": {"/home/ada/notes.txt": "hello"},
+            "current_step": 3,
+        }),
+        "delete_lab_state" => json!({"lab_id": "intro-1"}),
+        "heartbeat" => json!({"current_lab": "intro-1"}),
+        "send_message" => json!({"channel": format!("dm:{PEER}"), "content": "hi!"}),
+        "edit_message" => json!({"message_id": PEER, "content": "hello!"}),
+        "delete_message" => json!({"message_id": PEER}),
         other => panic!("no valid body written for {other}"),
     }
 }
@@ -114,6 +135,57 @@ fn valid_bodies_carry_their_values_into_the_command() {
                 player_id: player,
                 xp: 100,
                 reason: "scripted completions".into(),
+            },
+        ),
+        (
+            "start_lab",
+            Command::StartLab {
+                lab_id: lab_id("intro-1"),
+            },
+        ),
+        (
+            "save_lab_state",
+            Command::SaveLabState {
+                lab_id: lab_id("intro-1"),
+                vfs_snapshot: json!({"/home/ada/notes.txt": "hello"})
+                    .as_object()
+                    .cloned()
+                    .unwrap(),
+                current_step: 3,
+            },
+        ),
+        (
+            "delete_lab_state",
+            Command::DeleteLabState {
+                lab_id: lab_id("intro-1"),
+                player_id: None,
+            },
+        ),
+        (
+            "heartbeat",
+            Command::Heartbeat {
+                current_lab: Some(lab_id("intro-1")),
+            },
+        ),
+        (
+            "send_message",
+            Command::SendMessage {
+                message_id: MessageId(edge().new_id),
+                channel: Channel::direct(edge().caller, player),
+                content: MessageContent::parse("hi!").unwrap(),
+            },
+        ),
+        (
+            "edit_message",
+            Command::EditMessage {
+                message_id: MessageId(player.0),
+                content: MessageContent::parse("hello!").unwrap(),
+            },
+        ),
+        (
+            "delete_message",
+            Command::DeleteMessage {
+                message_id: MessageId(player.0),
             },
         ),
     ];
@@ -243,7 +315,7 @@ fn a_body_that_is_not_json_at_all_is_a_bad_request() {
         b"{\"username\": \"ada\",}",
         b"\xff\xfe",
     ] {
-        let r = Command::parse("register_player", raw).unwrap_err();
+        let r = Command::parse("register_player", raw, &edge()).unwrap_err();
         assert_eq!((r.code, r.kind), ("bad_request", RejectionKind::BadRequest));
     }
 }
@@ -251,7 +323,7 @@ fn a_body_that_is_not_json_at_all_is_a_bad_request() {
 #[test]
 fn update_streak_takes_an_empty_object() {
     assert_eq!(
-        Command::parse("update_streak", b"{}"),
+        Command::parse("update_streak", b"{}", &edge()),
         Ok(Command::UpdateStreak)
     );
     bad_request("update_streak", &json!({"day": "2024-01-01"}));
@@ -451,4 +523,118 @@ fn an_achievement_outside_lowercase_digits_and_underscore_is_rejected() {
             "invalid_achievement",
         );
     }
+}
+
+#[test]
+fn a_message_of_blank_or_2001_characters_is_invalid_content() {
+    for content in [String::new(), "   \n\t".to_owned(), "é".repeat(2001)] {
+        invalid(
+            "send_message",
+            &json!({"channel": "global", "content": content}),
+            "invalid_content",
+        );
+        invalid(
+            "edit_message",
+            &json!({"message_id": PEER, "content": content}),
+            "invalid_content",
+        );
+    }
+    let longest = "é".repeat(2000);
+    assert!(parse(
+        "send_message",
+        &json!({"channel": "global", "content": longest})
+    )
+    .is_ok());
+}
+
+#[test]
+fn channels_are_global_a_lab_or_a_direct_conversation() {
+    let me = edge().caller;
+    let peer = PlayerId(PEER.parse().unwrap());
+    let channel = |raw: &str| Channel::parse(raw, me).map_err(|r| r.code);
+    assert_eq!(channel("global"), Ok(Channel::Global));
+    assert_eq!(channel("lab:intro-1"), Ok(Channel::Lab(lab_id("intro-1"))));
+    assert_eq!(
+        channel(&format!("dm:{PEER}")),
+        Ok(Channel::direct(me, peer))
+    );
+    // Either side names the same conversation.
+    assert_eq!(
+        Channel::parse(&format!("dm:{me}"), peer),
+        Ok(Channel::direct(me, peer))
+    );
+    assert_eq!(
+        channel(&Channel::direct(peer, me).to_string()),
+        Ok(Channel::direct(me, peer))
+    );
+    for bad in [
+        "",
+        "Global",
+        "lab:",
+        "lab:no spaces",
+        "dm:",
+        "dm:42",
+        "room:1",
+        &format!("dm:{me}"),
+    ] {
+        assert_eq!(channel(bad), Err("invalid_channel"), "{bad:?}");
+    }
+}
+
+#[test]
+fn a_canonical_direct_channel_is_only_for_its_two_players() {
+    let a = PlayerId(uuid::Uuid::from_u128(7));
+    let b = PlayerId(uuid::Uuid::from_u128(8));
+    let name = Channel::direct(a, b).to_string();
+    assert!(Channel::parse(&name, a).is_ok());
+    assert!(Channel::parse(&name, b).is_ok());
+    assert_eq!(
+        Channel::parse(&name, edge().caller).map_err(|r| r.code),
+        Err("invalid_channel")
+    );
+}
+
+#[test]
+fn a_vfs_must_be_a_json_object_of_at_most_32_kib() {
+    let save = |vfs: serde_json::Value| {
+        json!({"lab_id": "intro-1", "vfs_snapshot": vfs, "current_step": 0})
+    };
+    for not_object in [json!([]), json!("files"), json!(null), json!(3)] {
+        invalid("save_lab_state", &save(not_object), "invalid_vfs");
+    }
+    // {"f":"…"} is 8 bytes of framing around the text.
+    let fits = json!({"f": "x".repeat(32 * 1024 - 8)});
+    assert!(parse("save_lab_state", &save(fits)).is_ok());
+    let over = json!({"f": "x".repeat(32 * 1024 - 7)});
+    invalid("save_lab_state", &save(over), "vfs_too_large");
+}
+
+#[test]
+fn a_step_is_a_whole_number_from_0_to_1000() {
+    for step in [json!(-1), json!(1001), json!(i64::MAX)] {
+        invalid(
+            "save_lab_state",
+            &json!({"lab_id": "intro-1", "vfs_snapshot": {}, "current_step": step}),
+            "invalid_step",
+        );
+    }
+    bad_request(
+        "save_lab_state",
+        &json!({"lab_id": "intro-1", "vfs_snapshot": {}, "current_step": 1.5}),
+    );
+}
+
+#[test]
+fn a_heartbeat_names_its_lab_or_null_explicitly() {
+    assert_eq!(
+        parse("heartbeat", &json!({"current_lab": null})),
+        Ok(Command::Heartbeat { current_lab: None })
+    );
+    bad_request("heartbeat", &json!({}));
+    bad_request("heartbeat", &json!({"current_lab": 5}));
+    invalid(
+        "heartbeat",
+        &json!({"current_lab": "no spaces"}),
+        "invalid_lab_id",
+    );
 }

@@ -5,7 +5,7 @@ use serde_json::json;
 use uuid::Uuid;
 
 use super::{achievement, at, day, lab_id, tz, username};
-use crate::values::PlayerId;
+use crate::values::{Channel, MessageContent, MessageId, PlayerId};
 use crate::{Event, StreamId};
 
 /// One of every variant, with values that exercise their serialisation.
@@ -54,6 +54,37 @@ fn one_of_each() -> Vec<Event> {
             xp: u32::MAX,
             reason: "scripted completions".into(),
         },
+        Event::LabStarted {
+            lab_id: lab_id("pipes-1.b_2"),
+        },
+        Event::LabProgressed {
+            lab_id: lab_id("pipes-1.b_2"),
+            step: 1000,
+        },
+        Event::LabStateDeleted {
+            lab_id: lab_id("pipes-1.b_2"),
+        },
+        Event::CameOnline {
+            current_lab: Some(lab_id("pipes-1.b_2")),
+        },
+        Event::CurrentLabChanged { current_lab: None },
+        Event::WentOffline {
+            last_seen: at("2024-02-29T23:59:59.123456Z"),
+        },
+        Event::MessageSent {
+            message_id: MessageId(Uuid::from_u128(7)),
+            channel: Channel::direct(PlayerId(Uuid::from_u128(9)), ada),
+            sender: ada,
+            content: MessageContent::parse("ünïcode \"quotes\" 🚀").unwrap(),
+        },
+        Event::MessageEdited {
+            message_id: MessageId(Uuid::from_u128(7)),
+            content: MessageContent::parse("fixed").unwrap(),
+        },
+        Event::MessageDeleted {
+            message_id: MessageId(Uuid::from_u128(7)),
+            by: ada,
+        },
     ]
 }
 
@@ -63,7 +94,7 @@ fn every_event_variant_survives_its_stored_parts() {
     let mut types: Vec<&str> = events.iter().map(Event::event_type).collect();
     types.sort_unstable();
     types.dedup();
-    assert_eq!(types.len(), 11, "one_of_each holds every variant once");
+    assert_eq!(types.len(), 20, "one_of_each holds every variant once");
     for e in events {
         let back = Event::from_parts(e.event_type(), Event::SCHEMA_VERSION, e.data())
             .unwrap_or_else(|err| panic!("{e:?}: {err}"));
@@ -138,6 +169,11 @@ fn strings_that_are_not_stream_ids_do_not_parse() {
         "username-ada/../catalog",
         &format!("username-{}", "a".repeat(31)),
         "lab-intro",
+        "lab-67e55044-10b1-426f-9247-bb680e5fe0c8",
+        "lab-67e55044-10b1-426f-9247-bb680e5fe0c8-",
+        "lab-67e55044-10b1-426f-9247-bb680e5fe0c8_ls",
+        "message-",
+        "message-42",
         "-catalog",
     ] {
         assert!(raw.parse::<StreamId>().is_err(), "{raw:?} parsed");
@@ -170,6 +206,11 @@ fn any_stream_id() -> impl Strategy<Value = StreamId> {
         Just(StreamId::Catalog),
         any::<u128>().prop_map(|n| StreamId::Player(PlayerId(Uuid::from_u128(n)))),
         "[a-z0-9_.-]{1,30}".prop_map(StreamId::Username),
+        (any::<u128>(), "[A-Za-z0-9_.-]{1,64}").prop_map(|(n, lab)| StreamId::Lab(
+            PlayerId(Uuid::from_u128(n)),
+            lab_id(&lab)
+        )),
+        any::<u128>().prop_map(|n| StreamId::Message(MessageId(Uuid::from_u128(n)))),
     ]
 }
 

@@ -4,16 +4,18 @@
 //! transport do not change.
 
 use questlog_bus::{Change, ChangeOp};
+use questlog_domain::values::{Channel, PlayerId};
 use questlog_domain::Actor;
 use serde_json::Value;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
+use crate::channels::{forbidden, read_history, read_message, DEFAULT_MESSAGES};
 use crate::error::ApiError;
 use crate::leaderboard::read_page;
 use crate::players::{read_profile, PROFILE};
 use crate::presence::{read_online, read_presence};
-use crate::projection::{PLAYERS, PRESENCE};
+use crate::projection::{CHAT, PLAYERS, PRESENCE};
 
 /// A topic, parsed: what one subscription follows.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -24,6 +26,8 @@ pub(crate) enum Topic {
     Presence,
     /// One player's profile (`player:<id>`, `player:me` for the caller).
     Player(Uuid),
+    /// A chat channel's messages (`channel:<channel>`), canonical.
+    Channel(Channel),
 }
 
 /// Where a topic's changes come from: every announced change on `topic` (with `key`, when set).
@@ -65,12 +69,18 @@ impl Topic {
             }),
             "presence" => Ok(Self::Presence),
             _ => match raw.split_once(':') {
+                // A canonical direct channel parses whoever names it; `authorize` refuses it to
+                // anyone but its two players.
+                Some(("channel", name)) => Channel::from_canonical(name)
+                    .map_or_else(|| Channel::parse(name, PlayerId(caller)), Ok)
+                    .map(Self::Channel)
+                    .map_err(|r| invalid_topic(format!("{raw:?}: {}", r.detail))),
                 Some(("player", "me")) => Ok(Self::Player(caller)),
                 Some(("player", id)) => Uuid::parse_str(id).map(Self::Player).map_err(|_| {
                     invalid_topic(format!("{raw:?}: a player topic is player:<uuid>"))
                 }),
                 _ => Err(invalid_topic(format!(
-                    "unknown topic {raw:?}; topics are leaderboard, presence and player:<id>"
+                    "unknown topic {raw:?}; topics are leaderboard, presence, player:<id> and channel:<channel>"
                 ))),
             },
         }
@@ -82,15 +92,16 @@ impl Topic {
             Self::Leaderboard { .. } => "leaderboard".to_owned(),
             Self::Presence => "presence".to_owned(),
             Self::Player(id) => format!("player:{id}"),
+            Self::Channel(channel) => format!("channel:{channel}"),
         }
     }
 
-    /// Whether `actor` may follow the topic: the same rules as the matching read (every topic
-    /// here is public to any valid token).
-    #[allow(clippy::unnecessary_wraps)] // private topics (dm channels, lab states) will refuse
-    pub fn authorize(&self, _actor: &Actor) -> Result<(), ApiError> {
+    /// Whether `actor` may follow the topic: the same rules as the matching read (a direct
+    /// channel only for its two players; everything else for any valid token).
+    pub fn authorize(&self, actor: &Actor) -> Result<(), ApiError> {
         match self {
-            Self::Leaderboard { .. } | Self::Presence | Self::Player(_) => Ok(()),
+            Self::Channel(channel) if !channel.visible_to(actor.identity) => Err(forbidden()),
+            Self::Leaderboard { .. } | Self::Presence | Self::Player(_) | Self::Channel(_) => Ok(()),
         }
     }
 
@@ -100,6 +111,7 @@ impl Topic {
             Self::Leaderboard { .. } => &[PLAYERS],
             Self::Presence => &[PRESENCE],
             Self::Player(_) => PROFILE,
+            Self::Channel(_) => &[CHAT],
         }
     }
 
@@ -110,14 +122,10 @@ impl Topic {
             Self::Presence => vec![Source::all("presence")],
             Self::Player(id) => vec![
                 Source::all(format!("player:{id}")),
-                // Online and current lab.
-                Source {
-                    topic: "presence".to_owned(),
-                    key: Some(id.to_string()),
-                },
                 // The unlocked modules follow the catalog.
                 Source::all("catalog"),
             ],
+            Self::Channel(_) => vec![Source::all(self.name())],
         }
     }
 
@@ -136,6 +144,11 @@ impl Topic {
             Self::Player(id) => read_profile(conn, *id)
                 .await?
                 .map_or(Value::Null, |profile| to_value(&profile)),
+            Self::Channel(channel) => {
+                read_history(conn, channel, position, None, DEFAULT_MESSAGES)
+                    .await?
+                    .map_or(Value::Null, |history| to_value(&history))
+            }
         })
     }
 
@@ -172,6 +185,26 @@ impl Topic {
                     position: last.position,
                     data: profile.map_or(Value::Null, |p| to_value(&p)),
                 }])
+            }
+            Self::Channel(_) => {
+                let mut updates = Vec::new();
+                for (key, position) in latest_per_key(changes) {
+                    let message = match Uuid::parse_str(&key) {
+                        Ok(id) => read_message(conn, id).await?,
+                        Err(_) => None,
+                    };
+                    updates.push(Update {
+                        key,
+                        op: if message.is_some() {
+                            ChangeOp::Upsert
+                        } else {
+                            ChangeOp::Delete
+                        },
+                        position,
+                        data: message.map_or(Value::Null, |m| to_value(&m)),
+                    });
+                }
+                Ok(updates)
             }
             Self::Presence => {
                 let mut updates = Vec::new();
@@ -249,12 +282,42 @@ mod tests {
 
     #[test]
     fn an_unknown_or_malformed_topic_is_refused() {
-        for raw in ["", "leaderboards", "player:", "player:42", "channel", ":"] {
+        for raw in [
+            "",
+            "leaderboards",
+            "player:",
+            "player:42",
+            "channel",
+            "channel:",
+            "channel:room",
+            "channel:dm:42",
+            ":",
+        ] {
             assert!(
                 matches!(Topic::parse(raw, Uuid::nil(), 10), Err(ApiError::Client(p)) if p.code == "invalid_topic"),
                 "{raw:?} must be refused"
             );
         }
+    }
+
+    #[test]
+    fn a_direct_channel_topic_is_the_pairs_whoever_names_it_and_only_theirs() {
+        let (ada, bob, eve) = (Uuid::from_u128(1), Uuid::from_u128(2), Uuid::from_u128(3));
+        let dm = Channel::direct(PlayerId(ada), PlayerId(bob));
+        let from_ada = Topic::parse(&format!("channel:dm:{bob}"), ada, 10).ok();
+        let from_bob = Topic::parse(&format!("channel:dm:{ada}"), bob, 10).ok();
+        assert_eq!(from_ada, Some(Topic::Channel(dm.clone())));
+        assert_eq!(from_bob, Some(Topic::Channel(dm.clone())));
+        let canonical = Topic::parse(&format!("channel:{dm}"), eve, 10).expect("parses");
+        let actor = |id| Actor {
+            identity: PlayerId(id),
+            role: questlog_domain::Role::Admin,
+        };
+        assert!(canonical.authorize(&actor(ada)).is_ok());
+        assert!(matches!(
+            canonical.authorize(&actor(eve)),
+            Err(ApiError::Client(p)) if p.code == "forbidden"
+        ));
     }
 
     #[test]

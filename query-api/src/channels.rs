@@ -1,0 +1,182 @@
+//! `GET /v1/channels/{channel}/messages`: a channel's history, newest first, from the chat read
+//! model; also the `channel:<name>` live topic's reads.
+//!
+//! A channel is named as a client names it (`global`, `lab:<lab_id>`, `dm:<player_id>` for the
+//! caller's conversation with that player, or the canonical `dm:<a>:<b>`). A direct channel is
+//! only for its two players: anyone else, admins included, is 403.
+
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::response::Response;
+use chrono::{DateTime, Utc};
+use questlog_domain::values::{Channel, PlayerId};
+use questlog_web::{Authenticated, Problem};
+use serde::{Deserialize, Serialize};
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use crate::error::ApiError;
+use crate::params::{query, Consistency, ReadParams};
+use crate::projection::{CHAT, PLAYERS};
+use crate::snapshot::{answer, begin, checkpoint};
+use crate::QueryState;
+
+/// The projections a channel's history is read from (messages, and their senders' names).
+pub(crate) const HISTORY: &[&str] = &[CHAT, PLAYERS];
+/// The page size unless told otherwise.
+pub const DEFAULT_MESSAGES: i64 = 50;
+/// The largest page; more (or less than 1) is 422 `invalid_limit`.
+pub const MAX_MESSAGES: i64 = 200;
+
+/// One message as every read shows it. A deleted message keeps its place without its content.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub(crate) struct MessageOut {
+    message_id: Uuid,
+    channel: String,
+    sender: Uuid,
+    username: Option<String>,
+    content: Option<String>,
+    deleted: bool,
+    sent_at: DateTime<Utc>,
+    edited_at: Option<DateTime<Utc>>,
+    position: i64,
+}
+
+/// A page of a channel's history.
+#[derive(Debug, Serialize)]
+pub(crate) struct History {
+    position: i64,
+    channel: String,
+    messages: Vec<MessageOut>,
+    /// Pass as `before` for the older page; `null` at the channel's start.
+    next: Option<Uuid>,
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct HistoryParams {
+    limit: Option<i64>,
+    before: Option<Uuid>,
+}
+
+/// The channel `raw` names for `caller`: a direct channel of two other players is 403, any other
+/// malformed name 422 `invalid_channel`.
+pub(crate) fn channel_for(raw: &str, caller: PlayerId) -> Result<Channel, ApiError> {
+    if let Some(channel) = Channel::from_canonical(raw) {
+        if !channel.visible_to(caller) {
+            return Err(forbidden());
+        }
+        return Ok(channel);
+    }
+    Channel::parse(raw, caller).map_err(|r| ApiError::invalid(r.code, r.detail))
+}
+
+pub(crate) fn forbidden() -> ApiError {
+    ApiError::Client(Problem::forbidden(
+        "a direct channel is only for its two players",
+    ))
+}
+
+/// `GET /v1/channels/{channel}/messages?limit=50&before=<message_id>`.
+#[tracing::instrument(skip_all, fields(channel = tracing::field::Empty))]
+pub(crate) async fn messages(
+    State(state): State<QueryState>,
+    auth: Result<Authenticated, Problem>,
+    channel: Result<Path<String>, PathRejection>,
+    read: Result<Query<ReadParams>, QueryRejection>,
+    params: Result<Query<HistoryParams>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Authenticated(actor) = auth?;
+    let consistency = Consistency::parse(query(read)?)?;
+    let params = query(params)?;
+    let Path(raw) = channel?;
+    let channel = channel_for(&raw, actor.identity)?;
+    tracing::Span::current().record("channel", tracing::field::display(&channel));
+    let limit = params.limit.unwrap_or(DEFAULT_MESSAGES);
+    if !(1..=MAX_MESSAGES).contains(&limit) {
+        return Err(ApiError::invalid(
+            "invalid_limit",
+            format!("limit is 1 to {MAX_MESSAGES}"),
+        ));
+    }
+    consistency.wait(&state.positions, HISTORY).await?;
+
+    let mut tx = begin(&state.pool).await?;
+    let position = checkpoint(&mut tx, HISTORY).await?;
+    let history = read_history(&mut tx, &channel, position, params.before, limit).await?;
+    tx.commit().await?;
+    Ok(answer(position, &history.ok_or_else(unknown_cursor)?))
+}
+
+fn unknown_cursor() -> ApiError {
+    ApiError::not_found(
+        "message_not_found",
+        "before names no message of this channel",
+    )
+}
+
+const MESSAGE_COLUMNS: &str = "m.message_id, m.channel, m.sender, p.username, m.content, m.deleted, \
+     m.sent_at, m.edited_at, m.position \
+     FROM rm_messages m LEFT JOIN rm_players p ON p.player_id = m.sender";
+
+/// A page of `channel`'s history in this snapshot, newest first, older than the message `before`
+/// (`None` when `before` is no message of the channel). The read behind the route and the
+/// `channel:<name>` topic's snapshot.
+pub(crate) async fn read_history(
+    conn: &mut PgConnection,
+    channel: &Channel,
+    position: i64,
+    before: Option<Uuid>,
+    limit: i64,
+) -> Result<Option<History>, sqlx::Error> {
+    let name = channel.to_string();
+    let below = match before {
+        None => i64::MAX,
+        Some(id) => {
+            let found: Option<i64> = sqlx::query_scalar(
+                "SELECT position FROM rm_messages WHERE message_id = $1 AND channel = $2",
+            )
+            .bind(id)
+            .bind(&name)
+            .fetch_optional(&mut *conn)
+            .await?;
+            match found {
+                Some(p) => p,
+                None => return Ok(None),
+            }
+        }
+    };
+    let sql = format!(
+        "SELECT {MESSAGE_COLUMNS} WHERE m.channel = $1 AND m.position < $2 \
+         ORDER BY m.position DESC LIMIT $3"
+    );
+    let messages: Vec<MessageOut> = sqlx::query_as(&sql)
+        .bind(&name)
+        .bind(below)
+        .bind(limit)
+        .fetch_all(&mut *conn)
+        .await?;
+    let full = i64::try_from(messages.len()).unwrap_or(i64::MAX) == limit;
+    let next = if full {
+        messages.last().map(|m| m.message_id)
+    } else {
+        None
+    };
+    Ok(Some(History {
+        position,
+        channel: name,
+        messages,
+        next,
+    }))
+}
+
+/// One message in this snapshot: a `channel:<name>` live change.
+pub(crate) async fn read_message(
+    conn: &mut PgConnection,
+    message_id: Uuid,
+) -> Result<Option<MessageOut>, sqlx::Error> {
+    let sql = format!("SELECT {MESSAGE_COLUMNS} WHERE m.message_id = $1");
+    sqlx::query_as(&sql)
+        .bind(message_id)
+        .fetch_optional(conn)
+        .await
+}
