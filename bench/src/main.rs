@@ -115,10 +115,8 @@ async fn serve(mode: &str, args: &Args) -> anyhow::Result<()> {
             };
             let serve = questlog::config::ServeArgs {
                 service: Some(questlog::config::Service::QueryApi),
-                listen: "127.0.0.1:0".parse()?,
-                body_limit: 64 * 1024,
-                max_batch: 256,
                 db_pool: 4,
+                ..questlog::config::ServeArgs::on("127.0.0.1:0".parse()?)
             };
             let app = questlog::Application::build(
                 &store,

@@ -47,10 +47,7 @@ impl Env {
             service: args
                 .write_only
                 .then_some(questlog::config::Service::CommandApi),
-            listen: "127.0.0.1:0".parse()?,
-            body_limit: 64 * 1024,
-            max_batch: 256,
-            db_pool: 16,
+            ..ServeArgs::on("127.0.0.1:0".parse()?)
         };
         let shutdown = CancellationToken::new();
         let app = Application::build(&store, &serve, shutdown.clone())

@@ -2,6 +2,7 @@
 //! can start it on port 0 against their own database.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use axum::extract::State;
@@ -9,7 +10,8 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
-use questlog_command_api::{AppState, WriterConfig};
+use questlog_command_api::reaper::ReaperConfig;
+use questlog_command_api::{AppState, ChatLimiter, Clock, WriterConfig};
 use questlog_store::{EventStore, PgEventStore};
 use questlog_web::{Problem, TokenKeys};
 use sqlx::migrate::MigrateDatabase;
@@ -86,6 +88,10 @@ struct Health {
 #[derive(Clone, Default)]
 pub struct Hooks {
     pub projector_failpoint: Option<questlog_projector::runner::Failpoint>,
+    /// The clock of the writer and the presence reaper (the system's when unset).
+    pub clock: Option<Clock>,
+    /// Time between the presence reaper's rounds (a quarter of the timeout when unset).
+    pub reaper_interval: Option<std::time::Duration>,
 }
 
 impl Application {
@@ -133,20 +139,36 @@ impl Application {
         let mut router = Router::new();
         if runs(Service::CommandApi) {
             let event_store: Arc<dyn EventStore> = Arc::new(PgEventStore::new(pool.clone()));
+            let clock = hooks.clock.clone().unwrap_or_default();
             let (writer, writer_task) = questlog_command_api::writer::spawn(
                 event_store.clone(),
                 WriterConfig {
                     max_batch: serve.max_batch,
+                    clock: clock.clone(),
                     ..WriterConfig::default()
                 },
                 shutdown.clone(),
             );
             tasks.push(writer_task);
+            let mut reaper = ReaperConfig::new(
+                &store.database_url,
+                Duration::from_secs(serve.presence_timeout_secs),
+                clock,
+            );
+            if let Some(interval) = hooks.reaper_interval {
+                reaper.interval = interval;
+            }
+            tasks.push(tokio::spawn(questlog_command_api::reaper::run(
+                reaper,
+                writer.clone(),
+                shutdown.clone(),
+            )));
             router = router.merge(questlog_command_api::router(
                 AppState {
                     store: event_store,
                     writer,
                     tokens: keys.clone(),
+                    chat: Arc::new(ChatLimiter::new(serve.chat_per_minute, serve.chat_burst)),
                 },
                 serve.body_limit,
             ));

@@ -1,6 +1,7 @@
 //! Configuration: one clap-derive struct per command, every field settable by flag or environment.
 
 use std::net::SocketAddr;
+use std::num::NonZeroU32;
 
 use clap::{Args, Parser, Subcommand};
 
@@ -115,6 +116,34 @@ pub struct ServeArgs {
     /// Postgres connections in the pool.
     #[arg(long, env = "QUESTLOG_DB_POOL", default_value_t = 16)]
     pub db_pool: u32,
+
+    /// Seconds without a heartbeat after which a player goes offline.
+    #[arg(long, env = "QUESTLOG_PRESENCE_TIMEOUT_SECS", default_value_t = 120)]
+    pub presence_timeout_secs: u64,
+
+    /// Chat commands (send, edit, delete) a player may make per minute, on average.
+    #[arg(long, env = "QUESTLOG_CHAT_PER_MINUTE", default_value_t = NonZeroU32::new(60).expect("positive"))]
+    pub chat_per_minute: NonZeroU32,
+
+    /// Chat commands a player may make at once before the per-minute rate applies.
+    #[arg(long, env = "QUESTLOG_CHAT_BURST", default_value_t = NonZeroU32::new(10).expect("positive"))]
+    pub chat_burst: NonZeroU32,
+}
+
+impl ServeArgs {
+    /// The defaults, listening on `listen`.
+    pub fn on(listen: SocketAddr) -> Self {
+        Self {
+            service: None,
+            listen,
+            body_limit: questlog_command_api::DEFAULT_BODY_LIMIT,
+            max_batch: 256,
+            db_pool: 16,
+            presence_timeout_secs: 120,
+            chat_per_minute: NonZeroU32::new(60).expect("positive"),
+            chat_burst: NonZeroU32::new(10).expect("positive"),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Args)]

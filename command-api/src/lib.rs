@@ -1,6 +1,8 @@
 //! questlog's write side over HTTP: anonymous identities, token refresh, and commands that are
 //! decided by the pure domain and committed together by the group-commit [`writer`].
 
+pub mod limits;
+pub mod reaper;
 pub mod writer;
 
 use std::sync::Arc;
@@ -20,7 +22,8 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-pub use writer::{CommandError, CommandOutcome, WriterConfig, WriterHandle};
+pub use limits::ChatLimiter;
+pub use writer::{Clock, CommandError, CommandOutcome, WriterConfig, WriterHandle};
 
 /// The default limit on a request body: 64 KiB.
 pub const DEFAULT_BODY_LIMIT: usize = 64 * 1024;
@@ -34,6 +37,8 @@ pub struct AppState {
     pub store: Arc<dyn EventStore>,
     pub writer: WriterHandle,
     pub tokens: TokenKeys,
+    /// The per-sender limit on chat commands.
+    pub chat: Arc<ChatLimiter>,
 }
 
 impl FromRef<AppState> for TokenKeys {
@@ -182,6 +187,16 @@ async fn command(
         new_id: Uuid::now_v7(),
     };
     let command = Command::parse(&name, &body, &edge)?;
+    if command.is_chat() {
+        if let Err(wait) = state.chat.check(actor.identity.0) {
+            return Err(Problem::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                "too many chat messages; wait before sending more",
+            )
+            .retry_after(wait.as_secs() + u64::from(wait.subsec_nanos() > 0)));
+        }
+    }
     let idempotency = match key {
         Some(key) => {
             let hash = request_hash(&name, &body);

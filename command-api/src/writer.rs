@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::num::NonZeroUsize;
 use std::sync::Arc;
 
-use chrono::{SubsecRound, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use lru::LruCache;
 use questlog_domain::{
     decide, Actor, Command, Context, Event, Rejection, States, StreamId, StreamState,
@@ -141,13 +141,43 @@ impl WriterHandle {
     }
 }
 
+/// Where the writer and the presence reaper take the time from: the system clock, or a clock a
+/// test moves by hand to simulate minutes in a moment.
+#[derive(Clone)]
+pub struct Clock(Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>);
+
+impl Clock {
+    pub fn new(now: impl Fn() -> DateTime<Utc> + Send + Sync + 'static) -> Self {
+        Self(Arc::new(now))
+    }
+
+    /// The time now, to the microsecond (what Postgres keeps, so read models and replays agree
+    /// to the digit).
+    pub fn now(&self) -> DateTime<Utc> {
+        (self.0)().trunc_subsecs(6)
+    }
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        Self::new(Utc::now)
+    }
+}
+
+impl std::fmt::Debug for Clock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Clock")
+    }
+}
+
 /// Tuning of the writer.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct WriterConfig {
     /// Most commands in one commit.
     pub max_batch: usize,
     /// Streams whose folded state is kept in memory.
     pub cache_streams: usize,
+    pub clock: Clock,
 }
 
 impl Default for WriterConfig {
@@ -155,6 +185,7 @@ impl Default for WriterConfig {
         Self {
             max_batch: 256,
             cache_streams: 100_000,
+            clock: Clock::default(),
         }
     }
 }
@@ -171,6 +202,7 @@ pub fn spawn(
         store,
         cache: LruCache::new(cache_size),
         max_batch: config.max_batch.max(1),
+        clock: config.clock,
     };
     let task = tokio::spawn(writer.run(rx, shutdown));
     (WriterHandle { tx }, task)
@@ -185,6 +217,7 @@ struct Writer {
     store: Arc<dyn EventStore>,
     cache: LruCache<StreamId, Cached>,
     max_batch: usize,
+    clock: Clock,
 }
 
 /// The streams one batch works on: the version each had when read, and the state as the batch's
@@ -307,8 +340,7 @@ impl Writer {
                 return Attempt::Done;
             }
         };
-        // Microseconds: what Postgres keeps, so read models and replays agree to the digit.
-        let now = Utc::now().trunc_subsecs(6);
+        let now = self.clock.now();
         let mut batch = AppendBatch::default();
         batch.beside.at = Some(now);
         let mut accepted: Vec<(Submission, usize, usize)> = Vec::with_capacity(submissions.len());

@@ -485,7 +485,9 @@ impl Command {
                 StreamId::Catalog,
                 StreamId::Lab(actor.identity, lab_id.clone()),
             ],
-            Self::SaveLabState { lab_id, .. } => vec![StreamId::Lab(actor.identity, lab_id.clone())],
+            Self::SaveLabState { lab_id, .. } => {
+                vec![StreamId::Lab(actor.identity, lab_id.clone())]
+            }
             Self::DeleteLabState { lab_id, player_id } => vec![StreamId::Lab(
                 player_id.unwrap_or(actor.identity),
                 lab_id.clone(),

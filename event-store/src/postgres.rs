@@ -164,20 +164,20 @@ impl EventStore for PgEventStore {
              $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
         };
         let mut query = sqlx::query(sql)
-        .bind(expect_streams)
-        .bind(expect_versions)
-        .bind(ids)
-        .bind(streams)
-        .bind(types)
-        .bind(schemas)
-        .bind(data)
-        .bind(meta)
-        .bind(identities)
-        .bind(keys)
-        .bind(hashes)
-        .bind(commands)
-        .bind(firsts)
-        .bind(counts);
+            .bind(expect_streams)
+            .bind(expect_versions)
+            .bind(ids)
+            .bind(streams)
+            .bind(types)
+            .bind(schemas)
+            .bind(data)
+            .bind(meta)
+            .bind(identities)
+            .bind(keys)
+            .bind(hashes)
+            .bind(commands)
+            .bind(firsts)
+            .bind(counts);
         if let Some(beside) = beside {
             let (ws_players, ws_labs, ws_snapshots, ws_steps) = beside.workspaces.into_iter().fold(
                 (Vec::new(), Vec::new(), Vec::new(), Vec::new()),

@@ -381,10 +381,7 @@ impl Projection for Presence {
                 }
                 _ => continue,
             };
-            query
-                .execute(&mut *tx)
-                .await
-                .context("saving presence")?;
+            query.execute(&mut *tx).await.context("saving presence")?;
         }
         Ok(changes)
     }
@@ -480,7 +477,10 @@ impl Projection for Chat {
         events: &[RecordedEvent],
     ) -> anyhow::Result<Vec<Change>> {
         let mut changes = Vec::new();
-        for recorded in events.iter().filter(|e| e.stream_id.starts_with("message-")) {
+        for recorded in events
+            .iter()
+            .filter(|e| e.stream_id.starts_with("message-"))
+        {
             let at = recorded.recorded_at;
             let position = recorded.position;
             let (id, channel): (Uuid, Option<String>) = match decode(recorded)? {

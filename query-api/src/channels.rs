@@ -114,7 +114,8 @@ fn unknown_cursor() -> ApiError {
     )
 }
 
-const MESSAGE_COLUMNS: &str = "m.message_id, m.channel, m.sender, p.username, m.content, m.deleted, \
+const MESSAGE_COLUMNS: &str =
+    "m.message_id, m.channel, m.sender, p.username, m.content, m.deleted, \
      m.sent_at, m.edited_at, m.position \
      FROM rm_messages m LEFT JOIN rm_players p ON p.player_id = m.sender";
 

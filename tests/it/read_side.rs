@@ -102,6 +102,7 @@ async fn a_projector_that_dies_between_commit_and_ack_counts_nothing_twice() {
             // The first two committed batches of `players` die before their ack.
             point == "players:after_commit" && counter.fetch_add(1, Ordering::SeqCst) < 2
         })),
+        ..Hooks::default()
     };
     let store = store_args(&db);
     let app = TestApp::spawn_custom(db, store, hooks).await;

@@ -6,8 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use questlog_store::{
-    Beside,
-    AppendBatch, EventStore, ExpectedVersion, NewEvent, PgEventStore, StoreError,
+    AppendBatch, Beside, EventStore, ExpectedVersion, NewEvent, PgEventStore, StoreError,
 };
 use questlog_tests::TestDb;
 use serde_json::json;

@@ -167,14 +167,28 @@ impl TestApp {
     /// # Panics
     /// When the application cannot start.
     pub async fn spawn_custom(db: TestDb, store: StoreArgs, hooks: Hooks) -> Self {
-        init_logging();
-        let serve = ServeArgs {
-            service: None,
-            listen: "127.0.0.1:0".parse().expect("valid address"),
-            body_limit: questlog_command_api::DEFAULT_BODY_LIMIT,
-            max_batch: 256,
+        Self::spawn_serving(db, store, hooks, Self::serve_args()).await
+    }
+
+    /// The service configuration tests run with: the defaults on port 0, a smaller pool.
+    pub fn serve_args() -> ServeArgs {
+        ServeArgs {
             db_pool: 8,
-        };
+            ..ServeArgs::on("127.0.0.1:0".parse().expect("valid address"))
+        }
+    }
+
+    /// Starts questlog with every part of its configuration set by the test.
+    ///
+    /// # Panics
+    /// When the application cannot start.
+    pub async fn spawn_serving(
+        db: TestDb,
+        store: StoreArgs,
+        hooks: Hooks,
+        serve: ServeArgs,
+    ) -> Self {
+        init_logging();
         let shutdown = CancellationToken::new();
         let app = Application::build_with(&store, &serve, shutdown.clone(), hooks)
             .await

@@ -94,15 +94,13 @@ fn only_the_sender_edits_and_not_after_deletion() {
         message_id: id(1),
         content: text(content),
     };
-    given(base())
-        .when(ada, at(NOW), edit("hello"))
-        .then(vec![(
-            StreamId::Message(id(1)),
-            Event::MessageEdited {
-                message_id: id(1),
-                content: text("hello"),
-            },
-        )]);
+    given(base()).when(ada, at(NOW), edit("hello")).then(vec![(
+        StreamId::Message(id(1)),
+        Event::MessageEdited {
+            message_id: id(1),
+            content: text("hello"),
+        },
+    )]);
     given(base()).when(ada, at(NOW), edit("helo")).then(vec![]);
     given(base())
         .when(bob, at(NOW), edit("hacked"))

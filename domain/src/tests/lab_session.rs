@@ -22,7 +22,12 @@ fn session(actor: crate::Actor, lab: &str) -> StreamId {
 }
 
 fn started(actor: crate::Actor, lab: &str) -> (StreamId, Event) {
-    (session(actor, lab), Event::LabStarted { lab_id: lab_id(lab) })
+    (
+        session(actor, lab),
+        Event::LabStarted {
+            lab_id: lab_id(lab),
+        },
+    )
 }
 
 fn save(lab: &str, step: u32) -> Command {
@@ -40,7 +45,13 @@ fn save(lab: &str, step: u32) -> Command {
 fn starting_an_unlocked_lab_records_the_session() {
     let ada = player(1);
     given(history([catalog(), registered(ada, "ada")]))
-        .when(ada, at(NOW), Command::StartLab { lab_id: lab_id("ls") })
+        .when(
+            ada,
+            at(NOW),
+            Command::StartLab {
+                lab_id: lab_id("ls"),
+            },
+        )
         .then(vec![started(ada, "ls")]);
 }
 
@@ -48,7 +59,13 @@ fn starting_an_unlocked_lab_records_the_session() {
 fn starting_an_unknown_or_locked_lab_is_refused() {
     let ada = player(1);
     given(history([catalog(), registered(ada, "ada")]))
-        .when(ada, at(NOW), Command::StartLab { lab_id: lab_id("nope") })
+        .when(
+            ada,
+            at(NOW),
+            Command::StartLab {
+                lab_id: lab_id("nope"),
+            },
+        )
         .then_rejected("unknown_lab");
     given(history([catalog(), registered(ada, "ada")]))
         .when(
@@ -64,9 +81,19 @@ fn starting_an_unknown_or_locked_lab_is_refused() {
 #[test]
 fn starting_a_lab_already_started_resumes_it_and_records_nothing() {
     let ada = player(1);
-    given(history([catalog(), registered(ada, "ada"), vec![started(ada, "ls")]]))
-        .when(ada, at(NOW), Command::StartLab { lab_id: lab_id("ls") })
-        .then(vec![]);
+    given(history([
+        catalog(),
+        registered(ada, "ada"),
+        vec![started(ada, "ls")],
+    ]))
+    .when(
+        ada,
+        at(NOW),
+        Command::StartLab {
+            lab_id: lab_id("ls"),
+        },
+    )
+    .then(vec![]);
 }
 
 #[test]
@@ -110,7 +137,9 @@ fn saving_a_lab_never_started_or_deleted_is_lab_not_started() {
             started(ada, "ls"),
             (
                 session(ada, "ls"),
-                Event::LabStateDeleted { lab_id: lab_id("ls") },
+                Event::LabStateDeleted {
+                    lab_id: lab_id("ls"),
+                },
             ),
         ],
     ]))
@@ -125,7 +154,9 @@ fn a_player_deletes_its_own_state_and_an_admin_anyones_but_nobody_another_player
     let base = || history([catalog(), registered(ada, "ada"), vec![started(ada, "ls")]]);
     let deleted = (
         session(ada, "ls"),
-        Event::LabStateDeleted { lab_id: lab_id("ls") },
+        Event::LabStateDeleted {
+            lab_id: lab_id("ls"),
+        },
     );
     given(base())
         .when(

@@ -596,9 +596,7 @@ fn a_canonical_direct_channel_is_only_for_its_two_players() {
 
 #[test]
 fn a_vfs_must_be_a_json_object_of_at_most_32_kib() {
-    let save = |vfs: serde_json::Value| {
-        json!({"lab_id": "intro-1", "vfs_snapshot": vfs, "current_step": 0})
-    };
+    let save = |vfs: serde_json::Value| json!({"lab_id": "intro-1", "vfs_snapshot": vfs, "current_step": 0});
     for not_object in [json!([]), json!("files"), json!(null), json!(3)] {
         invalid("save_lab_state", &save(not_object), "invalid_vfs");
     }

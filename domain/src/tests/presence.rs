@@ -99,7 +99,10 @@ fn after_going_offline_a_heartbeat_brings_the_player_back() {
         ],
     ]))
     .when(ada, at(NOW), beat(None))
-    .then(vec![on_player(ada, Event::CameOnline { current_lab: None })]);
+    .then(vec![on_player(
+        ada,
+        Event::CameOnline { current_lab: None },
+    )]);
 }
 
 #[test]

@@ -206,10 +206,8 @@ fn any_stream_id() -> impl Strategy<Value = StreamId> {
         Just(StreamId::Catalog),
         any::<u128>().prop_map(|n| StreamId::Player(PlayerId(Uuid::from_u128(n)))),
         "[a-z0-9_.-]{1,30}".prop_map(StreamId::Username),
-        (any::<u128>(), "[A-Za-z0-9_.-]{1,64}").prop_map(|(n, lab)| StreamId::Lab(
-            PlayerId(Uuid::from_u128(n)),
-            lab_id(&lab)
-        )),
+        (any::<u128>(), "[A-Za-z0-9_.-]{1,64}")
+            .prop_map(|(n, lab)| StreamId::Lab(PlayerId(Uuid::from_u128(n)), lab_id(&lab))),
         any::<u128>().prop_map(|n| StreamId::Message(MessageId(Uuid::from_u128(n)))),
     ]
 }

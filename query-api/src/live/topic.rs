@@ -101,7 +101,9 @@ impl Topic {
     pub fn authorize(&self, actor: &Actor) -> Result<(), ApiError> {
         match self {
             Self::Channel(channel) if !channel.visible_to(actor.identity) => Err(forbidden()),
-            Self::Leaderboard { .. } | Self::Presence | Self::Player(_) | Self::Channel(_) => Ok(()),
+            Self::Leaderboard { .. } | Self::Presence | Self::Player(_) | Self::Channel(_) => {
+                Ok(())
+            }
         }
     }
 
@@ -144,11 +146,9 @@ impl Topic {
             Self::Player(id) => read_profile(conn, *id)
                 .await?
                 .map_or(Value::Null, |profile| to_value(&profile)),
-            Self::Channel(channel) => {
-                read_history(conn, channel, position, None, DEFAULT_MESSAGES)
-                    .await?
-                    .map_or(Value::Null, |history| to_value(&history))
-            }
+            Self::Channel(channel) => read_history(conn, channel, position, None, DEFAULT_MESSAGES)
+                .await?
+                .map_or(Value::Null, |history| to_value(&history)),
         })
     }
 

@@ -31,24 +31,16 @@ async fn a_profile_shows_progress_unlocked_modules_and_presence() {
     sqlx::query(
         "INSERT INTO rm_players (player_id, username, xp, level, xp_position, streak,
              longest_streak, streak_day, timezone, last_activity, completed_labs,
-             completed_modules, achievements, updated_position)
+             completed_modules, achievements, updated_position, online, current_lab)
          VALUES ($1, 'Ada', 250, 2, 7, 3, 5, '2026-11-20', 'Europe/Berlin',
-             '2026-11-20T10:15:00Z', '{ls,intro}', '{1}', '{first_module,first_lab}', 8)",
+             '2026-11-20T10:15:00Z', '{ls,intro}', '{1}', '{first_module,first_lab}', 8,
+             true, 'cat')",
     )
     .bind(ada)
     .execute(&api.pool)
     .await
     .expect("player");
-    sqlx::query(
-        "INSERT INTO rm_presence (player_id, username, current_lab, since, last_seen)
-         VALUES ($1, 'Ada', 'cat', '2026-11-20T10:00:00Z', '2026-11-20T10:15:00Z')",
-    )
-    .bind(ada)
-    .execute(&api.pool)
-    .await
-    .expect("presence");
     api.set_checkpoint("players", 8).await;
-    api.set_checkpoint("presence", 9).await;
     api.set_checkpoint("catalog", 3).await;
 
     // Anyone's profile is public to any valid token.
@@ -57,7 +49,7 @@ async fn a_profile_shows_progress_unlocked_modules_and_presence() {
         .await;
 
     assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
-    // The least checkpoint of the three projections the profile is read from.
+    // The least checkpoint of the projections the profile is read from.
     assert_eq!(answer.position(), 3);
     assert_eq!(
         answer.body,
@@ -156,12 +148,14 @@ async fn presence_lists_who_is_online() {
     let api = TestApi::spawn().await;
     let (ada, bob) = (Uuid::new_v4(), Uuid::new_v4());
     sqlx::query(
-        "INSERT INTO rm_presence (player_id, username, current_lab, since, last_seen) VALUES
-            ($1, 'Ada', 'intro', '2026-11-20T10:00:00Z', '2026-11-20T10:01:00Z'),
-            ($2, 'bob', NULL, '2026-11-20T09:00:00Z', '2026-11-20T10:01:00Z')",
+        "INSERT INTO rm_presence (player_id, username, current_lab, since, online) VALUES
+            ($1, 'Ada', 'intro', '2026-11-20T10:00:00Z', true),
+            ($2, 'bob', NULL, '2026-11-20T09:00:00Z', true),
+            ($3, 'cyd', NULL, NULL, false)",
     )
     .bind(ada)
     .bind(bob)
+    .bind(Uuid::new_v4())
     .execute(&api.pool)
     .await
     .expect("presence");
