@@ -1,7 +1,10 @@
 //! Every integration test in one binary: the real services on port 0, real Postgres, real NATS.
 
+mod chat;
 mod commands;
 mod identity;
+mod labs;
+mod presence;
 mod read_side;
 mod store;
 mod subscribe;

@@ -28,28 +28,33 @@ type Events = Pin<
 
 /// One event as a client sees it.
 #[derive(Debug, Clone)]
-struct Ev {
-    kind: String,
-    id: i64,
-    data: Value,
+pub(crate) struct Ev {
+    pub kind: String,
+    pub id: i64,
+    pub data: Value,
 }
 
 impl Ev {
-    fn topic(&self) -> &str {
+    pub(crate) fn topic(&self) -> &str {
         self.data["topic"].as_str().expect("topic")
     }
-    fn position(&self) -> i64 {
+    pub(crate) fn position(&self) -> i64 {
         self.data["position"].as_i64().expect("position")
     }
 }
 
 /// An open subscription.
-struct Sub {
+pub(crate) struct Sub {
     events: Events,
 }
 
 impl Sub {
-    async fn open(app: &TestApp, token: &str, query: &str, last_event_id: Option<i64>) -> Self {
+    pub(crate) async fn open(
+        app: &TestApp,
+        token: &str,
+        query: &str,
+        last_event_id: Option<i64>,
+    ) -> Self {
         let mut request = app
             .client
             .get(app.url(&format!("/v1/subscribe?{query}")))
@@ -73,7 +78,7 @@ impl Sub {
     }
 
     /// The next event, failing the test after [`WAIT`].
-    async fn next(&mut self) -> Ev {
+    pub(crate) async fn next(&mut self) -> Ev {
         let event = tokio::time::timeout(WAIT, self.events.next())
             .await
             .expect("an event in time")
@@ -87,7 +92,7 @@ impl Sub {
     }
 
     /// Events until one satisfies `done`, all of them, failing after [`WAIT`] overall.
-    async fn until(&mut self, mut done: impl FnMut(&Ev) -> bool) -> Vec<Ev> {
+    pub(crate) async fn until(&mut self, mut done: impl FnMut(&Ev) -> bool) -> Vec<Ev> {
         let mut seen = Vec::new();
         let deadline = tokio::time::Instant::now() + WAIT;
         loop {
@@ -104,7 +109,13 @@ impl Sub {
 }
 
 /// A subscription must be refused with `status` and `code`.
-async fn refused(app: &TestApp, token: Option<&str>, query: &str, status: StatusCode, code: &str) {
+pub(crate) async fn refused(
+    app: &TestApp,
+    token: Option<&str>,
+    query: &str,
+    status: StatusCode,
+    code: &str,
+) {
     let mut request = app.client.get(app.url(&format!("/v1/subscribe?{query}")));
     if let Some(token) = token {
         request = request.bearer_auth(token);
@@ -144,7 +155,7 @@ async fn metric(app: &TestApp, name: &str) -> u64 {
 
 /// Checks a topic's sequence: a snapshot first, then changes with strictly increasing ids, each
 /// above the snapshot's position; returns the last data.
-fn check_sequence(events: &[Ev]) -> Value {
+pub(crate) fn check_sequence(events: &[Ev]) -> Value {
     let (first, rest) = events.split_first().expect("at least the snapshot");
     assert_eq!(first.kind, "snapshot", "{events:#?}");
     assert_eq!(first.id, first.position());
