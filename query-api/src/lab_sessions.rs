@@ -54,9 +54,7 @@ pub(crate) async fn session(
         Uuid::parse_str(&player).map_err(|_| not_found())?
     };
     if player_id != actor.identity.0 && actor.role != Role::Admin {
-        return Err(ApiError::Client(Problem::forbidden(
-            "a lab's state is only for its player (or an admin)",
-        )));
+        return Err(lab_forbidden());
     }
     let lab_id = LabId::parse(&lab).map_err(|_| not_found())?;
     consistency.wait(&state.positions, &[LABS]).await?;
@@ -68,6 +66,12 @@ pub(crate) async fn session(
         .ok_or_else(not_found)?;
     tx.commit().await?;
     Ok(answer(position, &session))
+}
+
+pub(crate) fn lab_forbidden() -> ApiError {
+    ApiError::Client(Problem::forbidden(
+        "a lab's state is only for its player (or an admin)",
+    ))
 }
 
 fn not_found() -> ApiError {

@@ -5,6 +5,8 @@ use questlog_tests::TestApp;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
+use crate::subscribe::{check_sequence, refused, Sub};
+
 fn position(out: &Value) -> i64 {
     out["position"].as_i64().expect("position")
 }
@@ -210,4 +212,45 @@ async fn a_lab_state_is_for_its_player_and_admins_only() {
         )
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn a_lab_session_is_live_for_its_player_and_admins_and_nobody_else() {
+    let app = TestApp::spawn().await;
+    app.catalog(1, 100).await;
+    let ada = app.player("ada").await;
+    let bob = app.player("bob").await;
+    let topic = format!("topic=lab:{}:lab-1", ada.id);
+    refused(
+        &app,
+        Some(&bob.token),
+        &topic,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+    )
+    .await;
+    let mut admin = Sub::open(&app, &app.admin_token(), &topic, None).await;
+    let mut mine = Sub::open(&app, &ada.token, "topic=lab:me:lab-1", None).await;
+    let first = mine.next().await;
+    assert_eq!(first.kind, "snapshot");
+    assert_eq!(first.data["data"], Value::Null, "not started yet");
+    assert_eq!(admin.next().await.data["data"], Value::Null);
+
+    app.ok(&ada.token, "start_lab", json!({ "lab_id": "lab-1" }))
+        .await;
+    app.ok(&ada.token, "save_lab_state", save(3, "live")).await;
+    let mut seen = vec![first];
+    seen.extend(mine.until(|e| e.data["data"]["furthest_step"] == 3).await);
+    let last = check_sequence(&seen);
+    assert_eq!(last["status"], "in_progress");
+    assert_eq!(last["vfs_snapshot"]["/home/player/notes.txt"], "live");
+    admin.until(|e| e.data["data"]["furthest_step"] == 3).await;
+
+    app.ok(&ada.token, "delete_lab_state", json!({ "lab_id": "lab-1" }))
+        .await;
+    let gone = mine.until(|e| e.data["op"] == "delete").await;
+    assert_eq!(
+        gone.last().map(|e| e.data["data"].clone()),
+        Some(Value::Null)
+    );
 }

@@ -4,18 +4,19 @@
 //! transport do not change.
 
 use questlog_bus::{Change, ChangeOp};
-use questlog_domain::values::{Channel, PlayerId};
-use questlog_domain::Actor;
+use questlog_domain::values::{Channel, LabId, PlayerId};
+use questlog_domain::{Actor, Role};
 use serde_json::Value;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::channels::{forbidden, read_history, read_message, DEFAULT_MESSAGES};
 use crate::error::ApiError;
+use crate::lab_sessions::{lab_forbidden, read_session};
 use crate::leaderboard::read_page;
 use crate::players::{read_profile, PROFILE};
 use crate::presence::{read_online, read_presence};
-use crate::projection::{CHAT, PLAYERS, PRESENCE};
+use crate::projection::{CHAT, LABS, PLAYERS, PRESENCE};
 
 /// A topic, parsed: what one subscription follows.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -28,6 +29,9 @@ pub(crate) enum Topic {
     Player(Uuid),
     /// A chat channel's messages (`channel:<channel>`), canonical.
     Channel(Channel),
+    /// A player's session of a lab (`lab:<player id or me>:<lab_id>`): its facts, with the working
+    /// copy as it stands when they change.
+    LabSession { player: Uuid, lab: LabId },
 }
 
 /// Where a topic's changes come from: every announced change on `topic` (with `key`, when set).
@@ -75,12 +79,23 @@ impl Topic {
                     .map_or_else(|| Channel::parse(name, PlayerId(caller)), Ok)
                     .map(Self::Channel)
                     .map_err(|r| invalid_topic(format!("{raw:?}: {}", r.detail))),
+                Some(("lab", rest)) => {
+                    let bad = || invalid_topic(format!("{raw:?}: a lab topic is lab:<player id or me>:<lab_id>"));
+                    let (player, lab) = rest.split_once(':').ok_or_else(bad)?;
+                    let player = if player == "me" {
+                        caller
+                    } else {
+                        Uuid::parse_str(player).map_err(|_| bad())?
+                    };
+                    let lab = LabId::parse(lab).map_err(|_| bad())?;
+                    Ok(Self::LabSession { player, lab })
+                }
                 Some(("player", "me")) => Ok(Self::Player(caller)),
                 Some(("player", id)) => Uuid::parse_str(id).map(Self::Player).map_err(|_| {
                     invalid_topic(format!("{raw:?}: a player topic is player:<uuid>"))
                 }),
                 _ => Err(invalid_topic(format!(
-                    "unknown topic {raw:?}; topics are leaderboard, presence, player:<id> and channel:<channel>"
+                    "unknown topic {raw:?}; topics are leaderboard, presence, player:<id>, channel:<channel> and lab:<player>:<lab_id>"
                 ))),
             },
         }
@@ -93,17 +108,26 @@ impl Topic {
             Self::Presence => "presence".to_owned(),
             Self::Player(id) => format!("player:{id}"),
             Self::Channel(channel) => format!("channel:{channel}"),
+            Self::LabSession { player, lab } => format!("lab:{player}:{lab}"),
         }
     }
 
     /// Whether `actor` may follow the topic: the same rules as the matching read (a direct
-    /// channel only for its two players; everything else for any valid token).
+    /// channel only for its two players, a lab session for its player or an admin; everything
+    /// else for any valid token).
     pub fn authorize(&self, actor: &Actor) -> Result<(), ApiError> {
         match self {
             Self::Channel(channel) if !channel.visible_to(actor.identity) => Err(forbidden()),
-            Self::Leaderboard { .. } | Self::Presence | Self::Player(_) | Self::Channel(_) => {
-                Ok(())
+            Self::LabSession { player, .. }
+                if *player != actor.identity.0 && actor.role != Role::Admin =>
+            {
+                Err(lab_forbidden())
             }
+            Self::Leaderboard { .. }
+            | Self::Presence
+            | Self::Player(_)
+            | Self::Channel(_)
+            | Self::LabSession { .. } => Ok(()),
         }
     }
 
@@ -114,6 +138,7 @@ impl Topic {
             Self::Presence => &[PRESENCE],
             Self::Player(_) => PROFILE,
             Self::Channel(_) => &[CHAT],
+            Self::LabSession { .. } => &[LABS],
         }
     }
 
@@ -127,7 +152,7 @@ impl Topic {
                 // The unlocked modules follow the catalog.
                 Source::all("catalog"),
             ],
-            Self::Channel(_) => vec![Source::all(self.name())],
+            Self::Channel(_) | Self::LabSession { .. } => vec![Source::all(self.name())],
         }
     }
 
@@ -149,6 +174,9 @@ impl Topic {
             Self::Channel(channel) => read_history(conn, channel, position, None, DEFAULT_MESSAGES)
                 .await?
                 .map_or(Value::Null, |history| to_value(&history)),
+            Self::LabSession { player, lab } => read_session(conn, *player, lab)
+                .await?
+                .map_or(Value::Null, |session| to_value(&session)),
         })
     }
 
@@ -184,6 +212,19 @@ impl Topic {
                     },
                     position: last.position,
                     data: profile.map_or(Value::Null, |p| to_value(&p)),
+                }])
+            }
+            Self::LabSession { player, lab } => {
+                let session = read_session(conn, *player, lab).await?;
+                Ok(vec![Update {
+                    key: lab.to_string(),
+                    op: if session.is_some() {
+                        ChangeOp::Upsert
+                    } else {
+                        ChangeOp::Delete
+                    },
+                    position: last.position,
+                    data: session.map_or(Value::Null, |s| to_value(&s)),
                 }])
             }
             Self::Channel(_) => {
