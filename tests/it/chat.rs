@@ -1,15 +1,11 @@
 //! Chat: channels, history with a cursor, edits and soft deletes, direct-message privacy, live
 //! channel topics and the flood limit.
 
-use questlog_tests::{event_count, TestApp};
+use questlog_tests::{event_count, position, TestApp};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 use crate::subscribe::{check_sequence, refused, Sub};
-
-fn position(out: &Value) -> i64 {
-    out["position"].as_i64().expect("position")
-}
 
 fn message_id(out: &Value) -> String {
     out["events"][0]["data"]["message_id"]

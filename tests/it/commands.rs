@@ -3,19 +3,10 @@
 use futures::future::join_all;
 use questlog_domain::{Event, StreamId, StreamState};
 use questlog_store::{EventStore, PgEventStore};
-use questlog_tests::{event_count, TestApp};
+use questlog_tests::{event_count, event_types, TestApp};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use uuid::Uuid;
-
-fn types(out: &Value) -> Vec<&str> {
-    out["events"]
-        .as_array()
-        .expect("events")
-        .iter()
-        .map(|e| e["type"].as_str().expect("type"))
-        .collect()
-}
 
 /// The player's state folded from its stream in the log.
 async fn player_state(app: &TestApp, id: Uuid) -> questlog_domain::player::PlayerState {
@@ -62,7 +53,7 @@ async fn a_player_registers_and_completes_labs_with_xp_from_the_catalog() {
         .ok(&ada.token, "register_player", json!({ "username": "ada" }))
         .await;
     assert_eq!(
-        types(&registered),
+        event_types(&registered),
         ["username_claimed", "player_registered"]
     );
 
@@ -70,7 +61,7 @@ async fn a_player_registers_and_completes_labs_with_xp_from_the_catalog() {
         .ok(&ada.token, "complete_lab", json!({ "lab_id": "ls" }))
         .await;
     assert_eq!(
-        types(&first),
+        event_types(&first),
         ["lab_completed", "streak_updated", "achievement_unlocked"],
         "{first}"
     );
@@ -80,7 +71,7 @@ async fn a_player_registers_and_completes_labs_with_xp_from_the_catalog() {
         .ok(&ada.token, "complete_lab", json!({ "lab_id": "cd" }))
         .await;
     assert_eq!(
-        types(&second),
+        event_types(&second),
         [
             "lab_completed",
             "leveled_up",
@@ -857,7 +848,7 @@ async fn revoking_xp_is_a_compensating_event_and_the_level_follows() {
             json!({ "player_id": p.id, "xp": 10_000, "reason": "scripted completions" }),
         )
         .await;
-    assert_eq!(types(&out), ["xp_revoked"]);
+    assert_eq!(event_types(&out), ["xp_revoked"]);
     assert_eq!(
         out["events"][0]["data"]["xp"], 600,
         "revokes at most what the player has"
@@ -875,5 +866,5 @@ async fn revoking_xp_is_a_compensating_event_and_the_level_follows() {
             json!({ "player_id": p.id, "achievement": "beta_tester" }),
         )
         .await;
-    assert_eq!(types(&granted), ["achievement_unlocked"]);
+    assert_eq!(event_types(&granted), ["achievement_unlocked"]);
 }

@@ -1,24 +1,11 @@
 //! Lab sessions: start, save (as often as a client likes), resume elsewhere, complete, delete.
 
 use questlog_domain::Role;
-use questlog_tests::TestApp;
+use questlog_tests::{event_types, position, TestApp};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 use crate::subscribe::{check_sequence, refused, Sub};
-
-fn position(out: &Value) -> i64 {
-    out["position"].as_i64().expect("position")
-}
-
-fn types(out: &Value) -> Vec<&str> {
-    out["events"]
-        .as_array()
-        .expect("events")
-        .iter()
-        .map(|e| e["type"].as_str().expect("type"))
-        .collect()
-}
 
 fn save(step: i64, file: &str) -> Value {
     json!({
@@ -37,15 +24,15 @@ async fn a_lab_is_started_saved_resumed_on_another_device_completed_and_deleted(
     let out = app
         .ok(&ada.token, "start_lab", json!({ "lab_id": "lab-1" }))
         .await;
-    assert_eq!(types(&out), ["lab_started"]);
+    assert_eq!(event_types(&out), ["lab_started"]);
     // Starting again resumes: nothing recorded.
     let again = app
         .ok(&ada.token, "start_lab", json!({ "lab_id": "lab-1" }))
         .await;
-    assert_eq!(types(&again), Vec::<&str>::new());
+    assert_eq!(event_types(&again), Vec::<&str>::new());
 
     let out = app.ok(&ada.token, "save_lab_state", save(2, "first")).await;
-    assert_eq!(types(&out), ["lab_progressed"]);
+    assert_eq!(event_types(&out), ["lab_progressed"]);
     assert_eq!(
         out["events"][0]["data"],
         json!({"lab_id": "lab-1", "step": 2})
@@ -54,7 +41,7 @@ async fn a_lab_is_started_saved_resumed_on_another_device_completed_and_deleted(
     let out = app
         .ok(&ada.token, "save_lab_state", save(1, "second"))
         .await;
-    assert_eq!(types(&out), Vec::<&str>::new());
+    assert_eq!(event_types(&out), Vec::<&str>::new());
 
     // Another device: a fresh token for the same identity reads the latest save.
     let other_device = app.keys.issue(ada.id, Role::Player);
@@ -86,7 +73,7 @@ async fn a_lab_is_started_saved_resumed_on_another_device_completed_and_deleted(
     let gone = app
         .ok(&ada.token, "delete_lab_state", json!({ "lab_id": "lab-1" }))
         .await;
-    assert_eq!(types(&gone), ["lab_state_deleted"]);
+    assert_eq!(event_types(&gone), ["lab_state_deleted"]);
     let (status, _, problem) = app
         .get(
             &ada.token,

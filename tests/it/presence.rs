@@ -8,7 +8,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use futures::stream::{self, StreamExt};
 use questlog_command_api::Clock;
-use questlog_tests::{event_count, store_args, Player, TestApp, TestDb};
+use questlog_tests::{event_count, event_types, position, store_args, Player, TestApp, TestDb};
 use serde_json::{json, Value};
 
 use crate::subscribe::Sub;
@@ -43,19 +43,6 @@ async fn spawn_with_clock(db: TestDb, clock: &Manual) -> TestApp {
     TestApp::spawn_custom(db, store, hooks).await
 }
 
-fn position(out: &Value) -> i64 {
-    out["position"].as_i64().expect("position")
-}
-
-fn types(out: &Value) -> Vec<&str> {
-    out["events"]
-        .as_array()
-        .expect("events")
-        .iter()
-        .map(|e| e["type"].as_str().expect("type"))
-        .collect()
-}
-
 /// Polls `GET /v1/presence` until `done` holds, failing after 30 s.
 async fn presence_until(app: &TestApp, token: &str, done: impl Fn(&Value) -> bool) -> Value {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
@@ -88,11 +75,11 @@ async fn heartbeats_bring_a_player_online_move_it_between_labs_and_show_everywhe
     let out = app
         .ok(&ada.token, "heartbeat", json!({ "current_lab": "lab-1" }))
         .await;
-    assert_eq!(types(&out), ["came_online"]);
+    assert_eq!(event_types(&out), ["came_online"]);
     let same = app
         .ok(&ada.token, "heartbeat", json!({ "current_lab": "lab-1" }))
         .await;
-    assert_eq!(types(&same), Vec::<&str>::new());
+    assert_eq!(event_types(&same), Vec::<&str>::new());
 
     let presence = app
         .read_at(&bob.token, "/v1/presence", position(&out))
@@ -107,7 +94,7 @@ async fn heartbeats_bring_a_player_online_move_it_between_labs_and_show_everywhe
     let moved = app
         .ok(&ada.token, "heartbeat", json!({ "current_lab": "lab-2" }))
         .await;
-    assert_eq!(types(&moved), ["current_lab_changed"]);
+    assert_eq!(event_types(&moved), ["current_lab_changed"]);
     let profile = app
         .read_at(
             &bob.token,

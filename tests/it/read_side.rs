@@ -10,14 +10,10 @@ use questlog_projector::projections::load_players;
 use questlog_projector::rebuild::fold_players;
 use questlog_store::{EventStore, PgEventStore};
 use questlog_tests::faults::{NatsServer, PgProxy};
-use questlog_tests::{store_args, TestApp, TestDb};
+use questlog_tests::{position, store_args, TestApp, TestDb};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use uuid::Uuid;
-
-fn position(out: &Value) -> i64 {
-    out["position"].as_i64().expect("position")
-}
 
 /// Checks that the live `rm_players` equals a full replay of the log through the same fold.
 async fn assert_players_match_a_rebuild(db: &TestDb) {

@@ -7,7 +7,7 @@ use std::time::Duration;
 use eventsource_stream::Eventsource;
 use futures::future::join_all;
 use futures::{Stream, StreamExt};
-use questlog_tests::TestApp;
+use questlog_tests::{position, TestApp};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use tokio::io::AsyncWriteExt;
@@ -131,10 +131,6 @@ pub(crate) async fn refused(
     );
     let body: Value = response.json().await.expect("problem JSON");
     assert_eq!(body["code"], code, "subscribe?{query}: {body}");
-}
-
-fn position(out: &Value) -> i64 {
-    out["position"].as_i64().expect("position")
 }
 
 /// The `GET /metrics` value of `name`.

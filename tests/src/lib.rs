@@ -379,3 +379,24 @@ pub async fn event_count(db: &TestDb) -> i64 {
     pool.close().await;
     n
 }
+
+/// The `position` of a command's answer.
+///
+/// # Panics
+/// When the answer has none.
+pub fn position(out: &Value) -> i64 {
+    out["position"].as_i64().expect("position")
+}
+
+/// The types of a command answer's events, in order.
+///
+/// # Panics
+/// When the answer has no events list.
+pub fn event_types(out: &Value) -> Vec<&str> {
+    out["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .map(|e| e["type"].as_str().expect("type"))
+        .collect()
+}

@@ -203,71 +203,42 @@ impl Topic {
             }
             Self::Player(id) => {
                 let profile = read_profile(conn, *id).await?;
-                Ok(vec![Update {
-                    key: id.to_string(),
-                    op: if profile.is_some() {
-                        ChangeOp::Upsert
-                    } else {
-                        ChangeOp::Delete
-                    },
-                    position: last.position,
-                    data: profile.map_or(Value::Null, |p| to_value(&p)),
-                }])
+                Ok(vec![update(id.to_string(), last.position, profile)])
             }
             Self::LabSession { player, lab } => {
                 let session = read_session(conn, *player, lab).await?;
-                Ok(vec![Update {
-                    key: lab.to_string(),
-                    op: if session.is_some() {
-                        ChangeOp::Upsert
-                    } else {
-                        ChangeOp::Delete
-                    },
-                    position: last.position,
-                    data: session.map_or(Value::Null, |s| to_value(&s)),
-                }])
+                Ok(vec![update(lab.to_string(), last.position, session)])
             }
-            Self::Channel(_) => {
+            // One update per changed row, keyed by its id.
+            Self::Channel(_) | Self::Presence => {
                 let mut updates = Vec::new();
                 for (key, position) in latest_per_key(changes) {
-                    let message = match Uuid::parse_str(&key) {
-                        Ok(id) => read_message(conn, id).await?,
+                    let data = match Uuid::parse_str(&key) {
+                        Ok(id) if matches!(self, Self::Channel(_)) => {
+                            read_message(conn, id).await?.map(|m| to_value(&m))
+                        }
+                        Ok(id) => read_online(conn, id).await?.map(|o| to_value(&o)),
                         Err(_) => None,
                     };
-                    updates.push(Update {
-                        key,
-                        op: if message.is_some() {
-                            ChangeOp::Upsert
-                        } else {
-                            ChangeOp::Delete
-                        },
-                        position,
-                        data: message.map_or(Value::Null, |m| to_value(&m)),
-                    });
-                }
-                Ok(updates)
-            }
-            Self::Presence => {
-                let mut updates = Vec::new();
-                for (key, position) in latest_per_key(changes) {
-                    let online = match Uuid::parse_str(&key) {
-                        Ok(id) => read_online(conn, id).await?,
-                        Err(_) => None,
-                    };
-                    updates.push(Update {
-                        key,
-                        op: if online.is_some() {
-                            ChangeOp::Upsert
-                        } else {
-                            ChangeOp::Delete
-                        },
-                        position,
-                        data: online.map_or(Value::Null, |o| to_value(&o)),
-                    });
+                    updates.push(update(key, position, data));
                 }
                 Ok(updates)
             }
         }
+    }
+}
+
+/// An upsert of `data`, or a delete when there is none any more.
+fn update<T: serde::Serialize>(key: String, position: i64, data: Option<T>) -> Update {
+    Update {
+        key,
+        op: if data.is_some() {
+            ChangeOp::Upsert
+        } else {
+            ChangeOp::Delete
+        },
+        position,
+        data: data.map_or(Value::Null, |d| to_value(&d)),
     }
 }
 
