@@ -24,6 +24,13 @@ pub enum Cmd {
     /// Manage tokens.
     #[command(subcommand)]
     Token(TokenCmd),
+    /// Rebuild every read model from the log and compare it with the live one; exits 1 on any
+    /// drift.
+    Verify {
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

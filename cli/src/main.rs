@@ -22,6 +22,18 @@ async fn main() -> anyhow::Result<()> {
                 .run()
                 .await?;
         }
+        Cmd::Verify { json } => {
+            prepare_database(&cli.store.database_url).await?;
+            let drifted = questlog::admin::rebuild::verify(
+                &cli.store.database_url,
+                json,
+                &mut std::io::stdout(),
+            )
+            .await?;
+            if drifted {
+                std::process::exit(1);
+            }
+        }
         Cmd::Token(TokenCmd::Issue(args)) => {
             let pool = prepare_database(&cli.store.database_url).await?;
             let keys = token_keys(&cli.store, &pool)

@@ -9,6 +9,7 @@
 pub mod projections;
 pub mod rebuild;
 pub mod runner;
+pub mod verify;
 
 use async_trait::async_trait;
 use questlog_bus::Change;
@@ -22,6 +23,10 @@ pub use runner::{run, ProjectorConfig};
 pub trait Projection: Send + Sync {
     /// The projection's name: its checkpoint row, consumer and announcement subject.
     fn name(&self) -> &'static str;
+
+    /// The tables it writes, and only it. `apply` names them unqualified, so a rebuild can point
+    /// the same code at other tables of the same names (temporary ones, or another schema).
+    fn tables(&self) -> &'static [&'static str];
 
     /// Folds events (in log order, all above the checkpoint) into the read model; returns what
     /// changed, for live subscribers.

@@ -203,6 +203,10 @@ impl Projection for Players {
         "players"
     }
 
+    fn tables(&self) -> &'static [&'static str] {
+        &["rm_players"]
+    }
+
     async fn apply(
         &self,
         tx: &mut PgConnection,
@@ -256,6 +260,10 @@ pub struct Catalog;
 impl Projection for Catalog {
     fn name(&self) -> &'static str {
         "catalog"
+    }
+
+    fn tables(&self) -> &'static [&'static str] {
+        &["rm_modules", "rm_labs"]
     }
 
     async fn apply(
@@ -335,6 +343,10 @@ impl Projection for Presence {
         "presence"
     }
 
+    fn tables(&self) -> &'static [&'static str] {
+        &["rm_presence"]
+    }
+
     async fn apply(
         &self,
         tx: &mut PgConnection,
@@ -395,6 +407,10 @@ pub struct Labs;
 impl Projection for Labs {
     fn name(&self) -> &'static str {
         "labs"
+    }
+
+    fn tables(&self) -> &'static [&'static str] {
+        &["rm_lab_sessions"]
     }
 
     async fn apply(
@@ -469,6 +485,10 @@ pub struct Chat;
 impl Projection for Chat {
     fn name(&self) -> &'static str {
         "chat"
+    }
+
+    fn tables(&self) -> &'static [&'static str] {
+        &["rm_messages"]
     }
 
     async fn apply(

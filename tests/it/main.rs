@@ -8,3 +8,4 @@ mod presence;
 mod read_side;
 mod store;
 mod subscribe;
+mod verify;

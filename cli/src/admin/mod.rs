@@ -2,3 +2,4 @@
 //! any `Write`, so that tests call them as the binary does.
 
 pub mod output;
+pub mod rebuild;

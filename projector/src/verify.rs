@@ -1,0 +1,161 @@
+//! Verification: every projection rebuilt from the log by the same `Projection::apply` code, into
+//! temporary tables of the same names, and compared row by row with the live read models.
+//!
+//! It all happens in one REPEATABLE READ transaction: the live rows and each projection's
+//! checkpoint are read in the same snapshot as the log, and each projection is rebuilt up to
+//! exactly its own checkpoint, so a projector that keeps working meanwhile causes no false drift.
+//! Temporary tables come first in Postgres' search path, so the projections' unqualified SQL
+//! writes into them; the transaction is rolled back at the end and nothing live is touched.
+
+use std::collections::HashMap;
+
+use anyhow::Context as _;
+use questlog_store::read_after;
+use serde::Serialize;
+use serde_json::Value;
+use sqlx::{Connection, PgConnection};
+
+use crate::Projection;
+
+/// Events read from the log per page.
+const PAGE: i64 = 2000;
+/// Differing rows shown per table and side.
+const EXAMPLES: i64 = 5;
+
+/// What verifying one table found.
+#[derive(Debug, Clone, Serialize)]
+pub struct TableCheck {
+    pub projection: &'static str,
+    pub table: &'static str,
+    /// The projection's checkpoint: the log prefix both sides reflect.
+    pub position: i64,
+    pub live_rows: i64,
+    pub replayed_rows: i64,
+    /// Rows the live model has that a replay does not produce.
+    pub live_only: i64,
+    /// Rows a replay produces that the live model lacks.
+    pub replay_only: i64,
+    /// A few of each, as JSON rows.
+    pub examples: Vec<Value>,
+}
+
+impl TableCheck {
+    pub fn drifted(&self) -> bool {
+        self.live_only > 0 || self.replay_only > 0
+    }
+}
+
+/// Rebuilds every projection of `projections` from the log on `conn` and compares it with the
+/// live read model. `progress` is called with the position reached and the position to reach.
+///
+/// # Errors
+/// When the database fails or an event cannot be folded.
+pub async fn verify(
+    conn: &mut PgConnection,
+    projections: &[Box<dyn Projection>],
+    progress: &mut (dyn FnMut(i64, i64) + Send),
+) -> anyhow::Result<Vec<TableCheck>> {
+    let mut tx = conn.begin().await?;
+    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        .execute(&mut *tx)
+        .await?;
+    let checkpoints: HashMap<String, i64> = sqlx::query_as::<_, (String, i64)>(
+        "SELECT projection, position FROM projection_checkpoints",
+    )
+    .fetch_all(&mut *tx)
+    .await
+    .context("reading the checkpoints")?
+    .into_iter()
+    .collect();
+    let target = |p: &dyn Projection| checkpoints.get(p.name()).copied().unwrap_or(0);
+    for projection in projections {
+        for table in projection.tables() {
+            sqlx::query(&format!(
+                "CREATE TEMP TABLE {table} (LIKE public.{table} INCLUDING ALL) ON COMMIT DROP"
+            ))
+            .execute(&mut *tx)
+            .await
+            .with_context(|| format!("creating a scratch {table}"))?;
+        }
+    }
+    let end = projections
+        .iter()
+        .map(|p| target(p.as_ref()))
+        .max()
+        .unwrap_or(0);
+    let mut after = 0;
+    while after < end {
+        let events = read_after(&mut *tx, after, PAGE).await?;
+        let Some(last) = events.last().map(|e| e.position) else {
+            break;
+        };
+        for projection in projections {
+            let upto = target(projection.as_ref());
+            let mine: Vec<_> = events
+                .iter()
+                .filter(|e| e.position <= upto)
+                .cloned()
+                .collect();
+            if !mine.is_empty() {
+                projection
+                    .apply(&mut tx, &mine)
+                    .await
+                    .with_context(|| format!("replaying {}", projection.name()))?;
+            }
+        }
+        after = last;
+        progress(after.min(end), end);
+    }
+    let mut checks = Vec::new();
+    for projection in projections {
+        for table in projection.tables() {
+            checks.push(
+                compare(
+                    &mut tx,
+                    projection.name(),
+                    table,
+                    target(projection.as_ref()),
+                )
+                .await?,
+            );
+        }
+    }
+    tx.rollback().await?;
+    Ok(checks)
+}
+
+async fn compare(
+    conn: &mut PgConnection,
+    projection: &'static str,
+    table: &'static str,
+    position: i64,
+) -> anyhow::Result<TableCheck> {
+    let live_only_sql = format!("TABLE public.{table} EXCEPT ALL TABLE pg_temp.{table}");
+    let replay_only_sql = format!("TABLE pg_temp.{table} EXCEPT ALL TABLE public.{table}");
+    let (live_rows, replayed_rows, live_only, replay_only): (i64, i64, i64, i64) =
+        sqlx::query_as(&format!(
+            "SELECT (SELECT count(*) FROM public.{table}), (SELECT count(*) FROM pg_temp.{table}), \
+                    (SELECT count(*) FROM ({live_only_sql}) a), (SELECT count(*) FROM ({replay_only_sql}) b)"
+        ))
+        .fetch_one(&mut *conn)
+        .await
+        .with_context(|| format!("comparing {table}"))?;
+    let examples = sqlx::query_scalar::<_, Value>(&format!(
+        "(SELECT jsonb_build_object('side', 'live_only', 'row', to_jsonb(d)) FROM ({live_only_sql}) d LIMIT {EXAMPLES}) \
+         UNION ALL \
+         (SELECT jsonb_build_object('side', 'replay_only', 'row', to_jsonb(d)) FROM ({replay_only_sql}) d LIMIT {EXAMPLES})"
+    ))
+    .fetch_all(&mut *conn)
+    .await
+    .with_context(|| format!("listing the differences of {table}"))?;
+    Ok(TableCheck {
+        projection,
+        table,
+        position,
+        live_rows,
+        replayed_rows,
+        live_only,
+        replay_only,
+        examples,
+    })
+}
