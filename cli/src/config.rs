@@ -31,6 +31,22 @@ pub enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Rebuild read models from the log into new tables and switch them in, reads staying up
+    /// (after changing a projection's code); with --to, build them as of a past point into a
+    /// schema of their own instead, switching nothing.
+    Replay {
+        /// A projection (players, catalog, presence, labs, chat) or all.
+        projection: String,
+        /// Build as of this log position or RFC 3339 time, for inspection.
+        #[arg(long)]
+        to: Option<crate::admin::rebuild::Point>,
+        /// Switch the rebuilt tables in (without it, only say what would be done).
+        #[arg(long)]
+        yes: bool,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -34,6 +34,26 @@ async fn main() -> anyhow::Result<()> {
                 std::process::exit(1);
             }
         }
+        Cmd::Replay {
+            projection,
+            to,
+            yes,
+            json,
+        } => {
+            prepare_database(&cli.store.database_url).await?;
+            let done = questlog::admin::rebuild::replay(
+                &cli.store.database_url,
+                &projection,
+                to,
+                yes,
+                json,
+                &mut std::io::stdout(),
+            )
+            .await?;
+            if !done {
+                std::process::exit(2);
+            }
+        }
         Cmd::Token(TokenCmd::Issue(args)) => {
             let pool = prepare_database(&cli.store.database_url).await?;
             let keys = token_keys(&cli.store, &pool)

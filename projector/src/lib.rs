@@ -8,6 +8,7 @@
 
 pub mod projections;
 pub mod rebuild;
+pub mod replay;
 pub mod runner;
 pub mod verify;
 

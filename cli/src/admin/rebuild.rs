@@ -88,3 +88,141 @@ pub async fn verify(database_url: &str, json: bool, out: &mut dyn Write) -> anyh
     }
     Ok(drifted)
 }
+
+/// A point of the log: a position, or an RFC 3339 time (the last event recorded at or before it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Point {
+    Position(i64),
+    Time(chrono::DateTime<chrono::Utc>),
+}
+
+impl std::str::FromStr for Point {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if let Ok(p) = s.parse::<i64>() {
+            return if p >= 0 {
+                Ok(Self::Position(p))
+            } else {
+                Err("a position is 0 or more".to_owned())
+            };
+        }
+        chrono::DateTime::parse_from_rfc3339(s)
+            .map(|t| Self::Time(t.with_timezone(&chrono::Utc)))
+            .map_err(|_| format!("{s:?} is neither a log position nor an RFC 3339 time"))
+    }
+}
+
+impl Point {
+    /// The log position this point stands for.
+    ///
+    /// # Errors
+    /// When the database fails.
+    pub async fn resolve(self, conn: &mut PgConnection) -> anyhow::Result<i64> {
+        Ok(match self {
+            Self::Position(p) => p,
+            Self::Time(t) => {
+                sqlx::query_scalar(
+                    "SELECT coalesce(max(position), 0) FROM events WHERE recorded_at <= $1",
+                )
+                .bind(t)
+                .fetch_one(conn)
+                .await?
+            }
+        })
+    }
+}
+
+/// The projections `which` names: one by name, or `all`.
+///
+/// # Errors
+/// When no projection has that name.
+pub fn select(
+    all: &[Box<dyn questlog_projector::Projection>],
+    which: &str,
+) -> anyhow::Result<Vec<usize>> {
+    if which == "all" {
+        return Ok((0..all.len()).collect());
+    }
+    all.iter()
+        .position(|p| p.name() == which)
+        .map(|i| vec![i])
+        .ok_or_else(|| {
+            let names: Vec<&str> = all.iter().map(|p| p.name()).collect();
+            anyhow::anyhow!(
+                "there is no projection {which:?}; projections are {} (or all)",
+                names.join(", ")
+            )
+        })
+}
+
+/// `questlog replay <projection|all> [--to <point>]`: without `--to`, rebuilds from the log and
+/// switches the new tables in (asks for `yes`); with it, builds the tables as of that point in a
+/// schema of their own for inspection. Returns whether it did the work.
+///
+/// # Errors
+/// When the database fails or an event cannot be folded.
+pub async fn replay(
+    database_url: &str,
+    which: &str,
+    to: Option<Point>,
+    yes: bool,
+    json: bool,
+    out: &mut dyn Write,
+) -> anyhow::Result<bool> {
+    use questlog_projector::replay;
+
+    let all = questlog_projector::all();
+    let chosen: Vec<&dyn questlog_projector::Projection> = select(&all, which)?
+        .into_iter()
+        .map(|i| all[i].as_ref())
+        .collect();
+    let tables: Vec<&str> = chosen.iter().flat_map(|p| p.tables()).copied().collect();
+    let mut conn = PgConnection::connect(database_url).await?;
+    let bar = progress_bar("replaying");
+    let mut progress = |at: i64, end: i64| {
+        bar.set_length(u64::try_from(end).unwrap_or(0));
+        bar.set_position(u64::try_from(at).unwrap_or(0));
+    };
+    let rebuilt = if let Some(point) = to {
+        let position = point.resolve(&mut conn).await?;
+        let schema = format!("questlog_asof_{position}");
+        let rebuilt =
+            replay::build_as_of(&mut conn, &schema, &chosen, position, &mut progress).await?;
+        if !json {
+            writeln!(
+                out,
+                "built {} as of position {position} in schema {schema} (the live read models are untouched; DROP SCHEMA {schema} CASCADE when done)",
+                tables.join(", ")
+            )?;
+        }
+        rebuilt
+    } else {
+        if !yes {
+            writeln!(
+                out,
+                "this rebuilds {} from the log and switches the rebuilt tables in for the live ones \
+                 ({}); reads stay up. Run again with --yes to do it.",
+                chosen.iter().map(|p| p.name()).collect::<Vec<_>>().join(", "),
+                tables.join(", ")
+            )?;
+            return Ok(false);
+        }
+        replay::rebuild_and_switch(&mut conn, &chosen, &mut progress).await?
+    };
+    bar.finish_and_clear();
+    listing(
+        out,
+        json,
+        &["projection", "position", "events applied"],
+        &rebuilt,
+        |r| {
+            vec![
+                r.projection.to_owned(),
+                r.position.to_string(),
+                r.events.to_string(),
+            ]
+        },
+    )?;
+    Ok(true)
+}
