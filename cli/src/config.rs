@@ -24,6 +24,15 @@ pub enum Cmd {
     /// Manage tokens.
     #[command(subcommand)]
     Token(TokenCmd),
+    /// Show a stream's events, straight from the log (read-only).
+    History(HistoryArgs),
+    /// Show a stream's state at a version or a time, folded by the domain (read-only).
+    State(StateArgs),
+    /// Show the log's size and each projection's checkpoint and lag (read-only).
+    Stats(StatsArgs),
+    /// Manage the catalog of modules and labs.
+    #[command(subcommand)]
+    Catalog(CatalogCmd),
     /// Rebuild every read model from the log and compare it with the live one; exits 1 on any
     /// drift.
     Verify {
@@ -53,6 +62,13 @@ pub enum Cmd {
 pub enum TokenCmd {
     /// Issue a token (the only way to get an admin token).
     Issue(TokenIssueArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CatalogCmd {
+    /// Define the modules and labs of a TOML file (see the README for its format). Applying the
+    /// same file again changes nothing.
+    Apply(CatalogApplyArgs),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -180,6 +196,57 @@ pub struct TokenIssueArgs {
     pub identity: Option<uuid::Uuid>,
 
     /// Print the identity and token as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct HistoryArgs {
+    /// The stream: `catalog`, `player-<uuid>`, `username-<name>`, `lab-<player uuid>-<lab id>` or
+    /// `message-<uuid>`.
+    pub stream: String,
+
+    /// The first version to show (from the stream's first event when omitted).
+    #[arg(long)]
+    pub from: Option<u64>,
+
+    /// The last version to show (up to the stream's latest event when omitted).
+    #[arg(long)]
+    pub to: Option<u64>,
+
+    /// Print the events as a JSON array.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct StateArgs {
+    /// The stream, as for `questlog history`.
+    pub stream: String,
+
+    /// A stream version (0: before its first event), or an RFC 3339 time: the state after the
+    /// last event recorded at or before it.
+    #[arg(long)]
+    pub at: crate::admin::inspect::At,
+
+    /// Print the state as JSON (the `state` of `GET /v1/admin/streams/{stream}`).
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct StatsArgs {
+    /// Print the statistics as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CatalogApplyArgs {
+    /// The catalog file (TOML: `[[module]]` and `[[lab]]` tables).
+    pub file: std::path::PathBuf,
+
+    /// Print what was applied as a JSON array.
     #[arg(long)]
     pub json: bool,
 }

@@ -2,14 +2,30 @@
 
 use anyhow::Context as _;
 use clap::Parser;
-use questlog::app::{prepare_database, token_keys, Application};
-use questlog::config::{Cli, Cmd, TokenCmd};
+use questlog::admin::{catalog, inspect};
+use questlog::app::{prepare_database, redact, token_keys, Application};
+use questlog::config::{CatalogCmd, Cli, Cmd, TokenCmd};
 use questlog_domain::Role;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     questlog_web::telemetry::init("info,sqlx=warn");
-    let cli = Cli::parse();
+    match run(Cli::parse()).await {
+        // Output piped into `head` or a pager that quit: the reader has what it wanted.
+        Err(e) if closed_output(&e) => Ok(()),
+        other => other,
+    }
+}
+
+fn closed_output(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Cmd::Migrate => {
             prepare_database(&cli.store.database_url).await?;
@@ -75,6 +91,32 @@ async fn main() -> anyhow::Result<()> {
                 println!("{token}");
             }
         }
+        Cmd::History(args) => {
+            let pool = read_only(&cli.store.database_url)?;
+            let out = &mut std::io::stdout().lock();
+            inspect::history(&pool, &args.stream, args.from, args.to, args.json, out).await?;
+        }
+        Cmd::State(args) => {
+            let pool = read_only(&cli.store.database_url)?;
+            let out = &mut std::io::stdout().lock();
+            inspect::state(&pool, &args.stream, args.at, args.json, out).await?;
+        }
+        Cmd::Stats(args) => {
+            let pool = read_only(&cli.store.database_url)?;
+            inspect::stats(&pool, args.json, &mut std::io::stdout().lock()).await?;
+        }
+        Cmd::Catalog(CatalogCmd::Apply(args)) => {
+            let pool = prepare_database(&cli.store.database_url).await?;
+            let out = &mut std::io::stdout().lock();
+            catalog::apply(&pool, &args.file, args.json, out).await?;
+        }
     }
     Ok(())
+}
+
+/// A pool for the read-only commands: they neither create the database nor migrate it, so that
+/// looking at a database never changes it.
+fn read_only(url: &str) -> anyhow::Result<sqlx::PgPool> {
+    questlog_store::connect(url, 2)
+        .with_context(|| format!("parsing the database URL {}", redact(url)))
 }
