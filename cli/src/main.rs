@@ -2,7 +2,8 @@
 
 use anyhow::Context as _;
 use clap::Parser;
-use questlog::app::{prepare_database, token_keys, Application};
+use questlog::admin::archive::{self, ImportOutcome};
+use questlog::app::{prepare_database, redact, token_keys, Application};
 use questlog::config::{Cli, Cmd, TokenCmd};
 use questlog_domain::Role;
 
@@ -41,6 +42,29 @@ async fn main() -> anyhow::Result<()> {
                 );
             } else {
                 println!("{token}");
+            }
+        }
+        Cmd::Export(args) => {
+            let url = &cli.store.database_url;
+            let pool = questlog_store::connect(url, 2).context("parsing the database URL")?;
+            archive::export(&pool, &args.file, true, args.json, &mut std::io::stdout())
+                .await
+                .with_context(|| format!("exporting {} to {}", redact(url), args.file.display()))?;
+        }
+        Cmd::Import(args) => {
+            let pool = prepare_database(&cli.store.database_url).await?;
+            let outcome = archive::import(
+                &pool,
+                &args.file,
+                args.yes,
+                true,
+                args.json,
+                &mut std::io::stdout(),
+            )
+            .await?;
+            if let ImportOutcome::Planned(_) = outcome {
+                // Scripts that forgot --yes must not take the import for done.
+                std::process::exit(2);
             }
         }
     }
