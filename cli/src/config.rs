@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
+use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
@@ -56,6 +57,14 @@ pub enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Write the event log, with the lab working copies, presence times and idempotency keys kept
+    /// beside it, to a compressed, checksummed file (one consistent snapshot; the services may
+    /// keep running).
+    Export(ExportArgs),
+    /// Load a file written by `export` into a database whose event log is empty, exactly as it
+    /// was (same positions, ids, payloads and times). Read models are rebuilt by replay when
+    /// questlog starts on it.
+    Import(ImportArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -220,6 +229,16 @@ pub struct HistoryArgs {
 }
 
 #[derive(Debug, Clone, Args)]
+pub struct ExportArgs {
+    /// The file to write (it must not exist yet).
+    pub file: PathBuf,
+
+    /// Print the summary as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Args)]
 pub struct StateArgs {
     /// The stream, as for `questlog history`.
     pub stream: String,
@@ -247,6 +266,21 @@ pub struct CatalogApplyArgs {
     pub file: std::path::PathBuf,
 
     /// Print what was applied as a JSON array.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ImportArgs {
+    /// The file to read, as written by `questlog export`.
+    pub file: PathBuf,
+
+    /// Import. Without it the file is verified and what would be imported is printed, nothing is
+    /// written, and the exit status is 2.
+    #[arg(long)]
+    pub yes: bool,
+
+    /// Print the summary as JSON.
     #[arg(long)]
     pub json: bool,
 }

@@ -2,6 +2,7 @@
 
 use anyhow::Context as _;
 use clap::Parser;
+use questlog::admin::archive::{self, ImportOutcome};
 use questlog::admin::{catalog, inspect};
 use questlog::app::{prepare_database, redact, token_keys, Application};
 use questlog::config::{CatalogCmd, Cli, Cmd, TokenCmd};
@@ -109,6 +110,29 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let pool = prepare_database(&cli.store.database_url).await?;
             let out = &mut std::io::stdout().lock();
             catalog::apply(&pool, &args.file, args.json, out).await?;
+        }
+        Cmd::Export(args) => {
+            let url = &cli.store.database_url;
+            let pool = questlog_store::connect(url, 2).context("parsing the database URL")?;
+            archive::export(&pool, &args.file, true, args.json, &mut std::io::stdout())
+                .await
+                .with_context(|| format!("exporting {} to {}", redact(url), args.file.display()))?;
+        }
+        Cmd::Import(args) => {
+            let pool = prepare_database(&cli.store.database_url).await?;
+            let outcome = archive::import(
+                &pool,
+                &args.file,
+                args.yes,
+                true,
+                args.json,
+                &mut std::io::stdout(),
+            )
+            .await?;
+            if let ImportOutcome::Planned(_) = outcome {
+                // Scripts that forgot --yes must not take the import for done.
+                std::process::exit(2);
+            }
         }
     }
     Ok(())

@@ -1,6 +1,7 @@
 //! The admin commands of the `questlog` binary, as library functions that write their output to
 //! any `Write`, so that tests call them as the binary does.
 
+pub mod archive;
 pub mod catalog;
 pub mod inspect;
 pub mod output;

@@ -1,0 +1,236 @@
+//! `questlog export`: one snapshot of the log and what is kept beside it, streamed to a file.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{ensure, Context as _};
+use chrono::{DateTime, Utc};
+use futures::TryStreamExt as _;
+use serde_json::value::RawValue;
+use sqlx::{PgConnection, PgPool, Row as _};
+use uuid::Uuid;
+
+use super::format::{
+    Counts, Event, Header, IdempotencyKey, Line, PresenceSeen, WorkingCopy, Writer, FORMAT, VERSION,
+};
+use super::{progress, ArchiveSummary};
+
+/// Events read from the log per query: what an export holds in memory at most.
+pub const PAGE: i64 = 1000;
+
+/// Writes the log of `pool`'s database, with its working copies, presence times and idempotency
+/// keys, to `path` (which must not exist), then prints the summary to `out`.
+///
+/// # Errors
+/// When the database cannot be read or the file cannot be written; no file is left behind then.
+pub async fn export(
+    pool: &PgPool,
+    path: &Path,
+    progress: bool,
+    json: bool,
+    out: &mut dyn Write,
+) -> anyhow::Result<ArchiveSummary> {
+    ensure!(
+        !path.exists(),
+        "{} already exists: export never overwrites, choose another file or remove it",
+        path.display()
+    );
+    let partial = partial_path(path);
+    let written = write(pool, &partial, progress).await;
+    let (database, counts, sha256) = match written {
+        Ok(done) => done,
+        Err(e) => {
+            let _ = std::fs::remove_file(&partial);
+            return Err(e);
+        }
+    };
+    std::fs::rename(&partial, path)
+        .with_context(|| format!("renaming {} to {}", partial.display(), path.display()))?;
+    let summary = ArchiveSummary {
+        file: path.to_owned(),
+        database,
+        counts,
+        bytes: std::fs::metadata(path)
+            .with_context(|| format!("reading the size of {}", path.display()))?
+            .len(),
+        sha256,
+    };
+    summary.print(out, json, None)?;
+    Ok(summary)
+}
+
+/// `<file>.partial`, beside the file: a rename within one directory is atomic.
+fn partial_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".partial");
+    PathBuf::from(name)
+}
+
+async fn write(
+    pool: &PgPool,
+    path: &Path,
+    progress: bool,
+) -> anyhow::Result<(String, Counts, String)> {
+    let mut tx = pool.begin().await.context("connecting to the database")?;
+    // One snapshot for everything: the working copies match the log they sit beside, however
+    // many commands the running services commit meanwhile.
+    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        .execute(&mut *tx)
+        .await
+        .context("starting the snapshot")?;
+    let row = sqlx::query(
+        "SELECT current_database(), \
+                (SELECT count(*) FROM events), \
+                (SELECT coalesce(max(position), 0) FROM events), \
+                (SELECT count(*) FROM lab_workspaces), \
+                (SELECT count(*) FROM presence_seen), \
+                (SELECT count(*) FROM idempotency_keys)",
+    )
+    .fetch_one(&mut *tx)
+    .await
+    .context("counting the log")?;
+    let database: String = row.get(0);
+    let count = |i: usize| u64::try_from(row.get::<i64, _>(i)).unwrap_or(0);
+    let expected = Counts {
+        events: count(1),
+        head: row.get(2),
+        working_copies: count(3),
+        presence_seen: count(4),
+        idempotency_keys: count(5),
+    };
+
+    let mut file = Writer::create(path)?;
+    file.write(&Line::Header(Header {
+        format: FORMAT.to_owned(),
+        version: VERSION,
+        exported_at: Utc::now(),
+        source: database.clone(),
+        counts: expected.clone(),
+    }))?;
+    let mut written = Counts::default();
+    let bar = progress::bar(progress, expected.events, "export");
+    write_events(&mut tx, &mut file, &mut written, &bar).await?;
+    bar.finish_and_clear();
+    write_beside(&mut tx, &mut file, &mut written).await?;
+    tx.rollback().await.context("ending the snapshot")?;
+    ensure!(
+        written == expected,
+        "the snapshot changed while it was read: counted {expected:?}, read {written:?}"
+    );
+    let sha256 = file.finish(written.clone())?;
+    Ok((database, written, sha256))
+}
+
+/// The log, a page at a time by position.
+async fn write_events(
+    conn: &mut PgConnection,
+    file: &mut Writer,
+    written: &mut Counts,
+    bar: &indicatif::ProgressBar,
+) -> anyhow::Result<()> {
+    loop {
+        // `jsonb` as Postgres prints it, so that it goes back in unchanged.
+        let rows = sqlx::query(
+            "SELECT position, event_id, stream_id, stream_version, event_type, schema_version, \
+                    data::text, metadata::text, recorded_at \
+               FROM events WHERE position > $1 ORDER BY position LIMIT $2",
+        )
+        .bind(written.head)
+        .bind(PAGE)
+        .fetch_all(&mut *conn)
+        .await
+        .context("reading the log")?;
+        for row in &rows {
+            let event = Event {
+                position: row.get(0),
+                event_id: row.get(1),
+                stream_id: row.get(2),
+                stream_version: row.get(3),
+                event_type: row.get(4),
+                schema_version: row.get(5),
+                data: raw(row.get(6))?,
+                metadata: raw(row.get(7))?,
+                recorded_at: row.get(8),
+            };
+            written.events += 1;
+            written.head = event.position;
+            file.write(&Line::Event(event))?;
+        }
+        bar.inc(rows.len() as u64);
+        if rows.len() < usize::try_from(PAGE).unwrap_or(usize::MAX) {
+            return Ok(());
+        }
+    }
+}
+
+/// What the command side keeps beside the log, streamed row by row.
+async fn write_beside(
+    conn: &mut PgConnection,
+    file: &mut Writer,
+    written: &mut Counts,
+) -> anyhow::Result<()> {
+    let mut rows = sqlx::query_as::<_, (Uuid, String, String, i32, DateTime<Utc>)>(
+        "SELECT player_id, lab_id, vfs_snapshot::text, current_step, saved_at \
+           FROM lab_workspaces ORDER BY player_id, lab_id",
+    )
+    .fetch(&mut *conn);
+    while let Some((player_id, lab_id, snapshot, current_step, saved_at)) = rows
+        .try_next()
+        .await
+        .context("reading the working copies")?
+    {
+        file.write(&Line::WorkingCopy(WorkingCopy {
+            player_id,
+            lab_id,
+            vfs_snapshot: raw(snapshot)?,
+            current_step,
+            saved_at,
+        }))?;
+        written.working_copies += 1;
+    }
+    drop(rows);
+
+    let mut rows = sqlx::query_as::<_, (Uuid, DateTime<Utc>)>(
+        "SELECT player_id, last_seen FROM presence_seen ORDER BY player_id",
+    )
+    .fetch(&mut *conn);
+    while let Some((player_id, last_seen)) = rows
+        .try_next()
+        .await
+        .context("reading the presence times")?
+    {
+        file.write(&Line::PresenceSeen(PresenceSeen {
+            player_id,
+            last_seen,
+        }))?;
+        written.presence_seen += 1;
+    }
+    drop(rows);
+
+    let mut rows = sqlx::query_as::<_, (Uuid, String, String, Uuid, Vec<i64>, i64, DateTime<Utc>)>(
+        "SELECT identity, key, request_hash, command_id, positions, head, created_at \
+           FROM idempotency_keys ORDER BY identity, key",
+    )
+    .fetch(&mut *conn);
+    while let Some((identity, key, request_hash, command_id, positions, head, created_at)) = rows
+        .try_next()
+        .await
+        .context("reading the idempotency keys")?
+    {
+        file.write(&Line::IdempotencyKey(IdempotencyKey {
+            identity,
+            key,
+            request_hash,
+            command_id,
+            positions,
+            head,
+            created_at,
+        }))?;
+        written.idempotency_keys += 1;
+    }
+    Ok(())
+}
+
+fn raw(json: String) -> anyhow::Result<Box<RawValue>> {
+    RawValue::from_string(json).context("Postgres printed jsonb that is not JSON")
+}

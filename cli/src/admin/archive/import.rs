@@ -1,0 +1,320 @@
+//! `questlog import`: a whole archive into a database whose log is empty, in one transaction that
+//! commits only once the file has checked out to its last byte.
+
+use std::fs::File;
+use std::io::Write;
+use std::path::Path;
+
+use anyhow::{bail, Context as _};
+use chrono::SecondsFormat;
+use sqlx::{PgConnection, PgPool};
+
+use super::format::{Event, IdempotencyKey, Line, PresenceSeen, Reader, WorkingCopy};
+use super::{progress, ArchiveSummary};
+
+/// The append lock of `questlog_append` (migrations/20261121000001_event_log.sql): held by the
+/// import so that nothing appends between its check that the log is empty and its commit.
+const APPEND_LOCK: i64 = 4_242_424_242;
+
+/// The outermost word of every refusal and failure.
+const NOTHING: &str = "nothing was imported";
+
+/// Rows inserted per statement, and the most `jsonb` text (bytes) gathered for one.
+const BATCH_ROWS: usize = 1000;
+const BATCH_BYTES: usize = 4 * 1024 * 1024;
+
+/// What an import did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ImportOutcome {
+    /// Without `yes`: the file checked out and the target's log is empty; nothing was written.
+    Planned(ArchiveSummary),
+    /// Everything was imported and committed.
+    Imported(ArchiveSummary),
+}
+
+/// Imports the archive at `path` into `pool`'s database (already migrated), whose log must be
+/// empty. Says first what it will do; without `yes` it verifies the whole file and stops there.
+///
+/// # Errors
+/// When the target's log is not empty, or the file is damaged, truncated or inconsistent, or the
+/// database fails. Nothing is written then.
+pub async fn import(
+    pool: &PgPool,
+    path: &Path,
+    yes: bool,
+    progress: bool,
+    json: bool,
+    out: &mut dyn Write,
+) -> anyhow::Result<ImportOutcome> {
+    let damaged = || format!("{} is damaged or incomplete", path.display());
+    let file = File::open(path)
+        .with_context(|| format!("opening {}", path.display()))
+        .context(NOTHING)?;
+    let mut reader = Reader::new(file).with_context(damaged).context(NOTHING)?;
+    let counts = reader.header().counts.clone();
+    let database: String = sqlx::query_scalar("SELECT current_database()")
+        .fetch_one(pool)
+        .await
+        .context("connecting to the target database")?;
+    refuse_unless_empty(pool, &database)
+        .await
+        .context(NOTHING)?;
+    if !json {
+        let header = reader.header();
+        writeln!(
+            out,
+            "{} {} events (head {}), {} working copies, {} presence times and {} idempotency keys\n  \
+             from {} (exported from database {} at {})\n  into database {}",
+            if yes { "importing" } else { "would import" },
+            counts.events,
+            counts.head,
+            counts.working_copies,
+            counts.presence_seen,
+            counts.idempotency_keys,
+            path.display(),
+            header.source,
+            header.exported_at.to_rfc3339_opts(SecondsFormat::Secs, true),
+            database,
+        )?;
+    }
+    let bar = progress::bar(progress, counts.events, "import");
+    let sha256 = if yes {
+        load(pool, &database, &mut reader, &damaged, &bar).await
+    } else {
+        verify(&mut reader, &bar).with_context(damaged)
+    }
+    .context(NOTHING)?;
+    bar.finish_and_clear();
+    let summary = ArchiveSummary {
+        file: path.to_owned(),
+        database,
+        counts,
+        bytes: std::fs::metadata(path)
+            .with_context(|| format!("reading the size of {}", path.display()))?
+            .len(),
+        sha256,
+    };
+    summary.print(out, json, Some(yes))?;
+    if !yes && !json {
+        writeln!(
+            out,
+            "the file is intact; nothing was written: run again with --yes to import"
+        )?;
+    }
+    Ok(if yes {
+        ImportOutcome::Imported(summary)
+    } else {
+        ImportOutcome::Planned(summary)
+    })
+}
+
+async fn refuse_unless_empty(
+    conn: impl sqlx::PgExecutor<'_>,
+    database: &str,
+) -> anyhow::Result<()> {
+    // The primary key answers this at once, however long the log (count(*) would scan it).
+    let head: Option<i64> = sqlx::query_scalar("SELECT max(position) FROM events")
+        .fetch_one(conn)
+        .await
+        .context("reading the target's log")?;
+    if let Some(head) = head {
+        bail!(
+            "database {database} already has an event log (head {head}): import only into a \
+             database whose log is empty"
+        );
+    }
+    Ok(())
+}
+
+/// Reads the file to its verified end, writing nothing; returns its checksum.
+fn verify(reader: &mut Reader, bar: &indicatif::ProgressBar) -> anyhow::Result<String> {
+    while let Some(line) = reader.next()? {
+        if matches!(line, Line::Event(_)) {
+            bar.inc(1);
+        }
+    }
+    Ok(reader.checksum().expect("the trailer was read").to_owned())
+}
+
+/// Inserts the whole file in one transaction, committed only after its trailer checked out.
+/// On any error the transaction is dropped, which rolls it back.
+async fn load(
+    pool: &PgPool,
+    database: &str,
+    reader: &mut Reader,
+    damaged: &dyn Fn() -> String,
+    bar: &indicatif::ProgressBar,
+) -> anyhow::Result<String> {
+    let mut tx = pool
+        .begin()
+        .await
+        .context("connecting to the target database")?;
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(APPEND_LOCK)
+        .execute(&mut *tx)
+        .await
+        .context("taking the append lock")?;
+    // Checked again under the lock: an append may have committed since the first look.
+    refuse_unless_empty(&mut *tx, database).await?;
+    let mut batch = Batch::default();
+    while let Some(line) = reader.next().with_context(damaged)? {
+        if matches!(line, Line::Event(_)) {
+            bar.inc(1);
+        }
+        batch.push(line);
+        if batch.full() {
+            batch.insert(&mut tx).await?;
+        }
+    }
+    batch.insert(&mut tx).await?;
+    let head = reader.header().counts.head;
+    if head > 0 {
+        // Later appends draw their positions after the imported head.
+        sqlx::query("SELECT setval(pg_get_serial_sequence('events', 'position'), $1)")
+            .bind(head)
+            .execute(&mut *tx)
+            .await
+            .context("moving the position sequence past the head")?;
+        // Wakes a relay already running on this database (delivered on commit).
+        sqlx::query("SELECT pg_notify('questlog_appended', $1)")
+            .bind(head.to_string())
+            .execute(&mut *tx)
+            .await
+            .context("announcing the import")?;
+    }
+    tx.commit().await.context("committing the import")?;
+    Ok(reader.checksum().expect("the trailer was read").to_owned())
+}
+
+/// Rows waiting to be inserted, a statement per table.
+#[derive(Default)]
+struct Batch {
+    events: Vec<Event>,
+    working_copies: Vec<WorkingCopy>,
+    presence_seen: Vec<PresenceSeen>,
+    idempotency_keys: Vec<IdempotencyKey>,
+    rows: usize,
+    bytes: usize,
+}
+
+impl Batch {
+    fn push(&mut self, line: Line) {
+        self.rows += 1;
+        match line {
+            Line::Event(e) => {
+                self.bytes += e.data.get().len() + e.metadata.get().len();
+                self.events.push(e);
+            }
+            Line::WorkingCopy(w) => {
+                self.bytes += w.vfs_snapshot.get().len();
+                self.working_copies.push(w);
+            }
+            Line::PresenceSeen(p) => self.presence_seen.push(p),
+            Line::IdempotencyKey(k) => self.idempotency_keys.push(k),
+            Line::Header(_) | Line::Trailer(_) => {
+                unreachable!("the reader hands out neither header nor trailer")
+            }
+        }
+    }
+
+    fn full(&self) -> bool {
+        self.rows >= BATCH_ROWS || self.bytes >= BATCH_BYTES
+    }
+
+    async fn insert(&mut self, conn: &mut PgConnection) -> anyhow::Result<()> {
+        if !self.events.is_empty() {
+            let events = std::mem::take(&mut self.events);
+            sqlx::query(
+                "INSERT INTO events (position, event_id, stream_id, stream_version, event_type, \
+                                     schema_version, data, metadata, recorded_at) \
+                 SELECT p, id, s, v, t, sv, d::jsonb, m::jsonb, r \
+                   FROM unnest($1::bigint[], $2::uuid[], $3::text[], $4::bigint[], $5::text[], \
+                               $6::integer[], $7::text[], $8::text[], $9::timestamptz[]) \
+                        AS u(p, id, s, v, t, sv, d, m, r)",
+            )
+            .bind(events.iter().map(|e| e.position).collect::<Vec<_>>())
+            .bind(events.iter().map(|e| e.event_id).collect::<Vec<_>>())
+            .bind(
+                events
+                    .iter()
+                    .map(|e| e.stream_id.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(events.iter().map(|e| e.stream_version).collect::<Vec<_>>())
+            .bind(
+                events
+                    .iter()
+                    .map(|e| e.event_type.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(events.iter().map(|e| e.schema_version).collect::<Vec<_>>())
+            .bind(events.iter().map(|e| e.data.get()).collect::<Vec<_>>())
+            .bind(events.iter().map(|e| e.metadata.get()).collect::<Vec<_>>())
+            .bind(events.iter().map(|e| e.recorded_at).collect::<Vec<_>>())
+            .execute(&mut *conn)
+            .await
+            .context("inserting events")?;
+        }
+        if !self.working_copies.is_empty() {
+            let copies = std::mem::take(&mut self.working_copies);
+            sqlx::query(
+                "INSERT INTO lab_workspaces (player_id, lab_id, vfs_snapshot, current_step, saved_at) \
+                 SELECT p, l, v::jsonb, s, t \
+                   FROM unnest($1::uuid[], $2::text[], $3::text[], $4::integer[], $5::timestamptz[]) \
+                        AS u(p, l, v, s, t)",
+            )
+            .bind(copies.iter().map(|w| w.player_id).collect::<Vec<_>>())
+            .bind(copies.iter().map(|w| w.lab_id.as_str()).collect::<Vec<_>>())
+            .bind(copies.iter().map(|w| w.vfs_snapshot.get()).collect::<Vec<_>>())
+            .bind(copies.iter().map(|w| w.current_step).collect::<Vec<_>>())
+            .bind(copies.iter().map(|w| w.saved_at).collect::<Vec<_>>())
+            .execute(&mut *conn)
+            .await
+            .context("inserting working copies")?;
+        }
+        if !self.presence_seen.is_empty() {
+            let seen = std::mem::take(&mut self.presence_seen);
+            sqlx::query(
+                "INSERT INTO presence_seen (player_id, last_seen) \
+                 SELECT * FROM unnest($1::uuid[], $2::timestamptz[])",
+            )
+            .bind(seen.iter().map(|p| p.player_id).collect::<Vec<_>>())
+            .bind(seen.iter().map(|p| p.last_seen).collect::<Vec<_>>())
+            .execute(&mut *conn)
+            .await
+            .context("inserting presence times")?;
+        }
+        if !self.idempotency_keys.is_empty() {
+            let keys = std::mem::take(&mut self.idempotency_keys);
+            // unnest flattens a two-dimensional array: each key's positions travel as the text
+            // of a one-dimensional one.
+            let positions: Vec<String> = keys
+                .iter()
+                .map(|k| {
+                    let list: Vec<String> = k.positions.iter().map(i64::to_string).collect();
+                    format!("{{{}}}", list.join(","))
+                })
+                .collect();
+            sqlx::query(
+                "INSERT INTO idempotency_keys (identity, key, request_hash, command_id, positions, \
+                                               head, created_at) \
+                 SELECT i, k, h, c, p::bigint[], hd, t \
+                   FROM unnest($1::uuid[], $2::text[], $3::text[], $4::uuid[], $5::text[], \
+                               $6::bigint[], $7::timestamptz[]) AS u(i, k, h, c, p, hd, t)",
+            )
+            .bind(keys.iter().map(|k| k.identity).collect::<Vec<_>>())
+            .bind(keys.iter().map(|k| k.key.as_str()).collect::<Vec<_>>())
+            .bind(keys.iter().map(|k| k.request_hash.as_str()).collect::<Vec<_>>())
+            .bind(keys.iter().map(|k| k.command_id).collect::<Vec<_>>())
+            .bind(positions)
+            .bind(keys.iter().map(|k| k.head).collect::<Vec<_>>())
+            .bind(keys.iter().map(|k| k.created_at).collect::<Vec<_>>())
+            .execute(&mut *conn)
+            .await
+            .context("inserting idempotency keys")?;
+        }
+        self.rows = 0;
+        self.bytes = 0;
+        Ok(())
+    }
+}

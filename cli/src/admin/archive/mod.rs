@@ -1,0 +1,113 @@
+//! `questlog export` and `questlog import`: the whole write side of a deployment — the event log
+//! and what commands keep beside it — in one compressed, checksummed file, and back.
+//!
+//! # The file
+//!
+//! A gzip stream (one member) of JSON lines, each an object with one key naming its kind:
+//!
+//! ```text
+//! {"header":{"format":"questlog-archive","version":1,"exported_at":"…","source":"questlog","counts":{…}}}
+//! {"event":{"position":1,"event_id":"…","stream_id":"…","stream_version":1,"event_type":"…","schema_version":1,"data":{…},"metadata":{…},"recorded_at":"…"}}
+//! … every event, by increasing position …
+//! {"working_copy":{"player_id":"…","lab_id":"…","vfs_snapshot":{…},"current_step":2,"saved_at":"…"}}
+//! {"presence_seen":{"player_id":"…","last_seen":"…"}}
+//! {"idempotency_key":{"identity":"…","key":"…","request_hash":"…","command_id":"…","positions":[…],"head":7,"created_at":"…"}}
+//! {"trailer":{"counts":{…},"sha256":"…"}}
+//! ```
+//!
+//! - `counts` is `{"events","head","working_copies","presence_seen","idempotency_keys"}`, in the
+//!   header (so an import can say what it will do before reading on) and again in the trailer.
+//! - `sha256` is the hex SHA-256 of every uncompressed byte before the trailer line (the header
+//!   included, each line with its `\n`). gzip's own CRC-32 catches damage to the compressed bytes;
+//!   the checksum and the counts catch a file that was cut, edited or assembled wrongly.
+//! - Sections come in the order above. `data`, `metadata` and `vfs_snapshot` are Postgres's own
+//!   `jsonb` text, carried verbatim (never through a float), and times are RFC 3339 with
+//!   Postgres's microseconds, so an import reproduces every row exactly.
+//! - The file holds all that the database holds, direct messages included: keep it as you keep
+//!   the database.
+//!
+//! # What travels, and why
+//!
+//! The log, and the three tables the command side writes in the log's transaction (ARCHITECTURE.md,
+//! invariant 7), because they are not derivable from the log: the lab working copies (the latest
+//! file systems; the log holds only the sessions' facts), the presence last-seen times (without
+//! them the reaper of the target would never take a player who was online at the export offline)
+//! and the idempotency keys (a client retrying across the move gets its first answer, not a second
+//! execution). Read models are left out: the target rebuilds them by replay. The `settings` table
+//! is left out on purpose: it may hold a generated token-signing secret, and a file that carries one
+//! would let its holder forge admin tokens; configure `QUESTLOG_TOKEN_SECRET` on both sides instead.
+//!
+//! # Export
+//!
+//! Reads one REPEATABLE READ snapshot — the log and the tables beside it as of one instant, while
+//! the services keep running — the log in pages of [`PAGE`] events by position and the rest as
+//! row streams, writing as it goes; memory stays at one page whatever the size of the log. It
+//! writes `<file>.partial` and renames it to `<file>` only when complete, and never overwrites.
+//!
+//! # Import
+//!
+//! Only into a database whose log is empty (the binary migrates it first). Without `--yes` it reads and
+//! verifies the whole file, says what it would import where, writes nothing and exits with
+//! status 2. With `--yes` it says the same, then inserts everything in one transaction — holding
+//! the append lock, with the events' own positions — and commits only once the trailer has checked
+//! out (counts, head, checksum, nothing after it); then later appends continue after the imported
+//! head. Any damage refuses the whole file and leaves nothing behind.
+
+mod export;
+mod format;
+mod import;
+mod progress;
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use serde_json::json;
+
+use super::output;
+
+pub use export::{export, PAGE};
+pub use format::{Counts, FORMAT, VERSION};
+pub use import::{import, ImportOutcome};
+
+/// What an export wrote or an import loaded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArchiveSummary {
+    /// The archive file.
+    pub file: PathBuf,
+    /// The database read (export) or written (import).
+    pub database: String,
+    pub counts: Counts,
+    /// Size of the (compressed) file.
+    pub bytes: u64,
+    /// Hex SHA-256 of the file's content, as its trailer records it.
+    pub sha256: String,
+}
+
+impl ArchiveSummary {
+    /// Prints the summary as a record (or JSON); an import says whether it wrote anything.
+    ///
+    /// # Errors
+    /// When writing fails.
+    pub fn print(
+        &self,
+        out: &mut dyn Write,
+        json: bool,
+        imported: Option<bool>,
+    ) -> anyhow::Result<()> {
+        let mut fields = vec![
+            ("file", json!(self.file.display().to_string())),
+            ("database", json!(self.database)),
+            ("events", json!(self.counts.events)),
+            ("head", json!(self.counts.head)),
+            ("working_copies", json!(self.counts.working_copies)),
+            ("presence_seen", json!(self.counts.presence_seen)),
+            ("idempotency_keys", json!(self.counts.idempotency_keys)),
+            ("bytes", json!(self.bytes)),
+            ("sha256", json!(self.sha256)),
+        ];
+        if let Some(imported) = imported {
+            fields.push(("imported", json!(imported)));
+        }
+        output::record(out, json, &fields)
+    }
+}

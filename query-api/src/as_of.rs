@@ -1,0 +1,99 @@
+//! Time travel: `as_of=<position|RFC 3339 time>` on the reads. An answer as of position P equals
+//! what a replay of the log up to P produces, through the domain's own folds:
+//!
+//! - a profile, the catalog, a lab session, a channel's messages and an admin stream view fold the
+//!   streams they show, read straight from the log up to P;
+//! - the leaderboard and presence span every player, so their projections keep history tables
+//!   (one version per change, valid over a range of positions) and read the versions valid at P.
+//!
+//! A time stands for the last event recorded at or before it.
+
+use chrono::{DateTime, Utc};
+use questlog_domain::{Event, StreamId, StreamState};
+use questlog_store::RecordedEvent;
+use sqlx::PgConnection;
+
+use crate::error::ApiError;
+
+/// A point of the log as a client names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AsOf {
+    Position(i64),
+    Time(DateTime<Utc>),
+}
+
+impl AsOf {
+    /// # Errors
+    /// 400 `bad_request` when it is neither a position nor an RFC 3339 time.
+    pub fn parse(raw: &str) -> Result<Self, ApiError> {
+        if let Ok(p) = raw.parse::<i64>() {
+            return Ok(Self::Position(p));
+        }
+        DateTime::parse_from_rfc3339(raw)
+            .map(|t| Self::Time(t.with_timezone(&Utc)))
+            .map_err(|_| {
+                ApiError::bad_request(
+                    "bad_request",
+                    "as_of is a log position or an RFC 3339 time",
+                )
+            })
+    }
+
+    /// The log position this point stands for, checked against the log in this snapshot.
+    ///
+    /// # Errors
+    /// 422 `invalid_as_of` for a position beyond the log's head, a negative one, or a time in the
+    /// future (whose answer could still change).
+    pub async fn resolve(self, conn: &mut PgConnection) -> Result<i64, ApiError> {
+        let head: i64 = sqlx::query_scalar("SELECT coalesce(max(position), 0)::bigint FROM events")
+            .fetch_one(&mut *conn)
+            .await?;
+        match self {
+            Self::Position(p) if (0..=head).contains(&p) => Ok(p),
+            Self::Position(p) => Err(ApiError::invalid(
+                "invalid_as_of",
+                format!("as_of {p} is not in the log, whose head is {head}"),
+            )),
+            Self::Time(t) if t > Utc::now() => Err(ApiError::invalid(
+                "invalid_as_of",
+                "as_of is a time in the past",
+            )),
+            Self::Time(t) => Ok(sqlx::query_scalar(
+                "SELECT coalesce(max(position), 0)::bigint FROM events WHERE recorded_at <= $1",
+            )
+            .bind(t)
+            .fetch_one(&mut *conn)
+            .await?),
+        }
+    }
+}
+
+/// The events of `streams` up to `position`, by stream and version.
+pub(crate) async fn events_until(
+    conn: &mut PgConnection,
+    streams: &[String],
+    position: i64,
+) -> Result<Vec<RecordedEvent>, ApiError> {
+    let events = questlog_store::read_streams_until(conn, streams, position).await?;
+    Ok(events)
+}
+
+/// A stream folded by the domain up to `position`.
+pub(crate) async fn fold_until(
+    conn: &mut PgConnection,
+    stream: &StreamId,
+    position: i64,
+) -> Result<StreamState, ApiError> {
+    let recorded = events_until(conn, &[stream.to_string()], position).await?;
+    let events = decode(&recorded)?;
+    Ok(StreamState::fold(stream, &events))
+}
+
+/// The domain's events of recorded ones.
+pub(crate) fn decode(recorded: &[RecordedEvent]) -> Result<Vec<Event>, ApiError> {
+    recorded
+        .iter()
+        .map(|e| Event::from_parts(&e.event_type, e.schema_version, e.data.clone()))
+        .collect::<Result<_, _>>()
+        .map_err(ApiError::Decode)
+}
