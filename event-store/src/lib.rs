@@ -15,7 +15,7 @@ pub use error::StoreError;
 
 /// The conflict an append reports when a reaper's claim on a player is stale.
 pub const PRESENCE_CONFLICT: &str = "presence: ";
-pub use postgres::{connect, read_after, PgEventStore, MIGRATOR};
+pub use postgres::{connect, read_after, read_streams_until, PgEventStore, MIGRATOR};
 
 /// What an append expects of a stream's version when it commits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

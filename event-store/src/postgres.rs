@@ -77,6 +77,30 @@ pub async fn read_after<'e, E: sqlx::PgExecutor<'e>>(
         .map_err(StoreError::from_sqlx)
 }
 
+/// Every event of `streams` at or below `position`, by stream and version, on any connection.
+///
+/// # Errors
+/// When the query fails.
+pub async fn read_streams_until<'e, E: sqlx::PgExecutor<'e>>(
+    executor: E,
+    streams: &[String],
+    position: i64,
+) -> Result<Vec<RecordedEvent>, StoreError> {
+    let sql = format!(
+        "SELECT {EVENT_COLUMNS} FROM events WHERE stream_id = ANY($1) AND position <= $2 \
+         ORDER BY stream_id, stream_version"
+    );
+    let rows = sqlx::query(&sql)
+        .bind(streams)
+        .bind(position)
+        .fetch_all(executor)
+        .await?;
+    rows.iter()
+        .map(recorded)
+        .collect::<Result<_, _>>()
+        .map_err(StoreError::from_sqlx)
+}
+
 impl PgEventStore {
     pub fn new(pool: PgPool) -> Self {
         Self { pool }

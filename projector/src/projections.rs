@@ -204,7 +204,7 @@ impl Projection for Players {
     }
 
     fn tables(&self) -> &'static [&'static str] {
-        &["rm_players"]
+        &["rm_players", "rm_leaderboard_history"]
     }
 
     async fn apply(
@@ -229,12 +229,25 @@ impl Projection for Players {
             .collect();
         let mut rows = load_players(tx, &ids).await?;
         let mut changes = Vec::new();
+        let mut versions = Vec::new();
         for (id, recorded) in touched {
             let event = decode(recorded)?;
             let row = rows
                 .entry(id)
                 .or_insert_with(|| PlayerRow::new(recorded.position));
             let ranked = row.apply(&event, recorded.position);
+            if ranked {
+                if let Some(reg) = &row.state.registered {
+                    versions.push(EntryVersion {
+                        player_id: id,
+                        username: reg.username.as_str().to_owned(),
+                        xp: i64::try_from(row.state.xp).unwrap_or(i64::MAX),
+                        level: int(row.state.level),
+                        xp_position: row.xp_position,
+                        valid_from: recorded.position,
+                    });
+                }
+            }
             changes.push(upsert(
                 format!("player:{id}"),
                 id.to_string(),
@@ -249,8 +262,68 @@ impl Projection for Players {
             }
         }
         save_players(tx, &rows).await?;
+        save_leaderboard_history(tx, &versions).await?;
         Ok(changes)
     }
+}
+
+/// One version of a leaderboard entry, valid from `valid_from` until the player's next one.
+struct EntryVersion {
+    player_id: Uuid,
+    username: String,
+    xp: i64,
+    level: i32,
+    xp_position: i64,
+    valid_from: i64,
+}
+
+/// Closes each player's open version at its first new one, and adds the new versions (each valid
+/// until the next of the same player, the last one open).
+async fn save_leaderboard_history(
+    tx: &mut PgConnection,
+    versions: &[EntryVersion],
+) -> anyhow::Result<()> {
+    if versions.is_empty() {
+        return Ok(());
+    }
+    let mut first: BTreeMap<Uuid, i64> = BTreeMap::new();
+    let mut until = vec![i64::MAX; versions.len()];
+    let mut last_of: BTreeMap<Uuid, usize> = BTreeMap::new();
+    for (i, v) in versions.iter().enumerate() {
+        first.entry(v.player_id).or_insert(v.valid_from);
+        if let Some(previous) = last_of.insert(v.player_id, i) {
+            until[previous] = v.valid_from;
+        }
+    }
+    let (ids, froms): (Vec<Uuid>, Vec<i64>) = first.into_iter().unzip();
+    sqlx::query(
+        "UPDATE rm_leaderboard_history h SET valid_to = v.valid_from \
+           FROM unnest($1::uuid[], $2::bigint[]) AS v(player_id, valid_from) \
+          WHERE h.player_id = v.player_id AND h.valid_to = 9223372036854775807",
+    )
+    .bind(&ids)
+    .bind(&froms)
+    .execute(&mut *tx)
+    .await
+    .context("closing leaderboard versions")?;
+    let mut query = QueryBuilder::new(
+        "INSERT INTO rm_leaderboard_history (player_id, username, xp, level, xp_position, valid_from, valid_to) ",
+    );
+    query.push_values(versions.iter().zip(until), |mut b, (v, to)| {
+        b.push_bind(v.player_id)
+            .push_bind(v.username.clone())
+            .push_bind(v.xp)
+            .push_bind(v.level)
+            .push_bind(v.xp_position)
+            .push_bind(v.valid_from)
+            .push_bind(to);
+    });
+    query
+        .build()
+        .execute(&mut *tx)
+        .await
+        .context("saving leaderboard versions")?;
+    Ok(())
 }
 
 /// Modules and labs (`rm_modules`, `rm_labs`).
@@ -344,7 +417,7 @@ impl Projection for Presence {
     }
 
     fn tables(&self) -> &'static [&'static str] {
-        &["rm_presence"]
+        &["rm_presence", "rm_presence_history"]
     }
 
     async fn apply(
@@ -394,6 +467,26 @@ impl Projection for Presence {
                 _ => continue,
             };
             query.execute(&mut *tx).await.context("saving presence")?;
+            // The history: the open version closes here, and an online player opens the next.
+            sqlx::query(
+                "UPDATE rm_presence_history SET valid_to = $2 \
+                  WHERE player_id = $1 AND valid_to = 9223372036854775807",
+            )
+            .bind(id.0)
+            .bind(position)
+            .execute(&mut *tx)
+            .await
+            .context("closing a presence version")?;
+            sqlx::query(
+                "INSERT INTO rm_presence_history (player_id, username, current_lab, since, valid_from) \
+                 SELECT player_id, username, current_lab, since, $2 FROM rm_presence \
+                  WHERE player_id = $1 AND online",
+            )
+            .bind(id.0)
+            .bind(position)
+            .execute(&mut *tx)
+            .await
+            .context("saving a presence version")?;
         }
         Ok(changes)
     }

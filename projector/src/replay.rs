@@ -1,15 +1,15 @@
 //! Blue/green rebuilds: projections rebuilt from the log (not through NATS) by their own `apply`
-//! code into fresh tables in the `questlog_replay` schema, then switched in for the live tables
-//! in one transaction, while reads stay up.
+//! code into fresh tables in the `questlog_replay` schema, then switched in for the live rows in
+//! one transaction, while reads stay up.
 //!
-//! 1. The new tables are made `LIKE` the live ones (indexes renamed to the live names, so the
-//!    schema stays what the migrations made) and filled up to each projection's live checkpoint,
-//!    page by page, with `search_path` pointing at them. The live projector keeps going.
+//! 1. The new tables are made `LIKE` the live ones (with their indexes, under the live names) and
+//!    filled up to each projection's live checkpoint, page by page, with `search_path` pointing
+//!    at them. The live projector keeps going.
 //! 2. The switch locks each projection's checkpoint row, which is the first thing a projector's
 //!    batch does, so the live projector pauses between two batches; the rebuild applies what the
-//!    projector committed meanwhile, moves the live tables out and the new ones in, and commits.
-//!    The projector then carries on from its unchanged checkpoint, on the new tables. Readers wait
-//!    for the switch's brief exclusive lock at most; none sees a half-built table.
+//!    projector committed meanwhile, replaces the live tables' rows with the rebuilt ones, and
+//!    commits. The projector carries on from its unchanged checkpoint. Readers never wait and
+//!    never see a half-built model: each sees the old rows or the new ones, by its snapshot.
 //!
 //! `build_until` alone (with `--to`) builds the tables as of a past position and leaves them in
 //! their schema for inspection, switching nothing.
@@ -24,10 +24,6 @@ use crate::Projection;
 
 /// The schema the new tables are built in.
 pub const SCHEMA: &str = "questlog_replay";
-/// Where the live tables go during the switch, before they are dropped.
-const RETIRED: &str = "questlog_retired";
-/// Tries at taking the live tables (2 ms apart) before the switch gives up.
-const LOCK_ATTEMPTS: u32 = 5000;
 /// Events read from the log per page (and applied per transaction).
 const PAGE: i64 = 2000;
 
@@ -197,24 +193,20 @@ pub async fn rebuild_and_switch(
     for (name, n) in tail {
         *applied.entry(name).or_default() += n;
     }
-    lock_live_tables(&mut tx, projections).await?;
-    sqlx::query(&format!("DROP SCHEMA IF EXISTS {RETIRED} CASCADE"))
-        .execute(&mut *tx)
-        .await?;
-    sqlx::query(&format!("CREATE SCHEMA {RETIRED}"))
-        .execute(&mut *tx)
-        .await?;
+    // The live tables take the rebuilt rows in the switch's transaction: a reader's snapshot
+    // sees all of the old rows or all of the new, never a mix and never an empty table (swapping
+    // whole tables would show an empty one to a reader whose snapshot predates the rebuild).
     for table in projections.iter().flat_map(|p| p.tables()) {
-        sqlx::query(&format!("ALTER TABLE public.{table} SET SCHEMA {RETIRED}"))
+        sqlx::query(&format!("DELETE FROM public.{table}"))
             .execute(&mut *tx)
             .await?;
-        sqlx::query(&format!("ALTER TABLE {SCHEMA}.{table} SET SCHEMA public"))
-            .execute(&mut *tx)
-            .await?;
-    }
-    sqlx::query(&format!("DROP SCHEMA {RETIRED} CASCADE"))
+        sqlx::query(&format!(
+            "INSERT INTO public.{table} SELECT * FROM {SCHEMA}.{table}"
+        ))
         .execute(&mut *tx)
-        .await?;
+        .await
+        .with_context(|| format!("switching {table} in"))?;
+    }
     sqlx::query(&format!("DROP SCHEMA {SCHEMA} CASCADE"))
         .execute(&mut *tx)
         .await?;
@@ -229,42 +221,6 @@ pub async fn rebuild_and_switch(
             events: applied.get(p.name()).copied().unwrap_or(0),
         })
         .collect())
-}
-
-/// Takes every live table of `projections` exclusively, all at once or not at all, retrying until
-/// readers let go. Never waiting for a lock while holding one, the switch cannot deadlock with a
-/// read that joins two of the tables in another order.
-async fn lock_live_tables(
-    tx: &mut PgConnection,
-    projections: &[&dyn Projection],
-) -> anyhow::Result<()> {
-    let tables: Vec<String> = projections
-        .iter()
-        .flat_map(|p| p.tables())
-        .map(|t| format!("public.{t}"))
-        .collect();
-    let lock = format!(
-        "LOCK TABLE {} IN ACCESS EXCLUSIVE MODE NOWAIT",
-        tables.join(", ")
-    );
-    let mut attempt = 0_u32;
-    loop {
-        let mut savepoint = tx.begin().await?;
-        match sqlx::query(&lock).execute(&mut *savepoint).await {
-            Ok(_) => {
-                savepoint.commit().await?;
-                return Ok(());
-            }
-            Err(sqlx::Error::Database(e))
-                if e.code().as_deref() == Some("55P03") && attempt < LOCK_ATTEMPTS =>
-            {
-                savepoint.rollback().await?;
-                attempt += 1;
-                tokio::time::sleep(std::time::Duration::from_millis(2)).await;
-            }
-            Err(e) => return Err(e).context("taking the live tables for the switch"),
-        }
-    }
 }
 
 /// Builds `projections` as of `position` into `schema`, switching nothing.

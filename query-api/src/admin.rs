@@ -54,6 +54,7 @@ pub(crate) async fn projections(
 ) -> Result<Response, ApiError> {
     admin(auth)?;
     let consistency = Consistency::parse(query(read)?)?;
+    consistency.now_only("the projections' progress")?;
     consistency.wait(&state.positions, ALL).await?;
 
     let mut tx = begin(&state.pool).await?;
@@ -130,7 +131,12 @@ pub(crate) async fn stream(
     let store = PgEventStore::new(state.pool.clone());
     // The head first: events are visible in position order, so every event at or below it is
     // read below, and the ones after it are left out to keep the answer at one point of the log.
-    let head = store.head().await?;
+    let mut head = store.head().await?;
+    if let Some(as_of) = consistency.as_of {
+        // The stream as it stood then: its events at or below that position.
+        let mut conn = state.pool.acquire().await?;
+        head = as_of.resolve(&mut conn).await?;
+    }
     if let Some((min_position, _)) = consistency.wait {
         // The log is the source of truth: a position a client holds is already in it.
         if min_position > head {

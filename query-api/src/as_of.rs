@@ -29,13 +29,11 @@ impl AsOf {
         if let Ok(p) = raw.parse::<i64>() {
             return Ok(Self::Position(p));
         }
-        DateTime::parse_from_rfc3339(raw)
+        // An unencoded `+01:00` arrives as ` 01:00`: take it as the client meant it.
+        DateTime::parse_from_rfc3339(&raw.replace(' ', "+"))
             .map(|t| Self::Time(t.with_timezone(&Utc)))
             .map_err(|_| {
-                ApiError::bad_request(
-                    "bad_request",
-                    "as_of is a log position or an RFC 3339 time",
-                )
+                ApiError::bad_request("bad_request", "as_of is a log position or an RFC 3339 time")
             })
     }
 

@@ -5,9 +5,11 @@ use std::collections::BTreeMap;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::response::Response;
+use questlog_domain::{StreamId, StreamState};
 use questlog_web::{Authenticated, Problem};
 use serde::Serialize;
 
+use crate::as_of::fold_until;
 use crate::error::ApiError;
 use crate::params::{query, Consistency, ReadParams};
 use crate::projection::CATALOG;
@@ -44,18 +46,57 @@ pub(crate) async fn labs(
 ) -> Result<Response, ApiError> {
     auth?;
     let consistency = Consistency::parse(query(read)?)?;
-    consistency.wait(&state.positions, &[CATALOG]).await?;
-
     let mut tx = begin(&state.pool).await?;
-    let position = checkpoint(&mut tx, &[CATALOG]).await?;
-    let modules: Vec<(i32, String, Vec<i32>)> =
-        sqlx::query_as("SELECT module, title, requires FROM rm_modules ORDER BY module")
-            .fetch_all(&mut *tx)
-            .await?;
-    let labs: Vec<(String, i32, String, i32)> =
-        sqlx::query_as("SELECT lab_id, module, title, xp FROM rm_labs ORDER BY module, lab_id")
-            .fetch_all(&mut *tx)
-            .await?;
+    let (position, modules, labs) = if let Some(as_of) = consistency.as_of {
+        // The catalog stream folded by the domain up to that point.
+        let position = as_of.resolve(&mut tx).await?;
+        let StreamState::Catalog(catalog) =
+            fold_until(&mut tx, &StreamId::Catalog, position).await?
+        else {
+            return Err(ApiError::Store(questlog_store::StoreError::Decode(
+                "the catalog stream folds to a catalog".to_owned(),
+            )));
+        };
+        let modules = catalog
+            .modules
+            .iter()
+            .map(|(n, m)| {
+                (
+                    int(*n),
+                    m.title.clone(),
+                    m.requires.iter().map(|r| int(*r)).collect(),
+                )
+            })
+            .collect();
+        let mut labs: Vec<(String, i32, String, i32)> = catalog
+            .labs
+            .iter()
+            .map(|(id, l)| {
+                (
+                    id.as_str().to_owned(),
+                    int(l.module),
+                    l.title.clone(),
+                    int(l.xp),
+                )
+            })
+            .collect();
+        labs.sort_by(|a, b| (a.1, &a.0).cmp(&(b.1, &b.0)));
+        (position, modules, labs)
+    } else {
+        drop(tx);
+        consistency.wait(&state.positions, &[CATALOG]).await?;
+        tx = begin(&state.pool).await?;
+        let position = checkpoint(&mut tx, &[CATALOG]).await?;
+        let modules: Vec<(i32, String, Vec<i32>)> =
+            sqlx::query_as("SELECT module, title, requires FROM rm_modules ORDER BY module")
+                .fetch_all(&mut *tx)
+                .await?;
+        let labs: Vec<(String, i32, String, i32)> =
+            sqlx::query_as("SELECT lab_id, module, title, xp FROM rm_labs ORDER BY module, lab_id")
+                .fetch_all(&mut *tx)
+                .await?;
+        (position, modules, labs)
+    };
     tx.commit().await?;
 
     let mut labs_of: BTreeMap<i32, Vec<LabOut>> = BTreeMap::new();
@@ -79,4 +120,8 @@ pub(crate) async fn labs(
         tracing::warn!(modules = ?labs_of.keys().collect::<Vec<_>>(), "labs of undefined modules are not listed");
     }
     Ok(answer(position, &Catalog { position, modules }))
+}
+
+fn int(n: u32) -> i32 {
+    i32::try_from(n).unwrap_or(i32::MAX)
 }

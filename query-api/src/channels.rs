@@ -9,12 +9,15 @@ use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
 use chrono::{DateTime, Utc};
-use questlog_domain::values::{Channel, PlayerId};
+use questlog_domain::chat::MessageState;
+use questlog_domain::values::{Channel, MessageId, PlayerId};
+use questlog_domain::StreamId;
 use questlog_web::{Authenticated, Problem};
 use serde::{Deserialize, Serialize};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
+use crate::as_of::{decode, events_until};
 use crate::error::ApiError;
 use crate::params::{query, Consistency, ReadParams};
 use crate::projection::{CHAT, PLAYERS};
@@ -98,6 +101,21 @@ pub(crate) async fn messages(
             format!("limit is 1 to {MAX_MESSAGES}"),
         ));
     }
+    if let Some(as_of) = consistency.as_of {
+        let position = {
+            let mut conn = state.pool.acquire().await?;
+            as_of.resolve(&mut conn).await?
+        };
+        // Every message sent up to that point is in the read model once chat has applied it.
+        state
+            .positions
+            .wait_for(HISTORY, position, consistency.wait_for)
+            .await?;
+        let mut tx = begin(&state.pool).await?;
+        let history = history_as_of(&mut tx, &channel, position, params.before, limit).await?;
+        tx.commit().await?;
+        return Ok(answer(position, &history.ok_or_else(unknown_cursor)?));
+    }
     consistency.wait(&state.positions, HISTORY).await?;
 
     let mut tx = begin(&state.pool).await?;
@@ -105,6 +123,47 @@ pub(crate) async fn messages(
     let history = read_history(&mut tx, &channel, position, params.before, limit).await?;
     tx.commit().await?;
     Ok(answer(position, &history.ok_or_else(unknown_cursor)?))
+}
+
+/// A page of `channel`'s history as it stood at `position`: the messages sent up to there, each
+/// as its own stream folded by the domain up to there (an edit or a deletion after it undone).
+async fn history_as_of(
+    conn: &mut PgConnection,
+    channel: &Channel,
+    position: i64,
+    before: Option<Uuid>,
+    limit: i64,
+) -> Result<Option<History>, ApiError> {
+    let Some(mut history) = page(conn, channel, position, before, limit, position).await? else {
+        return Ok(None);
+    };
+    let streams: Vec<String> = history
+        .messages
+        .iter()
+        .map(|m| StreamId::Message(MessageId(m.message_id)).to_string())
+        .collect();
+    let recorded = events_until(conn, &streams, position).await?;
+    for message in &mut history.messages {
+        let stream = StreamId::Message(MessageId(message.message_id)).to_string();
+        let mine: Vec<_> = recorded
+            .iter()
+            .filter(|e| e.stream_id == stream)
+            .cloned()
+            .collect();
+        let mut state = MessageState::default();
+        for event in decode(&mine)? {
+            state.evolve(&event);
+        }
+        let content = state.sent.and_then(|m| m.content);
+        message.deleted = content.is_none();
+        message.content = content.map(|c| c.as_str().to_owned());
+        message.edited_at = mine
+            .iter()
+            .rev()
+            .find(|e| e.event_type == "message_edited")
+            .map(|e| e.recorded_at);
+    }
+    Ok(Some(history))
 }
 
 fn unknown_cursor() -> ApiError {
@@ -129,15 +188,28 @@ pub(crate) async fn read_history(
     before: Option<Uuid>,
     limit: i64,
 ) -> Result<Option<History>, sqlx::Error> {
+    page(conn, channel, position, before, limit, i64::MAX).await
+}
+
+/// The page, of the messages sent at or below `sent_until`.
+async fn page(
+    conn: &mut PgConnection,
+    channel: &Channel,
+    position: i64,
+    before: Option<Uuid>,
+    limit: i64,
+    sent_until: i64,
+) -> Result<Option<History>, sqlx::Error> {
     let name = channel.to_string();
     let below = match before {
         None => i64::MAX,
         Some(id) => {
             let found: Option<i64> = sqlx::query_scalar(
-                "SELECT position FROM rm_messages WHERE message_id = $1 AND channel = $2",
+                "SELECT position FROM rm_messages WHERE message_id = $1 AND channel = $2 AND position <= $3",
             )
             .bind(id)
             .bind(&name)
+            .bind(sent_until)
             .fetch_optional(&mut *conn)
             .await?;
             match found {
@@ -147,13 +219,14 @@ pub(crate) async fn read_history(
         }
     };
     let sql = format!(
-        "SELECT {MESSAGE_COLUMNS} WHERE m.channel = $1 AND m.position < $2 \
+        "SELECT {MESSAGE_COLUMNS} WHERE m.channel = $1 AND m.position < $2 AND m.position <= $4 \
          ORDER BY m.position DESC LIMIT $3"
     );
     let messages: Vec<MessageOut> = sqlx::query_as(&sql)
         .bind(&name)
         .bind(below)
         .bind(limit)
+        .bind(sent_until)
         .fetch_all(&mut *conn)
         .await?;
     let full = i64::try_from(messages.len()).unwrap_or(i64::MAX) == limit;

@@ -8,14 +8,16 @@ use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
 use chrono::{DateTime, Utc};
-use questlog_domain::values::LabId;
-use questlog_domain::Role;
+use questlog_domain::lab::LabSession;
+use questlog_domain::values::{LabId, PlayerId};
+use questlog_domain::{Event, Role, StreamId};
 use questlog_web::{Authenticated, Problem};
 use serde::Serialize;
 use serde_json::Value;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
+use crate::as_of::{decode, events_until};
 use crate::error::ApiError;
 use crate::params::{query, Consistency, ReadParams};
 use crate::projection::LABS;
@@ -57,6 +59,15 @@ pub(crate) async fn session(
         return Err(lab_forbidden());
     }
     let lab_id = LabId::parse(&lab).map_err(|_| not_found())?;
+    if let Some(as_of) = consistency.as_of {
+        let mut tx = begin(&state.pool).await?;
+        let position = as_of.resolve(&mut tx).await?;
+        let session = session_as_of(&mut tx, player_id, &lab_id, position)
+            .await?
+            .ok_or_else(not_found)?;
+        tx.commit().await?;
+        return Ok(answer(position, &session));
+    }
     consistency.wait(&state.positions, &[LABS]).await?;
 
     let mut tx = begin(&state.pool).await?;
@@ -79,6 +90,68 @@ fn not_found() -> ApiError {
         "lab_state_not_found",
         "this player has no saved state of that lab",
     )
+}
+
+/// The session as it stood at `position`: its stream folded by the domain up to there, completed
+/// when the player's stream says so by then. The working copy has no past: it is today's (only
+/// the latest save is kept; see ARCHITECTURE.md).
+async fn session_as_of(
+    conn: &mut PgConnection,
+    player_id: Uuid,
+    lab_id: &LabId,
+    position: i64,
+) -> Result<Option<LabSessionOut>, ApiError> {
+    let lab_stream = StreamId::Lab(PlayerId(player_id), lab_id.clone()).to_string();
+    let player_stream = StreamId::Player(PlayerId(player_id)).to_string();
+    let recorded =
+        events_until(conn, &[lab_stream.clone(), player_stream.clone()], position).await?;
+    let (lab, player): (Vec<_>, Vec<_>) = recorded
+        .into_iter()
+        .partition(|e| e.stream_id == lab_stream);
+    let mut session = LabSession::default();
+    for event in decode(&lab)? {
+        session.evolve(&event);
+    }
+    if !session.active {
+        return Ok(None);
+    }
+    let started_at = lab
+        .iter()
+        .rev()
+        .find(|e| e.event_type == "lab_started")
+        .map(|e| e.recorded_at);
+    let completed_at = player
+        .iter()
+        .zip(decode(&player)?)
+        .find(|(_, event)| matches!(event, Event::LabCompleted { lab_id: done, .. } if done == lab_id))
+        .map(|(e, _)| e.recorded_at);
+    let copy: Option<(i32, Value, DateTime<Utc>)> = sqlx::query_as(
+        "SELECT current_step, vfs_snapshot, saved_at FROM lab_workspaces WHERE player_id = $1 AND lab_id = $2",
+    )
+    .bind(player_id)
+    .bind(lab_id.as_str())
+    .fetch_optional(&mut *conn)
+    .await?;
+    let (current_step, vfs_snapshot, saved_at) = match copy {
+        Some((step, vfs, at)) => (step, vfs, Some(at)),
+        None => (0, Value::Object(serde_json::Map::new()), None),
+    };
+    Ok(Some(LabSessionOut {
+        player_id,
+        lab_id: lab_id.as_str().to_owned(),
+        status: if completed_at.is_some() {
+            "completed"
+        } else {
+            "in_progress"
+        }
+        .to_owned(),
+        started_at,
+        completed_at,
+        furthest_step: i32::try_from(session.furthest_step).unwrap_or(i32::MAX),
+        current_step,
+        vfs_snapshot,
+        saved_at,
+    }))
 }
 
 /// An active session in this snapshot, with its working copy.

@@ -114,16 +114,39 @@ impl Cursor {
 
 const COLUMNS: &str = "player_id, username, xp, level, xp_position";
 
+/// Which leaderboard a read ranks: the live one, or the one that stood at a past position (the
+/// versions of `rm_leaderboard_history` valid there; see [`crate::as_of`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Board {
+    Live,
+    AsOf(i64),
+}
+
+impl Board {
+    /// The rows to rank, as a `FROM` item named like the live table.
+    fn from(self) -> String {
+        match self {
+            Self::Live => "rm_players".to_owned(),
+            Self::AsOf(position) => format!(
+                "(SELECT {COLUMNS} FROM rm_leaderboard_history \
+                   WHERE int8range(valid_from, valid_to) @> {position}::bigint) AS rm_players"
+            ),
+        }
+    }
+}
+
 /// Up to `limit` entries right after `key` in leaderboard order (from the top without a key).
 /// Two range scans, each bounded by `limit`: the rest of `key`'s XP, then lower XP.
 async fn after(
     conn: &mut PgConnection,
+    board: Board,
     key: Option<Key>,
     limit: i64,
 ) -> Result<Vec<Entry>, sqlx::Error> {
+    let from = board.from();
     let Some(key) = key else {
         return sqlx::query_as(&format!(
-            "SELECT {COLUMNS} FROM rm_players ORDER BY xp DESC, xp_position, player_id LIMIT $1"
+            "SELECT {COLUMNS} FROM {from} ORDER BY xp DESC, xp_position, player_id LIMIT $1"
         ))
         .bind(limit)
         .fetch_all(conn)
@@ -131,11 +154,11 @@ async fn after(
     };
     sqlx::query_as(&format!(
         "SELECT {COLUMNS} FROM (
-            (SELECT {COLUMNS} FROM rm_players
+            (SELECT {COLUMNS} FROM {from}
               WHERE xp = $1 AND (xp_position, player_id) > ($2, $3)
               ORDER BY xp DESC, xp_position, player_id LIMIT $4)
             UNION ALL
-            (SELECT {COLUMNS} FROM rm_players
+            (SELECT {COLUMNS} FROM {from}
               WHERE xp < $1
               ORDER BY xp DESC, xp_position, player_id LIMIT $4)
          ) page
@@ -151,14 +174,20 @@ async fn after(
 
 /// Up to `limit` entries right before `key`, nearest first: the mirror of [`after`], scanning the
 /// index backwards.
-async fn before(conn: &mut PgConnection, key: Key, limit: i64) -> Result<Vec<Entry>, sqlx::Error> {
+async fn before(
+    conn: &mut PgConnection,
+    board: Board,
+    key: Key,
+    limit: i64,
+) -> Result<Vec<Entry>, sqlx::Error> {
+    let from = board.from();
     sqlx::query_as(&format!(
         "SELECT {COLUMNS} FROM (
-            (SELECT {COLUMNS} FROM rm_players
+            (SELECT {COLUMNS} FROM {from}
               WHERE xp = $1 AND (xp_position, player_id) < ($2, $3)
               ORDER BY xp, xp_position DESC, player_id DESC LIMIT $4)
             UNION ALL
-            (SELECT {COLUMNS} FROM rm_players
+            (SELECT {COLUMNS} FROM {from}
               WHERE xp > $1
               ORDER BY xp, xp_position DESC, player_id DESC LIMIT $4)
          ) page
@@ -173,12 +202,13 @@ async fn before(conn: &mut PgConnection, key: Key, limit: i64) -> Result<Vec<Ent
 }
 
 /// The rank of `key`: 1 + the players ahead, counted over the index range ahead of it only.
-async fn rank_of(conn: &mut PgConnection, key: Key) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar(
+async fn rank_of(conn: &mut PgConnection, board: Board, key: Key) -> Result<i64, sqlx::Error> {
+    let from = board.from();
+    sqlx::query_scalar(&format!(
         "SELECT 1
-              + (SELECT count(*) FROM rm_players WHERE xp > $1)
-              + (SELECT count(*) FROM rm_players WHERE xp = $1 AND (xp_position, player_id) < ($2, $3))",
-    )
+              + (SELECT count(*) FROM {from} WHERE xp > $1)
+              + (SELECT count(*) FROM {from} WHERE xp = $1 AND (xp_position, player_id) < ($2, $3))",
+    ))
     .bind(key.xp)
     .bind(key.xp_position)
     .bind(key.player_id)
@@ -219,25 +249,48 @@ pub(crate) async fn page(
         ));
     }
     let cursor = params.after.as_deref().map(Cursor::decode).transpose()?;
-    consistency.wait(&state.positions, &[PLAYERS]).await?;
-
-    let mut tx = begin(&state.pool).await?;
-    let position = checkpoint(&mut tx, &[PLAYERS]).await?;
-    let page = read_page(&mut tx, position, cursor, limit).await?;
+    let (mut tx, position, board) = board_for(&state, &consistency).await?;
+    let page = read_page(&mut tx, board, position, cursor, limit).await?;
     tx.commit().await?;
     Ok(answer(position, &page))
+}
+
+/// The snapshot a leaderboard read runs in, the position it reflects and the board it ranks: the
+/// live one (after any `min_position` wait), or the one as of `as_of`, once the players
+/// projection has applied that far (its history holds every version up to its checkpoint).
+async fn board_for(
+    state: &QueryState,
+    consistency: &Consistency,
+) -> Result<(sqlx::Transaction<'static, sqlx::Postgres>, i64, Board), ApiError> {
+    if let Some(as_of) = consistency.as_of {
+        let position = {
+            let mut conn = state.pool.acquire().await?;
+            as_of.resolve(&mut conn).await?
+        };
+        state
+            .positions
+            .wait_for(&[PLAYERS], position, consistency.wait_for)
+            .await?;
+        let tx = begin(&state.pool).await?;
+        return Ok((tx, position, Board::AsOf(position)));
+    }
+    consistency.wait(&state.positions, &[PLAYERS]).await?;
+    let mut tx = begin(&state.pool).await?;
+    let position = checkpoint(&mut tx, &[PLAYERS]).await?;
+    Ok((tx, position, Board::Live))
 }
 
 /// The page of `limit` entries after `cursor` (from the top without one) in this snapshot, as
 /// reflecting `position`. The read behind `GET /v1/leaderboard` and the `leaderboard` live topic.
 pub(crate) async fn read_page(
     conn: &mut PgConnection,
+    board: Board,
     position: i64,
     cursor: Option<Cursor>,
     limit: i64,
 ) -> Result<Page, sqlx::Error> {
     // One more than asked for tells whether there is a next page.
-    let mut entries = after(conn, cursor.map(|c| c.key), limit + 1).await?;
+    let mut entries = after(conn, board, cursor.map(|c| c.key), limit + 1).await?;
     let first_rank = cursor.map_or(1, |c| c.rank + 1);
     for (entry, rank) in entries.iter_mut().zip(first_rank..) {
         entry.rank = rank;
@@ -290,20 +343,18 @@ pub(crate) async fn around(
     }
     let player_id = player_in_path(id, actor.identity.0)?;
     tracing::Span::current().record("player", tracing::field::display(player_id));
-    consistency.wait(&state.positions, &[PLAYERS]).await?;
-
-    let mut tx = begin(&state.pool).await?;
-    let position = checkpoint(&mut tx, &[PLAYERS]).await?;
+    let (mut tx, position, board) = board_for(&state, &consistency).await?;
     let me: Option<Entry> = sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM rm_players WHERE player_id = $1"
+        "SELECT {COLUMNS} FROM {} WHERE player_id = $1",
+        board.from()
     ))
     .bind(player_id)
     .fetch_optional(&mut *tx)
     .await?;
     let mut me = me.ok_or_else(player_not_found)?;
-    me.rank = rank_of(&mut tx, me.key()).await?;
-    let mut ahead = before(&mut tx, me.key(), radius).await?;
-    let mut behind = after(&mut tx, Some(me.key()), radius).await?;
+    me.rank = rank_of(&mut tx, board, me.key()).await?;
+    let mut ahead = before(&mut tx, board, me.key(), radius).await?;
+    let mut behind = after(&mut tx, board, Some(me.key()), radius).await?;
     tx.commit().await?;
 
     for (entry, rank) in ahead.iter_mut().zip((1..me.rank).rev()) {

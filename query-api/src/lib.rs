@@ -11,13 +11,15 @@
 //! Choices where the contract is silent:
 //! - `limit`, `radius` and `wait_ms` out of range are 422 (`invalid_limit`, `invalid_radius`,
 //!   `invalid_wait_ms`): well-formed but invalid values. Unparseable ones are 400 `bad_request`.
-//! - `as_of` is 400 `as_of_unsupported` for now.
+//! - `as_of` (time travel, see [`as_of`]) is 422 `invalid_as_of` beyond the log or in the future,
+//!   and 400 `as_of_unsupported` on `GET /v1/admin/projections`, which has no past.
 //! - A player id that is not a UUID is 404 `player_not_found`, like an unknown one.
 //! - The admin stream read lists the events up to `to_version` with the state they fold to; its
 //!   position is the log's head, and a `min_position` beyond the head is 504 at once (a position
 //!   a client holds is always in the log already).
 
 mod admin;
+mod as_of;
 mod catalog;
 mod channels;
 pub mod error;

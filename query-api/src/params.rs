@@ -9,6 +9,7 @@ use axum::extract::Query;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
+use crate::as_of::AsOf;
 use crate::error::ApiError;
 use crate::positions::Positions;
 
@@ -25,22 +26,21 @@ pub(crate) struct ReadParams {
     as_of: Option<String>,
 }
 
-/// What a read must wait for before it answers.
+/// What a read must wait for before it answers, or the past point it answers as of.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Consistency {
     /// The position the answer must reflect at least, and how long to wait for it.
     pub wait: Option<(i64, Duration)>,
+    /// Answer as the read models stood at this point of the log (time travel).
+    pub as_of: Option<AsOf>,
+    /// How long a read may wait (for `min_position`, or for a projection to reach `as_of`).
+    pub wait_for: Duration,
 }
 
 impl Consistency {
     /// Checks the shared parameters.
     pub fn parse(params: ReadParams) -> Result<Self, ApiError> {
-        if params.as_of.is_some() {
-            return Err(ApiError::bad_request(
-                "as_of_unsupported",
-                "as_of (time travel) is not supported yet; read without it",
-            ));
-        }
+        let as_of = params.as_of.as_deref().map(AsOf::parse).transpose()?;
         let wait_ms = params.wait_ms.unwrap_or(DEFAULT_WAIT_MS);
         if wait_ms > MAX_WAIT_MS {
             return Err(ApiError::invalid(
@@ -52,7 +52,20 @@ impl Consistency {
             wait: params
                 .min_position
                 .map(|p| (p, Duration::from_millis(wait_ms))),
+            as_of,
+            wait_for: Duration::from_millis(wait_ms),
         })
+    }
+
+    /// Refuses `as_of` on a read that has no past (400 `as_of_unsupported`).
+    pub fn now_only(&self, what: &str) -> Result<(), ApiError> {
+        if self.as_of.is_some() {
+            return Err(ApiError::bad_request(
+                "as_of_unsupported",
+                format!("{what} has no past to read; read without as_of"),
+            ));
+        }
+        Ok(())
     }
 
     /// Waits, when asked to, until every one of `projections` has applied `min_position`.
@@ -86,17 +99,15 @@ mod tests {
 
     #[test]
     fn without_min_position_a_read_does_not_wait() {
-        assert_eq!(parse("").ok(), Some(Consistency { wait: None }));
-        assert_eq!(parse("wait_ms=10").ok(), Some(Consistency { wait: None }));
+        assert_eq!(parse("").ok().map(|c| c.wait), Some(None));
+        assert_eq!(parse("wait_ms=10").ok().map(|c| c.wait), Some(None));
     }
 
     #[test]
     fn min_position_waits_five_seconds_by_default() {
         assert_eq!(
-            parse("min_position=7").ok(),
-            Some(Consistency {
-                wait: Some((7, Duration::from_secs(5)))
-            })
+            parse("min_position=7").ok().map(|c| c.wait),
+            Some(Some((7, Duration::from_secs(5))))
         );
     }
 
@@ -110,10 +121,20 @@ mod tests {
     }
 
     #[test]
-    fn as_of_is_refused_for_now() {
+    fn as_of_is_a_position_or_a_time() {
+        assert_eq!(
+            parse("as_of=12").ok().and_then(|c| c.as_of),
+            Some(AsOf::Position(12))
+        );
         assert!(matches!(
-            parse("as_of=12"),
-            Err(ApiError::Client(p)) if p.code == "as_of_unsupported"
+            parse("as_of=2026-11-29T18:00:00Z")
+                .ok()
+                .and_then(|c| c.as_of),
+            Some(AsOf::Time(_))
+        ));
+        assert!(matches!(
+            parse("as_of=yesterday"),
+            Err(ApiError::Client(p)) if p.code == "bad_request"
         ));
     }
 }

@@ -8,12 +8,14 @@ use axum::extract::{Path, Query, State};
 use axum::response::Response;
 use chrono::{DateTime, Utc};
 use questlog_domain::catalog::{CatalogState, Module};
-use questlog_domain::values::ModuleNo;
+use questlog_domain::values::{ModuleNo, PlayerId};
+use questlog_domain::{StreamId, StreamState};
 use questlog_web::{Authenticated, Problem};
 use serde::Serialize;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
+use crate::as_of::{decode, events_until};
 use crate::error::ApiError;
 use crate::params::{query, Consistency, ReadParams};
 use crate::projection::{CATALOG, PLAYERS};
@@ -87,6 +89,15 @@ pub(crate) async fn profile(
     let consistency = Consistency::parse(query(read)?)?;
     let player_id = player_in_path(id, actor.identity.0)?;
     tracing::Span::current().record("player", tracing::field::display(player_id));
+    if let Some(as_of) = consistency.as_of {
+        let mut tx = begin(&state.pool).await?;
+        let position = as_of.resolve(&mut tx).await?;
+        let profile = profile_as_of(&mut tx, player_id, position)
+            .await?
+            .ok_or_else(player_not_found)?;
+        tx.commit().await?;
+        return Ok(answer(position, &profile));
+    }
     consistency.wait(&state.positions, PROFILE).await?;
 
     let mut tx = begin(&state.pool).await?;
@@ -96,6 +107,61 @@ pub(crate) async fn profile(
         .ok_or_else(player_not_found)?;
     tx.commit().await?;
     Ok(answer(position, &profile))
+}
+
+/// A player's profile as of `position`: its stream and the catalog's folded by the domain up to
+/// there (`None` for a player not registered by then).
+pub(crate) async fn profile_as_of(
+    conn: &mut PgConnection,
+    player_id: Uuid,
+    position: i64,
+) -> Result<Option<Profile>, ApiError> {
+    let player = StreamId::Player(PlayerId(player_id));
+    let recorded = events_until(
+        conn,
+        &[player.to_string(), StreamId::Catalog.to_string()],
+        position,
+    )
+    .await?;
+    let (mine, catalog): (Vec<_>, Vec<_>) = recorded
+        .into_iter()
+        .partition(|e| e.stream_id != StreamId::Catalog.to_string());
+    let StreamState::Player(state) = StreamState::fold(&player, &decode(&mine)?) else {
+        return Ok(None);
+    };
+    let StreamState::Catalog(catalog) = StreamState::fold(&StreamId::Catalog, &decode(&catalog)?)
+    else {
+        return Ok(None);
+    };
+    let Some(registration) = &state.registered else {
+        return Ok(None);
+    };
+    let int = |n: u32| i32::try_from(n).unwrap_or(i32::MAX);
+    Ok(Some(Profile {
+        player_id,
+        username: registration.username.as_str().to_owned(),
+        level: int(state.level),
+        xp: i64::try_from(state.xp).unwrap_or(i64::MAX),
+        streak: int(state.streak.current),
+        longest_streak: int(state.streak.longest),
+        timezone: state.timezone.name().to_owned(),
+        last_activity: state.last_activity,
+        online: state.online,
+        current_lab: state.current_lab.as_ref().map(|l| l.as_str().to_owned()),
+        // Sets, so already in order, as the live read sorts them.
+        completed_labs: state
+            .completed_labs
+            .iter()
+            .map(|l| l.as_str().to_owned())
+            .collect(),
+        completed_modules: state.completed_modules.iter().map(|m| int(*m)).collect(),
+        unlocked_modules: catalog.unlocked_modules(&state.completed_modules),
+        achievements: state
+            .achievements
+            .iter()
+            .map(|a| a.as_str().to_owned())
+            .collect(),
+    }))
 }
 
 /// A player's profile as this snapshot holds it (`None` for a player never registered). The read

@@ -40,6 +40,26 @@ pub(crate) async fn online(
 ) -> Result<Response, ApiError> {
     auth?;
     let consistency = Consistency::parse(query(read)?)?;
+    if let Some(as_of) = consistency.as_of {
+        let position = {
+            let mut conn = state.pool.acquire().await?;
+            as_of.resolve(&mut conn).await?
+        };
+        // The history holds every version up to the projection's checkpoint.
+        state
+            .positions
+            .wait_for(&[PRESENCE], position, consistency.wait_for)
+            .await?;
+        let mut conn = state.pool.acquire().await?;
+        let online: Vec<Online> = sqlx::query_as(
+            "SELECT player_id, username, current_lab, since FROM rm_presence_history \
+              WHERE int8range(valid_from, valid_to) @> $1::bigint ORDER BY since, player_id",
+        )
+        .bind(position)
+        .fetch_all(&mut *conn)
+        .await?;
+        return Ok(answer(position, &Presence { position, online }));
+    }
     consistency.wait(&state.positions, &[PRESENCE]).await?;
 
     let mut tx = begin(&state.pool).await?;

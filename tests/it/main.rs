@@ -10,4 +10,5 @@ mod presence;
 mod read_side;
 mod store;
 mod subscribe;
+mod time_travel;
 mod verify;

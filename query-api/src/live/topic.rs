@@ -13,7 +13,7 @@ use uuid::Uuid;
 use crate::channels::{forbidden, read_history, read_message, DEFAULT_MESSAGES};
 use crate::error::ApiError;
 use crate::lab_sessions::{lab_forbidden, read_session};
-use crate::leaderboard::read_page;
+use crate::leaderboard::{read_page, Board};
 use crate::players::{read_profile, PROFILE};
 use crate::presence::{read_online, read_presence};
 use crate::projection::{CHAT, LABS, PLAYERS, PRESENCE};
@@ -165,7 +165,7 @@ impl Topic {
     ) -> Result<Value, sqlx::Error> {
         Ok(match self {
             Self::Leaderboard { limit } => {
-                to_value(&read_page(conn, position, None, *limit).await?)
+                to_value(&read_page(conn, Board::Live, position, None, *limit).await?)
             }
             Self::Presence => to_value(&read_presence(conn, position).await?),
             Self::Player(id) => read_profile(conn, *id)
@@ -193,7 +193,7 @@ impl Topic {
         match self {
             // The whole new window, once per announcement.
             Self::Leaderboard { limit } => {
-                let page = read_page(conn, last.position, None, *limit).await?;
+                let page = read_page(conn, Board::Live, last.position, None, *limit).await?;
                 Ok(vec![Update {
                     key: last.key.clone(),
                     op: ChangeOp::Upsert,

@@ -50,16 +50,26 @@ async fn out_of_range_values_are_refused_with_their_own_code() {
     }
     for (path, code) in [
         ("/v1/leaderboard?after=garbage", "invalid_cursor"),
-        ("/v1/leaderboard?as_of=12", "as_of_unsupported"),
-        (
-            "/v1/players/me?as_of=2026-11-20T10:00:00Z",
-            "as_of_unsupported",
-        ),
+        ("/v1/leaderboard?as_of=yesterday", "bad_request"),
+        ("/v1/players/me?as_of=2026-13-20T10:00:00Z", "bad_request"),
     ] {
         api.get(path, Some(&token))
             .await
             .assert_problem(StatusCode::BAD_REQUEST, code);
     }
+    // A point the log has not reached has no answer yet.
+    for path in [
+        "/v1/leaderboard?as_of=99999",
+        "/v1/presence?as_of=2999-01-01T00:00:00Z",
+        "/v1/labs?as_of=-1",
+    ] {
+        api.get(path, Some(&token))
+            .await
+            .assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "invalid_as_of");
+    }
+    api.get("/v1/admin/projections?as_of=1", Some(&api.admin_token()))
+        .await
+        .assert_problem(StatusCode::BAD_REQUEST, "as_of_unsupported");
 }
 
 #[tokio::test]
