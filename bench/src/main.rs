@@ -3,6 +3,7 @@
 //!
 //! Run: `cargo run --release -p questlog-bench -- [--quick] [--json]`.
 
+mod history;
 mod live;
 mod report;
 mod setup;
@@ -58,8 +59,11 @@ pub struct Args {
     /// Idle subscribers held by one query-api process in the fan-out run.
     #[arg(long, default_value_t = 10_000)]
     pub idle_subscribers: usize,
-    /// Run one group of workloads only: `commands` (throughput and latency), `visibility` or
-    /// `live` (push lag and fan-out).
+    /// Events in the generated log of the history workloads (rebuild, as-of reads).
+    #[arg(long, default_value_t = 1_000_000)]
+    pub history_events: i64,
+    /// Run one group of workloads only: `commands` (throughput and latency), `visibility`,
+    /// `live` (push lag and fan-out) or `history` (rebuild and as-of reads).
     #[arg(long)]
     pub only: Option<String>,
     /// Internal: serve instead of measuring (`query-api` or `baseline`), for the fan-out run's

@@ -47,6 +47,9 @@ pub async fn run_all(args: &Args, env: &Env, rows: &mut Vec<Row>) -> anyhow::Res
     if args.runs("live") {
         live_rows(args, env, rows, labs).await?;
     }
+    if args.runs("history") {
+        crate::history::history_rows(args, rows).await?;
+    }
     Ok(())
 }
 

@@ -511,63 +511,127 @@ impl Projection for Labs {
         tx: &mut PgConnection,
         events: &[RecordedEvent],
     ) -> anyhow::Result<Vec<Change>> {
-        let mut changes = Vec::new();
+        // Folded in memory and written once per batch: a course completes labs all day long.
+        let mut touched: Vec<(Uuid, LabId, Event, &RecordedEvent)> = Vec::new();
         for recorded in events {
-            let (player, event) = match recorded.stream_id.parse::<StreamId>() {
-                Ok(StreamId::Lab(player, _)) => (player, decode(recorded)?),
-                Ok(StreamId::Player(player)) if recorded.event_type == "lab_completed" => {
-                    (player, decode(recorded)?)
-                }
+            let player = match recorded.stream_id.parse::<StreamId>() {
+                Ok(StreamId::Lab(player, _)) => player,
+                Ok(StreamId::Player(player)) if recorded.event_type == "lab_completed" => player,
                 _ => continue,
             };
-            let at = recorded.recorded_at;
-            let position = recorded.position;
-            let (sql, lab_id, step) = match &event {
-                Event::LabStarted { lab_id } => (
-                    "INSERT INTO rm_lab_sessions (player_id, lab_id, active, started_at, furthest_step, updated_position) \
-                     VALUES ($1, $2, true, $3, 0, $4) \
-                     ON CONFLICT (player_id, lab_id) DO UPDATE SET active = true, started_at = $3, \
-                     furthest_step = 0, updated_position = $4",
-                    lab_id,
-                    0,
-                ),
-                Event::LabProgressed { lab_id, step } => (
-                    "UPDATE rm_lab_sessions SET furthest_step = greatest(furthest_step, $5), updated_position = $4 \
-                     WHERE player_id = $1 AND lab_id = $2",
-                    lab_id,
-                    i32::try_from(*step).unwrap_or(i32::MAX),
-                ),
-                Event::LabStateDeleted { lab_id } => (
-                    "UPDATE rm_lab_sessions SET active = false, started_at = NULL, furthest_step = 0, \
-                     updated_position = $4 WHERE player_id = $1 AND lab_id = $2",
-                    lab_id,
-                    0,
-                ),
-                Event::LabCompleted { lab_id, .. } => (
-                    "INSERT INTO rm_lab_sessions (player_id, lab_id, active, completed_at, furthest_step, updated_position) \
-                     VALUES ($1, $2, false, $3, 0, $4) \
-                     ON CONFLICT (player_id, lab_id) DO UPDATE SET completed_at = $3, updated_position = $4",
-                    lab_id,
-                    0,
-                ),
+            let event = decode(recorded)?;
+            let lab = match &event {
+                Event::LabStarted { lab_id }
+                | Event::LabProgressed { lab_id, .. }
+                | Event::LabStateDeleted { lab_id }
+                | Event::LabCompleted { lab_id, .. } => lab_id.clone(),
                 _ => continue,
             };
-            sqlx::query(sql)
-                .bind(player.0)
-                .bind(lab_id.as_str())
-                .bind(at)
-                .bind(position)
-                .bind(step)
-                .execute(&mut *tx)
-                .await
-                .context("saving a lab session")?;
+            touched.push((player.0, lab, event, recorded));
+        }
+        if touched.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (players, labs): (Vec<Uuid>, Vec<String>) = touched
+            .iter()
+            .map(|(p, l, _, _)| (*p, l.as_str().to_owned()))
+            .unzip();
+        let mut rows: BTreeMap<(Uuid, String), SessionRow> = sqlx::query_as::<_, SessionRow>(
+            "SELECT s.player_id, s.lab_id, s.active, s.started_at, s.furthest_step, s.completed_at, s.updated_position \
+               FROM rm_lab_sessions s JOIN unnest($1::uuid[], $2::text[]) AS k(player_id, lab_id) \
+                 ON s.player_id = k.player_id AND s.lab_id = k.lab_id",
+        )
+        .bind(&players)
+        .bind(&labs)
+        .fetch_all(&mut *tx)
+        .await
+        .context("loading lab sessions")?
+        .into_iter()
+        .map(|row| ((row.player_id, row.lab_id.clone()), row))
+        .collect();
+        let mut changes = Vec::with_capacity(touched.len());
+        for (player, lab, event, recorded) in touched {
+            let row = rows
+                .entry((player, lab.as_str().to_owned()))
+                .or_insert_with(|| SessionRow::new(player, &lab));
+            row.apply(&event, recorded);
             changes.push(upsert(
-                format!("lab:{player}:{lab_id}"),
-                lab_id.as_str().to_owned(),
-                position,
+                format!("lab:{player}:{lab}"),
+                lab.as_str().to_owned(),
+                recorded.position,
             ));
         }
+        let mut query = QueryBuilder::new(
+            "INSERT INTO rm_lab_sessions (player_id, lab_id, active, started_at, furthest_step, completed_at, updated_position) ",
+        );
+        query.push_values(rows.values(), |mut b, row| {
+            b.push_bind(row.player_id)
+                .push_bind(row.lab_id.clone())
+                .push_bind(row.active)
+                .push_bind(row.started_at)
+                .push_bind(row.furthest_step)
+                .push_bind(row.completed_at)
+                .push_bind(row.updated_position);
+        });
+        query.push(
+            " ON CONFLICT (player_id, lab_id) DO UPDATE SET active = EXCLUDED.active, \
+             started_at = EXCLUDED.started_at, furthest_step = EXCLUDED.furthest_step, \
+             completed_at = EXCLUDED.completed_at, updated_position = EXCLUDED.updated_position",
+        );
+        query
+            .build()
+            .execute(&mut *tx)
+            .await
+            .context("saving lab sessions")?;
         Ok(changes)
+    }
+}
+
+/// A row of `rm_lab_sessions`: a player's session of a lab, and whether the lab is completed.
+#[derive(Debug, Clone, sqlx::FromRow)]
+struct SessionRow {
+    player_id: Uuid,
+    lab_id: String,
+    active: bool,
+    started_at: Option<DateTime<Utc>>,
+    furthest_step: i32,
+    completed_at: Option<DateTime<Utc>>,
+    updated_position: i64,
+}
+
+impl SessionRow {
+    fn new(player_id: Uuid, lab: &LabId) -> Self {
+        Self {
+            player_id,
+            lab_id: lab.as_str().to_owned(),
+            active: false,
+            started_at: None,
+            furthest_step: 0,
+            completed_at: None,
+            updated_position: 0,
+        }
+    }
+
+    /// Folds one event of the session's stream, or the player's completion of the lab.
+    fn apply(&mut self, event: &Event, recorded: &RecordedEvent) {
+        match event {
+            Event::LabStarted { .. } => {
+                self.active = true;
+                self.started_at = Some(recorded.recorded_at);
+                self.furthest_step = 0;
+            }
+            Event::LabProgressed { step, .. } => {
+                self.furthest_step = self.furthest_step.max(int(*step));
+            }
+            Event::LabStateDeleted { .. } => {
+                self.active = false;
+                self.started_at = None;
+                self.furthest_step = 0;
+            }
+            Event::LabCompleted { .. } => self.completed_at = Some(recorded.recorded_at),
+            _ => return,
+        }
+        self.updated_position = recorded.position;
     }
 }
 
