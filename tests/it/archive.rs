@@ -228,6 +228,14 @@ async fn an_imported_log_is_identical_serves_the_same_reads_and_continues_after_
         session["vfs_snapshot"]["/home/ada/notes.txt"],
         "ls -la\ncd -"
     );
+    // Every read model the target's projectors rebuilt equals a replay of the imported log.
+    copy.read_at(&copy.admin_token(), "/v1/admin/projections", head)
+        .await;
+    let mut report = Vec::new();
+    let drifted = questlog::admin::rebuild::verify(&copy.db.url, true, &mut report)
+        .await
+        .expect("verify runs");
+    assert!(!drifted, "{}", String::from_utf8_lossy(&report));
 
     // A retry that crosses the move gets its first answer, not a second execution.
     let (status, replayed, _) = idempotent(
