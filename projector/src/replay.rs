@@ -182,6 +182,15 @@ pub async fn rebuild_and_switch(
     projections: &[&dyn Projection],
     progress: &mut (dyn FnMut(i64, i64) + Send),
 ) -> anyhow::Result<Vec<Rebuilt>> {
+    // One rebuild at a time: they share the schema they build in. Held by this connection.
+    let alone: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+        .bind(questlog_store::leader::lock_key("replay"))
+        .fetch_one(&mut *conn)
+        .await?;
+    anyhow::ensure!(
+        alone,
+        "another replay is running on this database; try again when it is done"
+    );
     prepare(conn, SCHEMA, projections).await?;
     let zero: HashMap<&'static str, i64> = HashMap::new();
     let target = checkpoints(conn, projections, false).await?;
