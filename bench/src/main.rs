@@ -5,6 +5,7 @@
 
 mod history;
 mod live;
+mod peer;
 mod report;
 mod setup;
 mod workloads;

@@ -157,6 +157,19 @@ pub async fn scratch_database(maintenance: &str) -> anyhow::Result<(String, Stri
     Ok((name, url))
 }
 
+/// An empty scratch database, for a baseline that brings its own schema (the peer's `events`
+/// table would clash with questlog's).
+pub async fn empty_database(maintenance: &str) -> anyhow::Result<(String, String)> {
+    let name = format!("questlog_bench_{}", Uuid::new_v4().simple());
+    let mut conn = sqlx::PgConnection::connect(maintenance).await?;
+    sqlx::query(&format!("CREATE DATABASE \"{name}\""))
+        .execute(&mut conn)
+        .await?;
+    conn.close().await?;
+    let url = database_url(maintenance, &name);
+    Ok((name, url))
+}
+
 pub async fn drop_database(maintenance: &str, name: &str) {
     if let Ok(mut conn) = sqlx::PgConnection::connect(maintenance).await {
         let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))

@@ -10,10 +10,10 @@ use hdrhistogram::Histogram;
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::live;
 use crate::report::Row;
 use crate::setup::{drop_database, scratch_database, Env};
 use crate::Args;
+use crate::{live, peer};
 
 pub fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds")
@@ -53,7 +53,8 @@ pub async fn run_all(args: &Args, env: &Env, rows: &mut Vec<Row>) -> anyhow::Res
     Ok(())
 }
 
-/// Command throughput, and latency at half of it, against raw INSERTs.
+/// Command throughput against raw INSERTs and against the cqrs-es peer, and latency at half of
+/// it against raw INSERTs.
 async fn commands_rows(
     args: &Args,
     env: &Env,
@@ -81,6 +82,22 @@ async fn commands_rows(
         )
         .at_least(1.0),
     );
+    eprintln!(
+        "cqrs-es peer throughput: {} clients, {duration:?}",
+        args.clients
+    );
+    let peer = peer::command_throughput(&env.maintenance_url, args.clients, duration, labs).await;
+    eprintln!("  {:.0} commands/s", peer.as_ref().map_or(0.0, |v| *v));
+    rows.push(
+        Row::new(
+            "command throughput ÷ cqrs-es peer",
+            commands,
+            "cqrs-es + postgres-es, CompleteLab in process",
+            peer.as_ref().copied().unwrap_or(0.0),
+            "/s",
+        )
+        .at_least(3.0),
+    );
 
     let rate = (commands / 2.0).max(10.0);
     eprintln!("latency at {rate:.0}/s (half the measured command maximum)");
@@ -88,6 +105,7 @@ async fn commands_rows(
     let insert_latency = insert_latency(&scratch_url, rate, duration).await?;
     drop_database(&env.maintenance_url, &scratch).await;
     inserts?;
+    peer?;
     rows.push(Row::new(
         "command p50 at half max rate",
         ms(&command_latency, 0.5),
@@ -338,7 +356,7 @@ async fn insert_throughput(url: &str, clients: usize, duration: Duration) -> any
 }
 
 /// A pool of `size` connections for a baseline.
-fn questlog_store_pool(url: &str, size: usize) -> anyhow::Result<sqlx::PgPool> {
+pub fn questlog_store_pool(url: &str, size: usize) -> anyhow::Result<sqlx::PgPool> {
     Ok(sqlx::postgres::PgPoolOptions::new()
         .max_connections(u32::try_from(size).unwrap_or(64))
         .acquire_timeout(Duration::from_secs(30))
