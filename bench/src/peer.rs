@@ -3,9 +3,7 @@
 
 use std::collections::BTreeSet;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::{Aggregate, AggregateError, DomainEvent};
@@ -14,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::setup::{drop_database, empty_database};
-use crate::workloads::questlog_store_pool;
+use crate::workloads::{questlog_store_pool, Meter};
 
 /// postgres-es ships no migration: its README points at this schema (`db/init.sql`), without the
 /// view table, since the peer runs no queries (questlog's command path commits no read model
@@ -175,35 +173,20 @@ async fn measure(
     let cqrs = postgres_cqrs::<PeerPlayer>(pool.clone(), vec![], ());
     reject_twice(&cqrs).await?;
 
-    let measuring = Arc::new(AtomicBool::new(false));
-    let stop = Arc::new(AtomicBool::new(false));
-    let done = Arc::new(AtomicU64::new(0));
+    let meter = Meter::default();
     let tasks = (0..clients).map(|_| {
-        let (cqrs, measuring, stop, done) = (&cqrs, measuring.clone(), stop.clone(), done.clone());
+        let (cqrs, meter) = (&cqrs, &meter);
         async move {
             let mut client = Client::new();
-            while !stop.load(Ordering::Relaxed) {
+            while meter.running() {
                 client.complete_next(cqrs, labs).await?;
-                if measuring.load(Ordering::Relaxed) {
-                    done.fetch_add(1, Ordering::Relaxed);
-                }
+                meter.count();
             }
             anyhow::Ok(())
         }
     });
     let run = futures::future::try_join_all(tasks);
-    let clock = async {
-        tokio::time::sleep(duration / 3).await;
-        measuring.store(true, Ordering::SeqCst);
-        let start = Instant::now();
-        tokio::time::sleep(duration).await;
-        let n = done.load(Ordering::SeqCst);
-        measuring.store(false, Ordering::SeqCst);
-        stop.store(true, Ordering::SeqCst);
-        #[allow(clippy::cast_precision_loss)]
-        let rate = n as f64 / start.elapsed().as_secs_f64();
-        rate
-    };
+    let clock = meter.measure(duration);
     let (outcome, rate) = tokio::join!(run, clock);
     outcome?;
     pool.close().await;

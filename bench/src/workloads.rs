@@ -265,38 +265,23 @@ async fn command_throughput(
     duration: Duration,
     labs: usize,
 ) -> anyhow::Result<f64> {
-    let measuring = Arc::new(AtomicBool::new(false));
-    let stop = Arc::new(AtomicBool::new(false));
-    let done = Arc::new(AtomicU64::new(0));
+    let meter = Meter::default();
     let mut players = Vec::new();
     for _ in 0..clients {
         players.push(Player::new(env).await?);
     }
     let tasks = players.into_iter().map(|mut p| {
-        let (measuring, stop, done) = (measuring.clone(), stop.clone(), done.clone());
+        let meter = &meter;
         async move {
-            while !stop.load(Ordering::Relaxed) {
+            while meter.running() {
                 p.complete_next(env, labs).await?;
-                if measuring.load(Ordering::Relaxed) {
-                    done.fetch_add(1, Ordering::Relaxed);
-                }
+                meter.count();
             }
             anyhow::Ok(())
         }
     });
     let run = futures::future::try_join_all(tasks);
-    let clock = async {
-        tokio::time::sleep(duration / 3).await;
-        measuring.store(true, Ordering::SeqCst);
-        let start = Instant::now();
-        tokio::time::sleep(duration).await;
-        let n = done.load(Ordering::SeqCst);
-        measuring.store(false, Ordering::SeqCst);
-        stop.store(true, Ordering::SeqCst);
-        #[allow(clippy::cast_precision_loss)]
-        let rate = n as f64 / start.elapsed().as_secs_f64();
-        rate
-    };
+    let clock = meter.measure(duration);
     let (outcome, rate) = tokio::join!(run, clock);
     outcome?;
     Ok(rate)
@@ -321,38 +306,62 @@ async fn insert_one(pool: &sqlx::PgPool) -> anyhow::Result<()> {
 /// connections.
 async fn insert_throughput(url: &str, clients: usize, duration: Duration) -> anyhow::Result<f64> {
     let pool = questlog_store_pool(url, clients)?;
-    let measuring = Arc::new(AtomicBool::new(false));
-    let stop = Arc::new(AtomicBool::new(false));
-    let done = Arc::new(AtomicU64::new(0));
+    let meter = Meter::default();
     let tasks = (0..clients).map(|_| {
-        let (pool, measuring, stop, done) =
-            (pool.clone(), measuring.clone(), stop.clone(), done.clone());
+        let (pool, meter) = (pool.clone(), &meter);
         async move {
-            while !stop.load(Ordering::Relaxed) {
+            while meter.running() {
                 insert_one(&pool).await?;
-                if measuring.load(Ordering::Relaxed) {
-                    done.fetch_add(1, Ordering::Relaxed);
-                }
+                meter.count();
             }
             anyhow::Ok(())
         }
     });
-    let run = futures::future::try_join_all(tasks);
-    let clock = async {
-        tokio::time::sleep(duration / 3).await;
-        measuring.store(true, Ordering::SeqCst);
-        let start = Instant::now();
-        tokio::time::sleep(duration).await;
-        let n = done.load(Ordering::SeqCst);
-        stop.store(true, Ordering::SeqCst);
-        #[allow(clippy::cast_precision_loss)]
-        let rate = n as f64 / start.elapsed().as_secs_f64();
-        rate
-    };
-    let (outcome, rate) = tokio::join!(run, clock);
+    let (outcome, rate) = tokio::join!(
+        futures::future::try_join_all(tasks),
+        meter.measure(duration)
+    );
     outcome?;
     pool.close().await;
     Ok(rate)
+}
+
+/// Counts the operations of closed-loop clients: a warm-up of a third of the duration, then a
+/// measured stretch, then every client stops. Shared by every throughput workload, so questlog,
+/// its baselines and the peer are timed the same way.
+#[derive(Default)]
+pub struct Meter {
+    measuring: AtomicBool,
+    stop: AtomicBool,
+    done: AtomicU64,
+}
+
+impl Meter {
+    /// Whether the clients should go on.
+    pub fn running(&self) -> bool {
+        !self.stop.load(Ordering::Relaxed)
+    }
+
+    /// One operation done (counted only while measuring).
+    pub fn count(&self) {
+        if self.measuring.load(Ordering::Relaxed) {
+            self.done.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Warms up, measures for `duration`, stops the clients; the operations per second.
+    pub async fn measure(&self, duration: Duration) -> f64 {
+        tokio::time::sleep(duration / 3).await;
+        self.measuring.store(true, Ordering::SeqCst);
+        let start = Instant::now();
+        tokio::time::sleep(duration).await;
+        let n = self.done.load(Ordering::SeqCst);
+        self.measuring.store(false, Ordering::SeqCst);
+        self.stop.store(true, Ordering::SeqCst);
+        #[allow(clippy::cast_precision_loss)]
+        let rate = n as f64 / start.elapsed().as_secs_f64();
+        rate
+    }
 }
 
 /// A pool of `size` connections for a baseline.
