@@ -132,10 +132,9 @@ pub(crate) async fn stream(
     // The head first: events are visible in position order, so every event at or below it is
     // read below, and the ones after it are left out to keep the answer at one point of the log.
     let mut head = store.head().await?;
-    if let Some(as_of) = consistency.as_of {
-        // The stream as it stood then: its events at or below that position.
-        let mut conn = state.pool.acquire().await?;
-        head = as_of.resolve(&mut conn).await?;
+    // The stream as it stood then: its events at or below that position.
+    if let Some(position) = consistency.as_of_applied(&state, &[]).await? {
+        head = position;
     }
     if let Some((min_position, _)) = consistency.wait {
         // The log is the source of truth: a position a client holds is already in it.

@@ -101,16 +101,8 @@ pub(crate) async fn messages(
             format!("limit is 1 to {MAX_MESSAGES}"),
         ));
     }
-    if let Some(as_of) = consistency.as_of {
-        let position = {
-            let mut conn = state.pool.acquire().await?;
-            as_of.resolve(&mut conn).await?
-        };
-        // Every message sent up to that point is in the read model once chat has applied it.
-        state
-            .positions
-            .wait_for(HISTORY, position, consistency.wait_for)
-            .await?;
+    // Every message sent up to that point is in the read model once chat has applied it.
+    if let Some(position) = consistency.as_of_applied(&state, HISTORY).await? {
         let mut tx = begin(&state.pool).await?;
         let history = history_as_of(&mut tx, &channel, position, params.before, limit).await?;
         tx.commit().await?;

@@ -262,15 +262,7 @@ async fn board_for(
     state: &QueryState,
     consistency: &Consistency,
 ) -> Result<(sqlx::Transaction<'static, sqlx::Postgres>, i64, Board), ApiError> {
-    if let Some(as_of) = consistency.as_of {
-        let position = {
-            let mut conn = state.pool.acquire().await?;
-            as_of.resolve(&mut conn).await?
-        };
-        state
-            .positions
-            .wait_for(&[PLAYERS], position, consistency.wait_for)
-            .await?;
+    if let Some(position) = consistency.as_of_applied(state, &[PLAYERS]).await? {
         let tx = begin(&state.pool).await?;
         return Ok((tx, position, Board::AsOf(position)));
     }

@@ -57,6 +57,30 @@ impl Consistency {
         })
     }
 
+    /// The position `as_of` stands for, once every one of `projections` has applied it (their
+    /// read models, or the history they keep, then hold everything up to it); `None` without
+    /// `as_of`.
+    pub async fn as_of_applied(
+        &self,
+        state: &crate::QueryState,
+        projections: &[&str],
+    ) -> Result<Option<i64>, ApiError> {
+        let Some(as_of) = self.as_of else {
+            return Ok(None);
+        };
+        let position = {
+            let mut conn = state.pool.acquire().await?;
+            as_of.resolve(&mut conn).await?
+        };
+        if !projections.is_empty() {
+            state
+                .positions
+                .wait_for(projections, position, self.wait_for)
+                .await?;
+        }
+        Ok(Some(position))
+    }
+
     /// Refuses `as_of` on a read that has no past (400 `as_of_unsupported`).
     pub fn now_only(&self, what: &str) -> Result<(), ApiError> {
         if self.as_of.is_some() {

@@ -40,16 +40,8 @@ pub(crate) async fn online(
 ) -> Result<Response, ApiError> {
     auth?;
     let consistency = Consistency::parse(query(read)?)?;
-    if let Some(as_of) = consistency.as_of {
-        let position = {
-            let mut conn = state.pool.acquire().await?;
-            as_of.resolve(&mut conn).await?
-        };
-        // The history holds every version up to the projection's checkpoint.
-        state
-            .positions
-            .wait_for(&[PRESENCE], position, consistency.wait_for)
-            .await?;
+    // The history holds every version up to the projection's checkpoint.
+    if let Some(position) = consistency.as_of_applied(&state, &[PRESENCE]).await? {
         let mut conn = state.pool.acquire().await?;
         let online: Vec<Online> = sqlx::query_as(
             "SELECT player_id, username, current_lab, since FROM rm_presence_history \
