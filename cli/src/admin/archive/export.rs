@@ -46,15 +46,7 @@ pub async fn export(
     };
     std::fs::rename(&partial, path)
         .with_context(|| format!("renaming {} to {}", partial.display(), path.display()))?;
-    let summary = ArchiveSummary {
-        file: path.to_owned(),
-        database,
-        counts,
-        bytes: std::fs::metadata(path)
-            .with_context(|| format!("reading the size of {}", path.display()))?
-            .len(),
-        sha256,
-    };
+    let summary = ArchiveSummary::of_file(path, database, counts, sha256)?;
     summary.print(out, json, None)?;
     Ok(summary)
 }

@@ -85,15 +85,7 @@ pub async fn import(
     }
     .context(NOTHING)?;
     bar.finish_and_clear();
-    let summary = ArchiveSummary {
-        file: path.to_owned(),
-        database,
-        counts,
-        bytes: std::fs::metadata(path)
-            .with_context(|| format!("reading the size of {}", path.display()))?
-            .len(),
-        sha256,
-    };
+    let summary = ArchiveSummary::of_file(path, database, counts, sha256)?;
     summary.print(out, json, Some(yes))?;
     if !yes && !json {
         writeln!(

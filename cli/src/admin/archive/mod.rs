@@ -84,6 +84,29 @@ pub struct ArchiveSummary {
 }
 
 impl ArchiveSummary {
+    /// The summary of the archive at `path`, its size read from the file.
+    ///
+    /// # Errors
+    /// When the file's size cannot be read.
+    pub fn of_file(
+        path: &std::path::Path,
+        database: String,
+        counts: Counts,
+        sha256: String,
+    ) -> anyhow::Result<Self> {
+        use anyhow::Context as _;
+        let bytes = std::fs::metadata(path)
+            .with_context(|| format!("reading the size of {}", path.display()))?
+            .len();
+        Ok(Self {
+            file: path.to_owned(),
+            database,
+            counts,
+            bytes,
+            sha256,
+        })
+    }
+
     /// Prints the summary as a record (or JSON); an import says whether it wrote anything.
     ///
     /// # Errors
