@@ -7,6 +7,8 @@
 //! - Core subject `<prefix>.changes.<projection>` carries a [`ChangeAnnouncement`] after every
 //!   projector commit.
 
+pub mod lineage;
+
 use serde::{Deserialize, Serialize};
 
 /// Header with the event's global log position.
@@ -100,6 +102,11 @@ pub struct ChangeAnnouncement {
     /// changes are incomplete instead of silently skipping them. `None` from older projectors.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub previous: Option<i64>,
+    /// The identity of the log the projector folds ([`questlog_store::lineage::identity`]): a
+    /// listener ignores announcements of another log (another deployment on the same NATS
+    /// prefix). `None` from older projectors.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log: Option<String>,
     pub changes: Vec<Change>,
 }
 

@@ -82,6 +82,7 @@ pub struct Application {
 struct Health {
     pool: PgPool,
     nats: Option<async_nats::Client>,
+    names: Names,
 }
 
 /// Hooks for tests that reproduce faults (a projector failing at a named point).
@@ -201,17 +202,31 @@ impl Application {
                     pool.clone(),
                     shutdown.clone(),
                 );
-                router = router.merge(questlog_query_api::router(questlog_query_api::QueryState {
-                    pool: pool.clone(),
-                    tokens: keys.clone(),
-                    positions,
-                }));
+                let monitor = crate::lineage::Monitor::spawn(
+                    pool.clone(),
+                    client.clone(),
+                    names.clone(),
+                    Duration::from_secs(2),
+                    shutdown.clone(),
+                )
+                .await;
+                router = router.merge(
+                    questlog_query_api::router(questlog_query_api::QueryState {
+                        pool: pool.clone(),
+                        tokens: keys.clone(),
+                        positions,
+                    })
+                    .layer(axum::middleware::from_fn_with_state(
+                        monitor,
+                        crate::lineage::gate,
+                    )),
+                );
             }
         }
         let health = Router::new()
             .route("/healthz", get(healthz))
             .route("/readyz", get(readyz))
-            .with_state(Health { pool, nats });
+            .with_state(Health { pool, nats, names });
         let router = health
             .merge(router)
             .fallback(questlog_web::problem::route_not_found)
@@ -263,6 +278,13 @@ async fn readyz(State(health): State<Health>) -> Result<impl IntoResponse, Probl
     if let Some(nats) = &health.nats {
         if nats.connection_state() != async_nats::connection::State::Connected {
             return Err(Problem::unavailable("NATS is not reachable"));
+        }
+        let js = async_nats::jetstream::new(nats.clone());
+        let found = crate::lineage::check(&health.pool, &js, &health.names)
+            .await
+            .map_err(|e| Problem::unavailable(format!("cannot check the event stream: {e:#}")))?;
+        if !found.is_empty() {
+            return Err(crate::lineage::problem(&found));
         }
     }
     Ok((

@@ -65,6 +65,20 @@ pub enum Cmd {
     /// was (same positions, ids, payloads and times). Read models are rebuilt by replay when
     /// questlog starts on it.
     Import(ImportArgs),
+    /// Bring the JetStream stream and the read models back to this database's log when they hold
+    /// another history (another deployment's stream on the same NATS prefix, or a stream ahead of
+    /// a database restored from a backup): deletes such a stream, so that the relay republishes
+    /// the log, and empties such read models, so that their projectors rebuild them. Run it with
+    /// every questlog process of the deployment stopped.
+    Repair {
+        /// Repair. Without it, only say what is wrong and what would be done (exit status 2 when
+        /// something is).
+        #[arg(long)]
+        yes: bool,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod app;
 pub mod config;
+pub mod lineage;
 pub mod secret;
 
 pub use app::Application;

@@ -118,6 +118,26 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .await
                 .with_context(|| format!("exporting {} to {}", redact(url), args.file.display()))?;
         }
+        Cmd::Repair { yes, json } => {
+            prepare_database(&cli.store.database_url).await?;
+            let nats = async_nats::ConnectOptions::new()
+                .connection_timeout(std::time::Duration::from_secs(5))
+                .connect(&cli.store.nats_url)
+                .await
+                .with_context(|| format!("connecting to NATS at {}", cli.store.nats_url))?;
+            let repair = questlog::admin::repair::repair(
+                &cli.store.database_url,
+                &nats,
+                &questlog_bus::Names::new(&cli.store.nats_prefix),
+                yes,
+                json,
+                &mut std::io::stdout(),
+            )
+            .await?;
+            if !repair.found.is_empty() && !repair.done {
+                std::process::exit(2);
+            }
+        }
         Cmd::Import(args) => {
             let pool = prepare_database(&cli.store.database_url).await?;
             let outcome = archive::import(

@@ -4,6 +4,7 @@
 
 mod error;
 pub mod leader;
+pub mod lineage;
 mod postgres;
 
 use async_trait::async_trait;

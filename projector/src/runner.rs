@@ -6,6 +6,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use async_nats::jetstream::{self, consumer::pull, consumer::AckPolicy, consumer::DeliverPolicy};
 use futures::{FutureExt, StreamExt};
+use questlog_bus::lineage::{self, Mismatch};
 use questlog_bus::{ensure_stream, ChangeAnnouncement, Names};
 use questlog_store::{leader, RecordedEvent};
 use sqlx::{Connection, PgConnection};
@@ -58,13 +59,24 @@ pub async fn run(
         match lead(projection.as_ref(), &config, &client, conn, &shutdown).await {
             Ok(()) => break,
             Err(e) => {
-                tracing::warn!(
-                    projection = projection.name(),
-                    error = format!("{e:#}"),
-                    "projector interrupted; starting over"
-                );
+                let wait = if let Some(mismatch) = e.downcast_ref::<Mismatch>() {
+                    tracing::error!(
+                        projection = projection.name(),
+                        %mismatch,
+                        remedy = Mismatch::REMEDY,
+                        "the projector refuses to fold a history that is not this log's"
+                    );
+                    config.retry.max(Duration::from_secs(5))
+                } else {
+                    tracing::warn!(
+                        projection = projection.name(),
+                        error = format!("{e:#}"),
+                        "projector interrupted; starting over"
+                    );
+                    config.retry
+                };
                 tokio::select! {
-                    () = tokio::time::sleep(config.retry) => {}
+                    () = tokio::time::sleep(wait) => {}
                     () = shutdown.cancelled() => break,
                 }
             }
@@ -87,28 +99,54 @@ async fn lead(
     .execute(&mut conn)
     .await
     .context("creating the checkpoint")?;
-    let resume: i64 = sqlx::query_scalar(
-        "SELECT stream_sequence FROM projection_checkpoints WHERE projection = $1",
+    let (resume, counted_in): (i64, Option<String>) = sqlx::query_as(
+        "SELECT stream_sequence, stream_created FROM projection_checkpoints WHERE projection = $1",
     )
     .bind(name)
     .fetch_one(&mut conn)
     .await
     .context("reading the checkpoint")?;
+    // One log, one history: neither a stream nor a checkpoint of another history is touched.
+    if let Some(mismatch) = questlog_store::lineage::foreign_checkpoints(&mut conn)
+        .await
+        .context("checking the checkpoint against the log")?
+        .into_iter()
+        .find(|c| c.projection == name)
+    {
+        return Err(Mismatch::ReadModel {
+            projection: mismatch.projection,
+            position: mismatch.position,
+            head: mismatch.head,
+        }
+        .into());
+    }
     let js = jetstream::new(client.clone());
-    let mut stream = ensure_stream(&js, &config.names)
+    let stream = ensure_stream(&js, &config.names)
         .await
         .map_err(|e| anyhow::anyhow!("opening the event stream: {e}"))?;
-    let last_sequence = stream
-        .info()
-        .await
-        .map_err(|e| anyhow::anyhow!("reading the event stream: {e}"))?
-        .state
-        .last_sequence;
-    // A stream that lost its storage starts over at 1; positions still keep duplicates out.
+    let state = lineage::stream_state(&js, &config.names)
+        .await?
+        .context("the event stream vanished")?;
+    if let Some(mismatch) =
+        lineage::check_tail(&mut conn, &config.names, state.tail.as_ref()).await?
+    {
+        return Err(mismatch.into());
+    }
+    let last_sequence = state.tail.as_ref().map_or(0, |t| t.sequence);
+    // Sequences count within one stream: after the stream was deleted and created again (by
+    // `questlog repair`, say) the checkpoint's sequence means nothing, and a stream that lost its
+    // storage starts over at 1. Positions still keep duplicates out.
     let mut applied = u64::try_from(resume).unwrap_or(0);
-    if applied > last_sequence {
+    if applied > last_sequence || counted_in.as_deref() != Some(state.created.as_str()) {
         applied = 0;
     }
+    let log = questlog_store::lineage::identity(&mut conn)
+        .await
+        .context("reading the log's identity")?;
+    let epoch = Epoch {
+        stream_created: state.created,
+        log,
+    };
     // The consumer resumes exactly after the checkpoint. Messages that a previous leader pulled
     // and never acknowledged would otherwise come back only after the ack wait, behind newer ones,
     // and in-order application could not be guaranteed.
@@ -145,7 +183,16 @@ async fn lead(
             .context("reading the checkpoint")?;
     // `previous` is the checkpoint itself: a listener that heard of less missed the old leader's
     // last announcement.
-    announce(client, &config.names, name, position, position, Vec::new()).await;
+    announce(
+        client,
+        &config.names,
+        &epoch,
+        name,
+        position,
+        position,
+        Vec::new(),
+    )
+    .await;
     loop {
         let first = tokio::select! {
             m = messages.next() => m,
@@ -161,8 +208,17 @@ async fn lead(
                 _ => break,
             }
         }
-        applied = apply_batch(projection, config, client, &mut conn, batch, applied).await?;
+        applied = apply_batch(
+            projection, config, client, &mut conn, &epoch, batch, applied,
+        )
+        .await?;
     }
+}
+
+/// What a projector's leadership works in: the stream its sequences count in, and the log.
+struct Epoch {
+    stream_created: String,
+    log: String,
 }
 
 async fn apply_batch(
@@ -170,6 +226,7 @@ async fn apply_batch(
     config: &ProjectorConfig,
     client: &async_nats::Client,
     conn: &mut PgConnection,
+    epoch: &Epoch,
     batch: Vec<jetstream::Message>,
     mut applied: u64,
 ) -> anyhow::Result<u64> {
@@ -211,30 +268,53 @@ async fn apply_batch(
             fresh.push(event);
         }
     }
-    let changes = if fresh.is_empty() {
-        sqlx::query("UPDATE projection_checkpoints SET stream_sequence = $2 WHERE projection = $1")
-            .bind(name)
-            .bind(i64::try_from(applied).unwrap_or(i64::MAX))
-            .execute(&mut *tx)
-            .await
-            .context("moving the checkpoint")?;
-        Vec::new()
-    } else {
+    // Only this log's events are folded: a message of another history (another deployment's
+    // stream, or events a restored backup no longer has) stops the projector before it changes
+    // anything.
+    let ids: Vec<(i64, uuid::Uuid)> = fresh.iter().map(|e| (e.position, e.event_id)).collect();
+    if let Some((position, event_id)) =
+        questlog_store::lineage::first_foreign(&mut tx, &ids).await?
+    {
+        return Err(Mismatch::Stream {
+            stream: config.names.events_stream(),
+            position,
+            event_id,
+            head: lineage::head(&mut tx).await?,
+        }
+        .into());
+    }
+    let sequence = i64::try_from(applied).unwrap_or(i64::MAX);
+    let changes = if let Some(last) = fresh.last() {
         let changes = projection
             .apply(&mut tx, &fresh)
             .await
             .context("applying events")?;
         sqlx::query(
-            "UPDATE projection_checkpoints SET position = $2, stream_sequence = $3, updated_at = clock_timestamp() \
-             WHERE projection = $1",
+            "UPDATE projection_checkpoints SET position = $2, event_id = $3, stream_sequence = $4, \
+                    stream_created = $5, updated_at = clock_timestamp() \
+              WHERE projection = $1",
         )
         .bind(name)
         .bind(high)
-        .bind(i64::try_from(applied).unwrap_or(i64::MAX))
-            .execute(&mut *tx)
-            .await
-            .context("moving the checkpoint")?;
+        .bind(last.event_id)
+        .bind(sequence)
+        .bind(&epoch.stream_created)
+        .execute(&mut *tx)
+        .await
+        .context("moving the checkpoint")?;
         changes
+    } else {
+        sqlx::query(
+            "UPDATE projection_checkpoints SET stream_sequence = $2, stream_created = $3 \
+              WHERE projection = $1",
+        )
+        .bind(name)
+        .bind(sequence)
+        .bind(&epoch.stream_created)
+        .execute(&mut *tx)
+        .await
+        .context("moving the checkpoint")?;
+        Vec::new()
     };
     tx.commit().await.context("committing")?;
     if config
@@ -250,7 +330,16 @@ async fn apply_batch(
             .map_err(|e| anyhow::anyhow!("acknowledging: {e}"))?;
     }
     if high > checkpoint {
-        announce(client, &config.names, name, checkpoint, high, changes).await;
+        announce(
+            client,
+            &config.names,
+            epoch,
+            name,
+            checkpoint,
+            high,
+            changes,
+        )
+        .await;
     }
     Ok(applied)
 }
@@ -260,6 +349,7 @@ async fn apply_batch(
 async fn announce(
     client: &async_nats::Client,
     names: &Names,
+    epoch: &Epoch,
     projection: &str,
     previous: i64,
     position: i64,
@@ -269,6 +359,7 @@ async fn announce(
         projection: projection.to_owned(),
         position,
         previous: Some(previous),
+        log: Some(epoch.log.clone()),
         changes,
     };
     let Ok(payload) = serde_json::to_vec(&announcement) else {

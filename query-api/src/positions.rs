@@ -244,6 +244,21 @@ async fn listen(
     positions: Positions,
     shutdown: CancellationToken,
 ) {
+    // Announcements of another log (another deployment sharing the NATS prefix) are not ours.
+    let log = loop {
+        let identity = async {
+            let mut conn = positions.inner.pool.acquire().await?;
+            questlog_store::lineage::identity(&mut conn).await
+        };
+        match identity.await {
+            Ok(log) => break log,
+            Err(e) => tracing::warn!(error = %e, "cannot read the log's identity; retrying"),
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(std::time::Duration::from_millis(500)) => {}
+        }
+    };
     let mut subscriber = match client.subscribe(names.changes_wildcard()).await {
         Ok(subscriber) => subscriber,
         Err(e) => {
@@ -273,6 +288,9 @@ async fn listen(
                     break;
                 };
                 match serde_json::from_slice::<ChangeAnnouncement>(&message.payload) {
+                    Ok(announcement) if announcement.log.as_ref().is_some_and(|l| *l != log) => {
+                        tracing::debug!(subject = %message.subject, "ignoring another log's announcement");
+                    }
                     Ok(announcement) => {
                         positions.advance(&announcement.projection, announcement.position);
                         positions.inner.live.offer(announcement);

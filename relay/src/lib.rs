@@ -8,7 +8,14 @@
 //!   is the checkpoint, so there is no second write to get out of step.
 //! - One active relay: leadership is a Postgres advisory lock, and the leader reads the log on the
 //!   connection that holds it.
-//! - Wakes on `LISTEN questlog_appended`; a slow timer only guards against a lost notification.
+//! - Wakes on `LISTEN questlog_appended`; a slow timer only guards against a lost notification,
+//!   and checks that the stream still ends where the relay left it: a NATS server that lost the
+//!   newest part of its store (a power loss within its fsync interval) is noticed, and the relay
+//!   republishes from the stream's new end.
+//! - One log, one history: before publishing, the relay checks that the stream's newest message is
+//!   an event of this database's log ([`questlog_bus::lineage`]). A stream of another deployment,
+//!   or one ahead of a restored log, is refused loudly and left untouched until an operator runs
+//!   `questlog repair`.
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -16,6 +23,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use async_nats::jetstream::{self, context::Publish};
 use async_nats::HeaderMap;
+use questlog_bus::lineage::{self, Mismatch};
 use questlog_bus::{ensure_stream, Names, EVENT_TYPE_HEADER, POSITION_HEADER, STREAM_HEADER};
 use questlog_store::{leader, read_after, RecordedEvent};
 use sqlx::postgres::PgListener;
@@ -33,6 +41,8 @@ pub struct RelayConfig {
     pub page: i64,
     /// How long to wait before retrying after a failure (and between leadership attempts).
     pub retry: Duration,
+    /// How often an idle relay checks that the stream still ends where it left it.
+    pub idle_check: Duration,
 }
 
 impl RelayConfig {
@@ -43,6 +53,7 @@ impl RelayConfig {
             window: 256,
             page: 1000,
             retry: Duration::from_millis(500),
+            idle_check: Duration::from_secs(2),
         }
     }
 }
@@ -60,9 +71,19 @@ pub async fn run(config: RelayConfig, client: async_nats::Client, shutdown: Canc
         match lead(&config, &js, conn, &shutdown).await {
             Ok(()) => break,
             Err(e) => {
-                tracing::warn!(error = format!("{e:#}"), "relay interrupted; starting over");
+                let wait = if let Some(mismatch) = e.downcast_ref::<Mismatch>() {
+                    tracing::error!(
+                        %mismatch,
+                        remedy = Mismatch::REMEDY,
+                        "the relay refuses to publish: the stream is not this log's"
+                    );
+                    config.retry.max(Duration::from_secs(5))
+                } else {
+                    tracing::warn!(error = format!("{e:#}"), "relay interrupted; starting over");
+                    config.retry
+                };
                 tokio::select! {
-                    () = tokio::time::sleep(config.retry) => {}
+                    () = tokio::time::sleep(wait) => {}
                     () = shutdown.cancelled() => break,
                 }
             }
@@ -70,33 +91,28 @@ pub async fn run(config: RelayConfig, client: async_nats::Client, shutdown: Canc
     }
 }
 
-/// Where the stream ends: the last published event's position and id.
+/// Where the stream ends: the last published event's position and id, and the stream sequence
+/// of that message. Refuses (a [`Mismatch`]) a stream whose newest message is not this log's.
 async fn resume_point(
     js: &jetstream::Context,
     names: &Names,
-) -> anyhow::Result<(i64, Option<String>)> {
-    let mut stream = ensure_stream(js, names).await.map_err(|e| {
+    conn: &mut PgConnection,
+) -> anyhow::Result<(i64, Option<String>, u64)> {
+    ensure_stream(js, names).await.map_err(|e| {
         anyhow::anyhow!(
             "creating the JetStream stream {}: {e}",
             names.events_stream()
         )
     })?;
-    let last_sequence = stream
-        .info()
-        .await
-        .context("reading the stream's state")?
-        .state
-        .last_sequence;
-    if last_sequence == 0 {
-        return Ok((0, None));
+    let tail = lineage::stream_state(js, names)
+        .await?
+        .and_then(|state| state.tail);
+    if let Some(mismatch) = lineage::check_tail(conn, names, tail.as_ref()).await? {
+        return Err(mismatch.into());
     }
-    let message = stream
-        .get_raw_message(last_sequence)
-        .await
-        .context("reading the stream's last message")?;
-    let event: RecordedEvent =
-        serde_json::from_slice(&message.payload).context("decoding the stream's last message")?;
-    Ok((event.position, Some(event.event_id.to_string())))
+    Ok(tail.map_or((0, None, 0), |t| {
+        (t.position, Some(t.event_id.to_string()), t.sequence)
+    }))
 }
 
 async fn lead(
@@ -112,7 +128,10 @@ async fn lead(
         .listen("questlog_appended")
         .await
         .context("listening for appends")?;
-    let (mut after, mut last_id) = resume_point(js, &config.names).await?;
+    let (mut after, mut last_id, mut sequence) = resume_point(js, &config.names, &mut conn).await?;
+    let stream = ensure_stream(js, &config.names)
+        .await
+        .map_err(|e| anyhow::anyhow!("opening the JetStream stream: {e}"))?;
     tracing::info!(after, "relay publishing");
     let mut in_flight: VecDeque<(i64, jetstream::context::PublishAckFuture)> = VecDeque::new();
     loop {
@@ -120,10 +139,12 @@ async fn lead(
             .await
             .context("reading the log")?;
         if page.is_empty() {
-            drain(&mut in_flight, 0).await?;
+            sequence = drain(&mut in_flight, 0).await?.unwrap_or(sequence);
             tokio::select! {
                 n = listener.recv() => { n.context("waiting for appends")?; }
-                () = tokio::time::sleep(Duration::from_secs(5)) => {}
+                () = tokio::time::sleep(config.idle_check) => {
+                    still_ends_at(&stream, sequence).await?;
+                }
                 () = shutdown.cancelled() => return Ok(()),
             }
             continue;
@@ -137,7 +158,9 @@ async fn lead(
                 .await
                 .context("publishing")?;
             in_flight.push_back((position, ack));
-            drain(&mut in_flight, config.window).await?;
+            sequence = drain(&mut in_flight, config.window)
+                .await?
+                .unwrap_or(sequence);
             after = position;
             last_id = Some(event_id);
         }
@@ -164,17 +187,40 @@ fn message(event: &RecordedEvent, previous_id: Option<&str>) -> anyhow::Result<P
     })
 }
 
-/// Awaits acknowledgements, oldest first, until at most `keep` publishes are in flight.
+/// Awaits acknowledgements, oldest first, until at most `keep` publishes are in flight; returns
+/// the stream sequence of the last one acknowledged, if any was.
 async fn drain(
     in_flight: &mut VecDeque<(i64, jetstream::context::PublishAckFuture)>,
     keep: usize,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Option<u64>> {
+    let mut sequence = None;
     while in_flight.len() > keep {
         let Some((position, ack)) = in_flight.pop_front() else {
             break;
         };
-        ack.await
+        let ack = ack
+            .await
             .with_context(|| format!("JetStream did not acknowledge position {position}"))?;
+        sequence = Some(ack.sequence);
+    }
+    Ok(sequence)
+}
+
+/// Fails when the stream no longer ends at the message the relay last published: it lost its
+/// newest messages, or something else published to it. The relay then starts over from the
+/// stream's end, as on any start.
+async fn still_ends_at(stream: &jetstream::stream::Stream, sequence: u64) -> anyhow::Result<()> {
+    let last = stream
+        .get_info()
+        .await
+        .context("reading the stream's state")?
+        .state
+        .last_sequence;
+    if last != sequence {
+        anyhow::bail!(
+            "the stream ends at sequence {last}, not at {sequence} where this relay left it; \
+             resuming from its end"
+        );
     }
     Ok(())
 }

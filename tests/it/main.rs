@@ -6,6 +6,7 @@ mod chat;
 mod commands;
 mod identity;
 mod labs;
+mod lineage;
 mod presence;
 mod read_side;
 mod store;

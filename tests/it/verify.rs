@@ -1,7 +1,5 @@
 //! `questlog verify`: the live read models against a replay of the log.
 
-use std::time::Duration;
-
 use futures::future::join_all;
 use questlog_tests::{position, TestApp};
 use serde_json::{json, Value};
@@ -42,32 +40,12 @@ async fn load(app: &TestApp, round: usize) -> i64 {
     last
 }
 
-/// Waits until every projection has applied `head`.
 async fn caught_up(app: &TestApp, head: i64) {
-    let admin = app.admin_token();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let (_, _, body) = app.get(&admin, "/v1/admin/projections").await;
-        let done = body["projections"]
-            .as_array()
-            .is_some_and(|ps| ps.iter().all(|p| p["position"].as_i64() >= Some(head)));
-        if done {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "not caught up: {body}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    app.caught_up(head).await;
 }
 
 async fn verify(app: &TestApp) -> (bool, Value) {
-    let mut out = Vec::new();
-    let drifted = questlog::admin::rebuild::verify(&app.db.url, true, &mut out)
-        .await
-        .expect("verify runs");
-    (drifted, serde_json::from_slice(&out).expect("JSON"))
+    app.verify().await
 }
 
 fn table<'a>(checks: &'a Value, name: &str) -> &'a Value {

@@ -61,6 +61,11 @@ impl NatsServer {
         format!("nats://127.0.0.1:{}", self.port)
     }
 
+    /// Where it keeps its JetStream store (`-sd`).
+    pub fn store_dir(&self) -> &std::path::Path {
+        &self.dir
+    }
+
     /// Stops the server (as a crash would: SIGKILL) and waits until the port is closed.
     pub async fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {

@@ -349,6 +349,58 @@ impl TestApp {
     }
 }
 
+impl TestApp {
+    /// Waits (up to 30 s) until every projection has applied `head`.
+    ///
+    /// # Panics
+    /// When they do not.
+    pub async fn caught_up(&self, head: i64) {
+        let admin = self.admin_token();
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let (_, _, body) = self.get(&admin, "/v1/admin/projections").await;
+            let done = body["projections"]
+                .as_array()
+                .is_some_and(|ps| ps.iter().all(|p| p["position"].as_i64() >= Some(head)));
+            if done {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "not caught up: {body}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
+    /// `questlog verify --json` on this app's database: whether anything drifted, and the checks.
+    ///
+    /// # Panics
+    /// When verify cannot run.
+    pub async fn verify(&self) -> (bool, Value) {
+        let mut out = Vec::new();
+        let drifted = questlog::admin::rebuild::verify(&self.db.url, true, &mut out)
+            .await
+            .expect("verify runs");
+        (drifted, serde_json::from_slice(&out).expect("JSON"))
+    }
+
+    /// `GET /readyz`: the status and the body.
+    ///
+    /// # Panics
+    /// When the request fails at the transport level.
+    pub async fn readyz(&self) -> (StatusCode, Value) {
+        let response = self
+            .client
+            .get(self.url("/readyz"))
+            .send()
+            .await
+            .expect("request sent");
+        let status = response.status();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+}
+
 impl Drop for TestApp {
     fn drop(&mut self) {
         self.shutdown.cancel();

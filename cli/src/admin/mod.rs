@@ -6,3 +6,4 @@ pub mod catalog;
 pub mod inspect;
 pub mod output;
 pub mod rebuild;
+pub mod repair;

@@ -204,6 +204,7 @@ impl TestApi {
             projection: projection.to_owned(),
             position,
             previous: None,
+            log: None,
             changes: Vec::new(),
         };
         self.nats
