@@ -29,6 +29,29 @@ pub async fn first_foreign(
     .await
 }
 
+/// A projector's batch step, in one round trip: locks `projection`'s checkpoint row (`FOR UPDATE`)
+/// and returns its position, with the first of `events` (position, id) that this log does not
+/// hold, if any.
+///
+/// # Errors
+/// When the query fails or the checkpoint row does not exist.
+pub async fn lock_checkpoint(
+    conn: &mut PgConnection,
+    projection: &str,
+    events: &[(i64, Uuid)],
+) -> Result<(i64, Option<(i64, Uuid)>), sqlx::Error> {
+    let (positions, ids): (Vec<i64>, Vec<Uuid>) = events.iter().copied().unzip();
+    let (checkpoint, position, id): (i64, Option<i64>, Option<Uuid>) = sqlx::query_as(
+        "SELECT c.position, f.p, f.id FROM projection_checkpoints c            LEFT JOIN LATERAL (                 SELECT b.p, b.id FROM unnest($2::bigint[], $3::uuid[]) WITH ORDINALITY AS b(p, id, ord)                  WHERE NOT EXISTS (SELECT 1 FROM events e WHERE e.position = b.p AND e.event_id = b.id)                  ORDER BY b.ord LIMIT 1) f ON true           WHERE c.projection = $1 FOR UPDATE OF c",
+    )
+    .bind(projection)
+    .bind(positions)
+    .bind(ids)
+    .fetch_one(conn)
+    .await?;
+    Ok((checkpoint, position.zip(id)))
+}
+
 /// A read model whose checkpoint is not a point of this log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ForeignCheckpoint {

@@ -252,13 +252,22 @@ async fn apply_batch(
         events.push(event);
     }
     let mut tx = conn.begin().await.context("beginning")?;
-    let checkpoint: i64 = sqlx::query_scalar(
-        "SELECT position FROM projection_checkpoints WHERE projection = $1 FOR UPDATE",
-    )
-    .bind(name)
-    .fetch_one(&mut *tx)
-    .await
-    .context("reading the checkpoint")?;
+    // Only this log's events are folded: a message of another history (another deployment's
+    // stream, or events a restored backup no longer has) stops the projector before it changes
+    // anything. Checked with the checkpoint's lock, in the same round trip.
+    let ids: Vec<(i64, uuid::Uuid)> = events.iter().map(|e| (e.position, e.event_id)).collect();
+    let (checkpoint, foreign) = questlog_store::lineage::lock_checkpoint(&mut tx, name, &ids)
+        .await
+        .context("reading the checkpoint")?;
+    if let Some((position, event_id)) = foreign {
+        return Err(Mismatch::Stream {
+            stream: config.names.events_stream(),
+            position,
+            event_id,
+            head: lineage::head(&mut tx).await?,
+        }
+        .into());
+    }
     // Redelivered and duplicate events are at or below the checkpoint: they change nothing.
     let mut fresh = Vec::with_capacity(events.len());
     let mut high = checkpoint;
@@ -267,21 +276,6 @@ async fn apply_batch(
             high = event.position;
             fresh.push(event);
         }
-    }
-    // Only this log's events are folded: a message of another history (another deployment's
-    // stream, or events a restored backup no longer has) stops the projector before it changes
-    // anything.
-    let ids: Vec<(i64, uuid::Uuid)> = fresh.iter().map(|e| (e.position, e.event_id)).collect();
-    if let Some((position, event_id)) =
-        questlog_store::lineage::first_foreign(&mut tx, &ids).await?
-    {
-        return Err(Mismatch::Stream {
-            stream: config.names.events_stream(),
-            position,
-            event_id,
-            head: lineage::head(&mut tx).await?,
-        }
-        .into());
     }
     let sequence = i64::try_from(applied).unwrap_or(i64::MAX);
     let changes = if let Some(last) = fresh.last() {
