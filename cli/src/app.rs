@@ -227,10 +227,13 @@ impl Application {
             .route("/healthz", get(healthz))
             .route("/readyz", get(readyz))
             .with_state(Health { pool, nats, names });
-        let router = health
+        let mut router = health
             .merge(router)
             .fallback(questlog_web::problem::route_not_found)
             .method_not_allowed_fallback(questlog_web::problem::method_not_allowed);
+        if let Some(cors) = cors(&serve.cors_origins)? {
+            router = router.layer(cors);
+        }
         let listener = TcpListener::bind(serve.listen)
             .await
             .with_context(|| format!("binding {}", serve.listen))?;
@@ -264,6 +267,55 @@ impl Application {
         }
         Ok(())
     }
+}
+
+/// The CORS policy for `origins` (none: no cross-origin access). Preflight requests are answered
+/// by the layer itself, before routing; answers expose the headers a client reads.
+fn cors(origins: &[String]) -> anyhow::Result<Option<tower_http::cors::CorsLayer>> {
+    use axum::http::{header, HeaderName, HeaderValue, Method};
+    use tower_http::cors::{AllowOrigin, CorsLayer};
+    let origins: Vec<&str> = origins
+        .iter()
+        .map(|o| o.trim().trim_end_matches('/'))
+        .filter(|o| !o.is_empty())
+        .collect();
+    if origins.is_empty() {
+        return Ok(None);
+    }
+    let allow = if origins.contains(&"*") {
+        AllowOrigin::any()
+    } else {
+        let mut list = Vec::with_capacity(origins.len());
+        for origin in origins {
+            let uri: axum::http::Uri = origin
+                .parse()
+                .with_context(|| format!("QUESTLOG_CORS_ORIGINS: {origin:?} is not an origin"))?;
+            anyhow::ensure!(
+                uri.scheme().is_some() && uri.host().is_some() && uri.path() == "/",
+                "QUESTLOG_CORS_ORIGINS: {origin:?} is not an origin (scheme://host[:port])"
+            );
+            list.push(HeaderValue::from_str(origin)?);
+        }
+        AllowOrigin::list(list)
+    };
+    Ok(Some(
+        CorsLayer::new()
+            .allow_origin(allow)
+            .allow_methods([Method::GET, Method::POST])
+            .allow_headers([
+                header::AUTHORIZATION,
+                header::CONTENT_TYPE,
+                HeaderName::from_static("idempotency-key"),
+                HeaderName::from_static("last-event-id"),
+                HeaderName::from_static("x-correlation-id"),
+            ])
+            .expose_headers([
+                HeaderName::from_static("questlog-position"),
+                HeaderName::from_static("idempotent-replayed"),
+                header::RETRY_AFTER,
+            ])
+            .max_age(Duration::from_secs(600)),
+    ))
 }
 
 async fn healthz() -> impl IntoResponse {

@@ -190,6 +190,11 @@ pub struct ServeArgs {
     /// Chat commands a player may make at once before the per-minute rate applies.
     #[arg(long, env = "QUESTLOG_CHAT_BURST", default_value_t = NonZeroU32::new(10).expect("positive"))]
     pub chat_burst: NonZeroU32,
+
+    /// Origins whose web pages may call questlog (CORS), comma-separated, each as the browser
+    /// sends it (`http://localhost:5173`); `*` for any. None by default: only same-origin pages.
+    #[arg(long, env = "QUESTLOG_CORS_ORIGINS", value_delimiter = ',')]
+    pub cors_origins: Vec<String>,
 }
 
 impl ServeArgs {
@@ -204,6 +209,7 @@ impl ServeArgs {
             presence_timeout_secs: 120,
             chat_per_minute: NonZeroU32::new(60).expect("positive"),
             chat_burst: NonZeroU32::new(10).expect("positive"),
+            cors_origins: Vec::new(),
         }
     }
 }
