@@ -192,8 +192,14 @@ pub struct ServeArgs {
     pub chat_burst: NonZeroU32,
 
     /// Origins whose web pages may call questlog (CORS), comma-separated, each as the browser
-    /// sends it (`http://localhost:5173`); `*` for any. None by default: only same-origin pages.
-    #[arg(long, env = "QUESTLOG_CORS_ORIGINS", value_delimiter = ',')]
+    /// sends it (`http://localhost:5173`); `*` (the default) for any — safe because questlog
+    /// authenticates with Bearer tokens, never cookies; empty for none (same-origin pages only).
+    #[arg(
+        long,
+        env = "QUESTLOG_CORS_ORIGINS",
+        value_delimiter = ',',
+        default_value = "*"
+    )]
     pub cors_origins: Vec<String>,
 }
 
@@ -209,7 +215,7 @@ impl ServeArgs {
             presence_timeout_secs: 120,
             chat_per_minute: NonZeroU32::new(60).expect("positive"),
             chat_burst: NonZeroU32::new(10).expect("positive"),
-            cors_origins: Vec::new(),
+            cors_origins: vec!["*".to_owned()],
         }
     }
 }

@@ -107,12 +107,21 @@ async fn a_configured_origin_may_send_commands_read_answers_and_follow_the_strea
 }
 
 #[tokio::test]
-async fn another_origin_or_no_configuration_gets_no_cross_origin_access() {
+async fn by_default_any_origin_is_allowed() {
+    let app = TestApp::spawn().await;
+    let (status, headers) =
+        preflight(&app, "https://game.example", "/v1/commands/complete_lab").await;
+    assert!(status.is_success(), "preflight answered {status}");
+    assert_eq!(header(&headers, "access-control-allow-origin"), "*");
+}
+
+#[tokio::test]
+async fn an_origin_not_listed_or_an_empty_list_gets_no_cross_origin_access() {
     let app = app_allowing(&[FRONT_END]).await;
     let (_, headers) = preflight(&app, "http://evil.example", "/v1/commands/complete_lab").await;
     assert!(headers.get("access-control-allow-origin").is_none());
 
-    let closed = TestApp::spawn().await;
+    let closed = app_allowing(&[""]).await;
     let (_, headers) = preflight(&closed, FRONT_END, "/v1/commands/complete_lab").await;
     assert!(headers.get("access-control-allow-origin").is_none());
     let response = closed
