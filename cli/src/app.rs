@@ -231,6 +231,7 @@ impl Application {
             .merge(router)
             .fallback(questlog_web::problem::route_not_found)
             .method_not_allowed_fallback(questlog_web::problem::method_not_allowed);
+        router = harden(router);
         if let Some(cors) = cors(&serve.cors_origins)? {
             router = router.layer(cors);
         }
@@ -267,6 +268,42 @@ impl Application {
         }
         Ok(())
     }
+}
+
+/// How long a request may take until its answer starts (a `min_position` wait is at most 30 s; an
+/// event stream's answer starts at once and then streams for as long as it likes).
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// What every route answers through: a request span for tracing; a panic in a handler is logged
+/// and answered with problem+json `500 internal`, never a dropped connection; a request whose
+/// answer has not started after [`REQUEST_TIMEOUT`] gets `503 timeout`.
+pub fn harden(router: Router) -> Router {
+    use axum::error_handling::HandleErrorLayer;
+    router
+        .layer(
+            tower::ServiceBuilder::new()
+                .layer(HandleErrorLayer::new(|_: tower::BoxError| async {
+                    Problem::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "timeout",
+                        "the request took too long; try again",
+                    )
+                    .retry_after(1)
+                }))
+                .timeout(REQUEST_TIMEOUT),
+        )
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            |panic: Box<dyn std::any::Any + Send>| {
+                let what = panic
+                    .downcast_ref::<String>()
+                    .map(String::as_str)
+                    .or_else(|| panic.downcast_ref::<&str>().copied())
+                    .unwrap_or("(no message)");
+                tracing::error!(panic = what, "a request handler panicked");
+                Problem::internal().into_response()
+            },
+        ))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
 }
 
 /// The CORS policy for `origins` (none: no cross-origin access). Preflight requests are answered
@@ -343,4 +380,59 @@ async fn readyz(State(health): State<Health>) -> Result<impl IntoResponse, Probl
         StatusCode::OK,
         Json(serde_json::json!({ "status": "ready" })),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use axum::http::Request;
+    use tower::ServiceExt as _;
+
+    #[tokio::test]
+    async fn a_panicking_handler_answers_problem_json_500_and_the_server_goes_on() {
+        async fn boom() -> &'static str {
+            panic!("a bug")
+        }
+        let router = harden(
+            Router::new()
+                .route("/boom", get(boom))
+                .route("/fine", get(|| async { "fine" })),
+        );
+        let answer = router
+            .clone()
+            .oneshot(Request::get("/boom").body(Body::empty()).expect("request"))
+            .await
+            .expect("an answer");
+        assert_eq!(answer.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(answer.headers()["content-type"], "application/problem+json");
+        let body = axum::body::to_bytes(answer.into_body(), 4096)
+            .await
+            .expect("body");
+        let body: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
+        assert_eq!(body["code"], "internal");
+        let answer = router
+            .oneshot(Request::get("/fine").body(Body::empty()).expect("request"))
+            .await
+            .expect("an answer");
+        assert_eq!(answer.status(), StatusCode::OK);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_request_whose_answer_does_not_start_in_time_gets_problem_json_503() {
+        async fn stuck() -> &'static str {
+            tokio::time::sleep(REQUEST_TIMEOUT * 2).await;
+            "late"
+        }
+        let answer = harden(Router::new().route("/stuck", get(stuck)))
+            .oneshot(Request::get("/stuck").body(Body::empty()).expect("request"))
+            .await
+            .expect("an answer");
+        assert_eq!(answer.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let body = axum::body::to_bytes(answer.into_body(), 4096)
+            .await
+            .expect("body");
+        let body: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
+        assert_eq!(body["code"], "timeout");
+    }
 }
