@@ -226,13 +226,14 @@ async fn page(
         "SELECT {MESSAGE_COLUMNS} WHERE m.channel = $1 AND m.position < $2 AND m.position <= $4 \
          ORDER BY m.position DESC LIMIT $3"
     );
-    let messages: Vec<MessageOut> = sqlx::query_as(&sql)
+    let mut messages: Vec<MessageOut> = sqlx::query_as(&sql)
         .bind(&name)
         .bind(below)
         .bind(limit)
         .bind(sent_until)
         .fetch_all(&mut *conn)
         .await?;
+    senders_registered_since(conn, &mut messages).await?;
     let full = i64::try_from(messages.len()).unwrap_or(i64::MAX) == limit;
     let next = if full {
         messages.last().map(|m| m.message_id)
@@ -247,6 +248,38 @@ async fn page(
     }))
 }
 
+/// Names the senders the players read model has not registered yet in this snapshot (it may lag
+/// the chat's) from their registrations in the log: a sender registers before its first message,
+/// and a name never changes, so a message shows its sender's name at any position it exists.
+async fn senders_registered_since(
+    conn: &mut PgConnection,
+    messages: &mut [MessageOut],
+) -> Result<(), sqlx::Error> {
+    let streams: Vec<String> = messages
+        .iter()
+        .filter(|m| m.username.is_none())
+        .map(|m| StreamId::Player(PlayerId(m.sender)).to_string())
+        .collect();
+    if streams.is_empty() {
+        return Ok(());
+    }
+    let names: Vec<(String, String)> = sqlx::query_as(
+        "SELECT stream_id, data->>'username' FROM events
+          WHERE stream_id = ANY($1) AND stream_version = 1 AND event_type = 'player_registered'",
+    )
+    .bind(&streams)
+    .fetch_all(&mut *conn)
+    .await?;
+    for message in messages.iter_mut().filter(|m| m.username.is_none()) {
+        let stream = StreamId::Player(PlayerId(message.sender)).to_string();
+        message.username = names
+            .iter()
+            .find(|(s, _)| *s == stream)
+            .map(|(_, name)| name.clone());
+    }
+    Ok(())
+}
+
 /// Messages each as of a position, as a page as of it shows them (`None`: not sent by then): the
 /// `channel:<name>` live topic's changes, each exactly the as-of read at its position.
 pub(crate) async fn messages_as_of(
@@ -255,10 +288,11 @@ pub(crate) async fn messages_as_of(
 ) -> Result<Vec<Option<MessageOut>>, ApiError> {
     let ids: Vec<Uuid> = at.iter().map(|(id, _)| *id).collect();
     let sql = format!("SELECT {MESSAGE_COLUMNS} WHERE m.message_id = ANY($1)");
-    let rows: Vec<MessageOut> = sqlx::query_as(&sql)
+    let mut rows: Vec<MessageOut> = sqlx::query_as(&sql)
         .bind(&ids)
         .fetch_all(&mut *conn)
         .await?;
+    senders_registered_since(conn, &mut rows).await?;
     let streams: Vec<String> = rows
         .iter()
         .map(|m| StreamId::Message(MessageId(m.message_id)).to_string())
