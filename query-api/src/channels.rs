@@ -12,6 +12,7 @@ use chrono::{DateTime, Utc};
 use questlog_domain::chat::MessageState;
 use questlog_domain::values::{Channel, MessageId, PlayerId};
 use questlog_domain::StreamId;
+use questlog_store::RecordedEvent;
 use questlog_web::{Authenticated, Problem};
 use serde::{Deserialize, Serialize};
 use sqlx::PgConnection;
@@ -136,26 +137,37 @@ async fn history_as_of(
         .collect();
     let recorded = events_until(conn, &streams, position).await?;
     for message in &mut history.messages {
-        let stream = StreamId::Message(MessageId(message.message_id)).to_string();
-        let mine: Vec<_> = recorded
-            .iter()
-            .filter(|e| e.stream_id == stream)
-            .cloned()
-            .collect();
-        let mut state = MessageState::default();
-        for event in decode(&mine)? {
-            state.evolve(&event);
-        }
-        let content = state.sent.and_then(|m| m.content);
-        message.deleted = content.is_none();
-        message.content = content.map(|c| c.as_str().to_owned());
-        message.edited_at = mine
-            .iter()
-            .rev()
-            .find(|e| e.event_type == "message_edited")
-            .map(|e| e.recorded_at);
+        fold_message(message, &recorded, position)?;
     }
     Ok(Some(history))
+}
+
+/// Sets what edits and deletions change of `message` as its stream, among `recorded`, folds up
+/// to `position`.
+fn fold_message(
+    message: &mut MessageOut,
+    recorded: &[RecordedEvent],
+    position: i64,
+) -> Result<(), ApiError> {
+    let stream = StreamId::Message(MessageId(message.message_id)).to_string();
+    let mine: Vec<_> = recorded
+        .iter()
+        .filter(|e| e.stream_id == stream && e.position <= position)
+        .cloned()
+        .collect();
+    let mut state = MessageState::default();
+    for event in decode(&mine)? {
+        state.evolve(&event);
+    }
+    let content = state.sent.and_then(|m| m.content);
+    message.deleted = content.is_none();
+    message.content = content.map(|c| c.as_str().to_owned());
+    message.edited_at = mine
+        .iter()
+        .rev()
+        .find(|e| e.event_type == "message_edited")
+        .map(|e| e.recorded_at);
+    Ok(())
 }
 
 fn unknown_cursor() -> ApiError {
@@ -214,13 +226,14 @@ async fn page(
         "SELECT {MESSAGE_COLUMNS} WHERE m.channel = $1 AND m.position < $2 AND m.position <= $4 \
          ORDER BY m.position DESC LIMIT $3"
     );
-    let messages: Vec<MessageOut> = sqlx::query_as(&sql)
+    let mut messages: Vec<MessageOut> = sqlx::query_as(&sql)
         .bind(&name)
         .bind(below)
         .bind(limit)
         .bind(sent_until)
         .fetch_all(&mut *conn)
         .await?;
+    senders_registered_since(conn, &mut messages).await?;
     let full = i64::try_from(messages.len()).unwrap_or(i64::MAX) == limit;
     let next = if full {
         messages.last().map(|m| m.message_id)
@@ -235,14 +248,68 @@ async fn page(
     }))
 }
 
-/// One message in this snapshot: a `channel:<name>` live change.
-pub(crate) async fn read_message(
+/// Names the senders the players read model has not registered yet in this snapshot (it may lag
+/// the chat's) from their registrations in the log: a sender registers before its first message,
+/// and a name never changes, so a message shows its sender's name at any position it exists.
+async fn senders_registered_since(
     conn: &mut PgConnection,
-    message_id: Uuid,
-) -> Result<Option<MessageOut>, sqlx::Error> {
-    let sql = format!("SELECT {MESSAGE_COLUMNS} WHERE m.message_id = $1");
-    sqlx::query_as(&sql)
-        .bind(message_id)
-        .fetch_optional(conn)
-        .await
+    messages: &mut [MessageOut],
+) -> Result<(), sqlx::Error> {
+    let streams: Vec<String> = messages
+        .iter()
+        .filter(|m| m.username.is_none())
+        .map(|m| StreamId::Player(PlayerId(m.sender)).to_string())
+        .collect();
+    if streams.is_empty() {
+        return Ok(());
+    }
+    let names: Vec<(String, String)> = sqlx::query_as(
+        "SELECT stream_id, data->>'username' FROM events
+          WHERE stream_id = ANY($1) AND stream_version = 1 AND event_type = 'player_registered'",
+    )
+    .bind(&streams)
+    .fetch_all(&mut *conn)
+    .await?;
+    for message in messages.iter_mut().filter(|m| m.username.is_none()) {
+        let stream = StreamId::Player(PlayerId(message.sender)).to_string();
+        message.username = names
+            .iter()
+            .find(|(s, _)| *s == stream)
+            .map(|(_, name)| name.clone());
+    }
+    Ok(())
+}
+
+/// Messages each as of a position, as a page as of it shows them (`None`: not sent by then): the
+/// `channel:<name>` live topic's changes, each exactly the as-of read at its position.
+pub(crate) async fn messages_as_of(
+    conn: &mut PgConnection,
+    at: &[(Uuid, i64)],
+) -> Result<Vec<Option<MessageOut>>, ApiError> {
+    let ids: Vec<Uuid> = at.iter().map(|(id, _)| *id).collect();
+    let sql = format!("SELECT {MESSAGE_COLUMNS} WHERE m.message_id = ANY($1)");
+    let mut rows: Vec<MessageOut> = sqlx::query_as(&sql)
+        .bind(&ids)
+        .fetch_all(&mut *conn)
+        .await?;
+    senders_registered_since(conn, &mut rows).await?;
+    let streams: Vec<String> = rows
+        .iter()
+        .map(|m| StreamId::Message(MessageId(m.message_id)).to_string())
+        .collect();
+    let until = at.iter().map(|(_, p)| *p).max().unwrap_or(0);
+    let recorded = events_until(conn, &streams, until).await?;
+    at.iter()
+        .map(|(id, position)| {
+            let Some(row) = rows
+                .iter()
+                .find(|m| m.message_id == *id && m.position <= *position)
+            else {
+                return Ok(None);
+            };
+            let mut message = row.clone();
+            fold_message(&mut message, &recorded, *position)?;
+            Ok(Some(message))
+        })
+        .collect()
 }

@@ -85,7 +85,7 @@ impl ApiError {
 }
 
 /// The error and its causes, outermost first: what the log gets and the client never does.
-fn cause_chain(err: &dyn std::error::Error) -> String {
+pub(crate) fn cause_chain(err: &dyn std::error::Error) -> String {
     let mut chain = err.to_string();
     let mut source = err.source();
     while let Some(cause) = source {

@@ -160,8 +160,27 @@ pub(crate) async fn read_session(
     player_id: Uuid,
     lab_id: &LabId,
 ) -> Result<Option<LabSessionOut>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT s.player_id, s.lab_id,
+    Ok(read_session_at(conn, player_id, lab_id).await?.1)
+}
+
+/// A session's row, active or not, and its working copy.
+#[derive(sqlx::FromRow)]
+struct SessionRead {
+    active: bool,
+    updated_position: i64,
+    #[sqlx(flatten)]
+    session: LabSessionOut,
+}
+
+/// [`read_session`], with the position of the last event of the session's facts it reflects (0
+/// for a lab never started nor completed): the `lab:<player>:<lab_id>` live topic's read.
+pub(crate) async fn read_session_at(
+    conn: &mut PgConnection,
+    player_id: Uuid,
+    lab_id: &LabId,
+) -> Result<(i64, Option<LabSessionOut>), sqlx::Error> {
+    let read: Option<SessionRead> = sqlx::query_as(
+        "SELECT s.active, s.updated_position, s.player_id, s.lab_id,
                 CASE WHEN s.completed_at IS NULL THEN 'in_progress' ELSE 'completed' END AS status,
                 s.started_at, s.completed_at, s.furthest_step,
                 coalesce(w.current_step, 0) AS current_step,
@@ -169,10 +188,13 @@ pub(crate) async fn read_session(
                 w.saved_at
            FROM rm_lab_sessions s
            LEFT JOIN lab_workspaces w ON w.player_id = s.player_id AND w.lab_id = s.lab_id
-          WHERE s.player_id = $1 AND s.lab_id = $2 AND s.active",
+          WHERE s.player_id = $1 AND s.lab_id = $2",
     )
     .bind(player_id)
     .bind(lab_id.as_str())
     .fetch_optional(conn)
-    .await
+    .await?;
+    Ok(read.map_or((0, None), |r| {
+        (r.updated_position, r.active.then_some(r.session))
+    }))
 }

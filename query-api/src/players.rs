@@ -59,6 +59,7 @@ struct PlayerRow {
     achievements: Vec<String>,
     online: bool,
     current_lab: Option<String>,
+    updated_position: i64,
 }
 
 /// The player a path names: `me` is the caller. Anything that is not a UUID names no player.
@@ -165,14 +166,26 @@ pub(crate) async fn profile_as_of(
 }
 
 /// A player's profile as this snapshot holds it (`None` for a player never registered). The read
-/// behind `GET /v1/players/{id}` and the `player:<id>` live topic.
+/// behind `GET /v1/players/{id}`.
 pub(crate) async fn read_profile(
     conn: &mut PgConnection,
     player_id: Uuid,
 ) -> Result<Option<Profile>, sqlx::Error> {
+    Ok(read_profile_at(conn, player_id)
+        .await?
+        .map(|(_, profile)| profile))
+}
+
+/// [`read_profile`], with the position of the last event of the player's stream it reflects: the
+/// `player:<id>` live topic's read.
+pub(crate) async fn read_profile_at(
+    conn: &mut PgConnection,
+    player_id: Uuid,
+) -> Result<Option<(i64, Profile)>, sqlx::Error> {
     let row: Option<PlayerRow> = sqlx::query_as(
         "SELECT player_id, username, level, xp, streak, longest_streak, timezone, last_activity,
-                completed_labs, completed_modules, achievements, online, current_lab
+                completed_labs, completed_modules, achievements, online, current_lab,
+                updated_position
            FROM rm_players WHERE player_id = $1",
     )
     .bind(player_id)
@@ -193,7 +206,7 @@ pub(crate) async fn read_profile(
     let mut achievements = row.achievements;
     achievements.sort();
     let unlocked_modules = unlocked(&modules, &completed_modules);
-    Ok(Some(Profile {
+    let profile = Profile {
         player_id: row.player_id,
         username: row.username,
         level: row.level,
@@ -208,7 +221,8 @@ pub(crate) async fn read_profile(
         completed_modules,
         unlocked_modules,
         achievements,
-    }))
+    };
+    Ok(Some((row.updated_position, profile)))
 }
 
 /// The modules unlocked for a player, by the domain's own rule.

@@ -76,16 +76,42 @@ pub(crate) async fn read_presence(
     Ok(Presence { position, online })
 }
 
-/// One player's presence in this snapshot (`None` when offline): a `presence` live change.
-pub(crate) async fn read_online(
+/// Players' presence each as of a position (`None`: offline then), from the history the as-of
+/// read answers from: the `presence` live topic's changes, each exactly the as-of read at its
+/// position.
+pub(crate) async fn online_as_of(
     conn: &mut PgConnection,
-    player_id: Uuid,
-) -> Result<Option<Online>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT player_id, username, current_lab, since FROM rm_presence \
-         WHERE player_id = $1 AND online",
+    at: &[(Uuid, i64)],
+) -> Result<Vec<Option<Online>>, sqlx::Error> {
+    /// The version valid at one of the positions, if any.
+    #[derive(sqlx::FromRow)]
+    struct Version {
+        player_id: Option<Uuid>,
+        username: Option<String>,
+        current_lab: Option<String>,
+        since: Option<DateTime<Utc>>,
+    }
+    let (players, positions): (Vec<Uuid>, Vec<i64>) = at.iter().copied().unzip();
+    let rows: Vec<Version> = sqlx::query_as(
+        "SELECT h.player_id, h.username, h.current_lab, h.since \
+           FROM unnest($1::uuid[], $2::bigint[]) WITH ORDINALITY AS a(player_id, position, n) \
+           LEFT JOIN rm_presence_history h ON h.player_id = a.player_id \
+            AND h.valid_from <= a.position AND h.valid_to > a.position \
+          ORDER BY a.n",
     )
-    .bind(player_id)
-    .fetch_optional(conn)
-    .await
+    .bind(&players)
+    .bind(&positions)
+    .fetch_all(conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|v| {
+            Some(Online {
+                player_id: v.player_id?,
+                username: v.username?,
+                current_lab: v.current_lab,
+                since: v.since?,
+            })
+        })
+        .collect())
 }

@@ -298,10 +298,14 @@ async fn a_channel_topic_sends_its_history_then_every_message_edit_and_delete() 
     check_sequence(&seen);
     let changes: Vec<&Value> = seen[1..].iter().map(|e| &e.data["data"]).collect();
     assert!(changes.iter().all(|c| c["message_id"] == json!(id)));
-    // Changes of one message within one projector commit coalesce into the last of them.
+    // Each change is the message as of its own event, even when one projector commit applies
+    // all three.
     assert_eq!(
-        changes.last().map(|c| c["content"].clone()),
-        Some(Value::Null)
+        changes
+            .iter()
+            .map(|c| c["content"].clone())
+            .collect::<Vec<_>>(),
+        [json!("live!"), json!("live, edited"), Value::Null]
     );
 
     let got = private.next().await;

@@ -7,7 +7,7 @@ use std::time::Duration;
 use eventsource_stream::Eventsource;
 use futures::future::join_all;
 use futures::{Stream, StreamExt};
-use questlog_tests::{position, TestApp};
+use questlog_tests::{position, Player, TestApp};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use tokio::io::AsyncWriteExt;
@@ -612,4 +612,187 @@ async fn a_subscription_is_refused_before_the_stream_opens() {
         [format!("player:{}", ada.id), "presence".to_owned()]
     );
     assert!([&first, &second].iter().all(|e| e.kind == "snapshot"));
+}
+
+/// What `GET <path>?as_of=<at>` answers: the body, or `Null` for a 404 (a player not registered
+/// by then, as a live topic's `null`).
+async fn as_of(app: &TestApp, token: &str, path: &str, at: i64) -> Value {
+    let sep = if path.contains('?') { '&' } else { '?' };
+    let (status, header, body) = app.get(token, &format!("{path}{sep}as_of={at}")).await;
+    if status == StatusCode::NOT_FOUND {
+        return Value::Null;
+    }
+    assert_eq!(status, StatusCode::OK, "GET {path} as of {at}: {body}");
+    assert_eq!(header, Some(at), "GET {path} as of {at}");
+    body
+}
+
+/// How a client applies a topic's changes to its copy.
+#[derive(Debug, Clone, Copy)]
+enum Shape {
+    /// Each change is the whole new value (a profile, the leaderboard's window).
+    Whole,
+    /// Each change is one row of the list named, keyed by the field named (`op: "delete"`
+    /// removes it).
+    Rows(&'static str, &'static str),
+}
+
+impl Shape {
+    /// The client's copy after `event`.
+    fn apply(self, copy: &mut Value, event: &Ev) {
+        let data = &event.data["data"];
+        match self {
+            Self::Rows(list, key) if event.kind == "change" => {
+                let rows = copy[list].as_array_mut().expect("a list of rows");
+                rows.retain(|row| row[key] != event.data["key"]);
+                if event.data["op"] == "upsert" {
+                    rows.push(data.clone());
+                }
+            }
+            Self::Rows(..) | Self::Whole => *copy = data.clone(),
+        }
+    }
+
+    /// What a copy and a read must agree on: a whole value exactly, or the same rows.
+    fn compared(self, value: &Value) -> Value {
+        match self {
+            Self::Whole => value.clone(),
+            Self::Rows(list, key) => {
+                let mut rows = value[list].as_array().cloned().unwrap_or_default();
+                rows.sort_by_key(|row| row[key].to_string());
+                Value::Array(rows)
+            }
+        }
+    }
+
+    /// Whether a copy holds what a read at a later position answers (but for its `position`).
+    fn settled(self, copy: &Value, read: &Value) -> bool {
+        let unlabelled = |v: &Value| {
+            let mut v = self.compared(v);
+            if let Some(fields) = v.as_object_mut() {
+                fields.remove("position");
+            }
+            v
+        };
+        unlabelled(copy) == unlabelled(read)
+    }
+}
+
+/// The issue "Trust at the seams": a browser on `player:me` was sent its registration labelled
+/// `@6` that already carried the XP and achievement of position 9. Players register, complete
+/// labs, keep their streak, come online and chat while others subscribe to them, to the board, to
+/// presence and to the channel, and an admin extends the catalog (which a profile reads through
+/// a second projection). A client applying every event in order must hold, at each one, exactly
+/// what the matching read answers as of the event's position, field by field; and each topic
+/// ends at the read models' state.
+#[tokio::test]
+async fn a_client_folding_live_events_holds_the_read_as_of_each_events_position() {
+    const ROUNDS: usize = 12;
+    const LABS: usize = 3;
+    let app = TestApp::spawn().await;
+    let admin = app.catalog(LABS, 40).await;
+    let watcher = app.player("watcher").await;
+    for round in 0..ROUNDS {
+        let racers: Vec<Player> = join_all((0..3).map(|_| app.identity())).await;
+        let topics = [
+            (
+                format!("topic=player:{}", racers[0].id),
+                format!("/v1/players/{}", racers[0].id),
+                Shape::Whole,
+            ),
+            (
+                format!("topic=player:{}", racers[1].id),
+                format!("/v1/players/{}", racers[1].id),
+                Shape::Whole,
+            ),
+            (
+                "topic=leaderboard&leaderboard_limit=100".to_owned(),
+                "/v1/leaderboard?limit=100".to_owned(),
+                Shape::Whole,
+            ),
+            (
+                "topic=presence".to_owned(),
+                "/v1/presence".to_owned(),
+                Shape::Rows("online", "player_id"),
+            ),
+            (
+                "topic=channel:global".to_owned(),
+                "/v1/channels/global/messages".to_owned(),
+                Shape::Rows("messages", "message_id"),
+            ),
+        ];
+        let commands = join_all(racers.iter().enumerate().map(|(i, racer)| {
+            let app = &app;
+            async move {
+                let name = format!("r{round}n{i}");
+                let mut head = position(
+                    &app.ok(&racer.token, "register_player", json!({ "username": name }))
+                        .await,
+                );
+                for lab in 1..=LABS {
+                    let lab = format!("lab-{lab}");
+                    for (command, body) in [
+                        ("complete_lab", json!({ "lab_id": lab })),
+                        ("update_streak", json!({})),
+                        ("heartbeat", json!({ "current_lab": lab })),
+                    ] {
+                        head = head.max(position(&app.ok(&racer.token, command, body).await));
+                    }
+                    if lab == "lab-2" {
+                        let sent = app
+                            .ok(
+                                &racer.token,
+                                "send_message",
+                                json!({ "channel": "global", "content": format!("{name} here") }),
+                            )
+                            .await;
+                        let id = sent["events"][0]["data"]["message_id"].clone();
+                        let edit = json!({ "message_id": id, "content": format!("{name} there") });
+                        head =
+                            head.max(position(&app.ok(&racer.token, "edit_message", edit).await));
+                    }
+                }
+                head
+            }
+        }));
+        let catalog = async {
+            let module = round + 2;
+            let define =
+                json!({ "module": module, "title": format!("M{module}"), "requires": [1] });
+            position(&app.ok(&admin, "define_module", define).await)
+        };
+        let subscriptions = join_all(
+            topics
+                .iter()
+                .map(|(t, _, _)| Sub::open(&app, &watcher.token, t, None)),
+        );
+        let (heads, module, subs) = tokio::join!(commands, catalog, subscriptions);
+        let head = heads.into_iter().max().unwrap_or(0).max(module);
+
+        for (mut sub, (topic, path, shape)) in subs.into_iter().zip(&topics) {
+            let want = app.read_at(&watcher.token, path, head).await;
+            let mut copy = Value::Null;
+            let events = sub
+                .until(|e| {
+                    shape.apply(&mut copy, e);
+                    shape.settled(&copy, &want)
+                })
+                .await;
+            check_sequence(&events);
+            let mut copy = Value::Null;
+            for event in &events {
+                shape.apply(&mut copy, event);
+                let read = as_of(&app, &watcher.token, path, event.position()).await;
+                assert_eq!(
+                    shape.compared(&copy),
+                    shape.compared(&read),
+                    "round {round}, {topic}: after the {} labelled {}, the client's copy is not \
+                     {path} as of {}: {events:#?}",
+                    event.kind,
+                    event.position(),
+                    event.position(),
+                );
+            }
+        }
+    }
 }

@@ -6,10 +6,12 @@
 //! full is cut loose and re-synced with a fresh snapshot, so a slow client costs neither memory
 //! nor the others' latency.
 //!
-//! Ids. A topic's events carry strictly increasing ids: the position of the last event a change
-//! reflects. A topic read from several projections (a profile) can receive a change from a
-//! projection lagging the others after one with a higher position; that change gets the topic's
-//! last id + 1, so ids still increase.
+//! Ids. A topic's events carry strictly increasing ids, each its change's label: a position as
+//! of which the change's data is exactly the matching read (see [`super::topic`]). The data is
+//! read in a snapshot that may reflect more than the announcement that prompted it, so the label
+//! comes from that snapshot. A later read can find what an earlier one already sent (it had read
+//! past its announcement): its label is then the same, and it is dropped. The labels of a topic
+//! only grow, since its projections' checkpoints do.
 //!
 //! No silent skip. The hub knows, per projection, the position up to which it has seen every
 //! announcement (`seen`). An announcement whose `previous` is above it means one was lost: every
@@ -31,7 +33,8 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::topic::{Source, Topic, Update};
+use super::topic::{Reading, Source, Topic, Update};
+use crate::error::{cause_chain, ApiError};
 use crate::projection;
 
 /// How many events a subscriber's queue holds before it counts as lagging.
@@ -52,12 +55,9 @@ const INBOX: usize = 4096;
 /// depends on the connection).
 #[derive(Debug)]
 pub(crate) struct Frame {
-    /// The topic's event id (and the `position` in the data).
+    /// The topic's event id (and the `position` in the data): the change's label. A subscriber
+    /// whose snapshot is labelled at or above it already holds it.
     pub id: i64,
-    /// The projection it came from, and the position of the last event it reflects: a subscriber
-    /// whose snapshot already holds that projection at that position skips it.
-    pub projection: &'static str,
-    pub position: i64,
     /// `event: change\ndata: {…}\n\n`.
     pub bytes: Bytes,
     at: Instant,
@@ -127,9 +127,11 @@ struct Subscriber {
 struct TopicState {
     /// (subscriber, slot of this topic on its connection).
     subscribers: Vec<(u64, usize)>,
-    /// The id of the topic's last change.
+    /// The id of the topic's last change: a change labelled at or below holds nothing new.
     last_id: i64,
-    /// Every change with an id above this is in `retained`.
+    /// A client holding the topic as of this position or later needs only what is in `retained`:
+    /// every event the hub handles from its start or reset on makes a change labelled at or
+    /// after it, and every event before was already below this.
     complete_since: i64,
     retained: VecDeque<Arc<Frame>>,
     retained_bytes: usize,
@@ -152,7 +154,8 @@ impl TopicState {
         }
     }
 
-    /// Forgets everything up to `position`: retention can no longer serve a resume before it.
+    /// Forgets everything up to `position` (at least what the hub has seen of the topic's
+    /// projections): retention can no longer serve a resume before it.
     fn reset(&mut self, position: i64) {
         self.retained.clear();
         self.retained_bytes = 0;
@@ -187,11 +190,23 @@ impl State {
             .unwrap_or(0)
     }
 
+    /// The position up to which every one of the topic's projections is known to have applied.
+    fn floor(&self, topic: &Topic) -> i64 {
+        topic
+            .projections()
+            .iter()
+            .map(|p| self.seen.get(p).copied().unwrap_or(0))
+            .min()
+            .unwrap_or(0)
+    }
+
     fn track(&mut self, topic: &Topic) -> &mut TopicState {
         if !self.topics.contains_key(topic) {
-            // Every change at or below what has been seen is already in the read models (a
-            // snapshot holds it); every later one will be announced and retained.
-            let since = self.head(topic);
+            // Every event the hub has handled is in the read models (a snapshot holds it), so
+            // a resume is served from retention from the furthest of them on. Every later event
+            // will be announced, and the change it makes is labelled at or after it: above what
+            // every projection of the topic had reached.
+            let (floor, head) = (self.floor(topic), self.head(topic));
             for source in topic.sources() {
                 self.index.entry(source).or_default().push(topic.clone());
             }
@@ -199,8 +214,8 @@ impl State {
                 topic.clone(),
                 TopicState {
                     subscribers: Vec::new(),
-                    last_id: since,
-                    complete_since: since,
+                    last_id: floor,
+                    complete_since: head,
                     retained: VecDeque::new(),
                     retained_bytes: 0,
                     idle_since: None,
@@ -412,9 +427,9 @@ impl Hub {
             return;
         }
         match read_updates(pool, &touched).await {
-            Ok(updates) => self.publish(projection, updates),
+            Ok(updates) => self.publish(updates),
             Err(e) => {
-                tracing::warn!(error = %e, "cannot read live changes: re-syncing their subscribers");
+                tracing::warn!(error = %cause_chain(&e), "cannot read live changes: re-syncing their subscribers");
                 let mut state = self.lock();
                 for (topic, _) in &touched {
                     self.resync_topic(&mut state, topic, position);
@@ -438,10 +453,11 @@ impl Hub {
     }
 
     fn resync_topic(&self, state: &mut State, topic: &Topic, position: i64) {
+        let head = state.head(topic);
         let Some(tracked) = state.topics.get_mut(topic) else {
             return;
         };
-        tracked.reset(position);
+        tracked.reset(position.max(head));
         let subscribers: Vec<u64> = tracked.subscribers.iter().map(|(s, _)| *s).collect();
         for id in subscribers {
             if state.release(id) {
@@ -450,8 +466,9 @@ impl Hub {
         }
     }
 
-    /// Frames, retains and offers each update to its topic's subscribers.
-    fn publish(&self, projection: &'static str, updates: Vec<(Topic, Vec<Update>)>) {
+    /// Frames, retains and offers each update to its topic's subscribers, but for one that a
+    /// change already sent holds (labelled at or after it).
+    fn publish(&self, updates: Vec<(Topic, Vec<Update>)>) {
         let now = Instant::now();
         let mut state = self.lock();
         let mut lagging = Vec::new();
@@ -468,12 +485,13 @@ impl Hub {
                 };
                 let name = topic.name();
                 for update in updates {
-                    let id = update.position.max(tracked.last_id + 1);
+                    let id = update.position;
+                    if id <= tracked.last_id {
+                        continue;
+                    }
                     tracked.last_id = id;
                     let frame = Arc::new(Frame {
                         id,
-                        projection,
-                        position: update.position,
                         bytes: frame(
                             "change",
                             &ChangeData {
@@ -568,15 +586,17 @@ fn route(state: &State, changes: &[Change]) -> Vec<(Topic, Vec<Change>)> {
     touched
 }
 
-/// Every touched topic's updates, read in one snapshot.
+/// Every touched topic's updates, read in one snapshot with the checkpoints that label them.
 async fn read_updates(
     pool: &PgPool,
     touched: &[(Topic, Vec<Change>)],
-) -> Result<Vec<(Topic, Vec<Update>)>, sqlx::Error> {
+) -> Result<Vec<(Topic, Vec<Update>)>, ApiError> {
     let mut tx = crate::snapshot::begin(pool).await?;
+    let mut reading = Reading::new(&mut tx).await?;
     let mut updates = Vec::with_capacity(touched.len());
     for (topic, changes) in touched {
-        updates.push((topic.clone(), topic.changed(&mut tx, changes).await?));
+        let changed = topic.changed(&mut tx, &mut reading, changes).await?;
+        updates.push((topic.clone(), changed));
     }
     tx.commit().await?;
     Ok(updates)

@@ -7,6 +7,10 @@
 //! falls behind is cut loose by the hub and re-synced here with a fresh snapshot; one that keeps
 //! falling behind is disconnected.
 //!
+//! Positions. Every event's `position` is a log position as of which its data is exactly the
+//! matching read's `as_of` answer (see [`topic`]). So a change at or below what a client holds
+//! of its topic (its snapshot, or the last change) is no news, and is not sent.
+//!
 //! Ids. With one topic, an event's `id` is its position. With several, the `id` is the position
 //! up to which every topic of the connection has been sent (the least of their last positions),
 //! so that a resume from it misses nothing; a resumed client may then see again a change whose
@@ -47,7 +51,7 @@ pub use hub::{Hub, Metrics, LINGER, QUEUE, RETAIN, RETAIN_BYTES, RETAIN_FOR};
 pub(crate) use metrics::metrics;
 
 use self::hub::{frame, Delivery, Frame};
-use self::topic::Topic;
+use self::topic::{Reading, Topic};
 use crate::error::ApiError;
 use crate::leaderboard::{DEFAULT_LIMIT, MAX_LIMIT};
 use crate::snapshot::begin;
@@ -163,12 +167,11 @@ pub(crate) async fn subscribe(
 /// One topic of a connection.
 struct Slot {
     topic: Topic,
-    /// The id of the last event queued for this topic: anything at or below is not sent.
+    /// The id of the last event queued for this topic (its snapshot's, at first): anything at
+    /// or below is held already, and not sent.
     last_id: i64,
     /// The id of the last event written out (`None` before its first).
     written: Option<i64>,
-    /// Per projection, the checkpoint its snapshot was read at: a change at or below is in it.
-    covered: Vec<(&'static str, i64)>,
 }
 
 /// An event ready to go out, without its `id:` line.
@@ -223,7 +226,6 @@ impl Connection {
                     topic,
                     last_id: 0,
                     written: None,
-                    covered: Vec::new(),
                 })
                 .collect(),
             pending: VecDeque::new(),
@@ -257,33 +259,19 @@ impl Connection {
             return Ok(());
         }
         let mut tx = begin(&self.pool).await?;
-        let checkpoints: Vec<(String, i64)> =
-            sqlx::query_as("SELECT projection, position FROM projection_checkpoints")
-                .fetch_all(&mut *tx)
-                .await?;
+        let mut reading = Reading::new(&mut tx).await?;
         let mut snapshots = Vec::with_capacity(slots.len());
         for &slot in slots {
-            let topic = &self.slots[slot].topic;
-            let covered: Vec<(&'static str, i64)> = topic
-                .projections()
-                .iter()
-                .map(|p| {
-                    let at = checkpoints
-                        .iter()
-                        .find(|(name, _)| name == p)
-                        .map_or(0, |(_, position)| *position);
-                    (*p, at)
-                })
-                .collect();
-            let position = covered.iter().map(|(_, at)| *at).min().unwrap_or(0);
-            let data = topic.snapshot(&mut tx, position).await?;
-            snapshots.push((slot, position, covered, data));
+            let (position, data) = self.slots[slot]
+                .topic
+                .snapshot(&mut tx, &mut reading)
+                .await?;
+            snapshots.push((slot, position, data));
         }
         tx.commit().await?;
-        for (slot, position, covered, data) in snapshots.into_iter().rev() {
+        for (slot, position, data) in snapshots.into_iter().rev() {
             let s = &mut self.slots[slot];
             s.last_id = position;
-            s.covered = covered;
             let body = frame(
                 "snapshot",
                 &SnapshotData {
@@ -308,11 +296,7 @@ impl Connection {
         let Some(s) = self.slots.get_mut(slot) else {
             return;
         };
-        if frame.id <= s.last_id
-            || s.covered
-                .iter()
-                .any(|(p, at)| *p == frame.projection && frame.position <= *at)
-        {
+        if frame.id <= s.last_id {
             return;
         }
         s.last_id = frame.id;

@@ -2,6 +2,30 @@
 //! changes touch it, and how its snapshot and its changes are read — through the same code as
 //! the matching read. A new topic (`channel:<name>`) is a new variant here; the hub and the
 //! transport do not change.
+//!
+//! Labels. Every snapshot and change carries a position at which its data is exactly what the
+//! matching read answers `as_of` that position: a read model in a REPEATABLE READ snapshot
+//! reflects the log up to its checkpoint in that snapshot, which may be past the announcement
+//! that prompted the read, so the label comes from the snapshot, not from the announcement.
+//!
+//! - A topic read from one projection (the leaderboard, a lab session) is exact at every
+//!   position from the last event its data reflects up to the projection's checkpoint.
+//! - A profile reads two projections (players and catalog) at two checkpoints. Its data is
+//!   exact from the last event of either part it reflects up to just before the first event of
+//!   either part its projection has not applied (see [`span`]); when a lagging projection has
+//!   yet to apply an event older than one the other has, no position is exact: the hub sends
+//!   nothing then (that event's own announcement brings the profile again), and a snapshot
+//!   folds the profile from the log as of the lower checkpoint instead.
+//! - Presence and a channel change one row per event, so each change is that row read as of its
+//!   event's position (from the presence history, and by folding the message's stream), like the
+//!   as-of reads: a client applying the changes in order holds the as-of answer at each one.
+//!
+//! A snapshot is labelled with the highest exact position it knows of (so that a resume from it
+//! can be served from retention); a change with the last event it reflects where the rows say
+//! which (a profile, a lab session; presence and a channel by construction), so that a change a
+//! snapshot already holds is at or below the snapshot's label, and the leaderboard's window with
+//! the players' checkpoint (the last change that moved it is not known). Since every label is
+//! exact, a change at or below what a client holds is never news to it.
 
 use questlog_bus::{Change, ChangeOp};
 use questlog_domain::values::{Channel, LabId, PlayerId};
@@ -10,13 +34,13 @@ use serde_json::Value;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use crate::channels::{forbidden, read_history, read_message, DEFAULT_MESSAGES};
+use crate::channels::{forbidden, messages_as_of, read_history, DEFAULT_MESSAGES};
 use crate::error::ApiError;
-use crate::lab_sessions::{lab_forbidden, read_session};
+use crate::lab_sessions::{lab_forbidden, read_session_at};
 use crate::leaderboard::{read_page, Board};
-use crate::players::{read_profile, PROFILE};
-use crate::presence::{read_online, read_presence};
-use crate::projection::{CHAT, LABS, PLAYERS, PRESENCE};
+use crate::players::{profile_as_of, read_profile_at, PROFILE};
+use crate::presence::{online_as_of, read_presence};
+use crate::projection::{CATALOG, CHAT, LABS, PLAYERS, PRESENCE};
 
 /// A topic, parsed: what one subscription follows.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -55,7 +79,8 @@ impl Source {
 pub(crate) struct Update {
     pub key: String,
     pub op: ChangeOp,
-    /// The position of the last event this change reflects.
+    /// Its label: a position as of which `data` is exactly the matching read (see the module
+    /// docs for which).
     pub position: i64,
     pub data: Value,
 }
@@ -156,76 +181,277 @@ impl Topic {
         }
     }
 
-    /// The topic's data in this snapshot, which reflects `position`: `null` for a player not
-    /// (yet) registered, whose registration then arrives as a change.
+    /// The topic's data in this snapshot, and the highest position as of which it is exactly the
+    /// matching read: `null` for a player not (yet) registered, whose registration then arrives
+    /// as a change.
     pub async fn snapshot(
         &self,
         conn: &mut PgConnection,
-        position: i64,
-    ) -> Result<Value, sqlx::Error> {
+        reading: &mut Reading,
+    ) -> Result<(i64, Value), ApiError> {
         Ok(match self {
             Self::Leaderboard { limit } => {
-                to_value(&read_page(conn, Board::Live, position, None, *limit).await?)
+                let position = reading.checkpoint(PLAYERS);
+                let page = read_page(conn, Board::Live, position, None, *limit).await?;
+                (position, to_value(&page))
             }
-            Self::Presence => to_value(&read_presence(conn, position).await?),
-            Self::Player(id) => read_profile(conn, *id)
-                .await?
-                .map_or(Value::Null, |profile| to_value(&profile)),
-            Self::Channel(channel) => read_history(conn, channel, position, None, DEFAULT_MESSAGES)
-                .await?
-                .map_or(Value::Null, |history| to_value(&history)),
-            Self::LabSession { player, lab } => read_session(conn, *player, lab)
-                .await?
-                .map_or(Value::Null, |session| to_value(&session)),
+            Self::Presence => {
+                let position = reading.checkpoint(PRESENCE);
+                (position, to_value(&read_presence(conn, position).await?))
+            }
+            Self::Player(id) => {
+                let (span, profile) = read_player(conn, reading, *id, Label::Highest).await?;
+                match span {
+                    Some(span) => (span.until, profile),
+                    None => {
+                        // No position is exact for these rows: the profile as of the lagging
+                        // projection's checkpoint, folded from the log.
+                        let position = PROFILE
+                            .iter()
+                            .map(|p| reading.checkpoint(p))
+                            .min()
+                            .unwrap_or(0);
+                        let profile = profile_as_of(conn, *id, position).await?;
+                        (position, profile.map_or(Value::Null, |p| to_value(&p)))
+                    }
+                }
+            }
+            Self::Channel(channel) => {
+                let position = reading.checkpoint(CHAT);
+                let history = read_history(conn, channel, position, None, DEFAULT_MESSAGES).await?;
+                (position, history.map_or(Value::Null, |h| to_value(&h)))
+            }
+            Self::LabSession { player, lab } => {
+                let (_, session) = read_session_at(conn, *player, lab).await?;
+                (
+                    reading.checkpoint(LABS),
+                    session.map_or(Value::Null, |session| to_value(&session)),
+                )
+            }
         })
     }
 
     /// What `changes` (all touching this topic, from one announcement) made of it, read in this
-    /// snapshot: one update per key, in position order.
+    /// snapshot, in label order: one update for a whole-value topic (none when no position is
+    /// exact for what the snapshot holds), one per change for presence and a channel.
     pub async fn changed(
         &self,
         conn: &mut PgConnection,
+        reading: &mut Reading,
         changes: &[Change],
-    ) -> Result<Vec<Update>, sqlx::Error> {
+    ) -> Result<Vec<Update>, ApiError> {
         let Some(last) = changes.iter().max_by_key(|c| c.position) else {
             return Ok(Vec::new());
         };
         match self {
-            // The whole new window, once per announcement.
+            // The whole new window, once per announcement, exact up to the checkpoint (the last
+            // change that moved it is not known here; the checkpoint is as exact).
             Self::Leaderboard { limit } => {
-                let page = read_page(conn, Board::Live, last.position, None, *limit).await?;
+                let position = reading.checkpoint(PLAYERS);
+                let page = read_page(conn, Board::Live, position, None, *limit).await?;
                 Ok(vec![Update {
                     key: last.key.clone(),
                     op: ChangeOp::Upsert,
-                    position: last.position,
+                    position,
                     data: to_value(&page),
                 }])
             }
             Self::Player(id) => {
-                let profile = read_profile(conn, *id).await?;
-                Ok(vec![update(id.to_string(), last.position, profile)])
+                let (span, profile) = read_player(conn, reading, *id, Label::Lowest).await?;
+                Ok(span
+                    .map(|span| Update {
+                        key: id.to_string(),
+                        op: if profile.is_null() {
+                            ChangeOp::Delete
+                        } else {
+                            ChangeOp::Upsert
+                        },
+                        position: span.from,
+                        data: profile,
+                    })
+                    .into_iter()
+                    .collect())
             }
             Self::LabSession { player, lab } => {
-                let session = read_session(conn, *player, lab).await?;
-                Ok(vec![update(lab.to_string(), last.position, session)])
+                let (position, session) = read_session_at(conn, *player, lab).await?;
+                Ok(vec![update(lab.to_string(), position, session)])
             }
-            // One update per changed row, keyed by its id.
+            // One update per changed row, keyed by its id, as of its change.
             Self::Channel(_) | Self::Presence => {
-                let mut updates = Vec::new();
-                for (key, position) in latest_per_key(changes) {
-                    let data = match Uuid::parse_str(&key) {
-                        Ok(id) if matches!(self, Self::Channel(_)) => {
-                            read_message(conn, id).await?.map(|m| to_value(&m))
-                        }
-                        Ok(id) => read_online(conn, id).await?.map(|o| to_value(&o)),
-                        Err(_) => None,
-                    };
-                    updates.push(update(key, position, data));
-                }
-                Ok(updates)
+                let mut at: Vec<(Uuid, i64)> = changes
+                    .iter()
+                    .filter_map(|c| Some((Uuid::parse_str(&c.key).ok()?, c.position)))
+                    .collect();
+                at.sort_by_key(|(_, position)| *position);
+                at.dedup();
+                let rows: Vec<Option<Value>> = if matches!(self, Self::Channel(_)) {
+                    messages_as_of(conn, &at)
+                        .await?
+                        .into_iter()
+                        .map(|m| m.map(|m| to_value(&m)))
+                        .collect()
+                } else {
+                    online_as_of(conn, &at)
+                        .await?
+                        .into_iter()
+                        .map(|o| o.map(|o| to_value(&o)))
+                        .collect()
+                };
+                Ok(at
+                    .into_iter()
+                    .zip(rows)
+                    .map(|((key, position), data)| update(key.to_string(), position, data))
+                    .collect())
             }
         }
     }
+}
+
+/// Where the projections stand in one REPEATABLE READ snapshot, and what the topics read in it
+/// share (the catalog's part of every profile).
+pub(crate) struct Reading {
+    checkpoints: Vec<(String, i64)>,
+    catalog: Option<CatalogPart>,
+}
+
+/// The catalog's events around its checkpoint: the last it has applied, and the first it has
+/// not (up to the players' checkpoint, when that is further).
+#[derive(Debug, Clone, Copy)]
+struct CatalogPart {
+    last: i64,
+    next: Option<i64>,
+}
+
+impl Reading {
+    /// Reads the checkpoints: the first thing a snapshot's transaction reads.
+    pub async fn new(conn: &mut PgConnection) -> Result<Self, sqlx::Error> {
+        let checkpoints = sqlx::query_as("SELECT projection, position FROM projection_checkpoints")
+            .fetch_all(conn)
+            .await?;
+        Ok(Self {
+            checkpoints,
+            catalog: None,
+        })
+    }
+
+    /// `projection`'s checkpoint in this snapshot (0 before its first).
+    pub fn checkpoint(&self, projection: &str) -> i64 {
+        self.checkpoints
+            .iter()
+            .find(|(name, _)| name == projection)
+            .map_or(0, |(_, position)| *position)
+    }
+
+    async fn catalog(&mut self, conn: &mut PgConnection) -> Result<CatalogPart, sqlx::Error> {
+        if let Some(part) = self.catalog {
+            return Ok(part);
+        }
+        // The catalog's stream is small (a definition per module and lab).
+        let (last, next): (i64, Option<i64>) = sqlx::query_as(
+            "SELECT coalesce(max(position) FILTER (WHERE position <= $1), 0)::bigint,
+                    min(position) FILTER (WHERE position > $1 AND position <= $2)
+               FROM events WHERE stream_id = 'catalog'",
+        )
+        .bind(self.checkpoint(CATALOG))
+        .bind(self.checkpoint(PLAYERS))
+        .fetch_one(&mut *conn)
+        .await?;
+        let part = CatalogPart { last, next };
+        self.catalog = Some(part);
+        Ok(part)
+    }
+}
+
+/// The positions as of which data read in one snapshot is exactly the as-of read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Span {
+    /// The last event the data reflects.
+    pub from: i64,
+    /// The highest position known to be exact.
+    pub until: i64,
+}
+
+/// One projection's part of a topic's data, read in a snapshot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Part {
+    /// The projection's checkpoint in the snapshot.
+    checkpoint: i64,
+    /// The last event of the part that the projection has applied (0: none).
+    last: i64,
+    /// The first event of the part that it has not applied, when one is in the snapshot's log
+    /// below the furthest checkpoint of the parts.
+    next: Option<i64>,
+}
+
+/// The positions at which parts read at different checkpoints are together exactly the as-of
+/// answer: from the last event any part reflects, to just before the first event of a part its
+/// projection has not applied, and no further than the furthest checkpoint (the snapshot knows
+/// nothing beyond). `None` when there is none: a lagging projection has yet to apply an event
+/// older than one another part reflects.
+fn span(parts: &[Part]) -> Option<Span> {
+    let from = parts.iter().map(|p| p.last).max().unwrap_or(0);
+    let furthest = parts.iter().map(|p| p.checkpoint).max().unwrap_or(0);
+    let until = parts
+        .iter()
+        .filter_map(|p| p.next)
+        .map(|next| next - 1)
+        .fold(furthest, i64::min);
+    (from <= until).then_some(Span { from, until })
+}
+
+/// Which end of its span a label is at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Label {
+    /// A change: the last event it reflects.
+    Lowest,
+    /// A snapshot: as far as it is known to hold.
+    Highest,
+}
+
+/// A profile in this snapshot (`null` before the registration), with its span (see [`span`]).
+/// For a change only whether the span exists matters, so the player's stream is looked at beyond
+/// the players' checkpoint only up to the span's start.
+async fn read_player(
+    conn: &mut PgConnection,
+    reading: &mut Reading,
+    id: Uuid,
+    label: Label,
+) -> Result<(Option<Span>, Value), ApiError> {
+    let read = read_profile_at(conn, id).await?;
+    let catalog = reading.catalog(conn).await?;
+    let (players_at, catalog_at) = (reading.checkpoint(PLAYERS), reading.checkpoint(CATALOG));
+    let last = read.as_ref().map_or(0, |(position, _)| *position);
+    let end = match label {
+        Label::Lowest => last.max(catalog.last),
+        Label::Highest => catalog_at,
+    };
+    let next = if players_at < end {
+        sqlx::query_scalar(
+            "SELECT min(position) FROM events
+              WHERE position > $1 AND position <= $2 AND stream_id = $3",
+        )
+        .bind(players_at)
+        .bind(end)
+        .bind(format!("player-{id}"))
+        .fetch_one(&mut *conn)
+        .await?
+    } else {
+        None
+    };
+    let parts = [
+        Part {
+            checkpoint: players_at,
+            last,
+            next,
+        },
+        Part {
+            checkpoint: catalog_at,
+            last: catalog.last,
+            next: catalog.next,
+        },
+    ];
+    let profile = read.map_or(Value::Null, |(_, profile)| to_value(&profile));
+    Ok((span(&parts), profile))
 }
 
 /// An upsert of `data`, or a delete when there is none any more.
@@ -242,19 +468,6 @@ fn update<T: serde::Serialize>(key: String, position: i64, data: Option<T>) -> U
     }
 }
 
-/// Each changed key once, with the position of its last change, in position order.
-fn latest_per_key(changes: &[Change]) -> Vec<(String, i64)> {
-    let mut latest: Vec<(String, i64)> = Vec::new();
-    for change in changes {
-        match latest.iter_mut().find(|(key, _)| *key == change.key) {
-            Some((_, position)) => *position = (*position).max(change.position),
-            None => latest.push((change.key.clone(), change.position)),
-        }
-    }
-    latest.sort_by_key(|(_, position)| *position);
-    latest
-}
-
 /// A read's answer as JSON. Serialising these plain structs cannot fail.
 fn to_value<T: serde::Serialize>(value: &T) -> Value {
     serde_json::to_value(value).unwrap_or(Value::Null)
@@ -263,15 +476,6 @@ fn to_value<T: serde::Serialize>(value: &T) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn change(key: &str, position: i64) -> Change {
-        Change {
-            topic: "presence".to_owned(),
-            key: key.to_owned(),
-            op: ChangeOp::Upsert,
-            position,
-        }
-    }
 
     #[test]
     fn topics_parse_as_the_contract_names_them() {
@@ -332,12 +536,48 @@ mod tests {
         ));
     }
 
+    fn part(checkpoint: i64, last: i64, next: Option<i64>) -> Part {
+        Part {
+            checkpoint,
+            last,
+            next,
+        }
+    }
+
     #[test]
-    fn several_changes_of_one_key_coalesce_into_its_last() {
-        let changes = [change("a", 5), change("b", 6), change("a", 9)];
+    fn parts_read_at_one_checkpoint_are_exact_from_their_last_event_to_it() {
         assert_eq!(
-            latest_per_key(&changes),
-            vec![("b".to_owned(), 6), ("a".to_owned(), 9)]
+            span(&[part(12, 9, None), part(12, 3, None)]),
+            Some(Span { from: 9, until: 12 })
         );
+    }
+
+    #[test]
+    fn a_lagging_part_with_nothing_left_to_apply_holds_up_to_the_furthest_checkpoint() {
+        // The players at 12 reflect their event 11; the catalog at 8 has no event in 9..=12.
+        assert_eq!(
+            span(&[part(12, 11, None), part(8, 3, None)]),
+            Some(Span {
+                from: 11,
+                until: 12
+            })
+        );
+    }
+
+    #[test]
+    fn the_span_ends_before_the_first_event_a_lagging_projection_has_not_applied() {
+        // The catalog at 8 has yet to apply its event 10; the player's last event is 9.
+        assert_eq!(
+            span(&[part(12, 9, None), part(8, 3, Some(10))]),
+            Some(Span { from: 9, until: 9 })
+        );
+    }
+
+    #[test]
+    fn parts_that_never_stood_together_in_the_log_have_no_exact_position() {
+        // The player's event 11 is in, the catalog's 10 before it is not.
+        assert_eq!(span(&[part(12, 11, None), part(8, 3, Some(10))]), None);
+        // The other way round: the catalog's 13 is in, the player's 12 is not.
+        assert_eq!(span(&[part(11, 9, Some(12)), part(14, 13, None)]), None);
     }
 }
