@@ -5,6 +5,7 @@ mod archive;
 mod chat;
 mod commands;
 mod identity;
+mod isolation;
 mod labs;
 mod presence;
 mod read_side;
