@@ -119,6 +119,8 @@ impl Application {
         hooks: Hooks,
     ) -> anyhow::Result<Self> {
         let runs = |s: Service| serve.service.is_none_or(|only| only == s);
+        // A bad secret is refused before anything is created, connected or bound.
+        crate::secret::configured_secret(store.token_secret.as_deref())?;
         prepare_database(&store.database_url).await?.close().await;
         let pool = questlog_store::connect(&store.database_url, serve.db_pool)
             .context("parsing the database URL")?;

@@ -128,8 +128,8 @@ impl Drop for TestDb {
     }
 }
 
-/// The token secret every test app signs with.
-pub const TEST_SECRET: &str = "questlog-test-secret";
+/// The token secret every test app signs with (at least 32 bytes, as questlog requires).
+pub const TEST_SECRET: &str = "questlog-test-secret-of-thirty-two-bytes-or-more";
 
 /// questlog running on port 0 against its own database.
 pub struct TestApp {
