@@ -461,6 +461,21 @@ pub async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
     }
 }
 
+/// Waits (up to 30 s) until what `done` resolves to is true, trying every 50 ms.
+///
+/// # Panics
+/// When it does not, naming `what`.
+pub async fn wait_until_async<F: std::future::Future<Output = bool>>(
+    what: &str,
+    mut done: impl FnMut() -> F,
+) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !done().await {
+        assert!(Instant::now() < deadline, "{what}: not within 30 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// The `position` of a command's answer.
 ///
 /// # Panics
