@@ -279,10 +279,6 @@ impl Writer {
         if let Some(each) = self.commit(pending).await {
             // The database refused the batch for something one of its commands carries. Each is
             // decided and appended alone, in order, so only that one gets the error.
-            tracing::warn!(
-                commands = each.len(),
-                "the database refused a batch; committing its commands one at a time"
-            );
             for s in each {
                 // A batch of one is never split further: its refusal is its own answer.
                 let _ = self.commit(vec![s]).await;
@@ -521,7 +517,12 @@ impl Writer {
             // Nothing was written, and one command's data may be the cause: decide each alone
             // from fresh states (the batch's streams are out of the cache).
             Err(e) if e.is_refusal() && decided.len() > 1 => {
-                tracing::warn!(error = %e, cause = ?std::error::Error::source(&e), "the database refused a batch");
+                tracing::warn!(
+                    error = %e,
+                    cause = ?std::error::Error::source(&e),
+                    commands = decided.len(),
+                    "the database refused a batch; committing its commands one at a time"
+                );
                 Attempt::Isolate(decided.into_iter().map(|(s, _)| s).collect())
             }
             Err(e) => {
