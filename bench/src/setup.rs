@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use crate::Args;
 
-pub const SECRET: &str = "questlog-bench-secret";
+pub const SECRET: &str = "questlog-bench-secret-of-thirty-two-bytes-or-more";
 
 /// The running system under test.
 pub struct Env {

@@ -11,7 +11,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
 use questlog_command_api::reaper::ReaperConfig;
-use questlog_command_api::{AppState, ChatLimiter, Clock, WriterConfig};
+use questlog_command_api::{AppState, ChatLimiter, Clock, WriterConfig, WriterHandle};
 use questlog_store::{EventStore, PgEventStore};
 use questlog_web::{Problem, TokenKeys};
 use sqlx::migrate::MigrateDatabase;
@@ -76,6 +76,7 @@ pub struct Application {
     router: Router,
     shutdown: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
+    writer: Option<WriterHandle>,
 }
 
 #[derive(Clone)]
@@ -119,6 +120,8 @@ impl Application {
         hooks: Hooks,
     ) -> anyhow::Result<Self> {
         let runs = |s: Service| serve.service.is_none_or(|only| only == s);
+        // A bad secret is refused before anything is created, connected or bound.
+        crate::secret::configured_secret(store.token_secret.as_deref())?;
         prepare_database(&store.database_url).await?.close().await;
         let pool = questlog_store::connect(&store.database_url, serve.db_pool)
             .context("parsing the database URL")?;
@@ -138,6 +141,7 @@ impl Application {
         };
         let mut tasks = Vec::new();
         let mut router = Router::new();
+        let mut command_writer = None;
         if runs(Service::CommandApi) {
             let event_store: Arc<dyn EventStore> = Arc::new(PgEventStore::new(pool.clone()));
             let clock = hooks.clock.clone().unwrap_or_default();
@@ -151,6 +155,7 @@ impl Application {
                 shutdown.clone(),
             );
             tasks.push(writer_task);
+            command_writer = Some(writer.clone());
             let mut reaper = ReaperConfig::new(
                 &store.database_url,
                 Duration::from_secs(serve.presence_timeout_secs),
@@ -243,12 +248,18 @@ impl Application {
             router,
             shutdown,
             tasks,
+            writer: command_writer,
         })
     }
 
     /// The port it listens on (useful when bound to port 0).
     pub fn port(&self) -> u16 {
         self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
+    }
+
+    /// The command writer, when this process runs the command API (its queue can be watched).
+    pub fn writer(&self) -> Option<WriterHandle> {
+        self.writer.clone()
     }
 
     /// Serves until the shutdown token fires, then drains the background tasks.

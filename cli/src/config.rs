@@ -124,8 +124,9 @@ pub struct StoreArgs {
     )]
     pub nats_prefix: String,
 
-    /// Secret that signs tokens. When unset, a development secret is generated once and kept in
-    /// the database (with a warning): set it in production.
+    /// Secret that signs tokens, at least 32 bytes (shorter is refused at start). When unset, a
+    /// development secret is generated once and kept in the database (with a warning): set it in
+    /// production.
     #[arg(
         long,
         env = "QUESTLOG_TOKEN_SECRET",

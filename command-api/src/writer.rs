@@ -7,6 +7,11 @@
 //! decided in order against the state the earlier ones left, so concurrent commands for one player
 //! never conflict with each other; a conflict with another process's append reloads the streams and
 //! decides again, a bounded number of times.
+//!
+//! One command never fails the others of its batch: when the database refuses a batch's append
+//! (a value it cannot store, a constraint, a trigger: nothing was written), the writer decides and
+//! appends the batch's commands again one at a time, from fresh states, so only the command at
+//! fault gets the error.
 
 use std::collections::HashMap;
 use std::num::NonZeroUsize;
@@ -139,6 +144,11 @@ impl WriterHandle {
             .map_err(|_| CommandError::Stopped)?;
         rx.await.map_err(|_| CommandError::Stopped)?
     }
+
+    /// How many commands are waiting for the writer to take them into a batch.
+    pub fn queued(&self) -> usize {
+        self.tx.max_capacity() - self.tx.capacity()
+    }
 }
 
 /// Where the writer and the presence reaper take the time from: the system clock, or a clock a
@@ -261,26 +271,42 @@ impl Writer {
     async fn process(&mut self, batch: Vec<Submission>) {
         // A second command with an idempotency key already in this batch waits for the first.
         let mut seen_keys = std::collections::HashSet::new();
-        let (mut pending, duplicates): (Vec<_>, Vec<_>) = batch.into_iter().partition(|s| {
+        let (pending, duplicates): (Vec<_>, Vec<_>) = batch.into_iter().partition(|s| {
             s.idempotency
                 .as_ref()
                 .is_none_or(|r| seen_keys.insert((r.identity, r.key.clone())))
         });
-        for attempt in 1..=MAX_ATTEMPTS {
-            match self.attempt(pending).await {
-                Attempt::Done => break,
-                Attempt::Retry(again) if attempt < MAX_ATTEMPTS => pending = again,
-                Attempt::Retry(again) => {
-                    for s in again {
-                        let _ = s.reply.send(Err(CommandError::Contended));
-                    }
-                    break;
-                }
+        if let Some(each) = self.commit(pending).await {
+            // The database refused the batch for something one of its commands carries. Each is
+            // decided and appended alone, in order, so only that one gets the error.
+            for s in each {
+                // A batch of one is never split further: its refusal is its own answer.
+                let _ = self.commit(vec![s]).await;
             }
         }
         for s in duplicates {
             let _ = s.reply.send(Err(CommandError::IdempotencyRace));
         }
+    }
+
+    /// Decides and appends `pending` as one batch, again after each conflict (a bounded number
+    /// of times). Answers every command, unless the database refused a batch of several: those
+    /// come back, undecided and in order, to be committed one at a time.
+    async fn commit(&mut self, mut pending: Vec<Submission>) -> Option<Vec<Submission>> {
+        for attempt in 1..=MAX_ATTEMPTS {
+            match self.attempt(pending).await {
+                Attempt::Done => return None,
+                Attempt::Retry(again) if attempt < MAX_ATTEMPTS => pending = again,
+                Attempt::Retry(again) => {
+                    for s in again {
+                        let _ = s.reply.send(Err(CommandError::Contended));
+                    }
+                    return None;
+                }
+                Attempt::Isolate(each) => return Some(each),
+            }
+        }
+        None
     }
 
     /// Loads every stream the submissions read that is not cached.
@@ -332,6 +358,10 @@ impl Writer {
         Ok(overlay)
     }
 
+    /// Decides the submissions in order against the streams' states and appends what they
+    /// decided in one statement. A refusal is answered only once the batch's outcome is known:
+    /// it was decided against the effects of the commands before it, which count only if they
+    /// commit.
     async fn attempt(&mut self, submissions: Vec<Submission>) -> Attempt {
         let mut overlay = match self.load(&submissions).await {
             Ok(o) => o,
@@ -343,7 +373,7 @@ impl Writer {
         let now = self.clock.now();
         let mut batch = AppendBatch::default();
         batch.beside.at = Some(now);
-        let mut accepted: Vec<(Submission, usize, usize)> = Vec::with_capacity(submissions.len());
+        let mut decided: Vec<(Submission, Verdict)> = Vec::with_capacity(submissions.len());
         for s in submissions {
             let ctx = Context {
                 actor: s.actor,
@@ -353,7 +383,7 @@ impl Writer {
             let events = match decide(&s.command, &ctx) {
                 Ok(events) => events,
                 Err(rejection) => {
-                    let _ = s.reply.send(Err(CommandError::Rejected(rejection)));
+                    decided.push((s, Verdict::Refused(rejection)));
                     continue;
                 }
             };
@@ -390,9 +420,13 @@ impl Writer {
                     event_count: events.len(),
                 });
             }
-            accepted.push((s, first, events.len()));
+            let count = events.len();
+            decided.push((s, Verdict::Accepted { first, count }));
         }
-        if accepted.is_empty() {
+        if decided
+            .iter()
+            .all(|(_, v)| matches!(v, Verdict::Refused(_)))
+        {
             // Every command was refused: nothing changed, so the states go back as they were.
             for (stream, (read, _, state)) in overlay.streams {
                 self.cache.put(
@@ -402,6 +436,11 @@ impl Writer {
                         state,
                     },
                 );
+            }
+            for (s, verdict) in decided {
+                if let Verdict::Refused(rejection) = verdict {
+                    let _ = s.reply.send(Err(CommandError::Rejected(rejection)));
+                }
             }
             return Attempt::Done;
         }
@@ -416,7 +455,14 @@ impl Writer {
                 for (stream, (_, version, state)) in overlay.streams {
                     self.cache.put(stream, Cached { version, state });
                 }
-                for (s, first, count) in accepted {
+                for (s, verdict) in decided {
+                    let (first, count) = match verdict {
+                        Verdict::Accepted { first, count } => (first, count),
+                        Verdict::Refused(rejection) => {
+                            let _ = s.reply.send(Err(CommandError::Rejected(rejection)));
+                            continue;
+                        }
+                    };
                     let out = (first..first + count)
                         .map(|i| EventOut {
                             position: appended.positions[i],
@@ -437,9 +483,8 @@ impl Writer {
             }
             Err(StoreError::Conflict(conflicts)) => {
                 tracing::debug!(?conflicts, "append conflicted; deciding again");
-                for stream in overlay.streams.keys() {
-                    self.cache.pop(stream);
-                }
+                // The streams were taken out of the cache to decide: left out, they are read
+                // afresh for the next attempt.
                 let raced: Vec<&str> = conflicts
                     .iter()
                     .filter_map(|c| c.strip_prefix("idempotency_key: "))
@@ -448,8 +493,8 @@ impl Writer {
                     .iter()
                     .filter_map(|c| c.strip_prefix(PRESENCE_CONFLICT))
                     .collect();
-                let mut again = Vec::with_capacity(accepted.len());
-                for (s, _, _) in accepted {
+                let mut again = Vec::with_capacity(decided.len());
+                for (s, _) in decided {
                     let lost_race = s
                         .idempotency
                         .as_ref()
@@ -469,16 +514,35 @@ impl Writer {
                 }
                 Attempt::Retry(again)
             }
+            // Nothing was written, and one command's data may be the cause: decide each alone
+            // from fresh states (the batch's streams are out of the cache).
+            Err(e) if e.is_refusal() && decided.len() > 1 => {
+                tracing::warn!(
+                    error = %e,
+                    cause = ?std::error::Error::source(&e),
+                    commands = decided.len(),
+                    "the database refused a batch; committing its commands one at a time"
+                );
+                Attempt::Isolate(decided.into_iter().map(|(s, _)| s).collect())
+            }
             Err(e) => {
-                // The outcome is unknown (the commit may have happened): forget what we cached.
-                for stream in overlay.streams.keys() {
-                    self.cache.pop(stream);
-                }
-                fail_all(accepted.into_iter().map(|(s, _, _)| s), &e);
+                // The outcome may be unknown (the connection may have broken around the
+                // commit): the streams stay out of the cache, to be read afresh.
+                fail_all(decided.into_iter().map(|(s, _)| s), &e);
                 Attempt::Done
             }
         }
     }
+}
+
+/// What deciding one command of a batch came to.
+enum Verdict {
+    /// Its events are `count` of the batch's, from index `first`.
+    Accepted {
+        first: usize,
+        count: usize,
+    },
+    Refused(Rejection),
 }
 
 /// What an accepted command keeps beside the log, in the batch's transaction.
@@ -513,8 +577,12 @@ fn keep_beside(batch: &mut AppendBatch, actor: &Actor, command: &Command) {
 }
 
 enum Attempt {
+    /// Every command is answered.
     Done,
+    /// The append conflicted: decide these again, in order, from fresh states.
     Retry(Vec<Submission>),
+    /// The database refused the batch: commit each of these alone, in order.
+    Isolate(Vec<Submission>),
 }
 
 fn fail_all(submissions: impl IntoIterator<Item = Submission>, error: &StoreError) {

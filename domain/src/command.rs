@@ -1,15 +1,17 @@
 //! Commands as clients send them: a name and a JSON object body, parsed at the edge into domain
-//! values. Unknown fields, missing fields and wrong types are `bad_request`; well-formed but invalid
-//! values carry their own code.
+//! values. Malformed JSON (a duplicate key, nesting deeper than 128), unknown fields, missing
+//! fields and wrong types are `bad_request`; well-formed but invalid values carry their own code,
+//! and so does text the log could not store (a NUL character, see [`crate::values::storable`]).
 
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use uuid::Uuid;
 
+use crate::json::UniqueKeys;
 use crate::stream::StreamId;
 use crate::values::{
-    Achievement, Channel, LabId, MessageContent, MessageId, ModuleNo, PlayerId, Timezone, Username,
-    MAX_STEP, MAX_VFS_BYTES,
+    free_text, storable, storable_json, Achievement, Channel, LabId, MessageContent, MessageId,
+    ModuleNo, PlayerId, Timezone, Username, MAX_MODULE, MAX_STEP, MAX_VFS_BYTES,
 };
 use crate::Rejection;
 
@@ -231,7 +233,7 @@ struct DeleteMessageBody {
 }
 
 fn body<T: DeserializeOwned>(raw: &[u8]) -> Result<T, Rejection> {
-    let value: serde_json::Value = serde_json::from_slice(raw)
+    let value = UniqueKeys::from_slice(raw)
         .map_err(|e| Rejection::bad_request(format!("the body is not valid JSON: {e}")))?;
     if !value.is_object() {
         return Err(Rejection::bad_request("the body must be a JSON object"));
@@ -242,19 +244,13 @@ fn body<T: DeserializeOwned>(raw: &[u8]) -> Result<T, Rejection> {
 fn module_no(raw: i64) -> Result<ModuleNo, Rejection> {
     u32::try_from(raw)
         .ok()
-        .filter(|m| *m >= 1)
-        .ok_or_else(|| Rejection::invalid("invalid_module", "a module is a whole number from 1 up"))
-}
-
-fn text(raw: String, code: &'static str, what: &str, max: usize) -> Result<String, Rejection> {
-    let trimmed_empty = raw.trim().is_empty();
-    if trimmed_empty || raw.chars().count() > max {
-        return Err(Rejection::invalid(
-            code,
-            format!("{what} is 1 to {max} characters, not blank"),
-        ));
-    }
-    Ok(raw)
+        .filter(|m| (1..=MAX_MODULE).contains(m))
+        .ok_or_else(|| {
+            Rejection::invalid(
+                "invalid_module",
+                format!("a module is a whole number from 1 to {MAX_MODULE}"),
+            )
+        })
 }
 
 impl Command {
@@ -299,7 +295,7 @@ impl Command {
                 requires.dedup();
                 Self::DefineModule {
                     module,
-                    title: text(b.title, "invalid_title", "a title", 200)?,
+                    title: free_text(b.title, "invalid_title", "a title", 200)?,
                     requires,
                 }
             }
@@ -317,7 +313,7 @@ impl Command {
                 Self::DefineLab {
                     lab_id: LabId::parse(&b.lab_id)?,
                     module: module_no(b.module)?,
-                    title: text(b.title, "invalid_title", "a title", 200)?,
+                    title: free_text(b.title, "invalid_title", "a title", 200)?,
                     xp,
                 }
             }
@@ -339,7 +335,7 @@ impl Command {
                 Self::RevokeXp {
                     player_id: PlayerId(b.player_id),
                     xp,
-                    reason: text(b.reason, "invalid_reason", "a reason", 500)?,
+                    reason: free_text(b.reason, "invalid_reason", "a reason", 500)?,
                 }
             }
             "start_lab" => {
@@ -357,6 +353,15 @@ impl Command {
                         "vfs_snapshot is a JSON object",
                     ));
                 };
+                if !vfs_snapshot
+                    .iter()
+                    .all(|(path, file)| storable(path) && storable_json(file))
+                {
+                    return Err(Rejection::invalid(
+                        "invalid_vfs",
+                        "vfs_snapshot cannot hold a NUL character (U+0000) in a key or a string",
+                    ));
+                }
                 let size = serde_json::to_vec(&vfs_snapshot).map_or(usize::MAX, |v| v.len());
                 if size > MAX_VFS_BYTES {
                     return Err(Rejection::invalid(

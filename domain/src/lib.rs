@@ -7,6 +7,7 @@ pub mod chat;
 pub mod command;
 pub mod decide;
 pub mod event;
+pub mod json;
 pub mod lab;
 pub mod player;
 pub mod rules;

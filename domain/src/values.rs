@@ -18,6 +18,62 @@ impl fmt::Display for PlayerId {
     }
 }
 
+/// Whether Postgres can store `text`, in a `text` column or as a string or key inside `jsonb`. A
+/// UTF-8 database refuses exactly one character, NUL (U+0000); a Rust string is always valid
+/// UTF-8, so there is nothing else to refuse.
+pub fn storable(text: &str) -> bool {
+    !text.contains('\0')
+}
+
+/// Whether Postgres can store every key and string of `value` as `jsonb` (see [`storable`]).
+/// Numbers need no check: serde_json only holds finite ones, which `jsonb`'s numeric takes
+/// whole.
+pub fn storable_json(value: &serde_json::Value) -> bool {
+    use serde_json::Value;
+    // A stack rather than recursion: the depth is the sender's to choose.
+    let mut stack = vec![value];
+    while let Some(value) = stack.pop() {
+        match value {
+            Value::String(s) if !storable(s) => return false,
+            Value::Array(items) => stack.extend(items),
+            Value::Object(map) => {
+                if !map.keys().all(|k| storable(k)) {
+                    return false;
+                }
+                stack.extend(map.values());
+            }
+            _ => {}
+        }
+    }
+    true
+}
+
+/// Free text of 1 to `max` characters: not only white space, and storable (no NUL).
+///
+/// # Errors
+/// `code`, naming `what`, when blank, too long or holding a NUL.
+pub fn free_text(
+    raw: String,
+    code: &'static str,
+    what: &str,
+    max: usize,
+) -> Result<String, Rejection> {
+    if raw.trim().is_empty() || raw.chars().count() > max {
+        return Err(Rejection::invalid(
+            code,
+            format!("{what} is 1 to {max} characters, not blank"),
+        ));
+    }
+    if !storable(&raw) {
+        return Err(nul_refused(code, what));
+    }
+    Ok(raw)
+}
+
+fn nul_refused(code: &'static str, what: &str) -> Rejection {
+    Rejection::invalid(code, format!("{what} cannot hold a NUL character (U+0000)"))
+}
+
 fn all_chars(s: &str, ok: impl Fn(char) -> bool) -> bool {
     s.chars().all(ok)
 }
@@ -175,8 +231,11 @@ impl<'de> Deserialize<'de> for Timezone {
     }
 }
 
-/// A module's number in the catalog (module 1 is always unlocked).
+/// A module's number in the catalog (module 1 is always unlocked): 1 to [`MAX_MODULE`].
 pub type ModuleNo = u32;
+
+/// The largest module number: the read models keep module numbers as Postgres `integer`.
+pub const MAX_MODULE: ModuleNo = i32::MAX.unsigned_abs();
 
 /// A chat message's id. The edge draws it (a time-ordered UUID) before the command is decided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -198,13 +257,16 @@ impl MessageContent {
     pub const MAX_CHARS: usize = 2000;
 
     /// # Errors
-    /// `invalid_content` when blank or longer than 2000 characters.
+    /// `invalid_content` when blank, longer than 2000 characters or holding a NUL.
     pub fn parse(raw: &str) -> Result<Self, Rejection> {
         if raw.trim().is_empty() || raw.chars().count() > Self::MAX_CHARS {
             return Err(Rejection::invalid(
                 "invalid_content",
                 "a message is 1 to 2000 characters, not only white space",
             ));
+        }
+        if !storable(raw) {
+            return Err(nul_refused("invalid_content", "a message"));
         }
         Ok(Self(raw.to_owned()))
     }

@@ -27,6 +27,16 @@ impl StoreError {
         }
     }
 
+    /// Whether the database refused the statement itself: a value it cannot store, a constraint, a
+    /// trigger (SQLSTATE classes 22 and 23, and any other error the server reports for the
+    /// statement). The transaction was rolled back, so nothing was written and the work may be
+    /// done again without whatever caused it. A connection that broke is
+    /// [`StoreError::Unavailable`] instead, and a fault after the server answered (reading the
+    /// result) is not a refusal: the statement may have committed.
+    pub fn is_refusal(&self) -> bool {
+        matches!(self, Self::Database(sqlx::Error::Database(_)))
+    }
+
     /// The names of the conflicting streams or keys, when this is a conflict.
     pub fn conflicts(&self) -> Option<&[String]> {
         match self {

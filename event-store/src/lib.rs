@@ -16,6 +16,10 @@ pub use error::StoreError;
 
 /// The conflict an append reports when a reaper's claim on a player is stale.
 pub const PRESENCE_CONFLICT: &str = "presence: ";
+
+/// The transaction-scoped advisory lock every append takes before drawing positions (see
+/// `questlog_append`): whoever holds it holds every append of the database back.
+pub const APPEND_LOCK: i64 = 4_242_424_242;
 pub use postgres::{connect, read_after, read_streams_until, PgEventStore, MIGRATOR};
 
 /// What an append expects of a stream's version when it commits.

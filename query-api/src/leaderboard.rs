@@ -105,12 +105,16 @@ impl Cursor {
             },
             rank: rank.parse().map_err(|_| bad())?,
         };
-        if cursor.rank < 1 {
+        // A rank this API hands out leaves room to number the page after it.
+        if !(1..=MAX_CURSOR_RANK).contains(&cursor.rank) {
             return Err(bad());
         }
         Ok(cursor)
     }
 }
+
+/// The highest rank a cursor may carry: the entries after it are numbered without overflow.
+const MAX_CURSOR_RANK: i64 = i64::MAX - MAX_LIMIT - 1;
 
 const COLUMNS: &str = "player_id, username, xp, level, xp_position";
 
@@ -388,6 +392,8 @@ mod tests {
             "1.2.3.not-a-uuid",
             "1.2.0.0191c1e2a6b47c3e9c1a2b3c4d5e6f70",
             "1.2.3.0191c1e2a6b47c3e9c1a2b3c4d5e6f70.9",
+            "1.2.9223372036854775807.0191c1e2a6b47c3e9c1a2b3c4d5e6f70",
+            "1.2.9223372036854775707.0191c1e2a6b47c3e9c1a2b3c4d5e6f70",
         ] {
             assert!(
                 matches!(Cursor::decode(raw), Err(ApiError::Client(p)) if p.code == "invalid_cursor"),

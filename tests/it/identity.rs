@@ -120,3 +120,40 @@ async fn without_a_configured_secret_every_process_on_the_database_shares_one_ge
         "the generated secret is not the configured one"
     );
 }
+
+#[tokio::test]
+async fn a_token_secret_shorter_than_32_bytes_is_refused_at_start_before_anything_is_created() {
+    use sqlx::migrate::MigrateDatabase;
+    // A database that does not exist: a refused start must not create it.
+    let name = format!("questlog_test_{}", Uuid::new_v4().simple());
+    let admin = questlog_tests::admin_database_url();
+    let url = format!("{}/{name}", admin.rsplit_once('/').map_or("", |(b, _)| b));
+    let store = questlog::config::StoreArgs {
+        token_secret: Some("only-twenty-bytes!!!".to_owned()),
+        ..questlog_tests::store_args(&TestDb {
+            name: String::new(),
+            url: url.clone(),
+            nats_prefix: "unused".to_owned(),
+        })
+    };
+    let refused = questlog::Application::build(
+        &store,
+        &TestApp::serve_args(),
+        tokio_util::sync::CancellationToken::new(),
+    )
+    .await
+    .err()
+    .expect("a 20-byte secret is refused");
+    let message = format!("{refused:#}");
+    assert!(
+        message.contains("QUESTLOG_TOKEN_SECRET") && message.contains("at least 32 bytes"),
+        "{message}"
+    );
+    assert!(!message.contains("only-twenty-bytes"), "{message}");
+    assert!(
+        !sqlx::Postgres::database_exists(&url)
+            .await
+            .expect("Postgres answers"),
+        "the refused start created its database"
+    );
+}

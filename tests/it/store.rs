@@ -183,3 +183,40 @@ async fn a_reader_tailing_the_log_sees_every_event_of_concurrent_writers_exactly
         "the reader saw positions out of order"
     );
 }
+
+#[tokio::test]
+async fn an_append_the_database_refuses_is_a_refusal_and_writes_nothing_but_a_lost_connection_is_not(
+) {
+    let db = TestDb::create().await;
+    let store = PgEventStore::new(db.pool(2));
+    store
+        .append(batch(None, vec![event("s-1", 1)]))
+        .await
+        .expect("append");
+    // jsonb cannot hold a NUL: Postgres refuses the statement (SQLSTATE 22P05).
+    let mut poisoned = event("s-2", 2);
+    poisoned.data = json!({ "text": "a\u{0}b" });
+    let refused = store
+        .append(batch(None, vec![event("s-2", 1), poisoned]))
+        .await
+        .expect_err("a NUL in jsonb is refused");
+    assert!(refused.is_refusal(), "{refused:?}");
+    assert!(!matches!(refused, StoreError::Unavailable(_)));
+    assert_eq!(store.head().await.expect("head"), 1, "nothing was written");
+
+    let target = questlog_tests::admin_database_url();
+    let host = target
+        .split_once('@')
+        .and_then(|(_, rest)| rest.split_once('/'))
+        .map(|(host, _)| host.to_owned())
+        .expect("host:port in the test database URL");
+    let proxy = questlog_tests::faults::PgProxy::start(&host).await;
+    let away = PgEventStore::new(questlog_store::connect(&proxy.url_for(&db.url), 1).expect("url"));
+    proxy.cut();
+    let lost = away
+        .append(batch(None, vec![event("s-3", 1)]))
+        .await
+        .expect_err("no database to append to");
+    assert!(matches!(lost, StoreError::Unavailable(_)), "{lost:?}");
+    assert!(!lost.is_refusal());
+}

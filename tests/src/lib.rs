@@ -4,10 +4,12 @@
 pub mod faults;
 
 use std::sync::Once;
+use std::time::{Duration, Instant};
 
 use questlog::app::Hooks;
 use questlog::config::{ServeArgs, StoreArgs};
 use questlog::Application;
+use questlog_command_api::WriterHandle;
 use questlog_domain::Role;
 use questlog_web::TokenKeys;
 use reqwest::StatusCode;
@@ -126,8 +128,8 @@ impl Drop for TestDb {
     }
 }
 
-/// The token secret every test app signs with.
-pub const TEST_SECRET: &str = "questlog-test-secret";
+/// The token secret every test app signs with (at least 32 bytes, as questlog requires).
+pub const TEST_SECRET: &str = "questlog-test-secret-of-thirty-two-bytes-or-more";
 
 /// questlog running on port 0 against its own database.
 pub struct TestApp {
@@ -135,6 +137,8 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub keys: TokenKeys,
     pub shutdown: CancellationToken,
+    /// The command writer, whose queue a test can watch.
+    pub writer: Option<WriterHandle>,
     task: Option<JoinHandle<anyhow::Result<()>>>,
     // Declared last: dropped after the app is stopped.
     pub db: TestDb,
@@ -194,12 +198,14 @@ impl TestApp {
             .await
             .expect("questlog starts");
         let address = format!("http://127.0.0.1:{}", app.port());
+        let writer = app.writer();
         let task = tokio::spawn(app.run());
         Self {
             address,
             client: reqwest::Client::new(),
             keys: TokenKeys::new(TEST_SECRET.as_bytes(), chrono::Duration::days(30)),
             shutdown,
+            writer,
             task: Some(task),
             db,
         }
@@ -430,6 +436,96 @@ pub async fn event_count(db: &TestDb) -> i64 {
         .expect("count events");
     pool.close().await;
     n
+}
+
+/// Holds the log's append lock ([`questlog_store::APPEND_LOCK`]) from a connection of the test's
+/// own, so that the writer's batch at hand waits inside its append while the commands sent
+/// meanwhile queue up behind it: opening the gate commits them together, in one batch.
+pub struct AppendGate {
+    conn: sqlx::PgConnection,
+}
+
+impl AppendGate {
+    /// Takes the lock.
+    ///
+    /// # Panics
+    /// When the database cannot be reached.
+    pub async fn close(db: &TestDb) -> Self {
+        use sqlx::Connection;
+        let mut conn = sqlx::PgConnection::connect(&db.url).await.expect("connect");
+        sqlx::query("SELECT pg_advisory_lock($1)")
+            .bind(questlog_store::APPEND_LOCK)
+            .execute(&mut conn)
+            .await
+            .expect("take the append lock");
+        Self { conn }
+    }
+
+    /// Waits (up to 30 s) until an append is waiting for the lock.
+    ///
+    /// # Panics
+    /// When none is.
+    pub async fn wait_for_an_append(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let waiting: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database \
+                  WHERE d.datname = current_database() AND l.locktype = 'advisory' \
+                    AND NOT l.granted AND l.objid = ($1 & 4294967295)::oid",
+            )
+            .bind(questlog_store::APPEND_LOCK)
+            .fetch_one(&mut self.conn)
+            .await
+            .expect("read pg_locks");
+            if waiting > 0 {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no append waited for the append lock within 30 s"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Releases the lock: the waiting append goes on, and the writer's next batch after it.
+    ///
+    /// # Panics
+    /// When the database cannot be reached.
+    pub async fn open(mut self) {
+        sqlx::query("SELECT pg_advisory_unlock($1)")
+            .bind(questlog_store::APPEND_LOCK)
+            .execute(&mut self.conn)
+            .await
+            .expect("release the append lock");
+    }
+}
+
+/// Waits (up to 30 s) until `done` holds, checking every 10 ms.
+///
+/// # Panics
+/// When it does not, naming `what`.
+pub async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !done() {
+        assert!(Instant::now() < deadline, "{what}: not within 30 s");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Waits (up to 30 s) until what `done` resolves to is true, trying every 50 ms.
+///
+/// # Panics
+/// When it does not, naming `what`.
+pub async fn wait_until_async<F: std::future::Future<Output = bool>>(
+    what: &str,
+    mut done: impl FnMut() -> F,
+) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !done().await {
+        assert!(Instant::now() < deadline, "{what}: not within 30 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// The `position` of a command's answer.

@@ -636,3 +636,203 @@ fn a_heartbeat_names_its_lab_or_null_explicitly() {
         "invalid_lab_id",
     );
 }
+
+#[test]
+fn a_module_number_beyond_what_the_read_models_store_is_rejected() {
+    let beyond = i64::from(i32::MAX) + 1;
+    invalid(
+        "define_module",
+        &json!({"module": beyond, "title": "M"}),
+        "invalid_module",
+    );
+    invalid(
+        "define_lab",
+        &json!({"lab_id": "a", "module": beyond, "title": "A", "xp": 10}),
+        "invalid_module",
+    );
+    assert!(parse(
+        "define_module",
+        &json!({"module": i32::MAX, "title": "M", "requires": [i32::MAX - 1]})
+    )
+    .is_ok());
+}
+
+// Text the log can store: Postgres refuses NUL (U+0000) in `text` and in `jsonb`, so the edge
+// refuses it with the field's own code, before the command can reach a batch.
+
+#[test]
+fn a_title_holding_a_nul_character_is_invalid_title() {
+    for title in ["\u{0}", "Pipes\u{0}", "\u{0}Pipes", "Pi\u{0}pes"] {
+        invalid(
+            "define_module",
+            &json!({"module": 1, "title": title}),
+            "invalid_title",
+        );
+        invalid(
+            "define_lab",
+            &json!({"lab_id": "a", "module": 1, "title": title, "xp": 10}),
+            "invalid_title",
+        );
+    }
+}
+
+#[test]
+fn a_reason_holding_a_nul_character_is_invalid_reason() {
+    invalid(
+        "revoke_xp",
+        &json!({"player_id": PEER, "xp": 5, "reason": "scripted\u{0}"}),
+        "invalid_reason",
+    );
+}
+
+#[test]
+fn a_message_holding_a_nul_character_is_invalid_content() {
+    for content in ["hi\u{0}", "\u{0}", "a\u{0}\u{0}b"] {
+        invalid(
+            "send_message",
+            &json!({"channel": "global", "content": content}),
+            "invalid_content",
+        );
+        invalid(
+            "edit_message",
+            &json!({"message_id": PEER, "content": content}),
+            "invalid_content",
+        );
+    }
+}
+
+#[test]
+fn a_vfs_holding_a_nul_character_in_any_key_or_string_is_invalid_vfs() {
+    let save = |vfs: serde_json::Value| json!({"lab_id": "intro-1", "vfs_snapshot": vfs, "current_step": 0});
+    for vfs in [
+        json!({"/a\u{0}": "text"}),
+        json!({"/a": "te\u{0}xt"}),
+        json!({"/a": {"b": {"c\u{0}": 1}}}),
+        json!({"/a": {"b": ["ok", {"c": "\u{0}"}]}}),
+        json!({"/a": [[["\u{0}"]]]}),
+    ] {
+        invalid("save_lab_state", &save(vfs), "invalid_vfs");
+    }
+}
+
+#[test]
+fn other_control_characters_and_any_unicode_are_kept_as_they_are() {
+    let text = "tab\there\nnew line \u{1} \u{7f} \u{feff} \u{fffd} \u{ffff} \u{10ffff} 🚀";
+    assert!(parse("define_module", &json!({"module": 1, "title": text})).is_ok());
+    assert!(parse(
+        "revoke_xp",
+        &json!({"player_id": PEER, "xp": 5, "reason": text})
+    )
+    .is_ok());
+    let Ok(Command::SendMessage { content, .. }) = parse(
+        "send_message",
+        &json!({"channel": "global", "content": text}),
+    ) else {
+        panic!("a message of any characters but NUL is valid");
+    };
+    assert_eq!(content.as_str(), text);
+    let vfs = json!({ text: { text: [text, 1.5e300, -0.0, null] } });
+    let Ok(Command::SaveLabState { vfs_snapshot, .. }) = parse(
+        "save_lab_state",
+        &json!({"lab_id": "intro-1", "vfs_snapshot": vfs, "current_step": 0}),
+    ) else {
+        panic!("a vfs of any characters but NUL is valid");
+    };
+    assert_eq!(serde_json::Value::Object(vfs_snapshot), vfs);
+}
+
+// JSON the edge reads: one meaning per body.
+
+fn raw(name: &str, body: &str) -> Result<Command, Rejection> {
+    Command::parse(name, body.as_bytes(), &edge())
+}
+
+#[track_caller]
+fn raw_bad_request(name: &str, body: &str, detail: &str) {
+    match raw(name, body) {
+        Ok(cmd) => panic!("{name} {body} parsed as {cmd:?}"),
+        Err(r) => {
+            assert_eq!(
+                (r.code, r.kind),
+                ("bad_request", RejectionKind::BadRequest),
+                "{r}"
+            );
+            assert!(r.detail.contains(detail), "{name} {body}: {}", r.detail);
+        }
+    }
+}
+
+#[test]
+fn a_body_naming_a_field_twice_is_a_bad_request() {
+    raw_bad_request(
+        "register_player",
+        r#"{"username": "ada", "username": "bob"}"#,
+        r#"duplicate key "username""#,
+    );
+    raw_bad_request(
+        "revoke_xp",
+        &format!(r#"{{"player_id": "{PEER}", "xp": 1, "reason": "r", "xp": 100000}}"#),
+        r#"duplicate key "xp""#,
+    );
+}
+
+#[test]
+fn a_duplicate_key_inside_a_nested_object_is_a_bad_request_too() {
+    raw_bad_request(
+        "save_lab_state",
+        r#"{"lab_id": "intro-1", "current_step": 0,
+            "vfs_snapshot": {"/a": {"dir": {"f": 1, "f": 2}}}}"#,
+        r#"duplicate key "f""#,
+    );
+    raw_bad_request(
+        "save_lab_state",
+        r#"{"lab_id": "intro-1", "current_step": 0, "vfs_snapshot": {"/a": [{"x": 1, "x": 1}]}}"#,
+        r#"duplicate key "x""#,
+    );
+}
+
+#[test]
+fn equal_keys_in_different_objects_are_not_duplicates() {
+    let cmd = raw(
+        "save_lab_state",
+        r#"{"lab_id": "intro-1", "current_step": 0,
+            "vfs_snapshot": {"/a": {"f": 1}, "/b": {"f": 2}, "f": [{"f": 3}, {"f": 4}]}}"#,
+    );
+    assert!(cmd.is_ok(), "{cmd:?}");
+}
+
+#[test]
+fn a_body_nested_deeper_than_128_levels_is_a_bad_request_not_a_crash() {
+    let deep = |depth: usize| {
+        format!(
+            r#"{{"lab_id": "intro-1", "current_step": 0, "vfs_snapshot": {{"f": {}1{}}}}}"#,
+            "[".repeat(depth),
+            "]".repeat(depth)
+        )
+    };
+    assert!(raw("save_lab_state", &deep(100)).is_ok());
+    raw_bad_request("save_lab_state", &deep(200), "recursion limit exceeded");
+    // As deep as a 64 KiB body allows: refused the same way, without exhausting the stack.
+    raw_bad_request(
+        "save_lab_state",
+        &deep(32 * 1024),
+        "recursion limit exceeded",
+    );
+    let objects = "{\"a\":".repeat(20_000) + "1" + &"}".repeat(20_000);
+    raw_bad_request("update_streak", &objects, "recursion limit exceeded");
+}
+
+#[test]
+fn a_number_beyond_what_json_numbers_hold_here_is_a_bad_request() {
+    raw_bad_request(
+        "save_lab_state",
+        r#"{"lab_id": "intro-1", "current_step": 0, "vfs_snapshot": {"f": 1e400}}"#,
+        "number out of range",
+    );
+    // A whole number beyond 64 bits is read as a float, the wrong type for a step.
+    raw_bad_request(
+        "save_lab_state",
+        r#"{"lab_id": "intro-1", "current_step": 99999999999999999999999, "vfs_snapshot": {}}"#,
+        "invalid type",
+    );
+}
