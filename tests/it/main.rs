@@ -4,6 +4,7 @@ mod admin_cli;
 mod archive;
 mod chat;
 mod commands;
+mod faults;
 mod identity;
 mod labs;
 mod presence;
