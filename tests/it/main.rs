@@ -5,6 +5,7 @@ mod archive;
 mod chat;
 mod commands;
 mod cors;
+mod faults;
 mod hostile;
 mod identity;
 mod isolation;

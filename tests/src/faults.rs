@@ -1,7 +1,10 @@
-//! Real faults for tests: a private nats-server that can be stopped and started again, and a TCP
-//! proxy in front of Postgres that can cut every connection and refuse new ones.
+//! Real faults for tests: a private nats-server that can be stopped and started again, a private
+//! PostgreSQL that can be crashed and started again, and a TCP proxy in front of Postgres that can
+//! cut every connection and refuse new ones.
 
 use std::net::SocketAddr;
+use std::os::unix::fs::MetadataExt as _;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -115,6 +118,270 @@ impl Drop for NatsServer {
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// Where Debian keeps PostgreSQL's server binaries, one directory per major version.
+const POSTGRES_LIB: &str = "/usr/lib/postgresql";
+
+/// A PostgreSQL server of this test's own: a fresh cluster in a temporary directory on a free port,
+/// trust authentication, commits durable (fsync and synchronous commit on), that the test can crash
+/// ([`PrivatePostgres::stop_immediate`]) and start again ([`PrivatePostgres::resume`]). Dropping it
+/// stops it and removes its directory. The shared cluster is never touched.
+pub struct PrivatePostgres {
+    pub port: u16,
+    bin: PathBuf,
+    dir: PathBuf,
+    /// The OS user the server runs as when this process is root (Postgres refuses to run as root).
+    user: Option<String>,
+    running: bool,
+}
+
+impl PrivatePostgres {
+    /// Creates the cluster (`initdb`), starts it and waits until it accepts connections.
+    ///
+    /// # Panics
+    /// When the server binaries are missing (the message says what to install), or the cluster
+    /// cannot be created or started.
+    pub async fn start() -> Self {
+        let bin = server_binaries();
+        let user = running_as_root().then(|| "postgres".to_owned());
+        let dir =
+            std::env::temp_dir().join(format!("questlog-pg-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).expect("a temporary directory");
+        if let Some(user) = &user {
+            let (uid, gid) = os_user_ids(user);
+            std::os::unix::fs::chown(&dir, Some(uid), Some(gid))
+                .expect("giving the cluster's directory to its OS user");
+        }
+        // Built before anything can fail, so that its drop cleans up after a failed start.
+        let mut server = Self {
+            port: free_port(),
+            bin,
+            dir,
+            user,
+            running: false,
+        };
+        let data = server.data_dir();
+        server
+            .run(&[
+                "initdb".as_ref(),
+                "-D".as_ref(),
+                data.as_os_str(),
+                "-U".as_ref(),
+                "postgres".as_ref(),
+                "-A".as_ref(),
+                "trust".as_ref(),
+                "-E".as_ref(),
+                "UTF8".as_ref(),
+                "--locale=C".as_ref(),
+                // Only initdb's own flush of the new files: the server runs with fsync on.
+                "--no-sync".as_ref(),
+            ])
+            .await;
+        let settings = format!(
+            "\n# questlog's fault tests\n\
+             listen_addresses = '127.0.0.1'\n\
+             port = {}\n\
+             unix_socket_directories = ''\n\
+             fsync = on\n\
+             synchronous_commit = on\n\
+             full_page_writes = on\n\
+             shared_buffers = 32MB\n",
+            server.port
+        );
+        {
+            use std::io::Write as _;
+            std::fs::OpenOptions::new()
+                .append(true)
+                .open(data.join("postgresql.conf"))
+                .and_then(|mut f| f.write_all(settings.as_bytes()))
+                .expect("configuring the private cluster");
+        }
+        server.resume().await;
+        server
+    }
+
+    /// The URL of its maintenance database, to create test databases from.
+    pub fn admin_url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// Crashes it: `pg_ctl stop -m immediate` (every process quits at once, no checkpoint; the next
+    /// start recovers from the WAL). Returns when the server is gone.
+    ///
+    /// # Panics
+    /// When `pg_ctl` fails.
+    pub async fn stop_immediate(&mut self) {
+        let data = self.data_dir();
+        self.run(&[
+            "pg_ctl".as_ref(),
+            "-D".as_ref(),
+            data.as_os_str(),
+            "-m".as_ref(),
+            "immediate".as_ref(),
+            "-w".as_ref(),
+            "-s".as_ref(),
+            "stop".as_ref(),
+        ])
+        .await;
+        self.running = false;
+        wait_for_port(self.port, false).await;
+    }
+
+    /// Starts it (again) on the same port and data, and waits until it accepts connections (after
+    /// a crash: until recovery is done).
+    ///
+    /// # Panics
+    /// When it does not start.
+    pub async fn resume(&mut self) {
+        let data = self.data_dir();
+        let log = self.dir.join("postgres.log");
+        self.run(&[
+            "pg_ctl".as_ref(),
+            "-D".as_ref(),
+            data.as_os_str(),
+            "-l".as_ref(),
+            log.as_os_str(),
+            "-w".as_ref(),
+            "-t".as_ref(),
+            "60".as_ref(),
+            "-s".as_ref(),
+            "start".as_ref(),
+        ])
+        .await;
+        self.running = true;
+        wait_for_port(self.port, true).await;
+    }
+
+    fn data_dir(&self) -> PathBuf {
+        self.dir.join("data")
+    }
+
+    /// One of the server's programs, as its OS user, in the cluster's directory (the user may not
+    /// be able to read the current one).
+    fn command(&self, args: &[&std::ffi::OsStr]) -> Command {
+        let (program, rest) = args.split_first().expect("a program");
+        let binary = self.bin.join(program);
+        let mut command = match &self.user {
+            Some(user) => {
+                let mut c = Command::new("runuser");
+                c.args(["-u", user, "--"]).arg(binary);
+                c
+            }
+            None => Command::new(binary),
+        };
+        command
+            .args(rest)
+            .current_dir(&self.dir)
+            .stdin(Stdio::null());
+        command
+    }
+
+    async fn run(&self, args: &[&std::ffi::OsStr]) {
+        let command = self.command(args);
+        let shown = format!("{command:?}");
+        let output = tokio::process::Command::from(command)
+            .output()
+            .await
+            .unwrap_or_else(|e| panic!("cannot run {shown}: {e}"));
+        assert!(
+            output.status.success(),
+            "{shown} failed ({}):\n{}{}\nserver log:\n{}",
+            output.status,
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr),
+            std::fs::read_to_string(self.dir.join("postgres.log")).unwrap_or_default()
+        );
+    }
+}
+
+impl Drop for PrivatePostgres {
+    fn drop(&mut self) {
+        if self.running {
+            let data = self.data_dir();
+            let _ = self
+                .command(&[
+                    "pg_ctl".as_ref(),
+                    "-D".as_ref(),
+                    data.as_os_str(),
+                    "-m".as_ref(),
+                    "immediate".as_ref(),
+                    "-w".as_ref(),
+                    "-s".as_ref(),
+                    "stop".as_ref(),
+                ])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The directory of `initdb`, `pg_ctl` and `postgres`: `QUESTLOG_TEST_POSTGRES_BIN`, else the
+/// newest `/usr/lib/postgresql/<version>/bin` that has them.
+fn server_binaries() -> PathBuf {
+    let complete = |dir: &Path| {
+        ["initdb", "pg_ctl", "postgres"]
+            .iter()
+            .all(|b| dir.join(b).is_file())
+    };
+    if let Some(dir) = std::env::var_os("QUESTLOG_TEST_POSTGRES_BIN").map(PathBuf::from) {
+        assert!(
+            complete(&dir),
+            "QUESTLOG_TEST_POSTGRES_BIN={} lacks initdb, pg_ctl or postgres",
+            dir.display()
+        );
+        return dir;
+    }
+    let mut found: Vec<(u32, PathBuf)> = std::fs::read_dir(POSTGRES_LIB)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| {
+            let version = entry.file_name().to_str()?.parse::<u32>().ok()?;
+            let bin = entry.path().join("bin");
+            complete(&bin).then_some((version, bin))
+        })
+        .collect();
+    found.sort();
+    found.pop().map(|(_, bin)| bin).unwrap_or_else(|| {
+        panic!(
+            "the fault tests need PostgreSQL's server binaries (initdb, pg_ctl, postgres) in \
+             {POSTGRES_LIB}/<version>/bin: install them (Debian: apt-get install postgresql), or set \
+             QUESTLOG_TEST_POSTGRES_BIN to the directory that holds them"
+        )
+    })
+}
+
+/// Whether this process runs as root (the owner of `/proc/self` is the effective user).
+fn running_as_root() -> bool {
+    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
+}
+
+/// The user and group ids of an OS user.
+fn os_user_ids(user: &str) -> (u32, u32) {
+    let id = |flag: &str| {
+        Command::new("id")
+            .args([flag, user])
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .and_then(|o| {
+                String::from_utf8_lossy(&o.stdout)
+                    .trim()
+                    .parse::<u32>()
+                    .ok()
+            })
+            .unwrap_or_else(|| {
+                panic!(
+                    "running as root, the fault tests run PostgreSQL as the OS user `{user}`, \
+                     which does not exist: install PostgreSQL (Debian: apt-get install \
+                     postgresql creates it) or run the tests as another user"
+                )
+            })
+    };
+    (id("-u"), id("-g"))
 }
 
 /// A TCP proxy to Postgres that can be cut (every connection closed, new ones refused) and

@@ -29,9 +29,8 @@ pub fn nats_url() -> String {
     std::env::var("QUESTLOG_TEST_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".to_owned())
 }
 
-fn database_url(name: &str) -> String {
-    let admin = admin_database_url();
-    let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
+fn database_url(admin: &str, name: &str) -> String {
+    let base = admin.rsplit_once('/').map_or(admin, |(b, _)| b);
     format!("{base}/{name}")
 }
 
@@ -51,6 +50,8 @@ pub struct TestDb {
     pub url: String,
     /// This test's NATS prefix: its own JetStream stream, consumers and subjects.
     pub nats_prefix: String,
+    /// The maintenance database of the server it lives on (to drop it from).
+    admin_url: String,
 }
 
 impl TestDb {
@@ -59,9 +60,18 @@ impl TestDb {
     /// # Panics
     /// When Postgres cannot be reached.
     pub async fn create() -> Self {
+        Self::create_on(&admin_database_url()).await
+    }
+
+    /// A fresh, empty database with questlog's schema on the server of `admin_url` (a
+    /// maintenance database URL, such as a private server's).
+    ///
+    /// # Panics
+    /// When that server cannot be reached.
+    pub async fn create_on(admin_url: &str) -> Self {
         let id = Uuid::new_v4().simple().to_string();
         let name = format!("questlog_test_{id}");
-        let url = database_url(&name);
+        let url = database_url(admin_url, &name);
         questlog::app::prepare_database(&url)
             .await
             .expect("Postgres must be reachable: run the suite through scripts/test.sh")
@@ -71,6 +81,7 @@ impl TestDb {
             name,
             url,
             nats_prefix: format!("t{id}"),
+            admin_url: admin_url.to_owned(),
         }
     }
 
@@ -81,6 +92,7 @@ impl TestDb {
             name: String::new(),
             url: self.url.clone(),
             nats_prefix: self.nats_prefix.clone(),
+            admin_url: self.admin_url.clone(),
         }
     }
 
@@ -100,6 +112,7 @@ impl Drop for TestDb {
         }
         let name = self.name.clone();
         let prefix = self.nats_prefix.clone();
+        let admin_url = self.admin_url.clone();
         // Drop may run inside a runtime that is shutting down: use a thread with its own.
         let _ = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
@@ -114,7 +127,7 @@ impl Drop for TestDb {
                             .delete_stream(questlog_bus::Names::new(&prefix).events_stream())
                             .await;
                     }
-                    if let Ok(mut conn) = sqlx::PgConnection::connect(&admin_database_url()).await {
+                    if let Ok(mut conn) = sqlx::PgConnection::connect(&admin_url).await {
                         let _ = sqlx::query(&format!(
                             "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
                         ))
@@ -224,6 +237,7 @@ impl TestApp {
             name: std::mem::take(&mut self.db.name),
             url: std::mem::take(&mut self.db.url),
             nats_prefix: std::mem::take(&mut self.db.nats_prefix),
+            admin_url: std::mem::take(&mut self.db.admin_url),
         }
     }
 
