@@ -129,12 +129,11 @@ async fn a_token_secret_shorter_than_32_bytes_is_refused_at_start_before_anythin
     let admin = questlog_tests::admin_database_url();
     let url = format!("{}/{name}", admin.rsplit_once('/').map_or("", |(b, _)| b));
     let store = questlog::config::StoreArgs {
+        database_url: url.clone(),
+        nats_url: questlog_tests::nats_url(),
+        nats_prefix: "unused".to_owned(),
         token_secret: Some("only-twenty-bytes!!!".to_owned()),
-        ..questlog_tests::store_args(&TestDb {
-            name: String::new(),
-            url: url.clone(),
-            nats_prefix: "unused".to_owned(),
-        })
+        token_ttl_days: 30,
     };
     let refused = questlog::Application::build(
         &store,
