@@ -308,17 +308,7 @@ async fn a_stream_that_lost_its_newest_messages_is_republished_from_the_log() {
     let app = TestApp::spawn_custom(db, store, Hooks::default()).await;
     app.catalog(12, 10).await;
     let ada = app.player("ada").await;
-    let mut last = 0;
-    for lab in 1..=12 {
-        let out = app
-            .ok(
-                &ada.token,
-                "complete_lab",
-                json!({ "lab_id": format!("lab-{lab}") }),
-            )
-            .await;
-        last = position(&out);
-    }
+    let last = app.complete_labs(&ada.token, 1..=12).await;
     app.caught_up(last).await;
     assert_eq!(stream_end(&nats.url(), &app.db.nats_prefix).await.1, last);
 

@@ -201,6 +201,15 @@ impl PrivatePostgres {
         server
     }
 
+    /// `pg_ctl stop -m immediate` for this cluster.
+    fn crash_command(&self) -> Command {
+        let data = self.data_dir();
+        let mut args: Vec<&std::ffi::OsStr> = vec!["pg_ctl".as_ref(), "-D".as_ref()];
+        args.push(data.as_os_str());
+        args.extend(["-m", "immediate", "-w", "-s", "stop"].map(std::ffi::OsStr::new));
+        self.command(&args)
+    }
+
     /// The URL of its maintenance database, to create test databases from.
     pub fn admin_url(&self) -> String {
         format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
@@ -212,18 +221,7 @@ impl PrivatePostgres {
     /// # Panics
     /// When `pg_ctl` fails.
     pub async fn stop_immediate(&mut self) {
-        let data = self.data_dir();
-        self.run(&[
-            "pg_ctl".as_ref(),
-            "-D".as_ref(),
-            data.as_os_str(),
-            "-m".as_ref(),
-            "immediate".as_ref(),
-            "-w".as_ref(),
-            "-s".as_ref(),
-            "stop".as_ref(),
-        ])
-        .await;
+        self.run_command(self.crash_command()).await;
         self.running = false;
         wait_for_port(self.port, false).await;
     }
@@ -278,7 +276,10 @@ impl PrivatePostgres {
     }
 
     async fn run(&self, args: &[&std::ffi::OsStr]) {
-        let command = self.command(args);
+        self.run_command(self.command(args)).await;
+    }
+
+    async fn run_command(&self, command: Command) {
         let shown = format!("{command:?}");
         let output = tokio::process::Command::from(command)
             .output()
@@ -298,18 +299,8 @@ impl PrivatePostgres {
 impl Drop for PrivatePostgres {
     fn drop(&mut self) {
         if self.running {
-            let data = self.data_dir();
             let _ = self
-                .command(&[
-                    "pg_ctl".as_ref(),
-                    "-D".as_ref(),
-                    data.as_os_str(),
-                    "-m".as_ref(),
-                    "immediate".as_ref(),
-                    "-w".as_ref(),
-                    "-s".as_ref(),
-                    "stop".as_ref(),
-                ])
+                .crash_command()
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .status();

@@ -370,6 +370,25 @@ impl TestApp {
 }
 
 impl TestApp {
+    /// `complete_lab` for each of `labs` (`lab-<n>`) in order; returns the last answer's position.
+    ///
+    /// # Panics
+    /// When one is refused.
+    pub async fn complete_labs(&self, token: &str, labs: impl IntoIterator<Item = usize>) -> i64 {
+        let mut last = 0;
+        for lab in labs {
+            let out = self
+                .ok(
+                    token,
+                    "complete_lab",
+                    json!({ "lab_id": format!("lab-{lab}") }),
+                )
+                .await;
+            last = position(&out);
+        }
+        last
+    }
+
     /// Waits (up to 30 s) until every projection has applied `head`.
     ///
     /// # Panics
