@@ -94,6 +94,10 @@ pub fn router(state: QueryState) -> Router {
         .route("/v1/admin/projections", get(admin::projections))
         .route("/v1/admin/streams/{stream}", get(admin::stream))
         .route("/v1/subscribe", get(live::subscribe))
+        .route(
+            "/v1/subscribe/ticket",
+            axum::routing::post(live::issue_ticket),
+        )
         .route("/metrics", get(live::metrics))
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)

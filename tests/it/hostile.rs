@@ -720,6 +720,9 @@ impl World {
                     };
                     query.push(("access_token".into(), token));
                 }
+                if rng.gen_bool(0.1) {
+                    query.push(("ticket".into(), pct(&hostile_bytes(rng))));
+                }
                 headers.push((
                     HeaderName::from_static("accept"),
                     HeaderValue::from_static("text/event-stream"),
@@ -740,7 +743,15 @@ impl World {
                 if rng.gen_bool(0.5) {
                     body = Some(hostile_json(rng, 0).into_bytes());
                 }
-                pick(rng, &["/v1/identity", "/v1/identity/refresh"]).to_owned()
+                pick(
+                    rng,
+                    &[
+                        "/v1/identity",
+                        "/v1/identity/refresh",
+                        "/v1/subscribe/ticket",
+                    ],
+                )
+                .to_owned()
             }
             _ => {
                 method = [Method::PUT, Method::DELETE, Method::PATCH, Method::POST]

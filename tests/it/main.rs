@@ -15,5 +15,6 @@ mod presence;
 mod read_side;
 mod store;
 mod subscribe;
+mod tickets;
 mod time_travel;
 mod verify;

@@ -58,12 +58,29 @@ impl Sub {
         let mut request = app
             .client
             .get(app.url(&format!("/v1/subscribe?{query}")))
-            .bearer_auth(token)
-            .header("accept", "text/event-stream");
+            .bearer_auth(token);
         if let Some(id) = last_event_id {
             request = request.header("last-event-id", id.to_string());
         }
-        let response = request.send().await.expect("request sent");
+        Self::send(request, query).await
+    }
+
+    /// `GET /v1/subscribe?ticket=…` with no other credential, as an `EventSource` would.
+    pub(crate) async fn open_ticket(app: &TestApp, ticket: &str) -> Self {
+        let query = format!("ticket={ticket}");
+        Self::send(
+            app.client.get(app.url(&format!("/v1/subscribe?{query}"))),
+            &query,
+        )
+        .await
+    }
+
+    async fn send(request: reqwest::RequestBuilder, query: &str) -> Self {
+        let response = request
+            .header("accept", "text/event-stream")
+            .send()
+            .await
+            .expect("request sent");
         assert_eq!(response.status(), StatusCode::OK, "subscribe?{query}");
         assert_eq!(
             response

@@ -25,6 +25,7 @@
 
 mod hub;
 mod metrics;
+mod ticket;
 mod topic;
 
 use std::collections::VecDeque;
@@ -40,6 +41,7 @@ use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use axum::http::{HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
+use questlog_domain::Actor;
 use questlog_web::{Authenticated, Problem};
 use serde::Serialize;
 use serde_json::Value;
@@ -49,6 +51,8 @@ use tokio::time::Instant;
 
 pub use hub::{Hub, Metrics, LINGER, QUEUE, RETAIN, RETAIN_BYTES, RETAIN_FOR};
 pub(crate) use metrics::metrics;
+pub(crate) use ticket::issue as issue_ticket;
+pub use ticket::TICKET_TTL;
 
 use self::hub::{frame, Delivery, Frame};
 use self::topic::{Reading, Topic};
@@ -78,53 +82,40 @@ pub(crate) async fn subscribe(
     headers: HeaderMap,
     params: Result<Query<Vec<(String, String)>>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let Authenticated(actor) = auth?;
     let Query(params) = params?;
     let mut raw_topics = Vec::new();
     let mut limit = None;
     let mut last_event_id = None;
+    let mut ticket = None;
     for (name, value) in &params {
         match name.as_str() {
             "topic" => raw_topics.push(value.as_str()),
             "leaderboard_limit" => limit = Some(value.as_str()),
             "last_event_id" => last_event_id = Some(value.as_str()),
+            "ticket" => ticket = Some(value.as_str()),
             _ => {}
         }
     }
-    let limit = match limit {
-        None => DEFAULT_LIMIT,
-        Some(raw) => raw.parse::<i64>().map_err(|_| {
-            ApiError::Client(Problem::bad_request("leaderboard_limit is an integer"))
-        })?,
-    };
-    if !(1..=MAX_LIMIT).contains(&limit) {
-        return Err(ApiError::invalid(
-            "invalid_limit",
-            format!("leaderboard_limit is 1 to {MAX_LIMIT}"),
-        ));
-    }
-    if raw_topics.is_empty() {
-        return Err(ApiError::bad_request(
-            "invalid_topic",
-            "name at least one topic: ?topic=leaderboard&topic=player:<id>…",
-        ));
-    }
-    let mut topics: Vec<Topic> = Vec::with_capacity(raw_topics.len());
-    for raw in raw_topics {
-        let topic = Topic::parse(raw, actor.identity.0, limit)?;
-        if !topics.contains(&topic) {
-            topics.push(topic);
+    let (_actor, topics) = if let Some(ticket) = ticket {
+        // The ticket is the credential and names the topics.
+        if !raw_topics.is_empty() || limit.is_some() {
+            return Err(ApiError::bad_request(
+                "invalid_topic",
+                "a ticket carries its topics: name none beside it",
+            ));
         }
-    }
-    if topics.len() > MAX_TOPICS {
-        return Err(ApiError::bad_request(
-            "invalid_topic",
-            format!("one subscription follows at most {MAX_TOPICS} topics"),
-        ));
-    }
-    for topic in &topics {
-        topic.authorize(&actor)?;
-    }
+        ticket::redeem(&state.pool, ticket).await?
+    } else {
+        let Authenticated(actor) = auth?;
+        let limit = match limit {
+            None => None,
+            Some(raw) => Some(raw.parse::<i64>().map_err(|_| {
+                ApiError::Client(Problem::bad_request("leaderboard_limit is an integer"))
+            })?),
+        };
+        let topics = topics(&raw_topics, leaderboard_limit(limit)?, &actor)?;
+        (actor, topics)
+    };
     let resume = headers
         .get("last-event-id")
         .map(|v| v.to_str().unwrap_or("?"))
@@ -162,6 +153,46 @@ pub(crate) async fn subscribe(
     // Proxies (nginx) must not buffer the stream.
     headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
     Ok(response)
+}
+
+/// The leaderboard window asked for, checked (the default when none is).
+pub(crate) fn leaderboard_limit(raw: Option<i64>) -> Result<i64, ApiError> {
+    let limit = raw.unwrap_or(DEFAULT_LIMIT);
+    if !(1..=MAX_LIMIT).contains(&limit) {
+        return Err(ApiError::invalid(
+            "invalid_limit",
+            format!("leaderboard_limit is 1 to {MAX_LIMIT}"),
+        ));
+    }
+    Ok(limit)
+}
+
+/// The topics a subscription (or a ticket) names, parsed, deduplicated, bounded and authorized
+/// for `actor`.
+pub(crate) fn topics(raw: &[&str], limit: i64, actor: &Actor) -> Result<Vec<Topic>, ApiError> {
+    if raw.is_empty() {
+        return Err(ApiError::bad_request(
+            "invalid_topic",
+            "name at least one topic: ?topic=leaderboard&topic=player:<id>…",
+        ));
+    }
+    let mut topics: Vec<Topic> = Vec::with_capacity(raw.len());
+    for raw in raw {
+        let topic = Topic::parse(raw, actor.identity.0, limit)?;
+        if !topics.contains(&topic) {
+            topics.push(topic);
+        }
+    }
+    if topics.len() > MAX_TOPICS {
+        return Err(ApiError::bad_request(
+            "invalid_topic",
+            format!("one subscription follows at most {MAX_TOPICS} topics"),
+        ));
+    }
+    for topic in &topics {
+        topic.authorize(actor)?;
+    }
+    Ok(topics)
 }
 
 /// One topic of a connection.

@@ -1,0 +1,117 @@
+//! Subscribe tickets: `POST /v1/subscribe/ticket {"topics": [...]}` with a Bearer token answers
+//! a single-use ticket valid for [`TICKET_TTL`], for `GET /v1/subscribe?ticket=…` — how a browser's
+//! `EventSource`, which cannot send headers, authenticates without putting a long-lived token in
+//! a URL. The ticket carries the caller and the topics (checked and authorized when it is issued,
+//! and again when it is used); only its SHA-256 is stored, and using it deletes it, on whichever
+//! query API process it reaches.
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::Json;
+use questlog_domain::json::UniqueKeys;
+use questlog_domain::values::PlayerId;
+use questlog_domain::{Actor, Role};
+use questlog_web::{Authenticated, Problem};
+use rand::RngCore as _;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use sqlx::PgPool;
+
+use super::topic::Topic;
+use crate::error::ApiError;
+use crate::QueryState;
+
+/// How long a ticket may wait for its subscription.
+pub const TICKET_TTL: std::time::Duration = std::time::Duration::from_secs(60);
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TicketRequest {
+    topics: Vec<String>,
+    #[serde(default)]
+    leaderboard_limit: Option<i64>,
+}
+
+fn invalid_ticket() -> ApiError {
+    ApiError::Client(Problem::new(
+        StatusCode::UNAUTHORIZED,
+        "invalid_ticket",
+        "the ticket is unknown, used already or expired: take a new one with POST /v1/subscribe/ticket",
+    ))
+}
+
+/// `POST /v1/subscribe/ticket`.
+pub(crate) async fn issue(
+    State(state): State<QueryState>,
+    auth: Result<Authenticated, Problem>,
+    body: Bytes,
+) -> Result<impl IntoResponse, ApiError> {
+    let Authenticated(actor) = auth?;
+    let value = UniqueKeys::from_slice(&body)
+        .map_err(|e| ApiError::Client(Problem::bad_request(format!("the body: {e}"))))?;
+    let request: TicketRequest = serde_json::from_value(value)
+        .map_err(|e| ApiError::Client(Problem::bad_request(format!("the body: {e}"))))?;
+    let raw: Vec<&str> = request.topics.iter().map(String::as_str).collect();
+    let limit = super::leaderboard_limit(request.leaderboard_limit)?;
+    let topics = super::topics(&raw, limit, &actor)?;
+    let mut ticket = [0_u8; 32];
+    rand::thread_rng().fill_bytes(&mut ticket);
+    let ticket = hex::encode(ticket);
+    let names: Vec<String> = topics.iter().map(Topic::name).collect();
+    sqlx::query("DELETE FROM subscribe_tickets WHERE expires_at < now()")
+        .execute(&state.pool)
+        .await?;
+    sqlx::query(
+        "INSERT INTO subscribe_tickets \
+             (ticket_sha256, identity, role, topics, leaderboard_limit, expires_at) \
+         VALUES ($1, $2, $3, $4, $5, now() + make_interval(secs => $6))",
+    )
+    .bind(Sha256::digest(ticket.as_bytes()).to_vec())
+    .bind(actor.identity.0)
+    .bind(role_name(actor.role))
+    .bind(&names)
+    .bind(i32::try_from(limit).unwrap_or(i32::MAX))
+    .bind(TICKET_TTL.as_secs_f64())
+    .execute(&state.pool)
+    .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(serde_json::json!({
+            "ticket": ticket,
+            "expires_in": TICKET_TTL.as_secs(),
+            "topics": names,
+        })),
+    ))
+}
+
+/// Uses `ticket` up: the caller and the topics it was issued for.
+pub(crate) async fn redeem(pool: &PgPool, ticket: &str) -> Result<(Actor, Vec<Topic>), ApiError> {
+    let row: Option<(uuid::Uuid, String, Vec<String>, i32)> = sqlx::query_as(
+        "DELETE FROM subscribe_tickets WHERE ticket_sha256 = $1 AND expires_at > now() \
+         RETURNING identity, role, topics, leaderboard_limit",
+    )
+    .bind(Sha256::digest(ticket.as_bytes()).to_vec())
+    .fetch_optional(pool)
+    .await?;
+    let (identity, role, names, limit) = row.ok_or_else(invalid_ticket)?;
+    let actor = Actor {
+        identity: PlayerId(identity),
+        role: if role == role_name(Role::Admin) {
+            Role::Admin
+        } else {
+            Role::Player
+        },
+    };
+    let raw: Vec<&str> = names.iter().map(String::as_str).collect();
+    let topics = super::topics(&raw, i64::from(limit), &actor)?;
+    Ok((actor, topics))
+}
+
+fn role_name(role: Role) -> &'static str {
+    match role {
+        Role::Admin => "admin",
+        Role::Player => "player",
+    }
+}
