@@ -12,6 +12,7 @@ mod isolation;
 mod labs;
 mod lineage;
 mod presence;
+mod query;
 mod read_side;
 mod store;
 mod subscribe;

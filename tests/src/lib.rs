@@ -2,6 +2,7 @@
 //! driven over HTTP like a client would.
 
 pub mod faults;
+pub mod query;
 
 use std::sync::Once;
 use std::time::{Duration, Instant};

@@ -1,5 +1,6 @@
-//! A query API of its own per test: a fresh database with questlog's schema, a NATS prefix no
-//! other test uses, and the router served on port 0, spoken to over HTTP like a client would.
+//! The query API alone, for tests of its reads: served on port 0 against a database of its own,
+//! with read models written directly with SQL and announcements published by hand, spoken to over
+//! HTTP like a client would. (The whole application is [`crate::TestApp`].)
 
 use std::time::Duration;
 
@@ -12,74 +13,11 @@ use questlog_web::TokenKeys;
 use reqwest::header::HeaderMap;
 use reqwest::StatusCode;
 use serde_json::Value;
-use sqlx::migrate::MigrateDatabase;
-use sqlx::{PgPool, Postgres};
+use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-fn admin_database_url() -> String {
-    std::env::var("QUESTLOG_TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
-}
-
-fn nats_url() -> String {
-    std::env::var("QUESTLOG_TEST_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".to_owned())
-}
-
-fn database_url(name: &str) -> String {
-    let admin = admin_database_url();
-    let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
-    format!("{base}/{name}")
-}
-
-/// A database for one test, dropped (forcefully) when the test ends, pass or fail.
-pub struct TestDb {
-    name: String,
-    pub url: String,
-}
-
-impl TestDb {
-    pub async fn create() -> Self {
-        let name = format!("questlog_qtest_{}", Uuid::new_v4().simple());
-        let url = database_url(&name);
-        Postgres::create_database(&url)
-            .await
-            .expect("Postgres must be reachable at QUESTLOG_TEST_DATABASE_URL");
-        let db = Self { name, url };
-        let pool = questlog_store::connect(&db.url, 1).expect("valid URL");
-        questlog_store::MIGRATOR
-            .run(&pool)
-            .await
-            .expect("migrations run");
-        pool.close().await;
-        db
-    }
-}
-
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        let name = self.name.clone();
-        // Drop may run inside a runtime that is shutting down: use a thread with its own.
-        let _ = std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
-                return;
-            };
-            rt.block_on(async {
-                use sqlx::Connection;
-                if let Ok(mut conn) = sqlx::PgConnection::connect(&admin_database_url()).await {
-                    let _ =
-                        sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
-                            .execute(&mut conn)
-                            .await;
-                }
-            });
-        })
-        .join();
-    }
-}
+use crate::{nats_url, TestDb, TEST_SECRET};
 
 /// An answer: status, headers and the JSON body.
 pub struct Answer {
@@ -138,18 +76,18 @@ impl Drop for TestApi {
 impl TestApi {
     pub async fn spawn() -> Self {
         let db = TestDb::create().await;
-        let pool = questlog_store::connect(&db.url, 4).expect("valid URL");
+        let pool = db.pool(4);
         let nats = questlog_bus::connect(&nats_url())
             .await
             .expect("NATS reachable");
-        let names = Names::new(&format!("t{}", Uuid::new_v4().simple()));
+        let names = Names::new(&db.nats_prefix);
         let shutdown = CancellationToken::new();
         let positions =
             Positions::spawn_listener(nats.clone(), names.clone(), pool.clone(), shutdown.clone());
         tokio::time::timeout(Duration::from_secs(10), positions.listening())
             .await
             .expect("the listener subscribes");
-        let keys = TokenKeys::new(b"secret", chrono::Duration::days(1));
+        let keys = TokenKeys::new(TEST_SECRET.as_bytes(), chrono::Duration::days(1));
         let state = QueryState {
             pool: pool.clone(),
             tokens: keys.clone(),

@@ -4,7 +4,7 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use crate::harness::TestApi;
+use questlog_tests::query::TestApi;
 
 async fn append(api: &TestApi, stream: &str, version: i64, event_type: &str, data: Value) -> i64 {
     sqlx::query_scalar(

@@ -3,7 +3,7 @@
 
 use reqwest::StatusCode;
 
-use crate::harness::TestApi;
+use questlog_tests::query::TestApi;
 
 #[tokio::test]
 async fn malformed_parameters_are_bad_requests() {

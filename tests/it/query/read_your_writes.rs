@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use sqlx::PgPool;
 
-use crate::harness::{self, serve, TestApi};
+use questlog_tests::query::{self as harness, serve, TestApi};
 
 #[tokio::test]
 async fn a_read_waits_for_the_announced_position() {

@@ -4,7 +4,7 @@ use reqwest::StatusCode;
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::harness::TestApi;
+use questlog_tests::query::TestApi;
 
 /// Ids that sort in creation order, so ties on XP and position are predictable.
 fn ids(n: usize) -> Vec<Uuid> {

@@ -4,7 +4,7 @@ use reqwest::StatusCode;
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::harness::TestApi;
+use questlog_tests::query::TestApi;
 
 async fn seed_catalog(api: &TestApi) {
     sqlx::query(
