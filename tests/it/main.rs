@@ -11,6 +11,7 @@ mod identity;
 mod isolation;
 mod labs;
 mod lineage;
+mod metrics;
 mod presence;
 mod read_side;
 mod store;

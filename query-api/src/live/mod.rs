@@ -48,7 +48,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 pub use hub::{Hub, Metrics, LINGER, QUEUE, RETAIN, RETAIN_BYTES, RETAIN_FOR};
-pub(crate) use metrics::metrics;
+pub use metrics::render as render_metrics;
 
 use self::hub::{frame, Delivery, Frame};
 use self::topic::{Reading, Topic};
