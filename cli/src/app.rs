@@ -120,6 +120,8 @@ impl Application {
         hooks: Hooks,
     ) -> anyhow::Result<Self> {
         let runs = |s: Service| serve.service.is_none_or(|only| only == s);
+        // Before any service starts counting: a handle taken earlier would record nowhere.
+        crate::metrics::recorder();
         // A bad secret is refused before anything is created, connected or bound.
         crate::secret::configured_secret(store.token_secret.as_deref())?;
         prepare_database(&store.database_url).await?.close().await;
@@ -142,6 +144,7 @@ impl Application {
         let mut tasks = Vec::new();
         let mut router = Router::new();
         let mut command_writer = None;
+        let mut live_hub = None;
         if runs(Service::CommandApi) {
             let event_store: Arc<dyn EventStore> = Arc::new(PgEventStore::new(pool.clone()));
             let clock = hooks.clock.clone().unwrap_or_default();
@@ -207,6 +210,7 @@ impl Application {
                     pool.clone(),
                     shutdown.clone(),
                 );
+                live_hub = Some(positions.live().clone());
                 let monitor = crate::lineage::Monitor::spawn(
                     pool.clone(),
                     client.clone(),
@@ -228,10 +232,29 @@ impl Application {
                 );
             }
         }
+        let scrape = crate::metrics::Scrape {
+            pool: pool.clone(),
+            relay: nats
+                .clone()
+                .filter(|_| runs(Service::Relay))
+                .map(async_nats::jetstream::new),
+            names: names.clone(),
+            projections: if nats.is_some() && runs(Service::Projector) {
+                questlog_projector::all().iter().map(|p| p.name()).collect()
+            } else {
+                Vec::new()
+            },
+            hub: live_hub,
+        };
         let health = Router::new()
             .route("/healthz", get(healthz))
             .route("/readyz", get(readyz))
-            .with_state(Health { pool, nats, names });
+            .with_state(Health { pool, nats, names })
+            .merge(
+                Router::new()
+                    .route("/metrics", get(crate::metrics::route))
+                    .with_state(scrape),
+            );
         let mut router = health
             .merge(router)
             .fallback(questlog_web::problem::route_not_found)

@@ -5,6 +5,7 @@ pub mod admin;
 pub mod app;
 pub mod config;
 pub mod lineage;
+pub mod metrics;
 pub mod secret;
 
 pub use app::Application;

@@ -103,8 +103,9 @@ pub fn problem(found: &[Mismatch]) -> Problem {
 /// Middleware: refuses every request with [`problem`] while the monitor reports a mismatch.
 pub async fn gate(State(monitor): State<Monitor>, request: Request, next: Next) -> Response {
     let found = monitor.found();
-    // Metrics describe the process, not a history: they stay up for whoever investigates.
-    if found.is_empty() || request.uri().path() == "/metrics" {
+    // (`/metrics` is not behind the gate: metrics describe the process, not a history, so they
+    // stay up for whoever investigates.)
+    if found.is_empty() {
         next.run(request).await
     } else {
         problem(&found).into_response()

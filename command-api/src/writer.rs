@@ -90,6 +90,20 @@ pub enum CommandError {
     Stopped,
 }
 
+impl CommandError {
+    /// The `outcome` label of `questlog_commands_total` for this error.
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            Self::Rejected(_) => "rejected",
+            Self::Unavailable => "unavailable",
+            Self::Internal => "internal",
+            Self::IdempotencyRace => "idempotency_race",
+            Self::Contended => "contended",
+            Self::Stopped => "stopped",
+        }
+    }
+}
+
 /// A command on its way to the writer.
 pub struct Submission {
     pub actor: Actor,
@@ -138,11 +152,18 @@ impl WriterHandle {
             idempotency,
             reply,
         };
-        self.tx
-            .send(submission)
-            .await
-            .map_err(|_| CommandError::Stopped)?;
-        rx.await.map_err(|_| CommandError::Stopped)?
+        let name = submission.command.name();
+        let answer = match self.tx.send(submission).await {
+            Ok(()) => rx.await.unwrap_or(Err(CommandError::Stopped)),
+            Err(_) => Err(CommandError::Stopped),
+        };
+        let outcome = match &answer {
+            Ok(_) => "accepted",
+            Err(e) => e.outcome(),
+        };
+        metrics::counter!("questlog_commands_total", "command" => name, "outcome" => outcome)
+            .increment(1);
+        answer
     }
 
     /// How many commands are waiting for the writer to take them into a batch.
@@ -450,7 +471,15 @@ impl Writer {
             .map(|(stream, (read, _, _))| (stream.to_string(), ExpectedVersion::at(*read)))
             .collect();
         let events = batch.events.clone();
-        match self.store.append(batch).await {
+        #[allow(clippy::cast_precision_loss)]
+        {
+            metrics::histogram!("questlog_append_batch_commands").record(decided.len() as f64);
+            metrics::histogram!("questlog_append_batch_events").record(events.len() as f64);
+        }
+        let started = std::time::Instant::now();
+        let appended = self.store.append(batch).await;
+        metrics::histogram!("questlog_append_duration_seconds").record(started.elapsed());
+        match appended {
             Ok(appended) => {
                 for (stream, (_, version, state)) in overlay.streams {
                     self.cache.put(stream, Cached { version, state });
@@ -483,6 +512,7 @@ impl Writer {
             }
             Err(StoreError::Conflict(conflicts)) => {
                 tracing::debug!(?conflicts, "append conflicted; deciding again");
+                metrics::counter!("questlog_append_conflicts_total").increment(1);
                 // The streams were taken out of the cache to decide: left out, they are read
                 // afresh for the next attempt.
                 let raced: Vec<&str> = conflicts

@@ -2,7 +2,8 @@
 //! presence, catalog, lab sessions, chat) and admin views of the log, with read-your-writes.
 //!
 //! Live subscriptions (`GET /v1/subscribe`, Server-Sent Events) follow the same read models: see
-//! [`live`]. `GET /metrics` shows their counters.
+//! [`live`]. `GET /metrics` (served beside `/healthz` by the binary) shows their counters
+//! ([`live::render_metrics`]).
 //!
 //! Every read answers with `Questlog-Position: P`, the least checkpoint of the projections it
 //! read, taken in the same snapshot as its rows (see [`snapshot`]). A read with `min_position`
@@ -98,7 +99,6 @@ pub fn router(state: QueryState) -> Router {
             "/v1/subscribe/ticket",
             axum::routing::post(live::issue_ticket),
         )
-        .route("/metrics", get(live::metrics))
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
 }

@@ -201,6 +201,7 @@ async fn drain(
         let ack = ack
             .await
             .with_context(|| format!("JetStream did not acknowledge position {position}"))?;
+        metrics::counter!("questlog_relay_published_total").increment(1);
         sequence = Some(ack.sequence);
     }
     Ok(sequence)

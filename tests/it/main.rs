@@ -11,6 +11,7 @@ mod identity;
 mod isolation;
 mod labs;
 mod lineage;
+mod metrics;
 mod presence;
 mod query;
 mod read_side;

@@ -1,19 +1,15 @@
-//! `GET /metrics`: the live subscriptions' counters in Prometheus' text format, for scraping.
+//! The live subscriptions' counters in Prometheus' text format, for `GET /metrics`.
+//!
+//! They are the hub's own counters, rendered beside the process's recorder: each application
+//! keeps its own hub, so its counts stay its own even when several run in one process.
 
 use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
 
-use axum::extract::State;
-use axum::http::header::CONTENT_TYPE;
-use axum::http::HeaderValue;
-use axum::response::{IntoResponse, Response};
+use super::hub::{Hub, QUEUE, RETAIN};
 
-use super::hub::{QUEUE, RETAIN};
-use crate::QueryState;
-
-/// `GET /metrics`: unauthenticated, as scrapers expect; it tells counts only.
-pub(crate) async fn metrics(State(state): State<QueryState>) -> Response {
-    let hub = state.positions.live();
+/// Appends the hub's series to `body`.
+pub fn render(hub: &Hub, body: &mut String) {
     let m = hub.metrics();
     let load = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
     let series: [(&str, &str, &str, u64); 10] = [
@@ -78,17 +74,10 @@ pub(crate) async fn metrics(State(state): State<QueryState>) -> Response {
             RETAIN as u64,
         ),
     ];
-    let mut body = String::with_capacity(2048);
     for (name, kind, help, value) in series {
         let _ = writeln!(
             body,
             "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
         );
     }
-    let mut response = body.into_response();
-    response.headers_mut().insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
-    );
-    response
 }

@@ -50,7 +50,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 pub use hub::{Hub, Metrics, LINGER, QUEUE, RETAIN, RETAIN_BYTES, RETAIN_FOR};
-pub(crate) use metrics::metrics;
+pub use metrics::render as render_metrics;
 pub(crate) use ticket::issue as issue_ticket;
 pub use ticket::TICKET_TTL;
 
