@@ -75,11 +75,6 @@ impl Names {
         )
     }
 
-    /// The durable consumer of one projection.
-    pub fn projector_consumer(&self, projection: &str) -> String {
-        format!("{}_projector_{projection}", self.prefix)
-    }
-
     /// Where a projection announces its commits.
     pub fn changes_subject(&self, projection: &str) -> String {
         format!("{}.changes.{projection}", self.prefix)

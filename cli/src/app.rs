@@ -192,16 +192,18 @@ impl Application {
                 )));
             }
             if runs(Service::Projector) {
-                for projection in questlog_projector::all() {
-                    let mut config = ProjectorConfig::new(&store.database_url, names.clone());
-                    config.failpoint.clone_from(&hooks.projector_failpoint);
-                    tasks.push(tokio::spawn(questlog_projector::run(
-                        Arc::from(projection),
-                        config,
-                        client.clone(),
-                        shutdown.clone(),
-                    )));
-                }
+                // One runner for every projection: one consumer, each event decoded once.
+                let mut config = ProjectorConfig::new(&store.database_url, names.clone());
+                config.failpoint.clone_from(&hooks.projector_failpoint);
+                tasks.push(tokio::spawn(questlog_projector::run(
+                    questlog_projector::all()
+                        .into_iter()
+                        .map(Arc::from)
+                        .collect(),
+                    config,
+                    client.clone(),
+                    shutdown.clone(),
+                )));
             }
             if runs(Service::QueryApi) {
                 let positions = questlog_query_api::Positions::spawn_listener(

@@ -1,6 +1,7 @@
-//! Projectors: each projection is a durable JetStream consumer that folds events into its Postgres
-//! read model. A batch's rows and the projection's checkpoint change in one transaction, then the
-//! batch is acknowledged, then the change is announced on NATS for the query side.
+//! Projectors: one runner per process reads the event stream once and hands each decoded batch to
+//! every projection it leads, which folds it into its Postgres read model. A batch's rows and the
+//! projection's checkpoint change in one transaction, then the change is announced on NATS for the
+//! query side.
 //!
 //! A redelivered or duplicate event is at or below the checkpoint and changes nothing; events
 //! apply in log order; one replica per projection is active (a Postgres advisory lock, with the
@@ -22,7 +23,8 @@ pub use runner::{run, ProjectorConfig};
 /// A read model fed by events. `apply` runs inside the projector's transaction.
 #[async_trait]
 pub trait Projection: Send + Sync {
-    /// The projection's name: its checkpoint row, consumer and announcement subject.
+    /// The projection's name: its checkpoint row, leadership lock and announcement
+    /// subject.
     fn name(&self) -> &'static str;
 
     /// The tables it writes, and only it. `apply` names them unqualified, so a rebuild can point
@@ -34,7 +36,7 @@ pub trait Projection: Send + Sync {
     async fn apply(
         &self,
         tx: &mut PgConnection,
-        events: &[RecordedEvent],
+        events: &[&RecordedEvent],
     ) -> anyhow::Result<Vec<Change>>;
 }
 

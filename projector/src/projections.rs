@@ -210,7 +210,7 @@ impl Projection for Players {
     async fn apply(
         &self,
         tx: &mut PgConnection,
-        events: &[RecordedEvent],
+        events: &[&RecordedEvent],
     ) -> anyhow::Result<Vec<Change>> {
         let mut touched: Vec<(Uuid, &RecordedEvent)> = Vec::new();
         for e in events {
@@ -342,7 +342,7 @@ impl Projection for Catalog {
     async fn apply(
         &self,
         tx: &mut PgConnection,
-        events: &[RecordedEvent],
+        events: &[&RecordedEvent],
     ) -> anyhow::Result<Vec<Change>> {
         let mut changes = Vec::new();
         for recorded in events.iter().filter(|e| e.stream_id == "catalog") {
@@ -423,7 +423,7 @@ impl Projection for Presence {
     async fn apply(
         &self,
         tx: &mut PgConnection,
-        events: &[RecordedEvent],
+        events: &[&RecordedEvent],
     ) -> anyhow::Result<Vec<Change>> {
         let mut changes = Vec::new();
         for recorded in events {
@@ -509,7 +509,7 @@ impl Projection for Labs {
     async fn apply(
         &self,
         tx: &mut PgConnection,
-        events: &[RecordedEvent],
+        events: &[&RecordedEvent],
     ) -> anyhow::Result<Vec<Change>> {
         // Folded in memory and written once per batch: a course completes labs all day long.
         let mut touched: Vec<(Uuid, LabId, Event, &RecordedEvent)> = Vec::new();
@@ -651,7 +651,7 @@ impl Projection for Chat {
     async fn apply(
         &self,
         tx: &mut PgConnection,
-        events: &[RecordedEvent],
+        events: &[&RecordedEvent],
     ) -> anyhow::Result<Vec<Change>> {
         let mut changes = Vec::new();
         for recorded in events

@@ -125,7 +125,6 @@ pub async fn build_until(
             let mine: Vec<_> = events
                 .iter()
                 .filter(|e| e.position > lo && e.position <= hi)
-                .cloned()
                 .collect();
             if !mine.is_empty() {
                 projection

@@ -1,5 +1,22 @@
-//! Runs one projection: leadership, its durable consumer, and the commit-then-ack loop.
+//! Runs a process's projections: one lane per projection (its leadership, its checkpoint, its
+//! transactions) fed by one feed (one JetStream consumer, each message decoded once).
+//!
+//! - **Leadership stays per projection** (`projector:<name>`), so two projector processes still
+//!   split the projections or stand by, and a failover moves one projection at a time.
+//! - **The feed** ([`feed`]) holds one consumer for the lanes that joined it, opened at the lowest
+//!   stream sequence any of them needs, and hands every decoded batch (`Arc<Batch>`) to each.
+//!   When a lane joins behind what the feed already delivered, the feed opens its consumer again
+//!   at that lane's sequence; the others skip by sequence what they already applied.
+//! - **A lane** applies only what is above its own checkpoint, in log order, in its own
+//!   transaction with its checkpoint, checked against the log (`lock_checkpoint`), then announces.
+//! - **No lane holds the others back for long**: the feed never waits for a lane. A lane may have
+//!   at most [`ProjectorConfig::lag`] events handed to it and not yet applied; one further behind
+//!   is dropped from the feed, and a lane more than a quarter of that behind the stream's end
+//!   catches up on a consumer of its own first (as when it starts far behind), then joins again.
+//!   A lane whose transaction fails leaves the feed (its checkpoint is unchanged), starts over
+//!   from its checkpoint after `retry` and joins again; the others carry on meanwhile.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,12 +27,13 @@ use questlog_bus::lineage::{self, Mismatch};
 use questlog_bus::{ensure_stream, ChangeAnnouncement, Names};
 use questlog_store::{leader, RecordedEvent};
 use sqlx::{Connection, PgConnection};
+use tokio::sync::{mpsc, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use crate::Projection;
 
 /// A hook that can fail a projector at a named point, to test recovery from a crash there.
-/// Points: `<projection>:after_commit` (the batch is committed but not yet acknowledged).
+/// Points: `<projection>:after_commit` (the batch is committed but not yet announced).
 pub type Failpoint = Arc<dyn Fn(&str) -> bool + Send + Sync>;
 
 /// Tuning of a projector.
@@ -23,8 +41,11 @@ pub type Failpoint = Arc<dyn Fn(&str) -> bool + Send + Sync>;
 pub struct ProjectorConfig {
     pub database_url: String,
     pub names: Names,
-    /// Most events folded in one transaction.
+    /// Most events folded in one transaction (and pulled from JetStream at once).
     pub batch: usize,
+    /// Most events handed to one projection and not yet applied; a projection further behind
+    /// leaves the shared feed and catches up on its own consumer.
+    pub lag: usize,
     /// Wait before retrying after a failure (and between leadership attempts).
     pub retry: Duration,
     pub failpoint: Option<Failpoint>,
@@ -36,17 +57,280 @@ impl ProjectorConfig {
             database_url: database_url.to_owned(),
             names,
             batch: 500,
+            lag: 10_000,
             retry: Duration::from_millis(500),
             failpoint: None,
         }
     }
+
+    /// How far behind the stream's end a lane may be to join the feed directly.
+    fn rejoin(&self) -> u64 {
+        u64::try_from(self.lag / 4).unwrap_or(u64::MAX).max(1)
+    }
 }
 
-/// Runs `projection` until `shutdown` fires, starting over after any failure.
+/// Runs `projections` until `shutdown` fires: one feed, and one lane per projection, each
+/// starting over after any failure.
 pub async fn run(
+    projections: Vec<Arc<dyn Projection>>,
+    config: ProjectorConfig,
+    client: async_nats::Client,
+    shutdown: CancellationToken,
+) {
+    let (joins, requests) = mpsc::channel(projections.len().max(1) * 2);
+    let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(feed(
+        config.clone(),
+        client.clone(),
+        requests,
+        shutdown.clone(),
+    ));
+    for projection in projections {
+        tasks.spawn(lane(
+            projection,
+            config.clone(),
+            client.clone(),
+            joins.clone(),
+            shutdown.clone(),
+        ));
+    }
+    drop(joins);
+    while tasks.join_next().await.is_some() {}
+}
+
+/// Events as the feed hands them out: decoded once, shared by every lane.
+pub struct Batch {
+    /// The stream the sequences count in (its creation time).
+    stream_created: Arc<str>,
+    items: Vec<Delivered>,
+}
+
+struct Delivered {
+    sequence: u64,
+    event: RecordedEvent,
+}
+
+/// A lane asking the feed for every batch after `applied`.
+struct Join {
+    projection: &'static str,
+    stream_created: String,
+    /// The last stream sequence the lane applied; it moves as the lane commits.
+    applied: Arc<AtomicU64>,
+    /// Events handed out and not yet applied may take these.
+    room: Arc<Semaphore>,
+    batches: mpsc::UnboundedSender<Arc<Batch>>,
+}
+
+/// The feed's consumer: the stream it reads and the last sequence it delivered.
+struct Open {
+    messages: pull::Stream,
+    consumer: String,
+    stream: jetstream::stream::Stream,
+    stream_created: Arc<str>,
+    delivered: u64,
+}
+
+/// One consumer for every lane that joined, from the lowest sequence any of them needs.
+async fn feed(
+    config: ProjectorConfig,
+    client: async_nats::Client,
+    mut requests: mpsc::Receiver<Join>,
+    shutdown: CancellationToken,
+) {
+    let js = jetstream::new(client);
+    let mut lanes: Vec<Join> = Vec::new();
+    let mut open: Option<Open> = None;
+    let mut reopen = false;
+    loop {
+        if reopen {
+            reopen = false;
+            if let Some(old) = open.take() {
+                let _ = old.stream.delete_consumer(&old.consumer).await;
+            }
+            if !lanes.is_empty() {
+                match open_feed(&js, &config, &mut lanes).await {
+                    Ok(o) => open = o,
+                    Err(e) => {
+                        tracing::warn!(error = format!("{e:#}"), "projector feed interrupted");
+                        // Every lane starts over from its checkpoint and joins again.
+                        lanes.clear();
+                        tokio::select! {
+                            () = tokio::time::sleep(config.retry) => {}
+                            () = shutdown.cancelled() => return,
+                        }
+                    }
+                }
+            }
+        }
+        let next = async {
+            match open.as_mut() {
+                Some(o) => o.messages.next().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            join = requests.recv() => {
+                let Some(join) = join else { break };
+                let applied = join.applied.load(Ordering::Acquire);
+                reopen = match &open {
+                    Some(o) => applied < o.delivered || *o.stream_created != *join.stream_created,
+                    None => true,
+                };
+                lanes.retain(|l| l.projection != join.projection);
+                lanes.push(join);
+            }
+            first = next => {
+                let Some(first) = first else {
+                    tracing::warn!("the projector feed's message stream ended; opening it again");
+                    reopen = true;
+                    continue;
+                };
+                let Some(o) = open.as_mut() else { continue };
+                let mut messages = vec![first];
+                while messages.len() < config.batch {
+                    match o.messages.next().now_or_never() {
+                        Some(Some(m)) => messages.push(m),
+                        _ => break,
+                    }
+                }
+                match decode(o, messages) {
+                    Ok(batch) => hand_out(&mut lanes, batch),
+                    Err(e) => {
+                        tracing::warn!(error = format!("{e:#}"), "projector feed interrupted");
+                        lanes.clear();
+                        reopen = true;
+                        tokio::select! {
+                            () = tokio::time::sleep(config.retry) => {}
+                            () = shutdown.cancelled() => break,
+                        }
+                    }
+                }
+                if lanes.is_empty() {
+                    reopen = true;
+                }
+            }
+        }
+    }
+    if let Some(old) = open.take() {
+        let _ = old.stream.delete_consumer(&old.consumer).await;
+    }
+}
+
+/// Opens the feed's consumer after the lowest sequence the lanes applied, on the stream as it is
+/// now; lanes that joined in another stream's sequences are let go (they start over).
+async fn open_feed(
+    js: &jetstream::Context,
+    config: &ProjectorConfig,
+    lanes: &mut Vec<Join>,
+) -> anyhow::Result<Option<Open>> {
+    let stream = ensure_stream(js, &config.names)
+        .await
+        .map_err(|e| anyhow::anyhow!("opening the event stream: {e}"))?;
+    let state = lineage::stream_state(js, &config.names)
+        .await?
+        .context("the event stream vanished")?;
+    lanes.retain(|l| l.stream_created == state.created && !l.batches.is_closed());
+    let Some(lowest) = lanes
+        .iter()
+        .map(|l| l.applied.load(Ordering::Acquire))
+        .min()
+    else {
+        return Ok(None);
+    };
+    let consumer = stream
+        .create_consumer(pull::Config {
+            ack_policy: AckPolicy::None,
+            deliver_policy: DeliverPolicy::ByStartSequence {
+                start_sequence: lowest + 1,
+            },
+            inactive_threshold: Duration::from_secs(60),
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("opening the projector feed's consumer: {e}"))?;
+    let name = consumer.cached_info().name.clone();
+    let messages = pull_from(&consumer, config).await?;
+    tracing::debug!(
+        from = lowest + 1,
+        lanes = lanes.len(),
+        "projector feed open"
+    );
+    Ok(Some(Open {
+        messages,
+        consumer: name,
+        stream,
+        stream_created: Arc::from(state.created),
+        delivered: lowest,
+    }))
+}
+
+async fn pull_from(
+    consumer: &jetstream::consumer::Consumer<pull::Config>,
+    config: &ProjectorConfig,
+) -> anyhow::Result<pull::Stream> {
+    consumer
+        .stream()
+        .max_messages_per_batch(config.batch)
+        .heartbeat(Duration::from_secs(5))
+        .expires(Duration::from_secs(30))
+        .messages()
+        .await
+        .map_err(|e| anyhow::anyhow!("pulling from the event stream: {e}"))
+}
+
+type Received = Result<jetstream::Message, pull::MessagesError>;
+
+/// Decodes each message once.
+fn decode(open: &mut Open, messages: Vec<Received>) -> anyhow::Result<Arc<Batch>> {
+    let items = decode_messages(messages)?;
+    if let Some(last) = items.last() {
+        open.delivered = open.delivered.max(last.sequence);
+    }
+    Ok(Arc::new(Batch {
+        stream_created: open.stream_created.clone(),
+        items,
+    }))
+}
+
+fn decode_messages(messages: Vec<Received>) -> anyhow::Result<Vec<Delivered>> {
+    let mut items = Vec::with_capacity(messages.len());
+    for message in messages {
+        let message = message.map_err(|e| anyhow::anyhow!("receiving: {e}"))?;
+        let sequence = message
+            .info()
+            .map_err(|e| anyhow::anyhow!("reading a message's metadata: {e}"))?
+            .stream_sequence;
+        let event: RecordedEvent = serde_json::from_slice(&message.payload)
+            .with_context(|| format!("decoding message on {}", message.subject))?;
+        items.push(Delivered { sequence, event });
+    }
+    Ok(items)
+}
+
+/// Gives `batch` to every lane that has room for it; a lane that has not, or has gone, leaves
+/// the feed. Never waits.
+fn hand_out(lanes: &mut Vec<Join>, batch: Arc<Batch>) {
+    let size = u32::try_from(batch.items.len()).unwrap_or(u32::MAX);
+    lanes.retain(|lane| {
+        let Ok(permit) = lane.room.try_acquire_many(size) else {
+            tracing::info!(
+                projection = lane.projection,
+                "projection fell behind the feed; it catches up on its own"
+            );
+            return false;
+        };
+        permit.forget();
+        lane.batches.send(batch.clone()).is_ok()
+    });
+}
+
+/// One projection: its leadership, then its batches, starting over after any failure.
+async fn lane(
     projection: Arc<dyn Projection>,
     config: ProjectorConfig,
     client: async_nats::Client,
+    joins: mpsc::Sender<Join>,
     shutdown: CancellationToken,
 ) {
     let role = format!("projector:{}", projection.name());
@@ -56,7 +340,15 @@ pub async fn run(
         else {
             break;
         };
-        match lead(projection.as_ref(), &config, &client, conn, &shutdown).await {
+        let result = Lane {
+            projection: projection.as_ref(),
+            config: &config,
+            client: &client,
+            conn,
+        }
+        .lead(&joins, &shutdown)
+        .await;
+        match result {
             Ok(()) => break,
             Err(e) => {
                 let wait = if let Some(mismatch) = e.downcast_ref::<Mismatch>() {
@@ -84,285 +376,385 @@ pub async fn run(
     }
 }
 
-async fn lead(
-    projection: &dyn Projection,
-    config: &ProjectorConfig,
-    client: &async_nats::Client,
-    mut conn: PgConnection,
-    shutdown: &CancellationToken,
-) -> anyhow::Result<()> {
-    let name = projection.name();
-    sqlx::query(
-        "INSERT INTO projection_checkpoints (projection) VALUES ($1) ON CONFLICT DO NOTHING",
-    )
-    .bind(name)
-    .execute(&mut conn)
-    .await
-    .context("creating the checkpoint")?;
-    let (resume, counted_in): (i64, Option<String>) = sqlx::query_as(
-        "SELECT stream_sequence, stream_created FROM projection_checkpoints WHERE projection = $1",
-    )
-    .bind(name)
-    .fetch_one(&mut conn)
-    .await
-    .context("reading the checkpoint")?;
-    // One log, one history: neither a stream nor a checkpoint of another history is touched.
-    if let Some(mismatch) = questlog_store::lineage::foreign_checkpoints(&mut conn)
-        .await
-        .context("checking the checkpoint against the log")?
-        .into_iter()
-        .find(|c| c.projection == name)
-    {
-        return Err(Mismatch::ReadModel {
-            projection: mismatch.projection,
-            position: mismatch.position,
-            head: mismatch.head,
-        }
-        .into());
-    }
-    let js = jetstream::new(client.clone());
-    let stream = ensure_stream(&js, &config.names)
-        .await
-        .map_err(|e| anyhow::anyhow!("opening the event stream: {e}"))?;
-    let state = lineage::stream_state(&js, &config.names)
-        .await?
-        .context("the event stream vanished")?;
-    if let Some(mismatch) =
-        lineage::check_tail(&mut conn, &config.names, state.tail.as_ref()).await?
-    {
-        return Err(mismatch.into());
-    }
-    let last_sequence = state.tail.as_ref().map_or(0, |t| t.sequence);
-    // Sequences count within one stream: after the stream was deleted and created again (by
-    // `questlog repair`, say) the checkpoint's sequence means nothing, and a stream that lost its
-    // storage starts over at 1. Positions still keep duplicates out.
-    let mut applied = u64::try_from(resume).unwrap_or(0);
-    if applied > last_sequence || counted_in.as_deref() != Some(state.created.as_str()) {
-        applied = 0;
-    }
-    let log = questlog_store::lineage::identity(&mut conn)
-        .await
-        .context("reading the log's identity")?;
-    let epoch = Epoch {
-        stream_created: state.created,
-        log,
-    };
-    // The consumer resumes exactly after the checkpoint. Messages that a previous leader pulled
-    // and never acknowledged would otherwise come back only after the ack wait, behind newer ones,
-    // and in-order application could not be guaranteed.
-    let durable = config.names.projector_consumer(name);
-    let _ = stream.delete_consumer(&durable).await;
-    let consumer = stream
-        .create_consumer(pull::Config {
-            durable_name: Some(durable.clone()),
-            ack_policy: AckPolicy::All,
-            deliver_policy: DeliverPolicy::ByStartSequence {
-                start_sequence: applied + 1,
-            },
-            ack_wait: Duration::from_secs(30),
-            max_ack_pending: 100_000,
-            ..Default::default()
-        })
-        .await
-        .map_err(|e| anyhow::anyhow!("opening consumer {durable}: {e}"))?;
-    let mut messages = consumer
-        .stream()
-        .max_messages_per_batch(config.batch)
-        .heartbeat(Duration::from_secs(5))
-        .expires(Duration::from_secs(30))
-        .messages()
-        .await
-        .map_err(|e| anyhow::anyhow!("pulling from {durable}: {e}"))?;
-    tracing::info!(projection = name, "projector running");
-    // What the previous leader committed but may not have announced.
-    let position: i64 =
-        sqlx::query_scalar("SELECT position FROM projection_checkpoints WHERE projection = $1")
-            .bind(name)
-            .fetch_one(&mut conn)
-            .await
-            .context("reading the checkpoint")?;
-    // `previous` is the checkpoint itself: a listener that heard of less missed the old leader's
-    // last announcement.
-    announce(
-        client,
-        &config.names,
-        &epoch,
-        name,
-        position,
-        position,
-        Vec::new(),
-    )
-    .await;
-    loop {
-        let first = tokio::select! {
-            m = messages.next() => m,
-            () = shutdown.cancelled() => return Ok(()),
-        };
-        let Some(first) = first else {
-            anyhow::bail!("the consumer's message stream ended");
-        };
-        let mut batch = vec![first.map_err(|e| anyhow::anyhow!("receiving: {e}"))?];
-        while batch.len() < config.batch {
-            match messages.next().now_or_never() {
-                Some(Some(m)) => batch.push(m.map_err(|e| anyhow::anyhow!("receiving: {e}"))?),
-                _ => break,
-            }
-        }
-        applied = apply_batch(
-            projection, config, client, &mut conn, &epoch, batch, applied,
-        )
-        .await?;
-    }
-}
-
 /// What a projector's leadership works in: the stream its sequences count in, and the log.
 struct Epoch {
     stream_created: String,
     log: String,
 }
 
-async fn apply_batch(
-    projection: &dyn Projection,
-    config: &ProjectorConfig,
-    client: &async_nats::Client,
-    conn: &mut PgConnection,
-    epoch: &Epoch,
-    batch: Vec<jetstream::Message>,
-    mut applied: u64,
-) -> anyhow::Result<u64> {
-    let name = projection.name();
-    let mut events = Vec::with_capacity(batch.len());
-    for message in &batch {
-        let sequence = message
-            .info()
-            .map_err(|e| anyhow::anyhow!("reading a message's metadata: {e}"))?
-            .stream_sequence;
-        if sequence <= applied {
-            continue; // a redelivery of what is already applied
-        }
-        if sequence != applied + 1 {
-            anyhow::bail!(
-                "expected stream sequence {}, got {sequence}: resuming from the checkpoint",
-                applied + 1
-            );
-        }
-        applied = sequence;
-        let event: RecordedEvent = serde_json::from_slice(&message.payload)
-            .with_context(|| format!("decoding message on {}", message.subject))?;
-        events.push(event);
-    }
-    let mut tx = conn.begin().await.context("beginning")?;
-    // Only this log's events are folded: a message of another history (another deployment's
-    // stream, or events a restored backup no longer has) stops the projector before it changes
-    // anything. Checked with the checkpoint's lock, in the same round trip.
-    let ids: Vec<(i64, uuid::Uuid)> = events.iter().map(|e| (e.position, e.event_id)).collect();
-    let (checkpoint, foreign) = questlog_store::lineage::lock_checkpoint(&mut tx, name, &ids)
-        .await
-        .context("reading the checkpoint")?;
-    if let Some((position, event_id)) = foreign {
-        return Err(Mismatch::Stream {
-            stream: config.names.events_stream(),
-            position,
-            event_id,
-            head: lineage::head(&mut tx).await?,
-        }
-        .into());
-    }
-    // Redelivered and duplicate events are at or below the checkpoint: they change nothing.
-    let mut fresh = Vec::with_capacity(events.len());
-    let mut high = checkpoint;
-    for event in events {
-        if event.position > high {
-            high = event.position;
-            fresh.push(event);
-        }
-    }
-    let sequence = i64::try_from(applied).unwrap_or(i64::MAX);
-    let changes = if let Some(last) = fresh.last() {
-        let changes = projection
-            .apply(&mut tx, &fresh)
-            .await
-            .context("applying events")?;
-        sqlx::query(
-            "UPDATE projection_checkpoints SET position = $2, event_id = $3, stream_sequence = $4, \
-                    stream_created = $5, updated_at = clock_timestamp() \
-              WHERE projection = $1",
-        )
-        .bind(name)
-        .bind(high)
-        .bind(last.event_id)
-        .bind(sequence)
-        .bind(&epoch.stream_created)
-        .execute(&mut *tx)
-        .await
-        .context("moving the checkpoint")?;
-        changes
-    } else {
-        sqlx::query(
-            "UPDATE projection_checkpoints SET stream_sequence = $2, stream_created = $3 \
-              WHERE projection = $1",
-        )
-        .bind(name)
-        .bind(sequence)
-        .bind(&epoch.stream_created)
-        .execute(&mut *tx)
-        .await
-        .context("moving the checkpoint")?;
-        Vec::new()
-    };
-    tx.commit().await.context("committing")?;
-    if config
-        .failpoint
-        .as_ref()
-        .is_some_and(|fail| fail(&format!("{name}:after_commit")))
-    {
-        anyhow::bail!("failpoint after_commit");
-    }
-    if let Some(last) = batch.last() {
-        last.ack()
-            .await
-            .map_err(|e| anyhow::anyhow!("acknowledging: {e}"))?;
-    }
-    if high > checkpoint {
-        announce(
-            client,
-            &config.names,
-            epoch,
-            name,
-            checkpoint,
-            high,
-            changes,
-        )
-        .await;
-    }
-    Ok(applied)
+/// Where a lane starts: after `applied`, in `epoch`, with the stream ending at `last_sequence`.
+struct Start {
+    applied: u64,
+    epoch: Epoch,
+    last_sequence: u64,
+    checkpoint: i64,
 }
 
-/// Tells the query side what a projection now reflects. Best effort: readers also consult the
-/// checkpoint table.
-async fn announce(
-    client: &async_nats::Client,
-    names: &Names,
-    epoch: &Epoch,
-    projection: &str,
-    previous: i64,
-    position: i64,
-    changes: Vec<questlog_bus::Change>,
-) {
-    let announcement = ChangeAnnouncement {
-        projection: projection.to_owned(),
-        position,
-        previous: Some(previous),
-        log: Some(epoch.log.clone()),
-        changes,
-    };
-    let Ok(payload) = serde_json::to_vec(&announcement) else {
-        return;
-    };
-    if let Err(e) = client
-        .publish(names.changes_subject(projection), payload.into())
+/// A projection led by this process, on its leadership's connection.
+struct Lane<'a> {
+    projection: &'a dyn Projection,
+    config: &'a ProjectorConfig,
+    client: &'a async_nats::Client,
+    conn: PgConnection,
+}
+
+impl Lane<'_> {
+    async fn lead(
+        &mut self,
+        joins: &mpsc::Sender<Join>,
+        shutdown: &CancellationToken,
+    ) -> anyhow::Result<()> {
+        let name = self.projection.name();
+        let mut announced = false;
+        loop {
+            let start = self.prepare().await?;
+            if !announced {
+                tracing::info!(projection = name, "projector running");
+                // What the previous leader committed but may not have announced. `previous` is
+                // the checkpoint itself: a listener that heard of less missed the old leader's
+                // last announcement.
+                let checkpoint = start.checkpoint;
+                self.announce(&start.epoch, checkpoint, checkpoint, Vec::new())
+                    .await;
+                announced = true;
+            }
+            let far = start.last_sequence.saturating_sub(start.applied) > self.config.rejoin();
+            let done = if far {
+                self.catch_up(start, shutdown).await?
+            } else {
+                self.follow(start, joins, shutdown).await?
+            };
+            if done {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Checks the checkpoint and the stream against the log and reads where to resume.
+    async fn prepare(&mut self) -> anyhow::Result<Start> {
+        let name = self.projection.name();
+        let conn = &mut self.conn;
+        sqlx::query(
+            "INSERT INTO projection_checkpoints (projection) VALUES ($1) ON CONFLICT DO NOTHING",
+        )
+        .bind(name)
+        .execute(&mut *conn)
         .await
-    {
-        tracing::warn!(projection, error = %e, "could not announce a change");
+        .context("creating the checkpoint")?;
+        let (resume, counted_in, checkpoint): (i64, Option<String>, i64) = sqlx::query_as(
+            "SELECT stream_sequence, stream_created, position FROM projection_checkpoints \
+              WHERE projection = $1",
+        )
+        .bind(name)
+        .fetch_one(&mut *conn)
+        .await
+        .context("reading the checkpoint")?;
+        // One log, one history: neither a stream nor a checkpoint of another history is touched.
+        if let Some(mismatch) = questlog_store::lineage::foreign_checkpoints(conn)
+            .await
+            .context("checking the checkpoint against the log")?
+            .into_iter()
+            .find(|c| c.projection == name)
+        {
+            return Err(Mismatch::ReadModel {
+                projection: mismatch.projection,
+                position: mismatch.position,
+                head: mismatch.head,
+            }
+            .into());
+        }
+        let js = jetstream::new(self.client.clone());
+        ensure_stream(&js, &self.config.names)
+            .await
+            .map_err(|e| anyhow::anyhow!("opening the event stream: {e}"))?;
+        let state = lineage::stream_state(&js, &self.config.names)
+            .await?
+            .context("the event stream vanished")?;
+        if let Some(mismatch) =
+            lineage::check_tail(conn, &self.config.names, state.tail.as_ref()).await?
+        {
+            return Err(mismatch.into());
+        }
+        let last_sequence = state.tail.as_ref().map_or(0, |t| t.sequence);
+        // Sequences count within one stream: after the stream was deleted and created again (by
+        // `questlog repair`, say) the checkpoint's sequence means nothing, and a stream that lost
+        // its storage starts over at 1. Positions still keep duplicates out.
+        let mut applied = u64::try_from(resume).unwrap_or(0);
+        if applied > last_sequence || counted_in.as_deref() != Some(state.created.as_str()) {
+            applied = 0;
+        }
+        let log = questlog_store::lineage::identity(conn)
+            .await
+            .context("reading the log's identity")?;
+        Ok(Start {
+            applied,
+            epoch: Epoch {
+                stream_created: state.created,
+                log,
+            },
+            last_sequence,
+            checkpoint,
+        })
+    }
+
+    /// Folds what the feed hands out until it lets this lane go (`false`: prepare and join
+    /// again) or `shutdown` fires (`true`).
+    async fn follow(
+        &mut self,
+        start: Start,
+        joins: &mpsc::Sender<Join>,
+        shutdown: &CancellationToken,
+    ) -> anyhow::Result<bool> {
+        let (sender, mut batches) = mpsc::unbounded_channel();
+        let applied = Arc::new(AtomicU64::new(start.applied));
+        let room = Arc::new(Semaphore::new(self.config.lag.max(self.config.batch)));
+        let join = Join {
+            projection: self.projection.name(),
+            stream_created: start.epoch.stream_created.clone(),
+            applied: applied.clone(),
+            room: room.clone(),
+            batches: sender,
+        };
+        if joins.send(join).await.is_err() {
+            return Ok(true); // the feed has stopped: shutting down
+        }
+        let mut last = start.applied;
+        let mut held: Option<Arc<Batch>> = None;
+        loop {
+            let first = match held.take() {
+                Some(b) => Some(b),
+                None => tokio::select! {
+                    b = batches.recv() => b,
+                    () = shutdown.cancelled() => return Ok(true),
+                },
+            };
+            let Some(first) = first else {
+                return Ok(false);
+            };
+            let mut taken = vec![first];
+            let mut count = taken[0].items.len();
+            while count < self.config.batch {
+                match batches.try_recv() {
+                    Ok(b) if count + b.items.len() > self.config.batch => {
+                        held = Some(b);
+                        break;
+                    }
+                    Ok(b) => {
+                        count += b.items.len();
+                        taken.push(b);
+                    }
+                    Err(_) => break,
+                }
+            }
+            if taken
+                .iter()
+                .any(|b| *b.stream_created != *start.epoch.stream_created)
+            {
+                return Ok(false); // another stream: its sequences count anew
+            }
+            let items: Vec<&Delivered> = taken.iter().flat_map(|b| b.items.iter()).collect();
+            last = self.apply_batch(&start.epoch, &items, last).await?;
+            applied.store(last, Ordering::Release);
+            room.add_permits(count);
+        }
+    }
+
+    /// Folds from a consumer of this lane's own until it is near the stream's end (`false`) or
+    /// `shutdown` fires (`true`).
+    async fn catch_up(
+        &mut self,
+        start: Start,
+        shutdown: &CancellationToken,
+    ) -> anyhow::Result<bool> {
+        let name = self.projection.name();
+        tracing::info!(
+            projection = name,
+            behind = start.last_sequence - start.applied,
+            "projection catching up on its own consumer"
+        );
+        let js = jetstream::new(self.client.clone());
+        let stream = ensure_stream(&js, &self.config.names)
+            .await
+            .map_err(|e| anyhow::anyhow!("opening the event stream: {e}"))?;
+        let consumer = stream
+            .create_consumer(pull::Config {
+                ack_policy: AckPolicy::None,
+                deliver_policy: DeliverPolicy::ByStartSequence {
+                    start_sequence: start.applied + 1,
+                },
+                inactive_threshold: Duration::from_secs(60),
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| anyhow::anyhow!("opening {name}'s catch-up consumer: {e}"))?;
+        let consumer_name = consumer.cached_info().name.clone();
+        let result = async {
+            let mut messages = pull_from(&consumer, self.config).await?;
+            let mut last = start.applied;
+            loop {
+                let first = tokio::select! {
+                    m = messages.next() => m,
+                    () = shutdown.cancelled() => return Ok(true),
+                };
+                let Some(first) = first else {
+                    anyhow::bail!("the catch-up consumer's message stream ended");
+                };
+                let mut batch = vec![first];
+                while batch.len() < self.config.batch {
+                    match messages.next().now_or_never() {
+                        Some(Some(m)) => batch.push(m),
+                        _ => break,
+                    }
+                }
+                let pending = match batch.last() {
+                    Some(Ok(m)) => m.info().map_or(u64::MAX, |i| i.pending),
+                    _ => u64::MAX,
+                };
+                let items = decode_messages(batch)?;
+                let items: Vec<&Delivered> = items.iter().collect();
+                last = self.apply_batch(&start.epoch, &items, last).await?;
+                if pending <= self.config.rejoin() {
+                    return Ok(false);
+                }
+            }
+        }
+        .await;
+        let _ = stream.delete_consumer(&consumer_name).await;
+        result
+    }
+
+    /// Applies what of `items` is above the checkpoint, with the checkpoint, in one transaction;
+    /// then announces. Returns the last stream sequence applied.
+    async fn apply_batch(
+        &mut self,
+        epoch: &Epoch,
+        items: &[&Delivered],
+        mut applied: u64,
+    ) -> anyhow::Result<u64> {
+        let name = self.projection.name();
+        let mut events = Vec::with_capacity(items.len());
+        for item in items {
+            if item.sequence <= applied {
+                continue; // a redelivery of what is already applied
+            }
+            if item.sequence != applied + 1 {
+                anyhow::bail!(
+                    "expected stream sequence {}, got {}: resuming from the checkpoint",
+                    applied + 1,
+                    item.sequence
+                );
+            }
+            applied = item.sequence;
+            events.push(&item.event);
+        }
+        if events.is_empty() {
+            return Ok(applied); // all of it applied already: nothing to write
+        }
+        let mut tx = self.conn.begin().await.context("beginning")?;
+        // Only this log's events are folded: a message of another history (another deployment's
+        // stream, or events a restored backup no longer has) stops the projector before it
+        // changes anything. Checked with the checkpoint's lock, in the same round trip.
+        let ids: Vec<(i64, uuid::Uuid)> = events.iter().map(|e| (e.position, e.event_id)).collect();
+        let (checkpoint, foreign) = questlog_store::lineage::lock_checkpoint(&mut tx, name, &ids)
+            .await
+            .context("reading the checkpoint")?;
+        if let Some((position, event_id)) = foreign {
+            return Err(Mismatch::Stream {
+                stream: self.config.names.events_stream(),
+                position,
+                event_id,
+                head: lineage::head(&mut tx).await?,
+            }
+            .into());
+        }
+        // Redelivered and duplicate events are at or below the checkpoint: they change nothing.
+        let mut fresh = Vec::with_capacity(events.len());
+        let mut high = checkpoint;
+        for event in events {
+            if event.position > high {
+                high = event.position;
+                fresh.push(event);
+            }
+        }
+        let sequence = i64::try_from(applied).unwrap_or(i64::MAX);
+        let changes = if let Some(last) = fresh.last() {
+            let changes = self
+                .projection
+                .apply(&mut tx, &fresh)
+                .await
+                .context("applying events")?;
+            sqlx::query(
+                "UPDATE projection_checkpoints SET position = $2, event_id = $3, \
+                        stream_sequence = $4, stream_created = $5, \
+                        updated_at = clock_timestamp() \
+                  WHERE projection = $1",
+            )
+            .bind(name)
+            .bind(high)
+            .bind(last.event_id)
+            .bind(sequence)
+            .bind(&epoch.stream_created)
+            .execute(&mut *tx)
+            .await
+            .context("moving the checkpoint")?;
+            changes
+        } else {
+            sqlx::query(
+                "UPDATE projection_checkpoints SET stream_sequence = $2, stream_created = $3 \
+                  WHERE projection = $1",
+            )
+            .bind(name)
+            .bind(sequence)
+            .bind(&epoch.stream_created)
+            .execute(&mut *tx)
+            .await
+            .context("moving the checkpoint")?;
+            Vec::new()
+        };
+        tx.commit().await.context("committing")?;
+        if self
+            .config
+            .failpoint
+            .as_ref()
+            .is_some_and(|fail| fail(&format!("{name}:after_commit")))
+        {
+            anyhow::bail!("failpoint after_commit");
+        }
+        if high > checkpoint {
+            self.announce(epoch, checkpoint, high, changes).await;
+        }
+        Ok(applied)
+    }
+
+    /// Tells the query side what the projection now reflects. Best effort: readers also consult
+    /// the checkpoint table.
+    async fn announce(
+        &self,
+        epoch: &Epoch,
+        previous: i64,
+        position: i64,
+        changes: Vec<questlog_bus::Change>,
+    ) {
+        let projection = self.projection.name();
+        let announcement = ChangeAnnouncement {
+            projection: projection.to_owned(),
+            position,
+            previous: Some(previous),
+            log: Some(epoch.log.clone()),
+            changes,
+        };
+        let Ok(payload) = serde_json::to_vec(&announcement) else {
+            return;
+        };
+        if let Err(e) = self
+            .client
+            .publish(
+                self.config.names.changes_subject(projection),
+                payload.into(),
+            )
+            .await
+        {
+            tracing::warn!(projection, error = %e, "could not announce a change");
+        }
     }
 }

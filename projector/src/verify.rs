@@ -91,11 +91,7 @@ pub async fn verify(
         };
         for projection in projections {
             let upto = target(projection.as_ref());
-            let mine: Vec<_> = events
-                .iter()
-                .filter(|e| e.position <= upto)
-                .cloned()
-                .collect();
+            let mine: Vec<_> = events.iter().filter(|e| e.position <= upto).collect();
             if !mine.is_empty() {
                 projection
                     .apply(&mut tx, &mine)

@@ -89,7 +89,7 @@ async fn a_client_reads_its_own_write_through_min_position() {
 }
 
 #[tokio::test]
-async fn a_projector_that_dies_between_commit_and_ack_counts_nothing_twice() {
+async fn a_projector_that_dies_right_after_its_commit_counts_nothing_twice() {
     let db = TestDb::create().await;
     let failures = Arc::new(AtomicUsize::new(0));
     let counter = failures.clone();
@@ -123,6 +123,62 @@ async fn a_projector_that_dies_between_commit_and_ack_counts_nothing_twice() {
     let me = app.read_at(&players[0].token, "/v1/players/me", last).await;
     assert_eq!(me["xp"], 200);
     assert!(failures.load(Ordering::SeqCst) >= 2, "the failpoint fired");
+    assert_players_match_a_rebuild(&app.db).await;
+}
+
+#[tokio::test]
+async fn a_projection_failing_after_every_commit_does_not_stop_the_others_sharing_its_feed() {
+    let db = TestDb::create().await;
+    let failures = Arc::new(AtomicUsize::new(0));
+    let counter = failures.clone();
+    let hooks = Hooks {
+        // Every batch `players` commits ends its leadership before the announcement: it leaves
+        // the shared feed, starts over from its checkpoint and joins again, each time.
+        projector_failpoint: Some(Arc::new(move |point: &str| {
+            if point == "players:after_commit" {
+                counter.fetch_add(1, Ordering::SeqCst);
+                true
+            } else {
+                false
+            }
+        })),
+        ..Hooks::default()
+    };
+    let store = store_args(&db);
+    let app = TestApp::spawn_custom(db, store, hooks).await;
+    app.catalog(3, 25).await;
+    let ada = app.player("ada").await;
+    let bob = app.player("bob").await;
+    let mut last = 0;
+    for (i, p) in [&ada, &bob, &ada].into_iter().enumerate() {
+        let out = app
+            .ok(
+                &p.token,
+                "send_message",
+                json!({ "channel": "global", "content": format!("hello {i}") }),
+            )
+            .await;
+        last = last.max(position(&out));
+        let out = app
+            .ok(
+                &p.token,
+                "complete_lab",
+                json!({ "lab_id": format!("lab-{}", i + 1) }),
+            )
+            .await;
+        last = last.max(position(&out));
+    }
+    let history = app
+        .read_at(&bob.token, "/v1/channels/global/messages?limit=10", last)
+        .await;
+    assert_eq!(
+        history["messages"].as_array().map(Vec::len),
+        Some(3),
+        "{history}"
+    );
+    let me = app.read_at(&ada.token, "/v1/players/me", last).await;
+    assert_eq!(me["xp"], 50, "{me}");
+    assert!(failures.load(Ordering::SeqCst) >= 1, "the failpoint fired");
     assert_players_match_a_rebuild(&app.db).await;
 }
 
