@@ -81,7 +81,7 @@ pub async fn stream_state(
     js: &jetstream::Context,
     names: &Names,
 ) -> anyhow::Result<Option<StreamState>> {
-    let mut stream = match js.get_stream(names.events_stream()).await {
+    let stream = match js.get_stream(names.events_stream()).await {
         Ok(stream) => stream,
         Err(e)
             if matches!(e.kind(), GetStreamErrorKind::JetStream(j)
@@ -94,17 +94,25 @@ pub async fn stream_state(
             names.events_stream()
         ),
     };
+    state_of(&stream).await.map(Some)
+}
+
+/// What `stream` (the log's, already opened) says of itself now.
+///
+/// # Errors
+/// When JetStream cannot be asked, or the newest message is not one the relay wrote.
+pub async fn state_of(stream: &jetstream::stream::Stream) -> anyhow::Result<StreamState> {
     let info = stream
-        .info()
+        .get_info()
         .await
         .map_err(|e| anyhow::anyhow!("reading the JetStream stream's state: {e}"))?;
     let created = info.created.unix_timestamp_nanos().to_string();
     let last = info.state.last_sequence;
     if info.state.messages == 0 || last == 0 {
-        return Ok(Some(StreamState {
+        return Ok(StreamState {
             created,
             tail: None,
-        }));
+        });
     }
     let message = stream
         .get_raw_message(last)
@@ -113,14 +121,14 @@ pub async fn stream_state(
     let published: Published = serde_json::from_slice(&message.payload).map_err(|e| {
         anyhow::anyhow!("the stream's newest message is not an event of questlog's: {e}")
     })?;
-    Ok(Some(StreamState {
+    Ok(StreamState {
         created,
         tail: Some(StreamTail {
             sequence: last,
             position: published.position,
             event_id: published.event_id,
         }),
-    }))
+    })
 }
 
 /// Whether the stream's newest message is this log's.

@@ -227,9 +227,7 @@ async fn open_feed(
     let stream = ensure_stream(js, &config.names)
         .await
         .map_err(|e| anyhow::anyhow!("opening the event stream: {e}"))?;
-    let state = lineage::stream_state(js, &config.names)
-        .await?
-        .context("the event stream vanished")?;
+    let state = lineage::state_of(&stream).await?;
     lanes.retain(|l| l.stream_created == state.created && !l.batches.is_closed());
     let Some(lowest) = lanes
         .iter()
@@ -464,12 +462,10 @@ impl Lane<'_> {
             .into());
         }
         let js = jetstream::new(self.client.clone());
-        ensure_stream(&js, &self.config.names)
+        let stream = ensure_stream(&js, &self.config.names)
             .await
             .map_err(|e| anyhow::anyhow!("opening the event stream: {e}"))?;
-        let state = lineage::stream_state(&js, &self.config.names)
-            .await?
-            .context("the event stream vanished")?;
+        let state = lineage::state_of(&stream).await?;
         if let Some(mismatch) =
             lineage::check_tail(conn, &self.config.names, state.tail.as_ref()).await?
         {

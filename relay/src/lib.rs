@@ -94,19 +94,11 @@ pub async fn run(config: RelayConfig, client: async_nats::Client, shutdown: Canc
 /// Where the stream ends: the last published event's position and id, and the stream sequence
 /// of that message. Refuses (a [`Mismatch`]) a stream whose newest message is not this log's.
 async fn resume_point(
-    js: &jetstream::Context,
+    stream: &jetstream::stream::Stream,
     names: &Names,
     conn: &mut PgConnection,
 ) -> anyhow::Result<(i64, Option<String>, u64)> {
-    ensure_stream(js, names).await.map_err(|e| {
-        anyhow::anyhow!(
-            "creating the JetStream stream {}: {e}",
-            names.events_stream()
-        )
-    })?;
-    let tail = lineage::stream_state(js, names)
-        .await?
-        .and_then(|state| state.tail);
+    let tail = lineage::state_of(stream).await?.tail;
     if let Some(mismatch) = lineage::check_tail(conn, names, tail.as_ref()).await? {
         return Err(mismatch.into());
     }
@@ -128,10 +120,14 @@ async fn lead(
         .listen("questlog_appended")
         .await
         .context("listening for appends")?;
-    let (mut after, mut last_id, mut sequence) = resume_point(js, &config.names, &mut conn).await?;
-    let stream = ensure_stream(js, &config.names)
-        .await
-        .map_err(|e| anyhow::anyhow!("opening the JetStream stream: {e}"))?;
+    let stream = ensure_stream(js, &config.names).await.map_err(|e| {
+        anyhow::anyhow!(
+            "creating the JetStream stream {}: {e}",
+            config.names.events_stream()
+        )
+    })?;
+    let (mut after, mut last_id, mut sequence) =
+        resume_point(&stream, &config.names, &mut conn).await?;
     tracing::info!(after, "relay publishing");
     let mut in_flight: VecDeque<(i64, jetstream::context::PublishAckFuture)> = VecDeque::new();
     loop {

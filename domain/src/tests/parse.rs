@@ -483,19 +483,24 @@ fn a_module_number_below_1_is_rejected() {
     }
 }
 
+/// `define_module` and `define_lab` both refuse `title` with `invalid_title`.
+fn title_is_invalid_in_both_definitions(title: &str) {
+    invalid(
+        "define_module",
+        &json!({"module": 1, "title": title}),
+        "invalid_title",
+    );
+    invalid(
+        "define_lab",
+        &json!({"lab_id": "a", "module": 1, "title": title, "xp": 10}),
+        "invalid_title",
+    );
+}
+
 #[test]
 fn a_blank_or_overlong_title_is_rejected() {
     for title in [String::new(), "   ".into(), "\t\n".into(), "t".repeat(201)] {
-        invalid(
-            "define_module",
-            &json!({"module": 1, "title": title}),
-            "invalid_title",
-        );
-        invalid(
-            "define_lab",
-            &json!({"lab_id": "a", "module": 1, "title": title, "xp": 10}),
-            "invalid_title",
-        );
+        title_is_invalid_in_both_definitions(&title);
     }
 }
 
@@ -663,16 +668,7 @@ fn a_module_number_beyond_what_the_read_models_store_is_rejected() {
 #[test]
 fn a_title_holding_a_nul_character_is_invalid_title() {
     for title in ["\u{0}", "Pipes\u{0}", "\u{0}Pipes", "Pi\u{0}pes"] {
-        invalid(
-            "define_module",
-            &json!({"module": 1, "title": title}),
-            "invalid_title",
-        );
-        invalid(
-            "define_lab",
-            &json!({"lab_id": "a", "module": 1, "title": title, "xp": 10}),
-            "invalid_title",
-        );
+        title_is_invalid_in_both_definitions(title);
     }
 }
 
