@@ -7,12 +7,13 @@
 //! streaming scan of the same log decoding every payload into a fold that does nothing. Then a
 //! query API of its own serves the leaderboard live and as of random past positions.
 
+use questlog_academy::DomainEvent as _;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use questlog::config::{ServeArgs, StoreArgs};
 use questlog::Application;
-use questlog_domain::{Event, Role};
+use questlog_academy::{Event, Role};
 use rand::{Rng, SeedableRng};
 use sqlx::{Connection, PgConnection};
 use tokio_util::sync::CancellationToken;

@@ -3,7 +3,7 @@
 use anyhow::Context as _;
 use questlog::config::{ServeArgs, StoreArgs};
 use questlog::Application;
-use questlog_domain::Role;
+use questlog_academy::Role;
 use serde_json::{json, Value};
 use sqlx::Connection;
 use tokio_util::sync::CancellationToken;

@@ -141,6 +141,7 @@ impl Application {
         } else {
             None
         };
+        let domain = crate::modules::app().domain();
         let mut tasks = Vec::new();
         let mut router = Router::new();
         let mut command_writer = None;
@@ -149,6 +150,7 @@ impl Application {
             let event_store: Arc<dyn EventStore> = Arc::new(PgEventStore::new(pool.clone()));
             let clock = hooks.clock.clone().unwrap_or_default();
             let (writer, writer_task) = questlog_command_api::writer::spawn(
+                domain.clone(),
                 event_store.clone(),
                 WriterConfig {
                     max_batch: serve.max_batch,
@@ -174,6 +176,7 @@ impl Application {
             )));
             router = router.merge(questlog_command_api::router(
                 AppState {
+                    domain: domain.clone(),
                     store: event_store,
                     writer,
                     tokens: keys.clone(),

@@ -6,6 +6,7 @@ pub mod app;
 pub mod config;
 pub mod lineage;
 pub mod metrics;
+pub mod modules;
 pub mod secret;
 
 pub use app::Application;

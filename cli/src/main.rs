@@ -6,7 +6,7 @@ use questlog::admin::archive::{self, ImportOutcome};
 use questlog::admin::{catalog, inspect};
 use questlog::app::{prepare_database, redact, token_keys, Application};
 use questlog::config::{CatalogCmd, Cli, Cmd, TokenCmd};
-use questlog_domain::Role;
+use questlog_academy::Role;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {

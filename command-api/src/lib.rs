@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
 use bytes::Bytes;
-use questlog_domain::{Command, Edge, Role};
+use questlog_domain::{Domain, Edge, Role};
 use questlog_store::{EventStore, StoredResponse};
 use questlog_web::problem::body_rejection;
 use questlog_web::{Authenticated, Problem, TokenKeys};
@@ -34,6 +34,8 @@ pub const MAX_IDEMPOTENCY_KEY: usize = 128;
 /// What the command API's handlers share.
 #[derive(Clone)]
 pub struct AppState {
+    /// The running modules' commands.
+    pub domain: Arc<Domain>,
     pub store: Arc<dyn EventStore>,
     pub writer: WriterHandle,
     pub tokens: TokenKeys,
@@ -186,8 +188,8 @@ async fn command(
         caller: actor.identity,
         new_id: Uuid::now_v7(),
     };
-    let command = Command::parse(&name, &body, &edge)?;
-    if command.is_chat() {
+    let command = state.domain.parse(&name, &body, &edge)?;
+    if command.rate_limited() {
         if let Err(wait) = state.chat.check(actor.identity.0) {
             return Err(Problem::new(
                 StatusCode::TOO_MANY_REQUESTS,

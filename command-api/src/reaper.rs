@@ -11,8 +11,9 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use futures::future::join_all;
-use questlog_domain::values::PlayerId;
-use questlog_domain::{Actor, Command, Role};
+use questlog_academy::values::PlayerId;
+use questlog_academy::Command;
+use questlog_domain::{Actor, Role};
 use questlog_store::leader;
 use sqlx::PgConnection;
 use tokio_util::sync::CancellationToken;
@@ -96,10 +97,10 @@ async fn lead(
         let claims = stale.into_iter().map(|(player, last_seen)| {
             writer.submit(Request {
                 actor: REAPER,
-                command: Command::GoOffline {
+                command: Box::new(Command::GoOffline {
                     player_id: PlayerId(player),
                     last_seen,
-                },
+                }),
                 correlation_id: None,
                 idempotency: None,
             })

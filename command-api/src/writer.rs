@@ -20,11 +20,11 @@ use std::sync::Arc;
 use chrono::{DateTime, SubsecRound, Utc};
 use lru::LruCache;
 use questlog_domain::{
-    decide, Actor, Command, Context, Event, Rejection, States, StreamId, StreamState,
+    decide, Actor, Command, Context, Domain, Rejection, States, StreamId, StreamState,
 };
 use questlog_store::{
     AppendBatch, EventStore, ExpectedVersion, IdempotencyRecord, IdempotentCommand, NewEvent,
-    RecordedEvent, StoreError, WorkspaceWrite, PRESENCE_CONFLICT,
+    RecordedEvent, StoreError,
 };
 use serde::Serialize;
 use serde_json::json;
@@ -107,7 +107,7 @@ impl CommandError {
 /// A command on its way to the writer.
 pub struct Submission {
     pub actor: Actor,
-    pub command: Command,
+    pub command: Box<dyn Command>,
     pub command_id: Uuid,
     pub correlation_id: Uuid,
     pub idempotency: Option<IdempotencyRecord>,
@@ -123,7 +123,7 @@ pub struct WriterHandle {
 /// A command as the handler hands it over.
 pub struct Request {
     pub actor: Actor,
-    pub command: Command,
+    pub command: Box<dyn Command>,
     pub correlation_id: Option<Uuid>,
     pub idempotency: Option<(String, String)>,
 }
@@ -223,6 +223,7 @@ impl Default for WriterConfig {
 
 /// Starts the writer task; it stops when `shutdown` fires, after finishing the batch at hand.
 pub fn spawn(
+    domain: Arc<Domain>,
     store: Arc<dyn EventStore>,
     config: WriterConfig,
     shutdown: CancellationToken,
@@ -230,6 +231,7 @@ pub fn spawn(
     let (tx, rx) = mpsc::channel(config.max_batch * 4);
     let cache_size = NonZeroUsize::new(config.cache_streams.max(1)).unwrap_or(NonZeroUsize::MIN);
     let writer = Writer {
+        domain,
         store,
         cache: LruCache::new(cache_size),
         max_batch: config.max_batch.max(1),
@@ -245,6 +247,7 @@ struct Cached {
 }
 
 struct Writer {
+    domain: Arc<Domain>,
     store: Arc<dyn EventStore>,
     cache: LruCache<StreamId, Cached>,
     max_batch: usize,
@@ -349,7 +352,7 @@ impl Writer {
                     missing.push(stream.clone());
                     overlay.streams.insert(
                         stream.clone(),
-                        (0, 0, Arc::new(StreamState::initial(&stream))),
+                        (0, 0, Arc::new(self.domain.initial(&stream))),
                     );
                 }
             }
@@ -367,9 +370,10 @@ impl Writer {
             let Some(stream) = by_name.get(recorded.stream_id.as_str()) else {
                 continue;
             };
-            let event =
-                Event::from_parts(&recorded.event_type, recorded.schema_version, recorded.data)
-                    .map_err(|e| StoreError::Decode(e.to_string()))?;
+            let event = self
+                .domain
+                .decode(&recorded.event_type, recorded.schema_version, recorded.data)
+                .map_err(|e| StoreError::Decode(e.to_string()))?;
             let entry = overlay.streams.get_mut(*stream).expect("inserted above");
             Arc::make_mut(&mut entry.2).evolve(&event);
             let version = u64::try_from(recorded.stream_version).unwrap_or(0);
@@ -392,8 +396,10 @@ impl Writer {
             }
         };
         let now = self.clock.now();
-        let mut batch = AppendBatch::default();
-        batch.beside.at = Some(now);
+        let mut batch = AppendBatch {
+            at: Some(now),
+            ..AppendBatch::default()
+        };
         let mut decided: Vec<(Submission, Verdict)> = Vec::with_capacity(submissions.len());
         for s in submissions {
             let ctx = Context {
@@ -401,7 +407,7 @@ impl Writer {
                 now,
                 states: &overlay,
             };
-            let events = match decide(&s.command, &ctx) {
+            let events = match decide(s.command.as_ref(), &ctx) {
                 Ok(events) => events,
                 Err(rejection) => {
                     decided.push((s, Verdict::Refused(rejection)));
@@ -428,12 +434,12 @@ impl Writer {
                     event_id: Uuid::now_v7(),
                     stream_id: stream.to_string(),
                     event_type: event.event_type().to_owned(),
-                    schema_version: Event::SCHEMA_VERSION,
+                    schema_version: event.schema_version(),
                     data: event.data(),
                     metadata: metadata.clone(),
                 });
             }
-            keep_beside(&mut batch, &s.actor, &s.command);
+            batch.beside.extend(s.command.beside(&s.actor));
             if let Some(record) = &s.idempotency {
                 batch.idempotent.push(IdempotentCommand {
                     record: record.clone(),
@@ -519,25 +525,17 @@ impl Writer {
                     .iter()
                     .filter_map(|c| c.strip_prefix("idempotency_key: "))
                     .collect();
-                let revived: Vec<&str> = conflicts
-                    .iter()
-                    .filter_map(|c| c.strip_prefix(PRESENCE_CONFLICT))
-                    .collect();
                 let mut again = Vec::with_capacity(decided.len());
                 for (s, _) in decided {
                     let lost_race = s
                         .idempotency
                         .as_ref()
                         .is_some_and(|r| raced.contains(&r.key.as_str()));
-                    let still_here = matches!(&s.command, Command::GoOffline { player_id, .. }
-                        if revived.contains(&player_id.to_string().as_str()));
+                    let own = conflicts.iter().find_map(|c| s.command.conflict(c));
                     if lost_race {
                         let _ = s.reply.send(Err(CommandError::IdempotencyRace));
-                    } else if still_here {
-                        let _ = s.reply.send(Err(CommandError::Rejected(Rejection::conflict(
-                            "presence_changed",
-                            "a heartbeat arrived after the reaper looked",
-                        ))));
+                    } else if let Some(rejection) = own {
+                        let _ = s.reply.send(Err(CommandError::Rejected(rejection)));
                     } else {
                         again.push(s);
                     }
@@ -573,37 +571,6 @@ enum Verdict {
         count: usize,
     },
     Refused(Rejection),
-}
-
-/// What an accepted command keeps beside the log, in the batch's transaction.
-fn keep_beside(batch: &mut AppendBatch, actor: &Actor, command: &Command) {
-    let me = actor.identity.0;
-    let beside = &mut batch.beside;
-    match command {
-        Command::Heartbeat { .. } => beside.seen.push(me),
-        Command::SaveLabState {
-            lab_id,
-            vfs_snapshot,
-            current_step,
-        } => beside.workspaces.push(WorkspaceWrite {
-            player_id: me,
-            lab_id: lab_id.as_str().to_owned(),
-            snapshot: Some(serde_json::Value::Object(vfs_snapshot.clone())),
-            current_step: i32::try_from(*current_step).unwrap_or(i32::MAX),
-        }),
-        // Starting afresh (after a deletion, or for the first time) starts from an empty copy.
-        Command::DeleteLabState { lab_id, player_id } => beside.workspaces.push(WorkspaceWrite {
-            player_id: player_id.map_or(me, |p| p.0),
-            lab_id: lab_id.as_str().to_owned(),
-            snapshot: None,
-            current_step: 0,
-        }),
-        Command::GoOffline {
-            player_id,
-            last_seen,
-        } => beside.gone.push((player_id.0, *last_seen)),
-        _ => {}
-    }
 }
 
 enum Attempt {

@@ -1,18 +1,18 @@
-//! Commands as clients send them: a name and a JSON object body, parsed at the edge into domain
-//! values. Malformed JSON (a duplicate key, nesting deeper than 128), unknown fields, missing
-//! fields and wrong types are `bad_request`; well-formed but invalid values carry their own code,
-//! and so does text the log could not store (a NUL character, see [`crate::values::storable`]).
+//! Commands as the kernel sees them: a module parses a command's JSON body at the edge into its
+//! own typed command, which names the streams its decision reads and decides them into events.
 
+use std::any::Any;
+use std::fmt;
+
+use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::event::Event;
 use crate::json::UniqueKeys;
-use crate::stream::StreamId;
-use crate::values::{
-    free_text, storable, storable_json, Achievement, Channel, LabId, MessageContent, MessageId,
-    ModuleNo, PlayerId, Timezone, Username, MAX_MODULE, MAX_STEP, MAX_VFS_BYTES,
-};
+use crate::stream::{StreamId, StreamState, View};
+use crate::values::PlayerId;
 use crate::Rejection;
 
 /// Who sends a command: the identity in the token and its role.
@@ -22,502 +22,107 @@ pub struct Actor {
     pub role: Role,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     Player,
     Admin,
 }
 
-/// A command that passed parsing: every value in it is valid on its own.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Command {
-    RegisterPlayer {
-        username: Username,
-    },
-    SetTimezone {
-        timezone: Timezone,
-    },
-    CompleteLab {
-        lab_id: LabId,
-    },
-    UpdateStreak,
-    DefineModule {
-        module: ModuleNo,
-        title: String,
-        requires: Vec<ModuleNo>,
-    },
-    DefineLab {
-        lab_id: LabId,
-        module: ModuleNo,
-        title: String,
-        xp: u32,
-    },
-    GrantAchievement {
-        player_id: PlayerId,
-        achievement: Achievement,
-    },
-    RevokeXp {
-        player_id: PlayerId,
-        xp: u32,
-        reason: String,
-    },
-    StartLab {
-        lab_id: LabId,
-    },
-    /// The file system is not part of the decision: it is the working copy the writer stores
-    /// beside the events (see [`crate::lab`]).
-    SaveLabState {
-        lab_id: LabId,
-        vfs_snapshot: serde_json::Map<String, serde_json::Value>,
-        current_step: u32,
-    },
-    DeleteLabState {
-        lab_id: LabId,
-        /// Whose state: the sender's own unless an admin names another player.
-        player_id: Option<PlayerId>,
-    },
-    Heartbeat {
-        current_lab: Option<LabId>,
-    },
-    SendMessage {
-        /// Drawn by the edge ([`Edge::new_id`]).
-        message_id: MessageId,
-        channel: Channel,
-        content: MessageContent,
-    },
-    EditMessage {
-        message_id: MessageId,
-        content: MessageContent,
-    },
-    DeleteMessage {
-        message_id: MessageId,
-    },
-    /// Internal, sent by the presence reaper (never over HTTP): the player has not sent a
-    /// heartbeat since `last_seen`, longer ago than the presence timeout.
-    GoOffline {
-        player_id: PlayerId,
-        last_seen: chrono::DateTime<chrono::Utc>,
-    },
-}
-
-/// What the edge knows when it parses a command: who sends it (a `dm:<player>` channel is the
-/// sender's conversation with that player) and a fresh id for whatever the command creates.
+/// What the edge knows when it parses a command: who sends it and a fresh id (time-ordered) for
+/// whatever the command creates.
 #[derive(Debug, Clone, Copy)]
 pub struct Edge {
     pub caller: PlayerId,
     pub new_id: Uuid,
 }
 
-/// The names `POST /v1/commands/{name}` accepts.
-pub const COMMAND_NAMES: &[&str] = &[
-    "register_player",
-    "set_timezone",
-    "complete_lab",
-    "update_streak",
-    "define_module",
-    "define_lab",
-    "grant_achievement",
-    "revoke_xp",
-    "start_lab",
-    "save_lab_state",
-    "delete_lab_state",
-    "heartbeat",
-    "send_message",
-    "edit_message",
-    "delete_message",
-];
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RegisterPlayerBody {
-    username: String,
+/// What a command keeps beside the log: state that is not history (only the latest value counts),
+/// written in the append's transaction so it is durable exactly when the events are. `kind` names
+/// the SQL function the module's migration defines to write it (`questlog_beside_<kind>`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Beside {
+    pub kind: &'static str,
+    pub item: serde_json::Value,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SetTimezoneBody {
-    timezone: String,
+/// A command that passed parsing: every value in it is valid on its own.
+pub trait Command: Send + Sync + fmt::Debug + 'static {
+    /// The command's wire name.
+    fn name(&self) -> &'static str;
+
+    /// Whether only an admin may send it.
+    fn admin_only(&self) -> bool {
+        false
+    }
+
+    /// Whether the edge limits how often one sender may send it (a flood limit, per sender).
+    fn rate_limited(&self) -> bool {
+        false
+    }
+
+    /// The streams the decision reads. Its events land only on these streams, and the append is
+    /// checked against the versions they had when they were read.
+    fn streams(&self, actor: &Actor) -> Vec<StreamId>;
+
+    /// The events the command causes, each with the stream it lands on, or why it is refused.
+    ///
+    /// # Errors
+    /// A [`Rejection`] with the contract's code when the command may not happen now.
+    fn decide(&self, ctx: &Context<'_>) -> Result<Vec<(StreamId, Event)>, Rejection>;
+
+    /// What the accepted command keeps beside the log.
+    fn beside(&self, _actor: &Actor) -> Vec<Beside> {
+        Vec::new()
+    }
+
+    /// The answer to a conflict the append reported that is this command's own (a claim its
+    /// [`Command::beside`] made that no longer holds), or `None` to decide it again.
+    fn conflict(&self, _conflict: &str) -> Option<Rejection> {
+        None
+    }
+
+    fn as_any(&self) -> &dyn Any;
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct LabBody {
-    lab_id: String,
+/// The folded state of every stream a command reads ([`Command::streams`]).
+pub trait States {
+    fn state(&self, stream: &StreamId) -> &StreamState;
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct EmptyBody {}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct DefineModuleBody {
-    module: i64,
-    title: String,
-    #[serde(default)]
-    requires: Vec<i64>,
+/// Everything a decision may depend on besides the command: who sends it, when, and the states.
+pub struct Context<'a> {
+    pub actor: Actor,
+    pub now: DateTime<Utc>,
+    pub states: &'a dyn States,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct DefineLabBody {
-    lab_id: String,
-    module: i64,
-    title: String,
-    xp: i64,
+impl Context<'_> {
+    /// The view `V` of `stream`, which the command lists in [`Command::streams`].
+    ///
+    /// # Panics
+    /// When no running module folds `V` for the stream's kind: a registration bug, never input.
+    #[track_caller]
+    pub fn view<V: View>(&self, stream: &StreamId) -> &V {
+        self.states.state(stream).view::<V>().unwrap_or_else(|| {
+            panic!(
+                "no module folds {} for {stream}",
+                std::any::type_name::<V>()
+            )
+        })
+    }
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct GrantAchievementBody {
-    player_id: Uuid,
-    achievement: String,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RevokeXpBody {
-    player_id: Uuid,
-    xp: i64,
-    reason: String,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SaveLabStateBody {
-    lab_id: String,
-    vfs_snapshot: serde_json::Value,
-    current_step: i64,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct DeleteLabStateBody {
-    lab_id: String,
-    #[serde(default)]
-    player_id: Option<Uuid>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct HeartbeatBody {
-    // Required, and may be null: a client says explicitly that it is in no lab.
-    #[serde(deserialize_with = "present")]
-    current_lab: Option<String>,
-}
-
-/// A field that must be present but may be `null`.
-fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
-    Option::<String>::deserialize(d)
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SendMessageBody {
-    channel: String,
-    content: String,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct EditMessageBody {
-    message_id: Uuid,
-    content: String,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct DeleteMessageBody {
-    message_id: Uuid,
-}
-
-fn body<T: DeserializeOwned>(raw: &[u8]) -> Result<T, Rejection> {
+/// Parses a command's body: a JSON object (no key named twice, nesting at most 128 deep) of the
+/// shape `T` declares.
+///
+/// # Errors
+/// `bad_request` for malformed JSON, another value than an object, or the wrong shape.
+pub fn body<T: DeserializeOwned>(raw: &[u8]) -> Result<T, Rejection> {
     let value = UniqueKeys::from_slice(raw)
         .map_err(|e| Rejection::bad_request(format!("the body is not valid JSON: {e}")))?;
     if !value.is_object() {
         return Err(Rejection::bad_request("the body must be a JSON object"));
     }
     serde_json::from_value(value).map_err(|e| Rejection::bad_request(e.to_string()))
-}
-
-fn module_no(raw: i64) -> Result<ModuleNo, Rejection> {
-    u32::try_from(raw)
-        .ok()
-        .filter(|m| (1..=MAX_MODULE).contains(m))
-        .ok_or_else(|| {
-            Rejection::invalid(
-                "invalid_module",
-                format!("a module is a whole number from 1 to {MAX_MODULE}"),
-            )
-        })
-}
-
-impl Command {
-    /// Parses a command from its name and its raw JSON body, as `edge` sees it.
-    ///
-    /// # Errors
-    /// `unknown_command` (not found) for a name questlog does not know, `bad_request` for a body of
-    /// the wrong shape, and a value's own code (`invalid_username`, …) for an invalid value.
-    pub fn parse(name: &str, raw: &[u8], edge: &Edge) -> Result<Self, Rejection> {
-        Ok(match name {
-            "register_player" => {
-                let b: RegisterPlayerBody = body(raw)?;
-                Self::RegisterPlayer {
-                    username: Username::parse(&b.username)?,
-                }
-            }
-            "set_timezone" => {
-                let b: SetTimezoneBody = body(raw)?;
-                Self::SetTimezone {
-                    timezone: Timezone::parse(&b.timezone)?,
-                }
-            }
-            "complete_lab" => {
-                let b: LabBody = body(raw)?;
-                Self::CompleteLab {
-                    lab_id: LabId::parse(&b.lab_id)?,
-                }
-            }
-            "update_streak" => {
-                let EmptyBody {} = body(raw)?;
-                Self::UpdateStreak
-            }
-            "define_module" => {
-                let b: DefineModuleBody = body(raw)?;
-                let module = module_no(b.module)?;
-                let mut requires = b
-                    .requires
-                    .into_iter()
-                    .map(module_no)
-                    .collect::<Result<Vec<_>, _>>()?;
-                requires.sort_unstable();
-                requires.dedup();
-                Self::DefineModule {
-                    module,
-                    title: free_text(b.title, "invalid_title", "a title", 200)?,
-                    requires,
-                }
-            }
-            "define_lab" => {
-                let b: DefineLabBody = body(raw)?;
-                let xp = u32::try_from(b.xp)
-                    .ok()
-                    .filter(|xp| (1..=100_000).contains(xp))
-                    .ok_or_else(|| {
-                        Rejection::invalid(
-                            "invalid_xp",
-                            "a lab's xp is a whole number from 1 to 100000",
-                        )
-                    })?;
-                Self::DefineLab {
-                    lab_id: LabId::parse(&b.lab_id)?,
-                    module: module_no(b.module)?,
-                    title: free_text(b.title, "invalid_title", "a title", 200)?,
-                    xp,
-                }
-            }
-            "grant_achievement" => {
-                let b: GrantAchievementBody = body(raw)?;
-                Self::GrantAchievement {
-                    player_id: PlayerId(b.player_id),
-                    achievement: Achievement::parse(&b.achievement)?,
-                }
-            }
-            "revoke_xp" => {
-                let b: RevokeXpBody = body(raw)?;
-                let xp = u32::try_from(b.xp)
-                    .ok()
-                    .filter(|xp| *xp >= 1)
-                    .ok_or_else(|| {
-                        Rejection::invalid("invalid_xp", "xp to revoke is a whole number from 1 up")
-                    })?;
-                Self::RevokeXp {
-                    player_id: PlayerId(b.player_id),
-                    xp,
-                    reason: free_text(b.reason, "invalid_reason", "a reason", 500)?,
-                }
-            }
-            "start_lab" => {
-                let b: LabBody = body(raw)?;
-                Self::StartLab {
-                    lab_id: LabId::parse(&b.lab_id)?,
-                }
-            }
-            "save_lab_state" => {
-                let b: SaveLabStateBody = body(raw)?;
-                let lab_id = LabId::parse(&b.lab_id)?;
-                let serde_json::Value::Object(vfs_snapshot) = b.vfs_snapshot else {
-                    return Err(Rejection::invalid(
-                        "invalid_vfs",
-                        "vfs_snapshot is a JSON object",
-                    ));
-                };
-                if !vfs_snapshot
-                    .iter()
-                    .all(|(path, file)| storable(path) && storable_json(file))
-                {
-                    return Err(Rejection::invalid(
-                        "invalid_vfs",
-                        "vfs_snapshot cannot hold a NUL character (U+0000) in a key or a string",
-                    ));
-                }
-                let size = serde_json::to_vec(&vfs_snapshot).map_or(usize::MAX, |v| v.len());
-                if size > MAX_VFS_BYTES {
-                    return Err(Rejection::invalid(
-                        "vfs_too_large",
-                        format!(
-                            "vfs_snapshot is {size} bytes as compact JSON; the limit is {MAX_VFS_BYTES}"
-                        ),
-                    ));
-                }
-                let current_step = u32::try_from(b.current_step)
-                    .ok()
-                    .filter(|s| *s <= MAX_STEP)
-                    .ok_or_else(|| {
-                        Rejection::invalid(
-                            "invalid_step",
-                            format!("current_step is a whole number from 0 to {MAX_STEP}"),
-                        )
-                    })?;
-                Self::SaveLabState {
-                    lab_id,
-                    vfs_snapshot,
-                    current_step,
-                }
-            }
-            "delete_lab_state" => {
-                let b: DeleteLabStateBody = body(raw)?;
-                Self::DeleteLabState {
-                    lab_id: LabId::parse(&b.lab_id)?,
-                    player_id: b.player_id.map(PlayerId),
-                }
-            }
-            "heartbeat" => {
-                let b: HeartbeatBody = body(raw)?;
-                Self::Heartbeat {
-                    current_lab: b.current_lab.as_deref().map(LabId::parse).transpose()?,
-                }
-            }
-            "send_message" => {
-                let b: SendMessageBody = body(raw)?;
-                Self::SendMessage {
-                    message_id: MessageId(edge.new_id),
-                    channel: Channel::parse(&b.channel, edge.caller)?,
-                    content: MessageContent::parse(&b.content)?,
-                }
-            }
-            "edit_message" => {
-                let b: EditMessageBody = body(raw)?;
-                Self::EditMessage {
-                    message_id: MessageId(b.message_id),
-                    content: MessageContent::parse(&b.content)?,
-                }
-            }
-            "delete_message" => {
-                let b: DeleteMessageBody = body(raw)?;
-                Self::DeleteMessage {
-                    message_id: MessageId(b.message_id),
-                }
-            }
-            other => {
-                return Err(Rejection::not_found(
-                    "unknown_command",
-                    format!("there is no command {other:?}"),
-                ))
-            }
-        })
-    }
-
-    /// The command's wire name.
-    pub fn name(&self) -> &'static str {
-        match self {
-            Self::RegisterPlayer { .. } => "register_player",
-            Self::SetTimezone { .. } => "set_timezone",
-            Self::CompleteLab { .. } => "complete_lab",
-            Self::UpdateStreak => "update_streak",
-            Self::DefineModule { .. } => "define_module",
-            Self::DefineLab { .. } => "define_lab",
-            Self::GrantAchievement { .. } => "grant_achievement",
-            Self::RevokeXp { .. } => "revoke_xp",
-            Self::StartLab { .. } => "start_lab",
-            Self::SaveLabState { .. } => "save_lab_state",
-            Self::DeleteLabState { .. } => "delete_lab_state",
-            Self::Heartbeat { .. } => "heartbeat",
-            Self::SendMessage { .. } => "send_message",
-            Self::EditMessage { .. } => "edit_message",
-            Self::DeleteMessage { .. } => "delete_message",
-            Self::GoOffline { .. } => "go_offline",
-        }
-    }
-
-    /// Whether only an admin may send it.
-    pub fn admin_only(&self) -> bool {
-        matches!(
-            self,
-            Self::DefineModule { .. }
-                | Self::DefineLab { .. }
-                | Self::GrantAchievement { .. }
-                | Self::RevokeXp { .. }
-                | Self::GoOffline { .. }
-        )
-    }
-
-    /// Whether it is a chat command, which the edge rate-limits per sender.
-    pub fn is_chat(&self) -> bool {
-        matches!(
-            self,
-            Self::SendMessage { .. } | Self::EditMessage { .. } | Self::DeleteMessage { .. }
-        )
-    }
-
-    /// The streams the decision reads. Its events land only on these streams, and the append is
-    /// checked against the versions they had when they were read.
-    pub fn streams(&self, actor: &Actor) -> Vec<StreamId> {
-        let me = StreamId::Player(actor.identity);
-        match self {
-            Self::RegisterPlayer { username } => vec![me, StreamId::Username(username.key())],
-            Self::SetTimezone { .. } | Self::UpdateStreak => vec![me],
-            Self::CompleteLab { .. } => vec![me, StreamId::Catalog],
-            Self::DefineModule { .. } | Self::DefineLab { .. } => vec![StreamId::Catalog],
-            Self::GrantAchievement { player_id, .. }
-            | Self::RevokeXp { player_id, .. }
-            | Self::GoOffline { player_id, .. } => {
-                vec![StreamId::Player(*player_id)]
-            }
-            Self::StartLab { lab_id } => vec![
-                me,
-                StreamId::Catalog,
-                StreamId::Lab(actor.identity, lab_id.clone()),
-            ],
-            Self::SaveLabState { lab_id, .. } => {
-                vec![StreamId::Lab(actor.identity, lab_id.clone())]
-            }
-            Self::DeleteLabState { lab_id, player_id } => vec![StreamId::Lab(
-                player_id.unwrap_or(actor.identity),
-                lab_id.clone(),
-            )],
-            Self::Heartbeat { .. } => vec![me],
-            Self::SendMessage {
-                message_id,
-                channel,
-                ..
-            } => {
-                let mut streams = vec![me, StreamId::Message(*message_id)];
-                match channel {
-                    Channel::Global => {}
-                    Channel::Lab(_) => streams.push(StreamId::Catalog),
-                    Channel::Direct(..) => {
-                        if let Some(peer) = channel.peer(actor.identity) {
-                            streams.push(StreamId::Player(peer));
-                        }
-                    }
-                }
-                streams
-            }
-            Self::EditMessage { message_id, .. } | Self::DeleteMessage { message_id } => {
-                vec![StreamId::Message(*message_id)]
-            }
-        }
-    }
 }

@@ -1,143 +1,32 @@
-//! Events: immutable facts, serde-stable. Each is stored as its `type` and its `data` object with a
-//! schema version, so an old event is read through [`Event::from_parts`] even after its shape moves on.
+//! Events: immutable facts. A module declares its events as one serde enum ([`DomainEvent`]),
+//! stored as its `type` and its `data` object with a schema version; the kernel carries them as
+//! [`Event`], which any module can look into for the events it knows ([`Event::get`]).
 
-use chrono::{DateTime, NaiveDate, Utc};
-use serde::{Deserialize, Serialize};
+use std::any::Any;
+use std::fmt;
+use std::sync::Arc;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 use serde_json::Value;
 
-use crate::values::{
-    Achievement, Channel, LabId, MessageContent, MessageId, ModuleNo, PlayerId, Timezone, Username,
-};
+/// A module's events: an enum serialised with `#[serde(tag = "type", content = "data")]`, one
+/// variant per event type, every one a struct of plain values. Adding a variant is safe; changing
+/// one means a new schema version and an upcast in [`DomainEvent::from_parts`].
+pub trait DomainEvent:
+    Any + Send + Sync + fmt::Debug + Clone + PartialEq + Serialize + DeserializeOwned
+{
+    /// The schema version every event of the module is written with today.
+    const SCHEMA_VERSION: i32 = 1;
 
-/// Every event questlog records. Adding a variant is safe; changing one means a new schema version
-/// and an upcast in [`Event::from_parts`].
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(
-    tag = "type",
-    content = "data",
-    rename_all = "snake_case",
-    deny_unknown_fields
-)]
-pub enum Event {
-    /// Catalog: a module was defined or redefined.
-    ModuleDefined {
-        module: ModuleNo,
-        title: String,
-        requires: Vec<ModuleNo>,
-    },
-    /// Catalog: a lab was defined or redefined.
-    LabDefined {
-        lab_id: LabId,
-        module: ModuleNo,
-        title: String,
-        xp: u32,
-    },
-    /// Username stream: the name is held by this player for good.
-    UsernameClaimed {
-        player_id: PlayerId,
-        username: Username,
-    },
-    /// Player: registered; starts at level 1 with 0 XP.
-    PlayerRegistered {
-        player_id: PlayerId,
-        username: Username,
-    },
-    /// Player: the time zone whose local days count for streaks.
-    TimezoneSet { timezone: Timezone },
-    /// Player: a lab was completed and its catalog XP granted.
-    LabCompleted {
-        lab_id: LabId,
-        module: ModuleNo,
-        xp: u32,
-    },
-    /// Player: every lab of the module is complete.
-    ModuleCompleted { module: ModuleNo },
-    /// Player: the XP total crossed into a higher level.
-    LeveledUp { level: u32 },
-    /// Player: an achievement was unlocked (built-in or granted by an admin).
-    AchievementUnlocked { achievement: Achievement },
-    /// Player: activity on a local day moved the streak.
-    StreakUpdated {
-        day: NaiveDate,
-        streak: u32,
-        longest: u32,
-        at: DateTime<Utc>,
-    },
-    /// Player: XP taken back by an admin (a compensating event, for cheats).
-    XpRevoked { xp: u32, reason: String },
-    /// Lab session: the player started the lab (again, after a deletion).
-    LabStarted { lab_id: LabId },
-    /// Lab session: the player reached a step further than any before in this session. Saves
-    /// that reach no new step append nothing (their file system is kept as the working copy).
-    LabProgressed { lab_id: LabId, step: u32 },
-    /// Lab session: the saved state was deleted (by the player or an admin).
-    LabStateDeleted { lab_id: LabId },
-    /// Player: a heartbeat after being offline.
-    CameOnline { current_lab: Option<LabId> },
-    /// Player: a heartbeat naming another lab than the last one.
-    CurrentLabChanged { current_lab: Option<LabId> },
-    /// Player: no heartbeat since `last_seen`, for longer than the presence timeout.
-    WentOffline { last_seen: DateTime<Utc> },
-    /// Message: sent to a channel (canonical name).
-    MessageSent {
-        message_id: MessageId,
-        channel: Channel,
-        sender: PlayerId,
-        content: MessageContent,
-    },
-    /// Message: its sender changed its text.
-    MessageEdited {
-        message_id: MessageId,
-        content: MessageContent,
-    },
-    /// Message: deleted by its sender or an admin; its text is gone from the read models.
-    MessageDeleted { message_id: MessageId, by: PlayerId },
-}
-
-/// The error of reading a stored event back.
-#[derive(Debug)]
-pub struct DecodeError(pub String);
-
-impl std::fmt::Display for DecodeError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "cannot decode event: {}", self.0)
-    }
-}
-
-impl std::error::Error for DecodeError {}
-
-impl Event {
-    /// The schema version every event is written with today.
-    pub const SCHEMA_VERSION: i32 = 1;
+    /// Every event type the enum holds: the names the log stores.
+    const TYPES: &'static [&'static str];
 
     /// The stored `type` of this event.
-    pub fn event_type(&self) -> &'static str {
-        match self {
-            Self::ModuleDefined { .. } => "module_defined",
-            Self::LabDefined { .. } => "lab_defined",
-            Self::UsernameClaimed { .. } => "username_claimed",
-            Self::PlayerRegistered { .. } => "player_registered",
-            Self::TimezoneSet { .. } => "timezone_set",
-            Self::LabCompleted { .. } => "lab_completed",
-            Self::ModuleCompleted { .. } => "module_completed",
-            Self::LeveledUp { .. } => "leveled_up",
-            Self::AchievementUnlocked { .. } => "achievement_unlocked",
-            Self::StreakUpdated { .. } => "streak_updated",
-            Self::XpRevoked { .. } => "xp_revoked",
-            Self::LabStarted { .. } => "lab_started",
-            Self::LabProgressed { .. } => "lab_progressed",
-            Self::LabStateDeleted { .. } => "lab_state_deleted",
-            Self::CameOnline { .. } => "came_online",
-            Self::CurrentLabChanged { .. } => "current_lab_changed",
-            Self::WentOffline { .. } => "went_offline",
-            Self::MessageSent { .. } => "message_sent",
-            Self::MessageEdited { .. } => "message_edited",
-            Self::MessageDeleted { .. } => "message_deleted",
-        }
-    }
+    fn event_type(&self) -> &'static str;
 
     /// The `data` object stored for this event.
-    pub fn data(&self) -> Value {
+    fn data(&self) -> Value {
         match serde_json::to_value(self) {
             Ok(Value::Object(mut map)) => map.remove("data").unwrap_or(Value::Null),
             // Every variant is a struct of plain values: serialisation cannot fail.
@@ -148,12 +37,8 @@ impl Event {
     /// Reads a stored event back from its parts.
     ///
     /// # Errors
-    /// When the type is unknown, the schema version is newer than this code, or the data does not fit.
-    pub fn from_parts(
-        event_type: &str,
-        schema_version: i32,
-        data: Value,
-    ) -> Result<Self, DecodeError> {
+    /// When the schema version is newer than this code, or the data does not fit.
+    fn from_parts(event_type: &str, schema_version: i32, data: Value) -> Result<Self, DecodeError> {
         if schema_version > Self::SCHEMA_VERSION {
             return Err(DecodeError(format!(
                 "{event_type} has schema version {schema_version}, newer than this build ({})",
@@ -162,5 +47,123 @@ impl Event {
         }
         let tagged = serde_json::json!({ "type": event_type, "data": data });
         serde_json::from_value(tagged).map_err(|e| DecodeError(format!("{event_type}: {e}")))
+    }
+}
+
+/// The error of reading a stored event back.
+#[derive(Debug)]
+pub struct DecodeError(pub String);
+
+impl fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "cannot decode event: {}", self.0)
+    }
+}
+
+impl std::error::Error for DecodeError {}
+
+/// One event of any module, decoded once and shared (cloning is a reference count).
+#[derive(Clone)]
+pub struct Event(Arc<dyn AnyEvent>);
+
+trait AnyEvent: Send + Sync + fmt::Debug {
+    fn event_type(&self) -> &str;
+    fn schema_version(&self) -> i32;
+    fn data(&self) -> Value;
+    fn as_any(&self) -> &dyn Any;
+    fn same(&self, other: &dyn AnyEvent) -> bool;
+}
+
+impl<E: DomainEvent> AnyEvent for E {
+    fn event_type(&self) -> &str {
+        DomainEvent::event_type(self)
+    }
+    fn schema_version(&self) -> i32 {
+        E::SCHEMA_VERSION
+    }
+    fn data(&self) -> Value {
+        DomainEvent::data(self)
+    }
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+    fn same(&self, other: &dyn AnyEvent) -> bool {
+        other.as_any().downcast_ref::<E>() == Some(self)
+    }
+}
+
+/// An event of a type no module of this build registers: kept as stored, ignored by every fold.
+#[derive(Debug, Clone, PartialEq)]
+struct Unknown {
+    event_type: String,
+    schema_version: i32,
+    data: Value,
+}
+
+impl AnyEvent for Unknown {
+    fn event_type(&self) -> &str {
+        &self.event_type
+    }
+    fn schema_version(&self) -> i32 {
+        self.schema_version
+    }
+    fn data(&self) -> Value {
+        self.data.clone()
+    }
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+    fn same(&self, other: &dyn AnyEvent) -> bool {
+        other.as_any().downcast_ref::<Self>() == Some(self)
+    }
+}
+
+impl Event {
+    pub fn new<E: DomainEvent>(event: E) -> Self {
+        Self(Arc::new(event))
+    }
+
+    /// An event of a type this build does not know, as stored.
+    pub fn unknown(event_type: &str, schema_version: i32, data: Value) -> Self {
+        Self(Arc::new(Unknown {
+            event_type: event_type.to_owned(),
+            schema_version,
+            data,
+        }))
+    }
+
+    /// The module's event, if this is one of `E`.
+    pub fn get<E: DomainEvent>(&self) -> Option<&E> {
+        self.0.as_any().downcast_ref()
+    }
+
+    pub fn event_type(&self) -> &str {
+        self.0.event_type()
+    }
+
+    pub fn schema_version(&self) -> i32 {
+        self.0.schema_version()
+    }
+
+    pub fn data(&self) -> Value {
+        self.0.data()
+    }
+}
+
+impl<E: DomainEvent> From<E> for Event {
+    fn from(event: E) -> Self {
+        Self::new(event)
+    }
+}
+
+impl fmt::Debug for Event {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl PartialEq for Event {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.same(other.0.as_ref())
     }
 }

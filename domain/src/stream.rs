@@ -1,55 +1,80 @@
 //! Streams: the unit of consistency. Every event belongs to exactly one stream, and a command's
-//! decision is checked against the versions of the streams it read.
+//! decision is checked against the versions of the streams it read. A stream's id is its kind
+//! (a type a module declares once, [`StreamKind`]) and a key: `player-<uuid>`, or the kind alone
+//! for a stream of which there is one (`catalog`).
 
+use std::any::{Any, TypeId};
 use std::fmt;
-use std::str::FromStr;
 
-use uuid::Uuid;
-
-use crate::catalog::CatalogState;
-use crate::chat::MessageState;
 use crate::event::Event;
-use crate::lab::LabSession;
-use crate::player::PlayerState;
-use crate::values::{LabId, MessageId, PlayerId, Username};
 
-/// The id of a stream, written as `player-<uuid>`, `username-<lowercase name>`, `catalog`,
-/// `lab-<player uuid>-<lab id>` or `message-<uuid>`.
+/// The kind of a stream, declared once by the module that owns it and used by every producer and
+/// parser of its ids, so that a stream id cannot drift between crates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct StreamKind(&'static str);
+
+impl StreamKind {
+    /// A kind named `name`: lowercase ASCII letters and `_`, never `-` (it ends the kind in an id).
+    pub const fn new(name: &'static str) -> Self {
+        let bytes = name.as_bytes();
+        let mut i = 0;
+        while i < bytes.len() {
+            assert!(
+                bytes[i].is_ascii_lowercase() || bytes[i] == b'_',
+                "a stream kind is lowercase letters and _"
+            );
+            i += 1;
+        }
+        Self(name)
+    }
+
+    pub const fn name(self) -> &'static str {
+        self.0
+    }
+
+    /// The stream of this kind with `key` (empty for the kind's one stream).
+    pub fn stream(self, key: impl Into<String>) -> StreamId {
+        StreamId {
+            kind: self,
+            key: key.into(),
+        }
+    }
+}
+
+impl fmt::Display for StreamKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+/// The id of a stream, written `<kind>-<key>`, or `<kind>` when the key is empty.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum StreamId {
-    /// The catalog of modules and labs (one stream).
-    Catalog,
-    /// A player's progression.
-    Player(PlayerId),
-    /// The claim on a username (its lowercase key): guarantees uniqueness through the log itself.
-    Username(String),
-    /// One player's session of one lab (started, progressed, deleted).
-    Lab(PlayerId, LabId),
-    /// One chat message (sent, edited, deleted).
-    Message(MessageId),
+pub struct StreamId {
+    kind: StreamKind,
+    key: String,
 }
 
 impl StreamId {
-    /// The stream's type: the first part of its id, used in bus subjects.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Self::Catalog => "catalog",
-            Self::Player(_) => "player",
-            Self::Username(_) => "username",
-            Self::Lab(..) => "lab",
-            Self::Message(_) => "message",
-        }
+    pub fn kind(&self) -> StreamKind {
+        self.kind
+    }
+
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// Splits a written id into its kind's name and its key (the kind ends at the first `-`).
+    pub fn split(written: &str) -> (&str, &str) {
+        written.split_once('-').unwrap_or((written, ""))
     }
 }
 
 impl fmt::Display for StreamId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Catalog => f.write_str("catalog"),
-            Self::Player(id) => write!(f, "player-{id}"),
-            Self::Username(key) => write!(f, "username-{key}"),
-            Self::Lab(player, lab) => write!(f, "lab-{player}-{lab}"),
-            Self::Message(id) => write!(f, "message-{id}"),
+        if self.key.is_empty() {
+            f.write_str(self.kind.0)
+        } else {
+            write!(f, "{}-{}", self.kind.0, self.key)
         }
     }
 }
@@ -66,86 +91,82 @@ impl fmt::Display for UnknownStream {
 
 impl std::error::Error for UnknownStream {}
 
-impl FromStr for StreamId {
-    type Err = UnknownStream;
+/// What a module folds from the events of one kind of stream to decide its commands: a pure
+/// function of the stream's events, in order. Several modules may fold the same stream, each into
+/// its own view, and each view ignores the events it does not know.
+pub trait View: Any + Clone + Send + Sync + fmt::Debug {
+    /// The view of a stream with no events.
+    fn initial(stream: &StreamId) -> Self;
 
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let bad = || UnknownStream(s.to_owned());
-        if s == "catalog" {
-            return Ok(Self::Catalog);
-        }
-        let (kind, rest) = s.split_once('-').ok_or_else(bad)?;
-        match kind {
-            "player" => Uuid::parse_str(rest)
-                .map(|u| Self::Player(PlayerId(u)))
-                .map_err(|_| bad()),
-            // A username stream holds the name's lowercase key: `username-Ada` is Ada's stream, and
-            // what no username could be is no stream.
-            "username" => Username::parse(rest)
-                .map(|name| Self::Username(name.key()))
-                .map_err(|_| bad()),
-            // A UUID is 36 characters, then `-`, then the lab id.
-            "lab" => {
-                let (player, lab) = rest
-                    .get(..36)
-                    .zip(rest.get(36..).and_then(|r| r.strip_prefix('-')))
-                    .ok_or_else(bad)?;
-                let player = Uuid::parse_str(player).map_err(|_| bad())?;
-                let lab = LabId::parse(lab).map_err(|_| bad())?;
-                Ok(Self::Lab(PlayerId(player), lab))
-            }
-            "message" => Uuid::parse_str(rest)
-                .map(|u| Self::Message(MessageId(u)))
-                .map_err(|_| bad()),
-            _ => Err(bad()),
-        }
+    /// Applies one event of the stream.
+    fn evolve(&mut self, event: &Event);
+}
+
+trait AnyView: Send + Sync + fmt::Debug {
+    fn evolve(&mut self, event: &Event);
+    fn as_any(&self) -> &dyn Any;
+    fn clone_box(&self) -> Box<dyn AnyView>;
+}
+
+impl<V: View> AnyView for V {
+    fn evolve(&mut self, event: &Event) {
+        View::evolve(self, event);
+    }
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+    fn clone_box(&self) -> Box<dyn AnyView> {
+        Box::new(self.clone())
     }
 }
 
-/// The folded state of one stream.
-#[derive(Debug, Clone, PartialEq)]
-pub enum StreamState {
-    Catalog(CatalogState),
-    Player(PlayerState),
-    /// Who holds the username, if anyone.
-    Username(Option<PlayerId>),
-    Lab(LabSession),
-    Message(MessageState),
+/// The folded state of one stream: every view that the running modules fold of its kind.
+pub struct StreamState {
+    views: Vec<(TypeId, Box<dyn AnyView>)>,
 }
 
 impl StreamState {
-    /// The state of a stream with no events.
-    pub fn initial(stream: &StreamId) -> Self {
-        match stream {
-            StreamId::Catalog => Self::Catalog(CatalogState::default()),
-            StreamId::Player(_) => Self::Player(PlayerState::default()),
-            StreamId::Username(_) => Self::Username(None),
-            StreamId::Lab(..) => Self::Lab(LabSession::default()),
-            StreamId::Message(_) => Self::Message(MessageState::default()),
-        }
+    pub(crate) fn new() -> Self {
+        Self { views: Vec::new() }
     }
 
-    /// Applies one event of this stream. Events of another stream's kind are ignored.
+    pub(crate) fn push<V: View>(&mut self, stream: &StreamId) {
+        self.views
+            .push((TypeId::of::<V>(), Box::new(V::initial(stream))));
+    }
+
+    /// The view of type `V`, if a running module folds it for this stream's kind.
+    pub fn view<V: View>(&self) -> Option<&V> {
+        self.views
+            .iter()
+            .find(|(id, _)| *id == TypeId::of::<V>())
+            .and_then(|(_, v)| v.as_any().downcast_ref())
+    }
+
+    /// Applies one event of this stream to every view.
     pub fn evolve(&mut self, event: &Event) {
-        match self {
-            Self::Catalog(state) => state.evolve(event),
-            Self::Player(state) => state.evolve(event),
-            Self::Lab(state) => state.evolve(event),
-            Self::Message(state) => state.evolve(event),
-            Self::Username(holder) => {
-                if let Event::UsernameClaimed { player_id, .. } = event {
-                    *holder = Some(*player_id);
-                }
-            }
+        for (_, view) in &mut self.views {
+            view.evolve(event);
         }
     }
+}
 
-    /// Folds a stream's events from its initial state.
-    pub fn fold<'a>(stream: &StreamId, events: impl IntoIterator<Item = &'a Event>) -> Self {
-        let mut state = Self::initial(stream);
-        for event in events {
-            state.evolve(event);
+impl Clone for StreamState {
+    fn clone(&self) -> Self {
+        Self {
+            views: self
+                .views
+                .iter()
+                .map(|(id, v)| (*id, v.clone_box()))
+                .collect(),
         }
-        state
+    }
+}
+
+impl fmt::Debug for StreamState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list()
+            .entries(self.views.iter().map(|(_, v)| v))
+            .finish()
     }
 }

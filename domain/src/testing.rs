@@ -1,20 +1,27 @@
-//! A given/when/then harness for `decide`: given the events already in the log, when an actor sends
-//! a command at some instant, then these events (or this rejection) come out.
+//! A given/when/then harness for every module's decisions: given the events already in the log,
+//! when an actor sends a command at some instant, then these events (or this rejection) come
+//! out. The states are folded by the views the modules under test register, exactly as the
+//! writer folds them.
 
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 
-use crate::{decide, Actor, Command, Context, Event, Rejection, States, StreamId, StreamState};
+use crate::app::Domain;
+use crate::command::{Actor, Command, Context, States};
+use crate::event::Event;
+use crate::stream::{StreamId, StreamState};
+use crate::Rejection;
 
 /// The history a decision is made against.
-pub struct Given {
+pub struct Given<'d> {
+    domain: &'d Domain,
     events: Vec<(StreamId, Event)>,
 }
 
-/// The log so far, each event with the stream it belongs to, in order.
-pub fn given(events: Vec<(StreamId, Event)>) -> Given {
-    Given { events }
+/// The log so far, each event with the stream it belongs to, in order, folded by `domain`'s views.
+pub fn given(domain: &Domain, events: Vec<(StreamId, Event)>) -> Given<'_> {
+    Given { domain, events }
 }
 
 /// The states of exactly the streams a command declares it reads.
@@ -23,15 +30,16 @@ struct Folded(HashMap<StreamId, StreamState>);
 impl States for Folded {
     fn state(&self, stream: &StreamId) -> &StreamState {
         self.0.get(stream).unwrap_or_else(|| {
-            panic!("decide read {stream}, which the command does not list in Command::streams")
+            panic!("decide read {stream}, which the command does not list in its streams")
         })
     }
 }
 
-impl Given {
-    /// Runs `decide` for `command`, sent by `actor` at `now`.
+impl Given<'_> {
+    /// Decides `command`, sent by `actor` at `now`, as the writer would (an admin-only command
+    /// from a player is refused before its decision).
     #[track_caller]
-    pub fn when(self, actor: Actor, now: DateTime<Utc>, command: Command) -> Then {
+    pub fn when(self, actor: Actor, now: DateTime<Utc>, command: &dyn Command) -> Then {
         let read = command.streams(&actor);
         let states = Folded(
             read.iter()
@@ -41,7 +49,7 @@ impl Given {
                         .iter()
                         .filter(|(s, _)| s == stream)
                         .map(|(_, e)| e);
-                    (stream.clone(), StreamState::fold(stream, events))
+                    (stream.clone(), self.domain.fold(stream, events))
                 })
                 .collect(),
         );
@@ -50,7 +58,7 @@ impl Given {
             now,
             states: &states,
         };
-        let outcome = decide(&command, &ctx);
+        let outcome = crate::decide(command, &ctx);
         if let Ok(events) = &outcome {
             for (stream, event) in events {
                 assert!(
@@ -89,5 +97,10 @@ impl Then {
                 rejection
             }
         }
+    }
+
+    /// The events decided, or the rejection.
+    pub fn outcome(self) -> Result<Vec<(StreamId, Event)>, Rejection> {
+        self.outcome
     }
 }

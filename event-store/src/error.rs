@@ -20,6 +20,9 @@ pub enum StoreError {
 impl StoreError {
     /// Sorts an sqlx error into unavailable (connection-level) or a database fault.
     pub fn from_sqlx(err: sqlx::Error) -> Self {
+        if let Some(claims) = beside_conflicts(&err) {
+            return Self::Conflict(claims);
+        }
         if is_unavailable(&err) {
             Self::Unavailable(err)
         } else {
@@ -49,6 +52,19 @@ impl StoreError {
 impl From<sqlx::Error> for StoreError {
     fn from(err: sqlx::Error) -> Self {
         Self::from_sqlx(err)
+    }
+}
+
+/// The SQLSTATE with which an append reports claims made beside the log that no longer hold (one
+/// per line of the message); nothing of the batch was written.
+pub const BESIDE_CONFLICT: &str = "QL409";
+
+fn beside_conflicts(err: &sqlx::Error) -> Option<Vec<String>> {
+    match err {
+        sqlx::Error::Database(db) if db.code().as_deref() == Some(BESIDE_CONFLICT) => {
+            Some(db.message().lines().map(str::to_owned).collect())
+        }
+        _ => None,
     }
 }
 

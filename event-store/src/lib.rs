@@ -12,10 +12,7 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 use uuid::Uuid;
 
-pub use error::StoreError;
-
-/// The conflict an append reports when a reaper's claim on a player is stale.
-pub const PRESENCE_CONFLICT: &str = "presence: ";
+pub use error::{StoreError, BESIDE_CONFLICT};
 
 /// The transaction-scoped advisory lock every append takes before drawing positions (see
 /// `questlog_append`): whoever holds it holds every append of the database back.
@@ -89,45 +86,23 @@ pub struct IdempotentCommand {
 }
 
 /// Everything one atomic append writes: events (in order) checked against expectations, and what
-/// the batch's commands keep beside the log ([`Beside`]).
+/// the batch's commands keep beside the log.
 #[derive(Debug, Clone, Default)]
 pub struct AppendBatch {
     pub expectations: Vec<(String, ExpectedVersion)>,
     pub events: Vec<NewEvent>,
     pub idempotent: Vec<IdempotentCommand>,
-    pub beside: Beside,
-}
-
-/// State that commands keep beside the log, written in the append's transaction: it is durable
-/// exactly when the batch is, but it is not history (only the latest value is kept).
-#[derive(Debug, Clone, Default)]
-pub struct Beside {
-    /// When the batch was decided: the heartbeat time and the working copies' save time.
+    /// State the batch's commands keep beside the log, in order: it is durable exactly when the
+    /// batch is, but it is not history (only the latest value is kept). Each kind is written by
+    /// its module's SQL function, `questlog_beside_<kind>`; a claim one of them finds no longer
+    /// holds makes the append [`StoreError::Conflict`] with the function's own conflict names,
+    /// and nothing is written.
+    pub beside: Vec<Beside>,
+    /// When the batch was decided: the time the beside writes record.
     pub at: Option<DateTime<Utc>>,
-    /// Players whose heartbeat arrived (their last-seen time becomes `at`).
-    pub seen: Vec<Uuid>,
-    /// Lab working copies to write, in order (the last one per lab wins).
-    pub workspaces: Vec<WorkspaceWrite>,
-    /// The presence reaper's claims: each player, and the last-seen time it found stale. If that
-    /// is no longer the player's last-seen time, the append is [`StoreError::Conflict`] with
-    /// `presence: <player id>` and writes nothing.
-    pub gone: Vec<(Uuid, DateTime<Utc>)>,
 }
 
-impl Beside {
-    pub fn is_empty(&self) -> bool {
-        self.seen.is_empty() && self.workspaces.is_empty() && self.gone.is_empty()
-    }
-}
-
-/// The latest saved state of one player's lab session, or its removal (`snapshot: None`).
-#[derive(Debug, Clone)]
-pub struct WorkspaceWrite {
-    pub player_id: Uuid,
-    pub lab_id: String,
-    pub snapshot: Option<Value>,
-    pub current_step: i32,
-}
+pub use questlog_domain::Beside;
 
 /// Where the appended events landed: `positions[i]` and `versions[i]` belong to `events[i]`.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -9,7 +9,8 @@ use sqlx::{PgPool, Row};
 use uuid::Uuid;
 
 use crate::{
-    AppendBatch, Appended, EventStore, ExpectedVersion, RecordedEvent, StoreError, StoredResponse,
+    AppendBatch, Appended, Beside, EventStore, ExpectedVersion, RecordedEvent, StoreError,
+    StoredResponse,
 };
 
 /// The schema, embedded at build time from `migrations/`.
@@ -127,6 +128,25 @@ impl PgEventStore {
     }
 }
 
+/// The beside writes by kind, in the order each kind first appears, each kind's items in order.
+fn grouped(beside: Vec<Beside>) -> (Vec<&'static str>, Vec<serde_json::Value>) {
+    let mut kinds: Vec<&'static str> = Vec::new();
+    let mut items: Vec<Vec<serde_json::Value>> = Vec::new();
+    for write in beside {
+        match kinds.iter().position(|k| *k == write.kind) {
+            Some(i) => items[i].push(write.item),
+            None => {
+                kinds.push(write.kind);
+                items.push(vec![write.item]);
+            }
+        }
+    }
+    (
+        kinds,
+        items.into_iter().map(serde_json::Value::Array).collect(),
+    )
+}
+
 fn version_code(expected: ExpectedVersion) -> i64 {
     match expected {
         ExpectedVersion::Any => -1,
@@ -178,11 +198,10 @@ impl EventStore for PgEventStore {
             counts.push(index(c.event_count));
         }
         // Batches with nothing beside the log (the hot path) skip the wider function.
-        let beside = (!batch.beside.is_empty()).then_some(batch.beside);
+        let beside = (!batch.beside.is_empty()).then(|| grouped(batch.beside));
         let sql = if beside.is_some() {
             "SELECT positions, versions, head, conflicts FROM questlog_append(\
-             $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, \
-             $15, $16, $17, $18, $19, $20, $21, $22)"
+             $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"
         } else {
             "SELECT positions, versions, head, conflicts FROM questlog_append(\
              $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
@@ -202,27 +221,11 @@ impl EventStore for PgEventStore {
             .bind(commands)
             .bind(firsts)
             .bind(counts);
-        if let Some(beside) = beside {
-            let (ws_players, ws_labs, ws_snapshots, ws_steps) = beside.workspaces.into_iter().fold(
-                (Vec::new(), Vec::new(), Vec::new(), Vec::new()),
-                |(mut p, mut l, mut s, mut n), w| {
-                    p.push(w.player_id);
-                    l.push(w.lab_id);
-                    s.push(w.snapshot);
-                    n.push(w.current_step);
-                    (p, l, s, n)
-                },
-            );
-            let (gone_players, gone_seen): (Vec<Uuid>, Vec<_>) = beside.gone.into_iter().unzip();
+        if let Some((kinds, items)) = beside {
             query = query
-                .bind(beside.seen)
-                .bind(beside.at.unwrap_or_else(chrono::Utc::now))
-                .bind(ws_players)
-                .bind(ws_labs)
-                .bind(ws_snapshots)
-                .bind(ws_steps)
-                .bind(gone_players)
-                .bind(gone_seen);
+                .bind(kinds)
+                .bind(items)
+                .bind(batch.at.unwrap_or_else(chrono::Utc::now));
         }
         let row = query.fetch_one(&self.pool).await?;
         let conflicts: Vec<String> = row.try_get("conflicts")?;

@@ -1,15 +1,16 @@
 //! The projections: how each read model folds events, through the domain's pure `evolve`.
 
+use questlog_academy::DomainEvent as _;
 use std::collections::{BTreeMap, BTreeSet};
 
 use anyhow::Context as _;
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
+use questlog_academy::player::{PlayerState, Registration};
+use questlog_academy::rules::Streak;
+use questlog_academy::values::{Achievement, LabId, PlayerId, Timezone, Username};
+use questlog_academy::{Event, StreamId};
 use questlog_bus::{Change, ChangeOp};
-use questlog_domain::player::{PlayerState, Registration};
-use questlog_domain::rules::Streak;
-use questlog_domain::values::{Achievement, LabId, PlayerId, Timezone, Username};
-use questlog_domain::{Event, StreamId};
 use questlog_store::RecordedEvent;
 use sqlx::{PgConnection, QueryBuilder, Row};
 use uuid::Uuid;

@@ -1,9 +1,10 @@
 //! Read models folded in memory straight from the log, through the same code the projectors run:
 //! the reference a live read model is checked against.
 
+use questlog_academy::DomainEvent as _;
 use std::collections::BTreeMap;
 
-use questlog_domain::{Event, StreamId};
+use questlog_academy::{Event, StreamId};
 use questlog_store::RecordedEvent;
 use uuid::Uuid;
 
@@ -15,7 +16,7 @@ use crate::projections::PlayerRow;
 /// When an event cannot be decoded.
 pub fn fold_players<'a>(
     events: impl IntoIterator<Item = &'a RecordedEvent>,
-) -> Result<BTreeMap<Uuid, PlayerRow>, questlog_domain::event::DecodeError> {
+) -> Result<BTreeMap<Uuid, PlayerRow>, questlog_domain::DecodeError> {
     let mut rows: BTreeMap<Uuid, PlayerRow> = BTreeMap::new();
     for recorded in events {
         let Ok(StreamId::Player(id)) = recorded.stream_id.parse::<StreamId>() else {

@@ -5,7 +5,8 @@ use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
 use chrono::{DateTime, Utc};
-use questlog_domain::{Event, Role, StreamId, StreamState};
+use questlog_academy::DomainEvent as _;
+use questlog_academy::{Event, Role, StreamId, StreamState};
 use questlog_store::{EventStore, PgEventStore};
 use questlog_web::{Authenticated, Problem};
 use serde::{Deserialize, Serialize};
@@ -118,14 +119,12 @@ pub(crate) async fn stream(
     let consistency = Consistency::parse(query(read)?)?;
     let to_version = query(params)?.to_version;
     let Path(raw) = stream?;
-    let stream: StreamId = raw
-        .parse()
-        .map_err(|e: questlog_domain::stream::UnknownStream| {
-            ApiError::bad_request(
-                "invalid_stream",
-                format!("{e}; a stream is `catalog`, `player-<uuid>` or `username-<name>`"),
-            )
-        })?;
+    let stream: StreamId = raw.parse().map_err(|e: questlog_domain::UnknownStream| {
+        ApiError::bad_request(
+            "invalid_stream",
+            format!("{e}; a stream is `catalog`, `player-<uuid>` or `username-<name>`"),
+        )
+    })?;
     tracing::Span::current().record("stream", tracing::field::display(&stream));
 
     let store = PgEventStore::new(state.pool.clone());

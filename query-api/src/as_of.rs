@@ -9,7 +9,8 @@
 //! A time stands for the last event recorded at or before it.
 
 use chrono::{DateTime, Utc};
-use questlog_domain::{Event, StreamId, StreamState};
+use questlog_academy::DomainEvent as _;
+use questlog_academy::{Event, StreamId, StreamState};
 use questlog_store::RecordedEvent;
 use sqlx::PgConnection;
 

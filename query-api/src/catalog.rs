@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::response::Response;
-use questlog_domain::{StreamId, StreamState};
+use questlog_academy::{StreamId, StreamState};
 use questlog_web::{Authenticated, Problem};
 use serde::Serialize;
 

@@ -5,7 +5,7 @@
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use questlog_domain::event::DecodeError;
+use questlog_domain::DecodeError;
 use questlog_store::StoreError;
 use questlog_web::Problem;
 

@@ -2,10 +2,10 @@
 //! serialisation concerns; this is the query API's view of them.
 
 use chrono::{DateTime, NaiveDate, Utc};
-use questlog_domain::catalog::CatalogState;
-use questlog_domain::player::PlayerState;
-use questlog_domain::values::{ModuleNo, PlayerId};
-use questlog_domain::StreamState;
+use questlog_academy::catalog::CatalogState;
+use questlog_academy::player::PlayerState;
+use questlog_academy::values::{ModuleNo, PlayerId};
+use questlog_academy::StreamState;
 use serde::Serialize;
 use serde_json::Value;
 
@@ -157,9 +157,9 @@ struct UsernameJson {
 
 #[cfg(test)]
 mod tests {
-    use questlog_domain::event::Event;
-    use questlog_domain::values::{LabId, Username};
-    use questlog_domain::StreamId;
+    use questlog_academy::event::Event;
+    use questlog_academy::values::{LabId, Username};
+    use questlog_academy::StreamId;
     use serde_json::json;
     use uuid::Uuid;
 

@@ -1,7 +1,8 @@
 //! The write side over HTTP: commands, their events, errors, idempotency and concurrency.
 
 use futures::future::join_all;
-use questlog_domain::{Event, StreamId, StreamState};
+use questlog_academy::DomainEvent as _;
+use questlog_academy::{Event, StreamId, StreamState};
 use questlog_store::{EventStore, PgEventStore};
 use questlog_tests::{event_count, event_types, TestApp};
 use reqwest::StatusCode;
@@ -9,9 +10,9 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 /// The player's state folded from its stream in the log.
-async fn player_state(app: &TestApp, id: Uuid) -> questlog_domain::player::PlayerState {
+async fn player_state(app: &TestApp, id: Uuid) -> questlog_academy::player::PlayerState {
     let store = PgEventStore::new(app.db.pool(1));
-    let stream = StreamId::Player(questlog_domain::values::PlayerId(id));
+    let stream = StreamId::Player(questlog_academy::values::PlayerId(id));
     let events: Vec<Event> = store
         .read_streams(&[stream.to_string()])
         .await

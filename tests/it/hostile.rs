@@ -13,8 +13,8 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use futures::StreamExt;
-use questlog_domain::command::COMMAND_NAMES;
-use questlog_domain::Role;
+use questlog_academy::command::COMMAND_NAMES;
+use questlog_academy::Role;
 use questlog_tests::{Player, TestApp};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;

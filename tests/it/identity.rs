@@ -1,6 +1,6 @@
 //! Identities and tokens: issued, refreshed, checked, valid across restarts, never forgeable.
 
-use questlog_domain::Role;
+use questlog_academy::Role;
 use questlog_tests::{TestApp, TestDb};
 use questlog_web::TokenKeys;
 use reqwest::StatusCode;

@@ -1,6 +1,6 @@
 //! Lab sessions: start, save (as often as a client likes), resume elsewhere, complete, delete.
 
-use questlog_domain::Role;
+use questlog_academy::Role;
 use questlog_tests::{event_types, position, TestApp};
 use reqwest::StatusCode;
 use serde_json::{json, Value};

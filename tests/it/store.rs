@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use questlog_store::{
-    AppendBatch, Beside, EventStore, ExpectedVersion, NewEvent, PgEventStore, StoreError,
+    AppendBatch, EventStore, ExpectedVersion, NewEvent, PgEventStore, StoreError,
 };
 use questlog_tests::TestDb;
 use serde_json::json;
@@ -28,7 +28,7 @@ fn batch(expect: Option<(&str, ExpectedVersion)>, events: Vec<NewEvent>) -> Appe
         expectations: expect.map(|(s, v)| (s.to_owned(), v)).into_iter().collect(),
         events,
         idempotent: vec![],
-        beside: Beside::default(),
+        ..AppendBatch::default()
     }
 }
 

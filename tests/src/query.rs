@@ -4,9 +4,9 @@
 
 use std::time::Duration;
 
+use questlog_academy::rules::level_for_xp;
+use questlog_academy::Role;
 use questlog_bus::{ChangeAnnouncement, Names};
-use questlog_domain::rules::level_for_xp;
-use questlog_domain::Role;
 use questlog_query_api::{router, Positions, QueryState};
 use questlog_web::problem::route_not_found;
 use questlog_web::TokenKeys;

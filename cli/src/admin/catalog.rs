@@ -29,18 +29,19 @@
 //! domain against the current catalog in order. So a file with one bad entry appends nothing,
 //! unless another admin changes the catalog between that check and the commit.
 
+use questlog_academy::DomainEvent as _;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{anyhow, bail, Context as _};
-use questlog_command_api::writer::{self, CommandError, Request, WriterConfig};
-use questlog_domain::catalog::CatalogState;
-use questlog_domain::values::{ModuleNo, PlayerId};
-use questlog_domain::{
+use questlog_academy::catalog::CatalogState;
+use questlog_academy::values::{ModuleNo, PlayerId};
+use questlog_academy::{
     decide, Actor, Command, Context, Edge, Event, Role, States, StreamId, StreamState,
 };
+use questlog_command_api::writer::{self, CommandError, Request, WriterConfig};
 use questlog_store::{EventStore, PgEventStore};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -162,7 +163,12 @@ pub async fn apply_toml(
     let outcomes = dry_run(&mut catalog, &steps, actor)?;
 
     let shutdown = CancellationToken::new();
-    let (handle, task) = writer::spawn(Arc::new(store), WriterConfig::default(), shutdown.clone());
+    let (handle, task) = writer::spawn(
+        crate::modules::app().domain(),
+        Arc::new(store),
+        WriterConfig::default(),
+        shutdown.clone(),
+    );
     // One correlation id for the whole file, so its events can be found together.
     let correlation_id = Some(Uuid::now_v7());
     let mut applied = Vec::with_capacity(steps.len());
@@ -170,7 +176,7 @@ pub async fn apply_toml(
     for (step, planned) in steps.into_iter().zip(outcomes) {
         let request = Request {
             actor,
-            command: step.command,
+            command: Box::new(step.command),
             correlation_id,
             idempotency: None,
         };

@@ -2,12 +2,13 @@
 //! (folded by the domain, exactly as `GET /v1/admin/streams/{stream}` folds it), and statistics of
 //! the log and the projections. None of them writes anything.
 
+use questlog_academy::DomainEvent as _;
 use std::io::Write;
 use std::str::FromStr;
 
 use anyhow::{anyhow, bail, Context as _};
 use chrono::{DateTime, SecondsFormat, Utc};
-use questlog_domain::{Event, StreamId, StreamState};
+use questlog_academy::{Event, StreamId, StreamState};
 use questlog_query_api::projection::ALL;
 use questlog_query_api::state_json::stream_state_json;
 use questlog_store::{EventStore, PgEventStore, RecordedEvent};

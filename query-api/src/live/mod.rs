@@ -41,7 +41,7 @@ use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use axum::http::{HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use questlog_domain::Actor;
+use questlog_academy::Actor;
 use questlog_web::{Authenticated, Problem};
 use serde::Serialize;
 use serde_json::Value;

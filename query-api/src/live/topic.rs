@@ -27,9 +27,9 @@
 //! the players' checkpoint (the last change that moved it is not known). Since every label is
 //! exact, a change at or below what a client holds is never news to it.
 
+use questlog_academy::values::{Channel, LabId, PlayerId};
+use questlog_academy::{Actor, Role};
 use questlog_bus::{Change, ChangeOp};
-use questlog_domain::values::{Channel, LabId, PlayerId};
-use questlog_domain::{Actor, Role};
 use serde_json::Value;
 use sqlx::PgConnection;
 use uuid::Uuid;
@@ -527,7 +527,7 @@ mod tests {
         let canonical = Topic::parse(&format!("channel:{dm}"), eve, 10).expect("parses");
         let actor = |id| Actor {
             identity: PlayerId(id),
-            role: questlog_domain::Role::Admin,
+            role: questlog_academy::Role::Admin,
         };
         assert!(canonical.authorize(&actor(ada)).is_ok());
         assert!(matches!(

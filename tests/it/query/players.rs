@@ -119,7 +119,7 @@ async fn every_read_needs_a_valid_token() {
     let api = TestApi::spawn().await;
     let expired = api.keys.issue_for(
         Uuid::new_v4(),
-        questlog_domain::Role::Player,
+        questlog_academy::Role::Player,
         chrono::Duration::seconds(-10),
     );
     for path in [

@@ -4,14 +4,15 @@ use chrono::{DateTime, Utc};
 
 use crate::catalog::CatalogState;
 use crate::chat::Message;
-use crate::command::{Actor, Command, Role};
+use questlog_domain::{Actor, Rejection, Role};
+
+use crate::command::Command;
 use crate::event::Event;
 use crate::lab::LabSession;
 use crate::player::PlayerState;
 use crate::rules::level_for_xp;
 use crate::stream::{StreamId, StreamState};
 use crate::values::{Achievement, Channel, LabId, MessageId, PlayerId};
-use crate::Rejection;
 
 /// The folded state of every stream a command reads ([`Command::streams`]). Implementors hold
 /// all of them; a stream with no events is [`StreamState::initial`].

@@ -1,0 +1,542 @@
+//! Commands as clients send them: a name and a JSON object body, parsed at the edge into domain
+//! values. Malformed JSON (a duplicate key, nesting deeper than 128), unknown fields, missing
+//! fields and wrong types are `bad_request`; well-formed but invalid values carry their own code,
+//! and so does text the log could not store (a NUL character, see [`crate::values::storable`]).
+
+use questlog_domain::{body, Actor, Edge, Rejection};
+use serde::Deserialize;
+use uuid::Uuid;
+
+use crate::stream::StreamId;
+use crate::values::{
+    free_text, storable, storable_json, Achievement, Channel, LabId, MessageContent, MessageId,
+    ModuleNo, PlayerId, Timezone, Username, MAX_MODULE, MAX_STEP, MAX_VFS_BYTES,
+};
+
+/// A command that passed parsing: every value in it is valid on its own.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Command {
+    RegisterPlayer {
+        username: Username,
+    },
+    SetTimezone {
+        timezone: Timezone,
+    },
+    CompleteLab {
+        lab_id: LabId,
+    },
+    UpdateStreak,
+    DefineModule {
+        module: ModuleNo,
+        title: String,
+        requires: Vec<ModuleNo>,
+    },
+    DefineLab {
+        lab_id: LabId,
+        module: ModuleNo,
+        title: String,
+        xp: u32,
+    },
+    GrantAchievement {
+        player_id: PlayerId,
+        achievement: Achievement,
+    },
+    RevokeXp {
+        player_id: PlayerId,
+        xp: u32,
+        reason: String,
+    },
+    StartLab {
+        lab_id: LabId,
+    },
+    /// The file system is not part of the decision: it is the working copy the writer stores
+    /// beside the events (see [`crate::lab`]).
+    SaveLabState {
+        lab_id: LabId,
+        vfs_snapshot: serde_json::Map<String, serde_json::Value>,
+        current_step: u32,
+    },
+    DeleteLabState {
+        lab_id: LabId,
+        /// Whose state: the sender's own unless an admin names another player.
+        player_id: Option<PlayerId>,
+    },
+    Heartbeat {
+        current_lab: Option<LabId>,
+    },
+    SendMessage {
+        /// Drawn by the edge ([`Edge::new_id`]).
+        message_id: MessageId,
+        channel: Channel,
+        content: MessageContent,
+    },
+    EditMessage {
+        message_id: MessageId,
+        content: MessageContent,
+    },
+    DeleteMessage {
+        message_id: MessageId,
+    },
+    /// Internal, sent by the presence reaper (never over HTTP): the player has not sent a
+    /// heartbeat since `last_seen`, longer ago than the presence timeout.
+    GoOffline {
+        player_id: PlayerId,
+        last_seen: chrono::DateTime<chrono::Utc>,
+    },
+}
+
+/// The names `POST /v1/commands/{name}` accepts.
+pub const COMMAND_NAMES: &[&str] = &[
+    "register_player",
+    "set_timezone",
+    "complete_lab",
+    "update_streak",
+    "define_module",
+    "define_lab",
+    "grant_achievement",
+    "revoke_xp",
+    "start_lab",
+    "save_lab_state",
+    "delete_lab_state",
+    "heartbeat",
+    "send_message",
+    "edit_message",
+    "delete_message",
+];
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RegisterPlayerBody {
+    username: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SetTimezoneBody {
+    timezone: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LabBody {
+    lab_id: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EmptyBody {}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DefineModuleBody {
+    module: i64,
+    title: String,
+    #[serde(default)]
+    requires: Vec<i64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DefineLabBody {
+    lab_id: String,
+    module: i64,
+    title: String,
+    xp: i64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GrantAchievementBody {
+    player_id: Uuid,
+    achievement: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RevokeXpBody {
+    player_id: Uuid,
+    xp: i64,
+    reason: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SaveLabStateBody {
+    lab_id: String,
+    vfs_snapshot: serde_json::Value,
+    current_step: i64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeleteLabStateBody {
+    lab_id: String,
+    #[serde(default)]
+    player_id: Option<Uuid>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HeartbeatBody {
+    // Required, and may be null: a client says explicitly that it is in no lab.
+    #[serde(deserialize_with = "present")]
+    current_lab: Option<String>,
+}
+
+/// A field that must be present but may be `null`.
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    Option::<String>::deserialize(d)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SendMessageBody {
+    channel: String,
+    content: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EditMessageBody {
+    message_id: Uuid,
+    content: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeleteMessageBody {
+    message_id: Uuid,
+}
+
+fn module_no(raw: i64) -> Result<ModuleNo, Rejection> {
+    u32::try_from(raw)
+        .ok()
+        .filter(|m| (1..=MAX_MODULE).contains(m))
+        .ok_or_else(|| {
+            Rejection::invalid(
+                "invalid_module",
+                format!("a module is a whole number from 1 to {MAX_MODULE}"),
+            )
+        })
+}
+
+impl Command {
+    /// Parses a command from its name and its raw JSON body, as `edge` sees it.
+    ///
+    /// # Errors
+    /// `unknown_command` (not found) for a name questlog does not know, `bad_request` for a body of
+    /// the wrong shape, and a value's own code (`invalid_username`, …) for an invalid value.
+    pub fn parse(name: &str, raw: &[u8], edge: &Edge) -> Result<Self, Rejection> {
+        Ok(match name {
+            "register_player" => {
+                let b: RegisterPlayerBody = body(raw)?;
+                Self::RegisterPlayer {
+                    username: Username::parse(&b.username)?,
+                }
+            }
+            "set_timezone" => {
+                let b: SetTimezoneBody = body(raw)?;
+                Self::SetTimezone {
+                    timezone: Timezone::parse(&b.timezone)?,
+                }
+            }
+            "complete_lab" => {
+                let b: LabBody = body(raw)?;
+                Self::CompleteLab {
+                    lab_id: LabId::parse(&b.lab_id)?,
+                }
+            }
+            "update_streak" => {
+                let EmptyBody {} = body(raw)?;
+                Self::UpdateStreak
+            }
+            "define_module" => {
+                let b: DefineModuleBody = body(raw)?;
+                let module = module_no(b.module)?;
+                let mut requires = b
+                    .requires
+                    .into_iter()
+                    .map(module_no)
+                    .collect::<Result<Vec<_>, _>>()?;
+                requires.sort_unstable();
+                requires.dedup();
+                Self::DefineModule {
+                    module,
+                    title: free_text(b.title, "invalid_title", "a title", 200)?,
+                    requires,
+                }
+            }
+            "define_lab" => {
+                let b: DefineLabBody = body(raw)?;
+                let xp = u32::try_from(b.xp)
+                    .ok()
+                    .filter(|xp| (1..=100_000).contains(xp))
+                    .ok_or_else(|| {
+                        Rejection::invalid(
+                            "invalid_xp",
+                            "a lab's xp is a whole number from 1 to 100000",
+                        )
+                    })?;
+                Self::DefineLab {
+                    lab_id: LabId::parse(&b.lab_id)?,
+                    module: module_no(b.module)?,
+                    title: free_text(b.title, "invalid_title", "a title", 200)?,
+                    xp,
+                }
+            }
+            "grant_achievement" => {
+                let b: GrantAchievementBody = body(raw)?;
+                Self::GrantAchievement {
+                    player_id: PlayerId(b.player_id),
+                    achievement: Achievement::parse(&b.achievement)?,
+                }
+            }
+            "revoke_xp" => {
+                let b: RevokeXpBody = body(raw)?;
+                let xp = u32::try_from(b.xp)
+                    .ok()
+                    .filter(|xp| *xp >= 1)
+                    .ok_or_else(|| {
+                        Rejection::invalid("invalid_xp", "xp to revoke is a whole number from 1 up")
+                    })?;
+                Self::RevokeXp {
+                    player_id: PlayerId(b.player_id),
+                    xp,
+                    reason: free_text(b.reason, "invalid_reason", "a reason", 500)?,
+                }
+            }
+            "start_lab" => {
+                let b: LabBody = body(raw)?;
+                Self::StartLab {
+                    lab_id: LabId::parse(&b.lab_id)?,
+                }
+            }
+            "save_lab_state" => {
+                let b: SaveLabStateBody = body(raw)?;
+                let lab_id = LabId::parse(&b.lab_id)?;
+                let serde_json::Value::Object(vfs_snapshot) = b.vfs_snapshot else {
+                    return Err(Rejection::invalid(
+                        "invalid_vfs",
+                        "vfs_snapshot is a JSON object",
+                    ));
+                };
+                if !vfs_snapshot
+                    .iter()
+                    .all(|(path, file)| storable(path) && storable_json(file))
+                {
+                    return Err(Rejection::invalid(
+                        "invalid_vfs",
+                        "vfs_snapshot cannot hold a NUL character (U+0000) in a key or a string",
+                    ));
+                }
+                let size = serde_json::to_vec(&vfs_snapshot).map_or(usize::MAX, |v| v.len());
+                if size > MAX_VFS_BYTES {
+                    return Err(Rejection::invalid(
+                        "vfs_too_large",
+                        format!(
+                            "vfs_snapshot is {size} bytes as compact JSON; the limit is {MAX_VFS_BYTES}"
+                        ),
+                    ));
+                }
+                let current_step = u32::try_from(b.current_step)
+                    .ok()
+                    .filter(|s| *s <= MAX_STEP)
+                    .ok_or_else(|| {
+                        Rejection::invalid(
+                            "invalid_step",
+                            format!("current_step is a whole number from 0 to {MAX_STEP}"),
+                        )
+                    })?;
+                Self::SaveLabState {
+                    lab_id,
+                    vfs_snapshot,
+                    current_step,
+                }
+            }
+            "delete_lab_state" => {
+                let b: DeleteLabStateBody = body(raw)?;
+                Self::DeleteLabState {
+                    lab_id: LabId::parse(&b.lab_id)?,
+                    player_id: b.player_id.map(PlayerId),
+                }
+            }
+            "heartbeat" => {
+                let b: HeartbeatBody = body(raw)?;
+                Self::Heartbeat {
+                    current_lab: b.current_lab.as_deref().map(LabId::parse).transpose()?,
+                }
+            }
+            "send_message" => {
+                let b: SendMessageBody = body(raw)?;
+                Self::SendMessage {
+                    message_id: MessageId(edge.new_id),
+                    channel: Channel::parse(&b.channel, edge.caller)?,
+                    content: MessageContent::parse(&b.content)?,
+                }
+            }
+            "edit_message" => {
+                let b: EditMessageBody = body(raw)?;
+                Self::EditMessage {
+                    message_id: MessageId(b.message_id),
+                    content: MessageContent::parse(&b.content)?,
+                }
+            }
+            "delete_message" => {
+                let b: DeleteMessageBody = body(raw)?;
+                Self::DeleteMessage {
+                    message_id: MessageId(b.message_id),
+                }
+            }
+            other => {
+                return Err(Rejection::not_found(
+                    "unknown_command",
+                    format!("there is no command {other:?}"),
+                ))
+            }
+        })
+    }
+
+    /// The command's wire name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::RegisterPlayer { .. } => "register_player",
+            Self::SetTimezone { .. } => "set_timezone",
+            Self::CompleteLab { .. } => "complete_lab",
+            Self::UpdateStreak => "update_streak",
+            Self::DefineModule { .. } => "define_module",
+            Self::DefineLab { .. } => "define_lab",
+            Self::GrantAchievement { .. } => "grant_achievement",
+            Self::RevokeXp { .. } => "revoke_xp",
+            Self::StartLab { .. } => "start_lab",
+            Self::SaveLabState { .. } => "save_lab_state",
+            Self::DeleteLabState { .. } => "delete_lab_state",
+            Self::Heartbeat { .. } => "heartbeat",
+            Self::SendMessage { .. } => "send_message",
+            Self::EditMessage { .. } => "edit_message",
+            Self::DeleteMessage { .. } => "delete_message",
+            Self::GoOffline { .. } => "go_offline",
+        }
+    }
+
+    /// Whether only an admin may send it.
+    pub fn admin_only(&self) -> bool {
+        matches!(
+            self,
+            Self::DefineModule { .. }
+                | Self::DefineLab { .. }
+                | Self::GrantAchievement { .. }
+                | Self::RevokeXp { .. }
+                | Self::GoOffline { .. }
+        )
+    }
+
+    /// Whether it is a chat command, which the edge rate-limits per sender.
+    pub fn is_chat(&self) -> bool {
+        matches!(
+            self,
+            Self::SendMessage { .. } | Self::EditMessage { .. } | Self::DeleteMessage { .. }
+        )
+    }
+
+    /// The streams the decision reads. Its events land only on these streams, and the append is
+    /// checked against the versions they had when they were read.
+    pub fn streams(&self, actor: &Actor) -> Vec<StreamId> {
+        let me = StreamId::Player(actor.identity);
+        match self {
+            Self::RegisterPlayer { username } => vec![me, StreamId::Username(username.key())],
+            Self::SetTimezone { .. } | Self::UpdateStreak => vec![me],
+            Self::CompleteLab { .. } => vec![me, StreamId::Catalog],
+            Self::DefineModule { .. } | Self::DefineLab { .. } => vec![StreamId::Catalog],
+            Self::GrantAchievement { player_id, .. }
+            | Self::RevokeXp { player_id, .. }
+            | Self::GoOffline { player_id, .. } => {
+                vec![StreamId::Player(*player_id)]
+            }
+            Self::StartLab { lab_id } => vec![
+                me,
+                StreamId::Catalog,
+                StreamId::Lab(actor.identity, lab_id.clone()),
+            ],
+            Self::SaveLabState { lab_id, .. } => {
+                vec![StreamId::Lab(actor.identity, lab_id.clone())]
+            }
+            Self::DeleteLabState { lab_id, player_id } => vec![StreamId::Lab(
+                player_id.unwrap_or(actor.identity),
+                lab_id.clone(),
+            )],
+            Self::Heartbeat { .. } => vec![me],
+            Self::SendMessage {
+                message_id,
+                channel,
+                ..
+            } => {
+                let mut streams = vec![me, StreamId::Message(*message_id)];
+                match channel {
+                    Channel::Global => {}
+                    Channel::Lab(_) => streams.push(StreamId::Catalog),
+                    Channel::Direct(..) => {
+                        if let Some(peer) = channel.peer(actor.identity) {
+                            streams.push(StreamId::Player(peer));
+                        }
+                    }
+                }
+                streams
+            }
+            Self::EditMessage { message_id, .. } | Self::DeleteMessage { message_id } => {
+                vec![StreamId::Message(*message_id)]
+            }
+        }
+    }
+}
+
+/// The SQL function (`questlog_beside_<kind>`) that keeps a heartbeat's last-seen time.
+pub const SEEN: &str = "presence_seen";
+/// The SQL function that takes a player's last-seen time away, if it is still the one the
+/// presence reaper found stale (else the append conflicts with `presence: <player id>`).
+pub const GONE: &str = "presence_gone";
+/// The SQL function that keeps the latest working copy of a lab session (or removes it).
+pub const WORKSPACE: &str = "lab_workspace";
+
+/// What an accepted command keeps beside the log, in the batch's transaction.
+pub fn beside(command: &Command, actor: &Actor) -> Vec<questlog_domain::Beside> {
+    use questlog_domain::Beside;
+    let me = actor.identity;
+    let item = match command {
+        Command::Heartbeat { .. } => Beside {
+            kind: SEEN,
+            item: serde_json::json!({ "player_id": me }),
+        },
+        Command::SaveLabState {
+            lab_id,
+            vfs_snapshot,
+            current_step,
+        } => Beside {
+            kind: WORKSPACE,
+            item: serde_json::json!({
+                "player_id": me,
+                "lab_id": lab_id,
+                "vfs_snapshot": vfs_snapshot,
+                "current_step": current_step,
+            }),
+        },
+        // Starting afresh (after a deletion, or for the first time) starts from an empty copy.
+        Command::DeleteLabState { lab_id, player_id } => Beside {
+            kind: WORKSPACE,
+            item: serde_json::json!({
+                "player_id": player_id.unwrap_or(me),
+                "lab_id": lab_id,
+                "vfs_snapshot": null,
+                "current_step": 0,
+            }),
+        },
+        Command::GoOffline {
+            player_id,
+            last_seen,
+        } => Beside {
+            kind: GONE,
+            item: serde_json::json!({ "player_id": player_id, "last_seen": last_seen }),
+        },
+        _ => return Vec::new(),
+    };
+    vec![item]
+}

@@ -1,0 +1,146 @@
+//! Events: immutable facts, serde-stable. Each is stored as its `type` and its `data` object with a
+//! schema version, so an old event is read through [`DomainEvent::from_parts`] even after its shape moves on.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use questlog_domain::DomainEvent;
+use serde::{Deserialize, Serialize};
+
+use crate::values::{
+    Achievement, Channel, LabId, MessageContent, MessageId, ModuleNo, PlayerId, Timezone, Username,
+};
+
+/// Every event questlog records. Adding a variant is safe; changing one means a new schema version
+/// and an upcast in [`DomainEvent::from_parts`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(
+    tag = "type",
+    content = "data",
+    rename_all = "snake_case",
+    deny_unknown_fields
+)]
+pub enum Event {
+    /// Catalog: a module was defined or redefined.
+    ModuleDefined {
+        module: ModuleNo,
+        title: String,
+        requires: Vec<ModuleNo>,
+    },
+    /// Catalog: a lab was defined or redefined.
+    LabDefined {
+        lab_id: LabId,
+        module: ModuleNo,
+        title: String,
+        xp: u32,
+    },
+    /// Username stream: the name is held by this player for good.
+    UsernameClaimed {
+        player_id: PlayerId,
+        username: Username,
+    },
+    /// Player: registered; starts at level 1 with 0 XP.
+    PlayerRegistered {
+        player_id: PlayerId,
+        username: Username,
+    },
+    /// Player: the time zone whose local days count for streaks.
+    TimezoneSet { timezone: Timezone },
+    /// Player: a lab was completed and its catalog XP granted.
+    LabCompleted {
+        lab_id: LabId,
+        module: ModuleNo,
+        xp: u32,
+    },
+    /// Player: every lab of the module is complete.
+    ModuleCompleted { module: ModuleNo },
+    /// Player: the XP total crossed into a higher level.
+    LeveledUp { level: u32 },
+    /// Player: an achievement was unlocked (built-in or granted by an admin).
+    AchievementUnlocked { achievement: Achievement },
+    /// Player: activity on a local day moved the streak.
+    StreakUpdated {
+        day: NaiveDate,
+        streak: u32,
+        longest: u32,
+        at: DateTime<Utc>,
+    },
+    /// Player: XP taken back by an admin (a compensating event, for cheats).
+    XpRevoked { xp: u32, reason: String },
+    /// Lab session: the player started the lab (again, after a deletion).
+    LabStarted { lab_id: LabId },
+    /// Lab session: the player reached a step further than any before in this session. Saves
+    /// that reach no new step append nothing (their file system is kept as the working copy).
+    LabProgressed { lab_id: LabId, step: u32 },
+    /// Lab session: the saved state was deleted (by the player or an admin).
+    LabStateDeleted { lab_id: LabId },
+    /// Player: a heartbeat after being offline.
+    CameOnline { current_lab: Option<LabId> },
+    /// Player: a heartbeat naming another lab than the last one.
+    CurrentLabChanged { current_lab: Option<LabId> },
+    /// Player: no heartbeat since `last_seen`, for longer than the presence timeout.
+    WentOffline { last_seen: DateTime<Utc> },
+    /// Message: sent to a channel (canonical name).
+    MessageSent {
+        message_id: MessageId,
+        channel: Channel,
+        sender: PlayerId,
+        content: MessageContent,
+    },
+    /// Message: its sender changed its text.
+    MessageEdited {
+        message_id: MessageId,
+        content: MessageContent,
+    },
+    /// Message: deleted by its sender or an admin; its text is gone from the read models.
+    MessageDeleted { message_id: MessageId, by: PlayerId },
+}
+
+impl DomainEvent for Event {
+    const TYPES: &'static [&'static str] = &[
+        "module_defined",
+        "lab_defined",
+        "username_claimed",
+        "player_registered",
+        "timezone_set",
+        "lab_completed",
+        "module_completed",
+        "leveled_up",
+        "achievement_unlocked",
+        "streak_updated",
+        "xp_revoked",
+        "lab_started",
+        "lab_progressed",
+        "lab_state_deleted",
+        "came_online",
+        "current_lab_changed",
+        "went_offline",
+        "message_sent",
+        "message_edited",
+        "message_deleted",
+    ];
+
+    /// The stored `type` of this event.
+    fn event_type(&self) -> &'static str {
+        match self {
+            Self::ModuleDefined { .. } => "module_defined",
+            Self::LabDefined { .. } => "lab_defined",
+            Self::UsernameClaimed { .. } => "username_claimed",
+            Self::PlayerRegistered { .. } => "player_registered",
+            Self::TimezoneSet { .. } => "timezone_set",
+            Self::LabCompleted { .. } => "lab_completed",
+            Self::ModuleCompleted { .. } => "module_completed",
+            Self::LeveledUp { .. } => "leveled_up",
+            Self::AchievementUnlocked { .. } => "achievement_unlocked",
+            Self::StreakUpdated { .. } => "streak_updated",
+            Self::XpRevoked { .. } => "xp_revoked",
+            Self::LabStarted { .. } => "lab_started",
+            Self::LabProgressed { .. } => "lab_progressed",
+            Self::LabStateDeleted { .. } => "lab_state_deleted",
+            Self::CameOnline { .. } => "came_online",
+            Self::CurrentLabChanged { .. } => "current_lab_changed",
+            Self::WentOffline { .. } => "went_offline",
+            Self::MessageSent { .. } => "message_sent",
+            Self::MessageEdited { .. } => "message_edited",
+            Self::MessageDeleted { .. } => "message_deleted",
+        }
+    }
+}

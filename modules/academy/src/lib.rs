@@ -1,0 +1,141 @@
+//! The academy: a Linux-terminal course's catalog of modules and labs, players with XP, levels,
+//! streaks and achievements, lab sessions, presence and chat. Its commands are decided by pure
+//! functions into its events, and each of its streams folds into its state; [`Academy`] registers
+//! them on the kernel.
+
+pub mod catalog;
+pub mod chat;
+pub mod command;
+pub mod decide;
+pub mod event;
+pub mod lab;
+pub mod player;
+pub mod rules;
+pub mod stream;
+pub mod values;
+
+#[cfg(test)]
+mod testing;
+#[cfg(test)]
+mod tests;
+
+use std::any::Any;
+
+pub use command::{Command, COMMAND_NAMES};
+pub use decide::{decide, Context, States};
+pub use event::Event;
+pub use questlog_domain::{Actor, DomainEvent, Edge, Rejection, RejectionKind, Role};
+pub use stream::{StreamId, StreamState};
+
+use questlog_domain as kernel;
+
+/// The academy's registration on the kernel.
+pub struct Academy;
+
+impl kernel::Module for Academy {
+    fn name(&self) -> &'static str {
+        "academy"
+    }
+
+    fn build(&self, app: &mut kernel::App) {
+        app.add_events::<Event>()
+            .add_commands(COMMAND_NAMES, parse)
+            .add_stream(stream::CATALOG, str::is_empty)
+            .add_stream(stream::PLAYER, |key| {
+                format!("player-{key}").parse::<StreamId>().is_ok()
+            })
+            .add_stream(stream::USERNAME, |key| {
+                format!("username-{key}").parse::<StreamId>().is_ok()
+            })
+            .add_stream(stream::LAB, |key| {
+                format!("lab-{key}").parse::<StreamId>().is_ok()
+            })
+            .add_stream(stream::MESSAGE, |key| {
+                format!("message-{key}").parse::<StreamId>().is_ok()
+            });
+        for kind in [
+            stream::CATALOG,
+            stream::PLAYER,
+            stream::USERNAME,
+            stream::LAB,
+            stream::MESSAGE,
+        ] {
+            app.add_view::<StreamState>(kind);
+        }
+    }
+}
+
+fn parse(name: &str, raw: &[u8], edge: &Edge) -> Result<Box<dyn kernel::Command>, Rejection> {
+    Command::parse(name, raw, edge).map(|c| Box::new(c) as Box<dyn kernel::Command>)
+}
+
+/// The academy's states, as the kernel's context folds them.
+struct Folded<'a, 'b>(&'a kernel::Context<'b>);
+
+impl States for Folded<'_, '_> {
+    fn state(&self, stream: &StreamId) -> &StreamState {
+        self.0.view::<StreamState>(&stream.id())
+    }
+}
+
+impl kernel::Command for Command {
+    fn name(&self) -> &'static str {
+        Command::name(self)
+    }
+
+    fn admin_only(&self) -> bool {
+        Command::admin_only(self)
+    }
+
+    fn rate_limited(&self) -> bool {
+        self.is_chat()
+    }
+
+    fn streams(&self, actor: &Actor) -> Vec<kernel::StreamId> {
+        Command::streams(self, actor)
+            .iter()
+            .map(StreamId::id)
+            .collect()
+    }
+
+    fn decide(
+        &self,
+        ctx: &kernel::Context<'_>,
+    ) -> Result<Vec<(kernel::StreamId, kernel::Event)>, Rejection> {
+        let states = Folded(ctx);
+        let typed = Context {
+            actor: ctx.actor,
+            now: ctx.now,
+            states: &states,
+        };
+        Ok(decide(self, &typed)?
+            .into_iter()
+            .map(|(stream, event)| (stream.id(), kernel::Event::new(event)))
+            .collect())
+    }
+
+    fn beside(&self, actor: &Actor) -> Vec<kernel::Beside> {
+        command::beside(self, actor)
+    }
+
+    fn conflict(&self, conflict: &str) -> Option<Rejection> {
+        match self {
+            Self::GoOffline { player_id, .. }
+                if conflict.strip_prefix(PRESENCE_CONFLICT) == Some(&player_id.to_string()) =>
+            {
+                Some(Rejection::conflict(
+                    "presence_changed",
+                    "a heartbeat arrived after the reaper looked",
+                ))
+            }
+            _ => None,
+        }
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
+/// The conflict an append reports when the presence reaper's claim on a player is stale.
+pub const PRESENCE_CONFLICT: &str = "presence: ";
