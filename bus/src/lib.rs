@@ -86,6 +86,62 @@ impl Names {
     }
 }
 
+/// A projection's name: its checkpoint row, leadership lock and announcement subject. Declared
+/// once by the module that owns the projection and used by its readers, so a name cannot drift.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ProjectionName(&'static str);
+
+impl ProjectionName {
+    pub const fn new(name: &'static str) -> Self {
+        Self(name)
+    }
+
+    pub const fn as_str(self) -> &'static str {
+        self.0
+    }
+}
+
+impl std::fmt::Display for ProjectionName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+/// The kind of a live topic: its first part (`leaderboard`, or `player` in `player:<id>`).
+/// Declared once by the module that owns the topic; its projections name their changes with it
+/// and the live hub parses subscriptions with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TopicKind(&'static str);
+
+impl TopicKind {
+    pub const fn new(name: &'static str) -> Self {
+        Self(name)
+    }
+
+    pub const fn as_str(self) -> &'static str {
+        self.0
+    }
+
+    /// The topic of this kind for `key`: `<kind>:<key>`.
+    pub fn topic(self, key: impl std::fmt::Display) -> String {
+        format!("{}:{key}", self.0)
+    }
+
+    /// Splits a written topic into its kind's name and the rest (`None` for a bare kind).
+    pub fn split(written: &str) -> (&str, Option<&str>) {
+        match written.split_once(':') {
+            Some((kind, rest)) => (kind, Some(rest)),
+            None => (written, None),
+        }
+    }
+}
+
+impl std::fmt::Display for TopicKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
 /// What a projector committed: the projection, the log position it now reflects, and which
 /// keys of which topics changed (for live subscriptions).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
