@@ -9,6 +9,7 @@ pub mod command;
 pub mod decide;
 pub mod event;
 pub mod lab;
+pub mod names;
 pub mod player;
 pub mod rules;
 pub mod stream;

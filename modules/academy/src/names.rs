@@ -1,0 +1,29 @@
+//! The academy's names on the kernel's seams: its projections (checkpoints, leadership locks,
+//! announcement subjects) and its live topics, declared once for the projectors that produce them
+//! and the reads that follow them.
+
+use questlog_bus::{ProjectionName, TopicKind};
+
+/// Players' profiles and the leaderboard (`rm_players`, `rm_leaderboard_history`).
+pub const PLAYERS: ProjectionName = ProjectionName::new("players");
+/// Modules and labs (`rm_modules`, `rm_labs`).
+pub const CATALOG: ProjectionName = ProjectionName::new("catalog");
+/// Who is online (`rm_presence`, `rm_presence_history`).
+pub const PRESENCE: ProjectionName = ProjectionName::new("presence");
+/// Players' lab sessions (`rm_lab_sessions`).
+pub const LABS: ProjectionName = ProjectionName::new("labs");
+/// Chat messages (`rm_messages`).
+pub const CHAT: ProjectionName = ProjectionName::new("chat");
+
+/// One player's profile: `player:<id>`.
+pub const PLAYER_TOPIC: TopicKind = TopicKind::new("player");
+/// The top of the leaderboard: `leaderboard`.
+pub const LEADERBOARD_TOPIC: TopicKind = TopicKind::new("leaderboard");
+/// Who is online: `presence`.
+pub const PRESENCE_TOPIC: TopicKind = TopicKind::new("presence");
+/// The catalog's modules and labs (announced, not subscribable): `catalog`.
+pub const CATALOG_TOPIC: TopicKind = TopicKind::new("catalog");
+/// A player's session of a lab: `lab:<player>:<lab_id>`.
+pub const LAB_TOPIC: TopicKind = TopicKind::new("lab");
+/// A chat channel's messages: `channel:<canonical channel>`.
+pub const CHANNEL_TOPIC: TopicKind = TopicKind::new("channel");
