@@ -12,6 +12,9 @@ pub mod stream;
 pub mod testing;
 pub mod values;
 
+#[cfg(test)]
+mod tests;
+
 use std::fmt;
 
 pub use app::{App, Domain, Module};
