@@ -38,38 +38,24 @@ impl Given {
     #[track_caller]
     pub fn when(self, actor: Actor, now: DateTime<Utc>, command: Command) -> Then {
         let domain = domain();
-        let outcome = kernel::given(&domain, erased(self.events))
-            .when(actor, now, &command)
-            .outcome();
-        Then { outcome }
+        Then(kernel::given(&domain, erased(self.events)).when(actor, now, &command))
     }
 }
 
 /// The outcome of one decision, to assert on.
 #[must_use = "a decision is only tested once `then` or `then_rejected` is called"]
-pub struct Then {
-    outcome: Result<Vec<(questlog_domain::StreamId, questlog_domain::Event)>, Rejection>,
-}
+pub struct Then(kernel::Then);
 
 impl Then {
     /// Asserts the decision accepted the command with exactly these events, in this order.
     #[track_caller]
     pub fn then(self, expected: Vec<(StreamId, Event)>) {
-        match self.outcome {
-            Ok(events) => assert_eq!(events, erased(expected)),
-            Err(rejection) => panic!("expected events {expected:?}, got rejected: {rejection}"),
-        }
+        self.0.then(erased(expected));
     }
 
     /// Asserts the decision refused the command with this code.
     #[track_caller]
     pub fn then_rejected(self, code: &str) -> Rejection {
-        match self.outcome {
-            Ok(events) => panic!("expected rejection {code}, got events {events:?}"),
-            Err(rejection) => {
-                assert_eq!(rejection.code, code, "rejected with {rejection}");
-                rejection
-            }
-        }
+        self.0.then_rejected(code)
     }
 }
