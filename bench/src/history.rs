@@ -51,11 +51,13 @@ async fn measure(args: &Args, url: &str, events: i64, rows: &mut Vec<Row>) -> an
     eprintln!("  {scan_rate:.0} events/s");
 
     eprintln!("rebuilding every projection from the log");
-    let all = questlog_projector::all();
+    let app = questlog::modules::app();
+    let all = questlog_projector::Projections::of(&app);
     let chosen: Vec<&dyn questlog_projector::Projection> = all.iter().map(AsRef::as_ref).collect();
     let started = Instant::now();
     questlog_projector::replay::build_as_of(
         &mut conn,
+        &app.domain(),
         "bench_rebuild",
         &chosen,
         head,
@@ -86,7 +88,7 @@ async fn measure(args: &Args, url: &str, events: i64, rows: &mut Vec<Row>) -> an
     sqlx::query(
         "INSERT INTO projection_checkpoints (projection, position) SELECT unnest($1::text[]), $2",
     )
-    .bind(chosen.iter().map(|p| p.name()).collect::<Vec<_>>())
+    .bind(chosen.iter().map(|p| p.name().as_str()).collect::<Vec<_>>())
     .bind(head)
     .execute(&mut conn)
     .await?;

@@ -199,10 +199,8 @@ impl Application {
                 let mut config = ProjectorConfig::new(&store.database_url, names.clone());
                 config.failpoint.clone_from(&hooks.projector_failpoint);
                 tasks.push(tokio::spawn(questlog_projector::run(
-                    questlog_projector::all()
-                        .into_iter()
-                        .map(Arc::from)
-                        .collect(),
+                    questlog_projector::Projections::of(&crate::modules::app()),
+                    domain.clone(),
                     config,
                     client.clone(),
                     shutdown.clone(),
@@ -245,7 +243,10 @@ impl Application {
                 .map(async_nats::jetstream::new),
             names: names.clone(),
             projections: if nats.is_some() && runs(Service::Projector) {
-                questlog_projector::all().iter().map(|p| p.name()).collect()
+                questlog_projector::Projections::of(&crate::modules::app())
+                    .iter()
+                    .map(|p| p.name().as_str())
+                    .collect()
             } else {
                 Vec::new()
             },

@@ -3,50 +3,138 @@
 //! projection's checkpoint change in one transaction, then the change is announced on NATS for the
 //! query side.
 //!
+//! The projector knows no read model: modules register their projections on the [`App`]
+//! ([`ProjectorExt::add_projection`]) and the binary runs what is registered ([`Projections::of`]).
+//! Every event is decoded once per process, by the modules' [`Domain`], and handed to the
+//! projections as [`Decoded`].
+//!
 //! A redelivered or duplicate event is at or below the checkpoint and changes nothing; events
 //! apply in log order; one replica per projection is active (a Postgres advisory lock, with the
 //! projection's writes made on the lock's own connection).
 
-pub mod projections;
-pub mod rebuild;
 pub mod replay;
 pub mod runner;
 pub mod verify;
 
+use std::sync::Arc;
+
+use anyhow::Context as _;
 use async_trait::async_trait;
-use questlog_bus::Change;
+use questlog_bus::{Change, ProjectionName};
+use questlog_domain::{App, Domain, Event};
 use questlog_store::RecordedEvent;
 use sqlx::PgConnection;
 
 pub use runner::{run, ProjectorConfig};
+
+/// An event as the log recorded it, with its decoded kernel [`Event`] (a module looks into it with
+/// `event.get::<its::Event>()`).
+#[derive(Debug, Clone)]
+pub struct Decoded {
+    pub recorded: RecordedEvent,
+    pub event: Event,
+}
+
+impl Decoded {
+    /// Decodes `recorded` with the running modules' registry. A type no module registers is kept
+    /// as stored and ignored by every projection.
+    ///
+    /// # Errors
+    /// When a registered type's data does not fit, or its schema version is newer than this build.
+    pub fn decode(domain: &Domain, recorded: RecordedEvent) -> anyhow::Result<Self> {
+        let event = domain
+            .decode(
+                &recorded.event_type,
+                recorded.schema_version,
+                recorded.data.clone(),
+            )
+            .with_context(|| format!("event at position {}", recorded.position))?;
+        Ok(Self { recorded, event })
+    }
+
+    /// Decodes every event of a page read from the log, in order.
+    ///
+    /// # Errors
+    /// As [`Decoded::decode`].
+    pub fn decode_all(
+        domain: &Domain,
+        events: impl IntoIterator<Item = RecordedEvent>,
+    ) -> anyhow::Result<Vec<Self>> {
+        events
+            .into_iter()
+            .map(|e| Self::decode(domain, e))
+            .collect()
+    }
+
+    pub fn position(&self) -> i64 {
+        self.recorded.position
+    }
+}
 
 /// A read model fed by events. `apply` runs inside the projector's transaction.
 #[async_trait]
 pub trait Projection: Send + Sync {
     /// The projection's name: its checkpoint row, leadership lock and announcement
     /// subject.
-    fn name(&self) -> &'static str;
+    fn name(&self) -> ProjectionName;
 
     /// The tables it writes, and only it. `apply` names them unqualified, so a rebuild can point
     /// the same code at other tables of the same names (temporary ones, or another schema).
     fn tables(&self) -> &'static [&'static str];
 
-    /// Folds events (in log order, all above the checkpoint) into the read model; returns what
-    /// changed, for live subscribers.
+    /// Folds events (in log order, all above the checkpoint, each decoded once for every
+    /// projection) into the read model; returns what changed, for live subscribers.
     async fn apply(
         &self,
         tx: &mut PgConnection,
-        events: &[&RecordedEvent],
+        events: &[&Decoded],
     ) -> anyhow::Result<Vec<Change>>;
 }
 
-/// Every projection questlog maintains.
-pub fn all() -> Vec<Box<dyn Projection>> {
-    vec![
-        Box::new(projections::Players),
-        Box::new(projections::Catalog),
-        Box::new(projections::Presence),
-        Box::new(projections::Labs),
-        Box::new(projections::Chat),
-    ]
+/// The projections the modules registered, in registration order: the App's part of the
+/// projector.
+#[derive(Default)]
+pub struct Projections(Vec<Arc<dyn Projection>>);
+
+impl Projections {
+    /// The projections registered on `app`, for the runner, rebuilds and verification.
+    pub fn of(app: &App) -> Vec<Arc<dyn Projection>> {
+        app.part::<Self>().map(|p| p.0.clone()).unwrap_or_default()
+    }
+}
+
+/// How a module registers its projections on the [`App`].
+pub trait ProjectorExt {
+    /// Registers a projection.
+    ///
+    /// # Panics
+    /// When another projection has its name, or writes one of its tables: a checkpoint and a
+    /// table have one owner.
+    fn add_projection(&mut self, projection: impl Projection + 'static) -> &mut Self;
+}
+
+impl ProjectorExt for App {
+    fn add_projection(&mut self, projection: impl Projection + 'static) -> &mut Self {
+        let registered = &mut self.part_mut::<Projections>().0;
+        for other in registered.iter() {
+            assert!(
+                other.name() != projection.name(),
+                "projection {} is registered twice",
+                projection.name()
+            );
+            if let Some(table) = projection
+                .tables()
+                .iter()
+                .find(|t| other.tables().contains(t))
+            {
+                panic!(
+                    "table {table} is written by both {} and {}",
+                    other.name(),
+                    projection.name()
+                );
+            }
+        }
+        registered.push(Arc::new(projection));
+        self
+    }
 }

@@ -1,5 +1,5 @@
 //! Blue/green rebuilds: projections rebuilt from the log (not through NATS) by their own `apply`
-//! code into fresh tables in the `questlog_replay` schema, then switched in for the live rows in
+//! code (each page decoded once, by the modules' registry, for every projection) into fresh tables in the `questlog_replay` schema, then switched in for the live rows in
 //! one transaction, while reads stay up.
 //!
 //! 1. The new tables are made `LIKE` the live ones (with their indexes, under the live names) and
@@ -17,10 +17,11 @@
 use std::collections::HashMap;
 
 use anyhow::Context as _;
+use questlog_domain::Domain;
 use questlog_store::read_after;
 use sqlx::{Connection, PgConnection};
 
-use crate::Projection;
+use crate::{Decoded, Projection};
 
 /// The schema the new tables are built in.
 pub const SCHEMA: &str = "questlog_replay";
@@ -89,6 +90,7 @@ pub async fn prepare(
 /// When the database fails or an event cannot be folded.
 pub async fn build_until(
     conn: &mut PgConnection,
+    domain: &Domain,
     schema: &str,
     projections: &[&dyn Projection],
     from: &HashMap<&'static str, i64>,
@@ -98,12 +100,12 @@ pub async fn build_until(
     let mut applied: HashMap<&'static str, u64> = HashMap::new();
     let start = projections
         .iter()
-        .map(|p| from.get(p.name()).copied().unwrap_or(0))
+        .map(|p| from.get(p.name().as_str()).copied().unwrap_or(0))
         .min()
         .unwrap_or(0);
     let end = projections
         .iter()
-        .map(|p| until.get(p.name()).copied().unwrap_or(0))
+        .map(|p| until.get(p.name().as_str()).copied().unwrap_or(0))
         .max()
         .unwrap_or(0);
     let mut after = start;
@@ -112,19 +114,19 @@ pub async fn build_until(
         sqlx::query(&format!("SET LOCAL search_path = {schema}, public"))
             .execute(&mut *tx)
             .await?;
-        let events = read_after(&mut *tx, after, PAGE).await?;
-        let Some(last) = events.last().map(|e| e.position) else {
+        let events = Decoded::decode_all(domain, read_after(&mut *tx, after, PAGE).await?)?;
+        let Some(last) = events.last().map(Decoded::position) else {
             break;
         };
         for projection in projections {
-            let name = projection.name();
+            let name = projection.name().as_str();
             let (lo, hi) = (
                 from.get(name).copied().unwrap_or(0),
                 until.get(name).copied().unwrap_or(0),
             );
             let mine: Vec<_> = events
                 .iter()
-                .filter(|e| e.position > lo && e.position <= hi)
+                .filter(|e| e.position() > lo && e.position() <= hi)
                 .collect();
             if !mine.is_empty() {
                 projection
@@ -146,7 +148,7 @@ async fn checkpoints(
     projections: &[&dyn Projection],
     lock: bool,
 ) -> anyhow::Result<HashMap<&'static str, i64>> {
-    let names: Vec<&str> = projections.iter().map(|p| p.name()).collect();
+    let names: Vec<&str> = projections.iter().map(|p| p.name().as_str()).collect();
     sqlx::query("INSERT INTO projection_checkpoints (projection) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING")
         .bind(&names)
         .execute(&mut *conn)
@@ -165,9 +167,9 @@ async fn checkpoints(
         .map(|p| {
             let position = rows
                 .iter()
-                .find(|(n, _)| n == p.name())
+                .find(|(n, _)| n == p.name().as_str())
                 .map_or(0, |(_, position)| *position);
-            (p.name(), position)
+            (p.name().as_str(), position)
         })
         .collect())
 }
@@ -178,6 +180,7 @@ async fn checkpoints(
 /// When the database fails or an event cannot be folded; the live tables are then untouched.
 pub async fn rebuild_and_switch(
     conn: &mut PgConnection,
+    domain: &Domain,
     projections: &[&dyn Projection],
     progress: &mut (dyn FnMut(i64, i64) + Send),
 ) -> anyhow::Result<Vec<Rebuilt>> {
@@ -193,11 +196,21 @@ pub async fn rebuild_and_switch(
     prepare(conn, SCHEMA, projections).await?;
     let zero: HashMap<&'static str, i64> = HashMap::new();
     let target = checkpoints(conn, projections, false).await?;
-    let mut applied = build_until(conn, SCHEMA, projections, &zero, &target, progress).await?;
+    let mut applied =
+        build_until(conn, domain, SCHEMA, projections, &zero, &target, progress).await?;
 
     let mut tx = conn.begin().await?;
     let now = checkpoints(&mut tx, projections, true).await?;
-    let tail = build_until(&mut tx, SCHEMA, projections, &target, &now, &mut |_, _| {}).await?;
+    let tail = build_until(
+        &mut tx,
+        domain,
+        SCHEMA,
+        projections,
+        &target,
+        &now,
+        &mut |_, _| {},
+    )
+    .await?;
     for (name, n) in tail {
         *applied.entry(name).or_default() += n;
     }
@@ -224,9 +237,9 @@ pub async fn rebuild_and_switch(
     Ok(projections
         .iter()
         .map(|p| Rebuilt {
-            projection: p.name(),
-            position: now.get(p.name()).copied().unwrap_or(0),
-            events: applied.get(p.name()).copied().unwrap_or(0),
+            projection: p.name().as_str(),
+            position: now.get(p.name().as_str()).copied().unwrap_or(0),
+            events: applied.get(p.name().as_str()).copied().unwrap_or(0),
         })
         .collect())
 }
@@ -237,6 +250,7 @@ pub async fn rebuild_and_switch(
 /// When the database fails or an event cannot be folded.
 pub async fn build_as_of(
     conn: &mut PgConnection,
+    domain: &Domain,
     schema: &str,
     projections: &[&dyn Projection],
     position: i64,
@@ -244,15 +258,17 @@ pub async fn build_as_of(
 ) -> anyhow::Result<Vec<Rebuilt>> {
     prepare(conn, schema, projections).await?;
     let zero: HashMap<&'static str, i64> = HashMap::new();
-    let target: HashMap<&'static str, i64> =
-        projections.iter().map(|p| (p.name(), position)).collect();
-    let applied = build_until(conn, schema, projections, &zero, &target, progress).await?;
+    let target: HashMap<&'static str, i64> = projections
+        .iter()
+        .map(|p| (p.name().as_str(), position))
+        .collect();
+    let applied = build_until(conn, domain, schema, projections, &zero, &target, progress).await?;
     Ok(projections
         .iter()
         .map(|p| Rebuilt {
-            projection: p.name(),
+            projection: p.name().as_str(),
             position,
-            events: applied.get(p.name()).copied().unwrap_or(0),
+            events: applied.get(p.name().as_str()).copied().unwrap_or(0),
         })
         .collect())
 }

@@ -24,13 +24,14 @@ use anyhow::Context as _;
 use async_nats::jetstream::{self, consumer::pull, consumer::AckPolicy, consumer::DeliverPolicy};
 use futures::{FutureExt, StreamExt};
 use questlog_bus::lineage::{self, Mismatch};
-use questlog_bus::{ensure_stream, ChangeAnnouncement, Names};
+use questlog_bus::{ensure_stream, ChangeAnnouncement, Names, ProjectionName};
+use questlog_domain::Domain;
 use questlog_store::{leader, RecordedEvent};
 use sqlx::{Connection, PgConnection};
 use tokio::sync::{mpsc, Semaphore};
 use tokio_util::sync::CancellationToken;
 
-use crate::Projection;
+use crate::{Decoded, Projection};
 
 /// A hook that can fail a projector at a named point, to test recovery from a crash there.
 /// Points: `<projection>:after_commit` (the batch is committed but not yet announced).
@@ -70,9 +71,10 @@ impl ProjectorConfig {
 }
 
 /// Runs `projections` until `shutdown` fires: one feed, and one lane per projection, each
-/// starting over after any failure.
+/// starting over after any failure. Events are decoded by `domain`, once per process.
 pub async fn run(
     projections: Vec<Arc<dyn Projection>>,
+    domain: Arc<Domain>,
     config: ProjectorConfig,
     client: async_nats::Client,
     shutdown: CancellationToken,
@@ -81,6 +83,7 @@ pub async fn run(
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(feed(
         config.clone(),
+        domain.clone(),
         client.clone(),
         requests,
         shutdown.clone(),
@@ -88,6 +91,7 @@ pub async fn run(
     for projection in projections {
         tasks.spawn(lane(
             projection,
+            domain.clone(),
             config.clone(),
             client.clone(),
             joins.clone(),
@@ -107,12 +111,12 @@ pub struct Batch {
 
 struct Delivered {
     sequence: u64,
-    event: RecordedEvent,
+    event: Decoded,
 }
 
 /// A lane asking the feed for every batch after `applied`.
 struct Join {
-    projection: &'static str,
+    projection: ProjectionName,
     stream_created: String,
     /// The last stream sequence the lane applied; it moves as the lane commits.
     applied: Arc<AtomicU64>,
@@ -133,6 +137,7 @@ struct Open {
 /// One consumer for every lane that joined, from the lowest sequence any of them needs.
 async fn feed(
     config: ProjectorConfig,
+    domain: Arc<Domain>,
     client: async_nats::Client,
     mut requests: mpsc::Receiver<Join>,
     shutdown: CancellationToken,
@@ -194,7 +199,7 @@ async fn feed(
                         _ => break,
                     }
                 }
-                match decode(o, messages) {
+                match decode(o, &domain, messages) {
                     Ok(batch) => hand_out(&mut lanes, batch),
                     Err(e) => {
                         tracing::warn!(error = format!("{e:#}"), "projector feed interrupted");
@@ -279,9 +284,9 @@ async fn pull_from(
 
 type Received = Result<jetstream::Message, pull::MessagesError>;
 
-/// Decodes each message once.
-fn decode(open: &mut Open, messages: Vec<Received>) -> anyhow::Result<Arc<Batch>> {
-    let items = decode_messages(messages)?;
+/// Decodes each message once, for every lane.
+fn decode(open: &mut Open, domain: &Domain, messages: Vec<Received>) -> anyhow::Result<Arc<Batch>> {
+    let items = decode_messages(domain, messages)?;
     if let Some(last) = items.last() {
         open.delivered = open.delivered.max(last.sequence);
     }
@@ -291,7 +296,9 @@ fn decode(open: &mut Open, messages: Vec<Received>) -> anyhow::Result<Arc<Batch>
     }))
 }
 
-fn decode_messages(messages: Vec<Received>) -> anyhow::Result<Vec<Delivered>> {
+/// Reads each message's recorded event and decodes it with the modules' registry. An event this
+/// build cannot read (a newer schema version) stops the feed: nothing after it is folded.
+fn decode_messages(domain: &Domain, messages: Vec<Received>) -> anyhow::Result<Vec<Delivered>> {
     let mut items = Vec::with_capacity(messages.len());
     for message in messages {
         let message = message.map_err(|e| anyhow::anyhow!("receiving: {e}"))?;
@@ -301,7 +308,10 @@ fn decode_messages(messages: Vec<Received>) -> anyhow::Result<Vec<Delivered>> {
             .stream_sequence;
         let event: RecordedEvent = serde_json::from_slice(&message.payload)
             .with_context(|| format!("decoding message on {}", message.subject))?;
-        items.push(Delivered { sequence, event });
+        items.push(Delivered {
+            sequence,
+            event: Decoded::decode(domain, event)?,
+        });
     }
     Ok(items)
 }
@@ -313,7 +323,7 @@ fn hand_out(lanes: &mut Vec<Join>, batch: Arc<Batch>) {
     lanes.retain(|lane| {
         let Ok(permit) = lane.room.try_acquire_many(size) else {
             tracing::info!(
-                projection = lane.projection,
+                projection = lane.projection.as_str(),
                 "projection fell behind the feed; it catches up on its own"
             );
             return false;
@@ -326,6 +336,7 @@ fn hand_out(lanes: &mut Vec<Join>, batch: Arc<Batch>) {
 /// One projection: its leadership, then its batches, starting over after any failure.
 async fn lane(
     projection: Arc<dyn Projection>,
+    domain: Arc<Domain>,
     config: ProjectorConfig,
     client: async_nats::Client,
     joins: mpsc::Sender<Join>,
@@ -340,6 +351,7 @@ async fn lane(
         };
         let result = Lane {
             projection: projection.as_ref(),
+            domain: &domain,
             config: &config,
             client: &client,
             conn,
@@ -351,7 +363,7 @@ async fn lane(
             Err(e) => {
                 let wait = if let Some(mismatch) = e.downcast_ref::<Mismatch>() {
                     tracing::error!(
-                        projection = projection.name(),
+                        projection = projection.name().as_str(),
                         %mismatch,
                         remedy = Mismatch::REMEDY,
                         "the projector refuses to fold a history that is not this log's"
@@ -359,7 +371,7 @@ async fn lane(
                     config.retry.max(Duration::from_secs(5))
                 } else {
                     tracing::warn!(
-                        projection = projection.name(),
+                        projection = projection.name().as_str(),
                         error = format!("{e:#}"),
                         "projector interrupted; starting over"
                     );
@@ -391,6 +403,7 @@ struct Start {
 /// A projection led by this process, on its leadership's connection.
 struct Lane<'a> {
     projection: &'a dyn Projection,
+    domain: &'a Domain,
     config: &'a ProjectorConfig,
     client: &'a async_nats::Client,
     conn: PgConnection,
@@ -402,7 +415,7 @@ impl Lane<'_> {
         joins: &mpsc::Sender<Join>,
         shutdown: &CancellationToken,
     ) -> anyhow::Result<()> {
-        let name = self.projection.name();
+        let name = self.projection.name().as_str();
         let mut announced = false;
         loop {
             let start = self.prepare().await?;
@@ -430,7 +443,7 @@ impl Lane<'_> {
 
     /// Checks the checkpoint and the stream against the log and reads where to resume.
     async fn prepare(&mut self) -> anyhow::Result<Start> {
-        let name = self.projection.name();
+        let name = self.projection.name().as_str();
         let conn = &mut self.conn;
         sqlx::query(
             "INSERT INTO projection_checkpoints (projection) VALUES ($1) ON CONFLICT DO NOTHING",
@@ -562,7 +575,7 @@ impl Lane<'_> {
         start: Start,
         shutdown: &CancellationToken,
     ) -> anyhow::Result<bool> {
-        let name = self.projection.name();
+        let name = self.projection.name().as_str();
         tracing::info!(
             projection = name,
             behind = start.last_sequence - start.applied,
@@ -606,7 +619,7 @@ impl Lane<'_> {
                     Some(Ok(m)) => m.info().map_or(u64::MAX, |i| i.pending),
                     _ => u64::MAX,
                 };
-                let items = decode_messages(batch)?;
+                let items = decode_messages(self.domain, batch)?;
                 let items: Vec<&Delivered> = items.iter().collect();
                 last = self.apply_batch(&start.epoch, &items, last).await?;
                 if pending <= self.config.rejoin() {
@@ -627,7 +640,7 @@ impl Lane<'_> {
         items: &[&Delivered],
         mut applied: u64,
     ) -> anyhow::Result<u64> {
-        let name = self.projection.name();
+        let name = self.projection.name().as_str();
         let mut events = Vec::with_capacity(items.len());
         for item in items {
             if item.sequence <= applied {
@@ -650,7 +663,10 @@ impl Lane<'_> {
         // Only this log's events are folded: a message of another history (another deployment's
         // stream, or events a restored backup no longer has) stops the projector before it
         // changes anything. Checked with the checkpoint's lock, in the same round trip.
-        let ids: Vec<(i64, uuid::Uuid)> = events.iter().map(|e| (e.position, e.event_id)).collect();
+        let ids: Vec<(i64, uuid::Uuid)> = events
+            .iter()
+            .map(|e| (e.recorded.position, e.recorded.event_id))
+            .collect();
         let (checkpoint, foreign) = questlog_store::lineage::lock_checkpoint(&mut tx, name, &ids)
             .await
             .context("reading the checkpoint")?;
@@ -667,8 +683,8 @@ impl Lane<'_> {
         let mut fresh = Vec::with_capacity(events.len());
         let mut high = checkpoint;
         for event in events {
-            if event.position > high {
-                high = event.position;
+            if event.recorded.position > high {
+                high = event.recorded.position;
                 fresh.push(event);
             }
         }
@@ -687,7 +703,7 @@ impl Lane<'_> {
             )
             .bind(name)
             .bind(high)
-            .bind(last.event_id)
+            .bind(last.recorded.event_id)
             .bind(sequence)
             .bind(&epoch.stream_created)
             .execute(&mut *tx)
@@ -731,7 +747,7 @@ impl Lane<'_> {
         position: i64,
         changes: Vec<questlog_bus::Change>,
     ) {
-        let projection = self.projection.name();
+        let projection = self.projection.name().as_str();
         let announcement = ChangeAnnouncement {
             projection: projection.to_owned(),
             position,

@@ -1,4 +1,5 @@
-//! Verification: every projection rebuilt from the log by the same `Projection::apply` code, into
+//! Verification: every projection rebuilt from the log by the same `Projection::apply` code (each
+//! page decoded once, by the modules' registry), into
 //! temporary tables of the same names, and compared row by row with the live read models.
 //!
 //! It all happens in one REPEATABLE READ transaction: the live rows and each projection's
@@ -8,14 +9,16 @@
 //! writes into them; the transaction is rolled back at the end and nothing live is touched.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use anyhow::Context as _;
+use questlog_domain::Domain;
 use questlog_store::read_after;
 use serde::Serialize;
 use serde_json::Value;
 use sqlx::{Connection, PgConnection};
 
-use crate::Projection;
+use crate::{Decoded, Projection};
 
 /// Events read from the log per page.
 const PAGE: i64 = 2000;
@@ -52,7 +55,8 @@ impl TableCheck {
 /// When the database fails or an event cannot be folded.
 pub async fn verify(
     conn: &mut PgConnection,
-    projections: &[Box<dyn Projection>],
+    domain: &Domain,
+    projections: &[Arc<dyn Projection>],
     progress: &mut (dyn FnMut(i64, i64) + Send),
 ) -> anyhow::Result<Vec<TableCheck>> {
     let mut tx = conn.begin().await?;
@@ -67,7 +71,7 @@ pub async fn verify(
     .context("reading the checkpoints")?
     .into_iter()
     .collect();
-    let target = |p: &dyn Projection| checkpoints.get(p.name()).copied().unwrap_or(0);
+    let target = |p: &dyn Projection| checkpoints.get(p.name().as_str()).copied().unwrap_or(0);
     for projection in projections {
         for table in projection.tables() {
             sqlx::query(&format!(
@@ -85,13 +89,13 @@ pub async fn verify(
         .unwrap_or(0);
     let mut after = 0;
     while after < end {
-        let events = read_after(&mut *tx, after, PAGE).await?;
-        let Some(last) = events.last().map(|e| e.position) else {
+        let events = Decoded::decode_all(domain, read_after(&mut *tx, after, PAGE).await?)?;
+        let Some(last) = events.last().map(Decoded::position) else {
             break;
         };
         for projection in projections {
             let upto = target(projection.as_ref());
-            let mine: Vec<_> = events.iter().filter(|e| e.position <= upto).collect();
+            let mine: Vec<_> = events.iter().filter(|e| e.position() <= upto).collect();
             if !mine.is_empty() {
                 projection
                     .apply(&mut tx, &mine)
@@ -108,7 +112,7 @@ pub async fn verify(
             checks.push(
                 compare(
                     &mut tx,
-                    projection.name(),
+                    projection.name().as_str(),
                     table,
                     target(projection.as_ref()),
                 )

@@ -88,7 +88,7 @@ async fn after_a_short_load_metrics_show_commands_appends_conflicts_lags_and_liv
     let caught_up = |text: &str| {
         let lags = samples(text, "questlog_projection_lag_events");
         samples(text, "questlog_relay_lag_events") == [("", 0.0)]
-            && lags.len() == questlog_projector::all().len()
+            && lags.len() == questlog_projector::Projections::of(&questlog::modules::app()).len()
             && lags.iter().all(|(_, lag)| *lag == 0.0)
     };
     let deadline = Instant::now() + Duration::from_secs(30);

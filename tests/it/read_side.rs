@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use futures::future::join_all;
 use questlog::app::Hooks;
-use questlog_projector::projections::load_players;
-use questlog_projector::rebuild::fold_players;
+use questlog_academy::player::projection::{fold_players, load_players};
+use questlog_projector::Decoded;
 use questlog_store::{EventStore, PgEventStore};
 use questlog_tests::faults::{NatsServer, PgProxy};
 use questlog_tests::{position, store_args, TestApp, TestDb};
@@ -20,7 +20,9 @@ async fn assert_players_match_a_rebuild(db: &TestDb) {
     let pool = db.pool(2);
     let store = PgEventStore::new(pool.clone());
     let events = store.read_all(0, i64::MAX).await.expect("read the log");
-    let rebuilt = fold_players(&events).expect("fold");
+    let domain = questlog::modules::app().domain();
+    let events = Decoded::decode_all(&domain, events).expect("decode");
+    let rebuilt = fold_players(&events);
     let ids: Vec<Uuid> = rebuilt.keys().copied().collect();
     let mut conn = pool.acquire().await.expect("connection");
     let live = load_players(&mut conn, &ids).await.expect("load");

@@ -3,7 +3,10 @@
 use std::io::{IsTerminal, Write};
 
 use indicatif::{ProgressBar, ProgressStyle};
+use std::sync::Arc;
+
 use questlog_projector::verify::TableCheck;
+use questlog_projector::{Projection, Projections};
 use sqlx::{Connection, PgConnection};
 
 use crate::admin::output::listing;
@@ -31,11 +34,17 @@ pub fn progress_bar(what: &str) -> ProgressBar {
 pub async fn verify(database_url: &str, json: bool, out: &mut dyn Write) -> anyhow::Result<bool> {
     let mut conn = PgConnection::connect(database_url).await?;
     let bar = progress_bar("replaying");
-    let projections = questlog_projector::all();
-    let checks = questlog_projector::verify::verify(&mut conn, &projections, &mut |at, end| {
-        bar.set_length(u64::try_from(end).unwrap_or(0));
-        bar.set_position(u64::try_from(at).unwrap_or(0));
-    })
+    let app = crate::modules::app();
+    let projections = Projections::of(&app);
+    let checks = questlog_projector::verify::verify(
+        &mut conn,
+        &app.domain(),
+        &projections,
+        &mut |at, end| {
+            bar.set_length(u64::try_from(end).unwrap_or(0));
+            bar.set_position(u64::try_from(at).unwrap_or(0));
+        },
+    )
     .await?;
     bar.finish_and_clear();
     let drifted = checks.iter().any(TableCheck::drifted);
@@ -137,18 +146,15 @@ impl Point {
 ///
 /// # Errors
 /// When no projection has that name.
-pub fn select(
-    all: &[Box<dyn questlog_projector::Projection>],
-    which: &str,
-) -> anyhow::Result<Vec<usize>> {
+pub fn select(all: &[Arc<dyn Projection>], which: &str) -> anyhow::Result<Vec<usize>> {
     if which == "all" {
         return Ok((0..all.len()).collect());
     }
     all.iter()
-        .position(|p| p.name() == which)
+        .position(|p| p.name().as_str() == which)
         .map(|i| vec![i])
         .ok_or_else(|| {
-            let names: Vec<&str> = all.iter().map(|p| p.name()).collect();
+            let names: Vec<&str> = all.iter().map(|p| p.name().as_str()).collect();
             anyhow::anyhow!(
                 "there is no projection {which:?}; projections are {} (or all)",
                 names.join(", ")
@@ -172,8 +178,10 @@ pub async fn replay(
 ) -> anyhow::Result<bool> {
     use questlog_projector::replay;
 
-    let all = questlog_projector::all();
-    let chosen: Vec<&dyn questlog_projector::Projection> = select(&all, which)?
+    let app = crate::modules::app();
+    let domain = app.domain();
+    let all = Projections::of(&app);
+    let chosen: Vec<&dyn Projection> = select(&all, which)?
         .into_iter()
         .map(|i| all[i].as_ref())
         .collect();
@@ -187,8 +195,15 @@ pub async fn replay(
     let rebuilt = if let Some(point) = to {
         let position = point.resolve(&mut conn).await?;
         let schema = format!("questlog_asof_{position}");
-        let rebuilt =
-            replay::build_as_of(&mut conn, &schema, &chosen, position, &mut progress).await?;
+        let rebuilt = replay::build_as_of(
+            &mut conn,
+            &domain,
+            &schema,
+            &chosen,
+            position,
+            &mut progress,
+        )
+        .await?;
         if !json {
             writeln!(
                 out,
@@ -203,12 +218,12 @@ pub async fn replay(
                 out,
                 "this rebuilds {} from the log and switches the rebuilt tables in for the live ones \
                  ({}); reads stay up. Run again with --yes to do it.",
-                chosen.iter().map(|p| p.name()).collect::<Vec<_>>().join(", "),
+                chosen.iter().map(|p| p.name().as_str()).collect::<Vec<_>>().join(", "),
                 tables.join(", ")
             )?;
             return Ok(false);
         }
-        replay::rebuild_and_switch(&mut conn, &chosen, &mut progress).await?
+        replay::rebuild_and_switch(&mut conn, &domain, &chosen, &mut progress).await?
     };
     bar.finish_and_clear();
     listing(

@@ -50,7 +50,7 @@ pub async fn repair(
         .context("connecting to Postgres")?;
     let js = async_nats::jetstream::new(nats.clone());
     let found = lineage::check(&mut conn, Some(&js), names).await?;
-    let projections = questlog_projector::all();
+    let projections = questlog_projector::Projections::of(&crate::modules::app());
     let mut actions = Vec::new();
     let mut stale = Vec::new();
     for mismatch in &found {
@@ -61,7 +61,7 @@ pub async fn repair(
             Mismatch::ReadModel { projection, .. } => {
                 let tables = projections
                     .iter()
-                    .find(|p| p.name() == projection)
+                    .find(|p| p.name().as_str() == projection)
                     .map(|p| p.tables().to_vec())
                     .unwrap_or_default();
                 actions.push(format!(
@@ -116,7 +116,7 @@ pub async fn repair(
 /// fails naming the role another process holds.
 async fn hold_every_role(
     conn: &mut PgConnection,
-    projections: &[Box<dyn questlog_projector::Projection>],
+    projections: &[std::sync::Arc<dyn questlog_projector::Projection>],
 ) -> anyhow::Result<()> {
     let roles = std::iter::once("relay".to_owned()).chain(
         projections

@@ -11,6 +11,7 @@ pub mod event;
 pub mod lab;
 pub mod names;
 pub mod player;
+pub mod presence;
 pub mod rules;
 pub mod stream;
 pub mod values;
@@ -29,6 +30,7 @@ pub use questlog_domain::{Actor, DomainEvent, Edge, Rejection, RejectionKind, Ro
 pub use stream::{StreamId, StreamState};
 
 use questlog_domain as kernel;
+use questlog_projector::ProjectorExt as _;
 
 /// The academy's registration on the kernel.
 pub struct Academy;
@@ -63,6 +65,11 @@ impl kernel::Module for Academy {
         ] {
             app.add_view::<StreamState>(kind);
         }
+        app.add_projection(player::projection::Players)
+            .add_projection(catalog::projection::Catalog)
+            .add_projection(presence::projection::Presence)
+            .add_projection(lab::projection::Labs)
+            .add_projection(chat::projection::Chat);
     }
 }
 

@@ -1,5 +1,7 @@
 //! A player's progression, folded from the events of its `player-<id>` stream.
 
+pub mod projection;
+
 use std::collections::BTreeSet;
 
 use chrono::{DateTime, Utc};

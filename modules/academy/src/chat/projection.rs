@@ -1,0 +1,199 @@
+//! Chat messages (`rm_messages`), announced on `channel:<canonical channel>`: a message's row is
+//! its stream folded by the domain's own `MessageState::evolve`, with the log's times.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use anyhow::Context as _;
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use questlog_bus::{Change, ChangeOp, ProjectionName};
+use questlog_projector::{Decoded, Projection};
+use sqlx::{PgConnection, QueryBuilder, Row};
+use uuid::Uuid;
+
+use crate::chat::{Message, MessageState};
+use crate::event::Event;
+use crate::names::{CHANNEL_TOPIC, CHAT};
+use crate::stream::StreamId;
+use crate::values::{Channel, MessageContent, PlayerId};
+
+/// A row of `rm_messages`. A deleted message keeps its row, without content.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageRow {
+    /// Where it was sent, by whom, and its text now (`None` once deleted).
+    pub message: Message,
+    pub sent_at: DateTime<Utc>,
+    pub edited_at: Option<DateTime<Utc>>,
+    /// The position it was sent at (the channel's history is ordered by it).
+    pub position: i64,
+}
+
+impl MessageRow {
+    /// Folds one event of a message's stream, recorded at `at` and `position`, into its row
+    /// (`None` before it is sent): the message by `MessageState::evolve`, the times from the log.
+    /// Returns whether a row is there to announce.
+    pub fn apply(row: &mut Option<Self>, event: &Event, at: DateTime<Utc>, position: i64) -> bool {
+        match event {
+            // A message is sent once; its row is never replaced.
+            Event::MessageSent { .. } if row.is_some() => true,
+            Event::MessageSent { .. } => {
+                let mut state = MessageState::default();
+                state.evolve(event);
+                *row = state.sent.map(|message| Self {
+                    message,
+                    sent_at: at,
+                    edited_at: None,
+                    position,
+                });
+                row.is_some()
+            }
+            Event::MessageEdited { .. } | Event::MessageDeleted { .. } => {
+                let Some(current) = row else {
+                    return false;
+                };
+                let mut state = MessageState {
+                    sent: Some(current.message.clone()),
+                };
+                state.evolve(event);
+                if let Some(message) = state.sent {
+                    current.message = message;
+                }
+                if matches!(event, Event::MessageEdited { .. }) {
+                    current.edited_at = Some(at);
+                }
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Chat messages (`rm_messages`).
+pub struct Chat;
+
+#[async_trait]
+impl Projection for Chat {
+    fn name(&self) -> ProjectionName {
+        CHAT
+    }
+
+    fn tables(&self) -> &'static [&'static str] {
+        &["rm_messages"]
+    }
+
+    async fn apply(
+        &self,
+        tx: &mut PgConnection,
+        events: &[&Decoded],
+    ) -> anyhow::Result<Vec<Change>> {
+        let touched: Vec<(Uuid, &Event, &Decoded)> = events
+            .iter()
+            .filter_map(|d| {
+                let event = d.event.get::<Event>()?;
+                match d.recorded.stream_id.parse::<StreamId>() {
+                    Ok(StreamId::Message(id)) => Some((id.0, event, *d)),
+                    _ => None,
+                }
+            })
+            .collect();
+        if touched.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<Uuid> = touched
+            .iter()
+            .map(|(id, _, _)| *id)
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let mut rows = load(tx, &ids).await?;
+        let mut changes = Vec::new();
+        for (id, event, decoded) in touched {
+            let row = rows.entry(id).or_default();
+            if MessageRow::apply(row, event, decoded.recorded.recorded_at, decoded.position()) {
+                if let Some(row) = row {
+                    changes.push(Change {
+                        topic: CHANNEL_TOPIC.topic(&row.message.channel),
+                        key: id.to_string(),
+                        op: ChangeOp::Upsert,
+                        position: decoded.position(),
+                    });
+                }
+            }
+        }
+        save(tx, &rows).await?;
+        Ok(changes)
+    }
+}
+
+async fn load(
+    tx: &mut PgConnection,
+    ids: &[Uuid],
+) -> anyhow::Result<BTreeMap<Uuid, Option<MessageRow>>> {
+    let found = sqlx::query(
+        "SELECT message_id, channel, sender, content, sent_at, edited_at, position FROM rm_messages \
+          WHERE message_id = ANY($1)",
+    )
+    .bind(ids)
+    .fetch_all(&mut *tx)
+    .await
+    .context("loading messages")?;
+    let mut rows = BTreeMap::new();
+    for row in found {
+        let channel: String = row.try_get("channel")?;
+        rows.insert(
+            row.try_get("message_id")?,
+            Some(MessageRow {
+                message: Message {
+                    channel: Channel::from_canonical(&channel)
+                        .with_context(|| format!("a stored channel {channel:?}"))?,
+                    sender: PlayerId(row.try_get("sender")?),
+                    content: row
+                        .try_get::<Option<String>, _>("content")?
+                        .map(|c| MessageContent::parse(&c).context("a stored message"))
+                        .transpose()?,
+                },
+                sent_at: row.try_get("sent_at")?,
+                edited_at: row.try_get("edited_at")?,
+                position: row.try_get("position")?,
+            }),
+        );
+    }
+    Ok(rows)
+}
+
+async fn save(
+    tx: &mut PgConnection,
+    rows: &BTreeMap<Uuid, Option<MessageRow>>,
+) -> anyhow::Result<()> {
+    let present: Vec<(&Uuid, &MessageRow)> = rows
+        .iter()
+        .filter_map(|(id, row)| row.as_ref().map(|r| (id, r)))
+        .collect();
+    if present.is_empty() {
+        return Ok(());
+    }
+    let mut query = QueryBuilder::new(
+        "INSERT INTO rm_messages (message_id, channel, sender, content, deleted, sent_at, edited_at, position) ",
+    );
+    query.push_values(present, |mut b, (id, row)| {
+        let m = &row.message;
+        b.push_bind(*id)
+            .push_bind(m.channel.to_string())
+            .push_bind(m.sender.0)
+            .push_bind(m.content.as_ref().map(|c| c.as_str().to_owned()))
+            .push_bind(m.content.is_none())
+            .push_bind(row.sent_at)
+            .push_bind(row.edited_at)
+            .push_bind(row.position);
+    });
+    query.push(
+        " ON CONFLICT (message_id) DO UPDATE SET content = EXCLUDED.content, \
+         deleted = EXCLUDED.deleted, edited_at = EXCLUDED.edited_at",
+    );
+    query
+        .build()
+        .execute(&mut *tx)
+        .await
+        .context("saving messages")?;
+    Ok(())
+}

@@ -1,0 +1,345 @@
+//! Profiles and the leaderboard (`rm_players`, `rm_leaderboard_history`): a row per registered
+//! player, folded by [`PlayerRow::apply`] through the player stream's own `PlayerState::evolve`.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use anyhow::Context as _;
+use async_trait::async_trait;
+use chrono::{DateTime, NaiveDate, Utc};
+use questlog_bus::{Change, ChangeOp, ProjectionName};
+use questlog_projector::{Decoded, Projection};
+use sqlx::{PgConnection, QueryBuilder, Row};
+use uuid::Uuid;
+
+use crate::event::Event;
+use crate::names::{LEADERBOARD_TOPIC, PLAYERS, PLAYER_TOPIC};
+use crate::player::{PlayerState, Registration};
+use crate::rules::Streak;
+use crate::stream::StreamId;
+use crate::values::{Achievement, LabId, PlayerId, Timezone, Username};
+
+/// A player's row: the aggregate's own state plus the positions the read model needs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlayerRow {
+    pub state: PlayerState,
+    /// Where the player reached the current XP (ties on the leaderboard go to the earlier).
+    pub xp_position: i64,
+    pub updated_position: i64,
+}
+
+impl PlayerRow {
+    /// A player with no events yet, first seen at `position`.
+    pub fn new(position: i64) -> Self {
+        Self {
+            state: PlayerState::default(),
+            xp_position: position,
+            updated_position: position,
+        }
+    }
+
+    /// Folds one event of the player's stream at `position`, by the domain's own
+    /// `PlayerState::evolve`: the read model's one rule, shared by the live projector, its
+    /// rebuilds and any as-of read. Returns whether the leaderboard (XP or name) moved.
+    pub fn apply(&mut self, event: &Event, position: i64) -> bool {
+        let before = self.state.xp;
+        let was_registered = self.state.is_registered();
+        self.state.evolve(event);
+        self.updated_position = position;
+        let ranked = self.state.xp != before || (!was_registered && self.state.is_registered());
+        if ranked {
+            self.xp_position = position;
+        }
+        ranked
+    }
+}
+
+/// The player whose stream `recorded` is on, with its academy event.
+fn of_player(decoded: &Decoded) -> Option<(Uuid, &Event)> {
+    let event = decoded.event.get::<Event>()?;
+    match decoded.recorded.stream_id.parse::<StreamId>() {
+        Ok(StreamId::Player(id)) => Some((id.0, event)),
+        _ => None,
+    }
+}
+
+/// Every registered player's row as a full replay of `events` (in log order) produces it.
+pub fn fold_players<'a>(
+    events: impl IntoIterator<Item = &'a Decoded>,
+) -> BTreeMap<Uuid, PlayerRow> {
+    let mut rows: BTreeMap<Uuid, PlayerRow> = BTreeMap::new();
+    for decoded in events {
+        if let Some((id, event)) = of_player(decoded) {
+            rows.entry(id)
+                .or_insert_with(|| PlayerRow::new(decoded.position()))
+                .apply(event, decoded.position());
+        }
+    }
+    rows.retain(|_, row| row.state.is_registered());
+    rows
+}
+
+/// Profiles and the leaderboard (`rm_players`, `rm_leaderboard_history`).
+pub struct Players;
+
+/// Loads the rows of `ids` that exist.
+///
+/// # Errors
+/// When the database fails or a stored value does not parse.
+pub async fn load_players(
+    tx: &mut PgConnection,
+    ids: &[Uuid],
+) -> anyhow::Result<BTreeMap<Uuid, PlayerRow>> {
+    let rows = sqlx::query(
+        "SELECT player_id, username, xp, level, xp_position, streak, longest_streak, streak_day, timezone, \
+         last_activity, completed_labs, completed_modules, achievements, updated_position, online, current_lab \
+         FROM rm_players WHERE player_id = ANY($1)",
+    )
+    .bind(ids)
+    .fetch_all(&mut *tx)
+    .await
+    .context("loading players")?;
+    let mut out = BTreeMap::new();
+    for row in rows {
+        let id: Uuid = row.try_get("player_id")?;
+        let username: String = row.try_get("username")?;
+        let labs: Vec<String> = row.try_get("completed_labs")?;
+        let modules: Vec<i32> = row.try_get("completed_modules")?;
+        let achievements: Vec<String> = row.try_get("achievements")?;
+        let timezone: String = row.try_get("timezone")?;
+        let state = PlayerState {
+            registered: Some(Registration {
+                player_id: PlayerId(id),
+                username: Username::parse(&username).context("stored username")?,
+            }),
+            timezone: Timezone::parse(&timezone).unwrap_or_default(),
+            xp: u64::try_from(row.try_get::<i64, _>("xp")?).unwrap_or(0),
+            level: u32::try_from(row.try_get::<i32, _>("level")?).unwrap_or(1),
+            completed_labs: labs.iter().filter_map(|l| LabId::parse(l).ok()).collect(),
+            completed_modules: modules
+                .iter()
+                .filter_map(|m| u32::try_from(*m).ok())
+                .collect(),
+            achievements: achievements
+                .iter()
+                .filter_map(|a| Achievement::parse(a).ok())
+                .collect(),
+            streak: Streak {
+                current: u32::try_from(row.try_get::<i32, _>("streak")?).unwrap_or(0),
+                longest: u32::try_from(row.try_get::<i32, _>("longest_streak")?).unwrap_or(0),
+                last_day: row.try_get::<Option<NaiveDate>, _>("streak_day")?,
+            },
+            last_activity: row.try_get::<Option<DateTime<Utc>>, _>("last_activity")?,
+            online: row.try_get("online")?,
+            current_lab: row
+                .try_get::<Option<String>, _>("current_lab")?
+                .and_then(|l| LabId::parse(&l).ok()),
+        };
+        out.insert(
+            id,
+            PlayerRow {
+                state,
+                xp_position: row.try_get("xp_position")?,
+                updated_position: row.try_get("updated_position")?,
+            },
+        );
+    }
+    Ok(out)
+}
+
+fn int(n: impl TryInto<i32>) -> i32 {
+    n.try_into().unwrap_or(i32::MAX)
+}
+
+async fn save_players(
+    tx: &mut PgConnection,
+    rows: &BTreeMap<Uuid, PlayerRow>,
+) -> anyhow::Result<()> {
+    let registered: Vec<(&Uuid, &PlayerRow, &Registration)> = rows
+        .iter()
+        .filter_map(|(id, r)| r.state.registered.as_ref().map(|reg| (id, r, reg)))
+        .collect();
+    if registered.is_empty() {
+        return Ok(());
+    }
+    let mut query = QueryBuilder::new(
+        "INSERT INTO rm_players (player_id, username, xp, level, xp_position, streak, longest_streak, streak_day, \
+         timezone, last_activity, completed_labs, completed_modules, achievements, updated_position, online, current_lab) ",
+    );
+    query.push_values(registered, |mut b, (id, row, reg)| {
+        let s = &row.state;
+        b.push_bind(*id)
+            .push_bind(reg.username.as_str().to_owned())
+            .push_bind(i64::try_from(s.xp).unwrap_or(i64::MAX))
+            .push_bind(int(s.level))
+            .push_bind(row.xp_position)
+            .push_bind(int(s.streak.current))
+            .push_bind(int(s.streak.longest))
+            .push_bind(s.streak.last_day)
+            .push_bind(s.timezone.name())
+            .push_bind(s.last_activity)
+            .push_bind(
+                s.completed_labs
+                    .iter()
+                    .map(|l| l.as_str().to_owned())
+                    .collect::<Vec<_>>(),
+            )
+            .push_bind(
+                s.completed_modules
+                    .iter()
+                    .map(|m| int(*m))
+                    .collect::<Vec<_>>(),
+            )
+            .push_bind(
+                s.achievements
+                    .iter()
+                    .map(|a| a.as_str().to_owned())
+                    .collect::<Vec<_>>(),
+            )
+            .push_bind(row.updated_position)
+            .push_bind(s.online)
+            .push_bind(s.current_lab.as_ref().map(|l| l.as_str().to_owned()));
+    });
+    query.push(
+        " ON CONFLICT (player_id) DO UPDATE SET username = EXCLUDED.username, xp = EXCLUDED.xp, \
+         level = EXCLUDED.level, xp_position = EXCLUDED.xp_position, streak = EXCLUDED.streak, \
+         longest_streak = EXCLUDED.longest_streak, streak_day = EXCLUDED.streak_day, timezone = EXCLUDED.timezone, \
+         last_activity = EXCLUDED.last_activity, completed_labs = EXCLUDED.completed_labs, \
+         completed_modules = EXCLUDED.completed_modules, achievements = EXCLUDED.achievements, \
+         updated_position = EXCLUDED.updated_position, online = EXCLUDED.online, current_lab = EXCLUDED.current_lab",
+    );
+    query
+        .build()
+        .execute(&mut *tx)
+        .await
+        .context("saving players")?;
+    Ok(())
+}
+
+fn upsert(topic: String, key: String, position: i64) -> Change {
+    Change {
+        topic,
+        key,
+        op: ChangeOp::Upsert,
+        position,
+    }
+}
+
+#[async_trait]
+impl Projection for Players {
+    fn name(&self) -> ProjectionName {
+        PLAYERS
+    }
+
+    fn tables(&self) -> &'static [&'static str] {
+        &["rm_players", "rm_leaderboard_history"]
+    }
+
+    async fn apply(
+        &self,
+        tx: &mut PgConnection,
+        events: &[&Decoded],
+    ) -> anyhow::Result<Vec<Change>> {
+        let touched: Vec<(Uuid, &Event, i64)> = events
+            .iter()
+            .filter_map(|d| of_player(d).map(|(id, event)| (id, event, d.position())))
+            .collect();
+        if touched.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<Uuid> = touched
+            .iter()
+            .map(|(id, _, _)| *id)
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let mut rows = load_players(tx, &ids).await?;
+        let mut changes = Vec::new();
+        let mut versions = Vec::new();
+        for (id, event, position) in touched {
+            let row = rows.entry(id).or_insert_with(|| PlayerRow::new(position));
+            let ranked = row.apply(event, position);
+            if ranked {
+                if let Some(reg) = &row.state.registered {
+                    versions.push(EntryVersion {
+                        player_id: id,
+                        username: reg.username.as_str().to_owned(),
+                        xp: i64::try_from(row.state.xp).unwrap_or(i64::MAX),
+                        level: int(row.state.level),
+                        xp_position: row.xp_position,
+                        valid_from: position,
+                    });
+                }
+            }
+            changes.push(upsert(PLAYER_TOPIC.topic(id), id.to_string(), position));
+            if ranked {
+                changes.push(upsert(
+                    LEADERBOARD_TOPIC.as_str().to_owned(),
+                    id.to_string(),
+                    position,
+                ));
+            }
+        }
+        save_players(tx, &rows).await?;
+        save_leaderboard_history(tx, &versions).await?;
+        Ok(changes)
+    }
+}
+
+/// One version of a leaderboard entry, valid from `valid_from` until the player's next one.
+struct EntryVersion {
+    player_id: Uuid,
+    username: String,
+    xp: i64,
+    level: i32,
+    xp_position: i64,
+    valid_from: i64,
+}
+
+/// Closes each player's open version at its first new one, and adds the new versions (each valid
+/// until the next of the same player, the last one open).
+async fn save_leaderboard_history(
+    tx: &mut PgConnection,
+    versions: &[EntryVersion],
+) -> anyhow::Result<()> {
+    if versions.is_empty() {
+        return Ok(());
+    }
+    let mut first: BTreeMap<Uuid, i64> = BTreeMap::new();
+    let mut until = vec![i64::MAX; versions.len()];
+    let mut last_of: BTreeMap<Uuid, usize> = BTreeMap::new();
+    for (i, v) in versions.iter().enumerate() {
+        first.entry(v.player_id).or_insert(v.valid_from);
+        if let Some(previous) = last_of.insert(v.player_id, i) {
+            until[previous] = v.valid_from;
+        }
+    }
+    let (ids, froms): (Vec<Uuid>, Vec<i64>) = first.into_iter().unzip();
+    sqlx::query(
+        "UPDATE rm_leaderboard_history h SET valid_to = v.valid_from \
+           FROM unnest($1::uuid[], $2::bigint[]) AS v(player_id, valid_from) \
+          WHERE h.player_id = v.player_id AND h.valid_to = 9223372036854775807",
+    )
+    .bind(&ids)
+    .bind(&froms)
+    .execute(&mut *tx)
+    .await
+    .context("closing leaderboard versions")?;
+    let mut query = QueryBuilder::new(
+        "INSERT INTO rm_leaderboard_history (player_id, username, xp, level, xp_position, valid_from, valid_to) ",
+    );
+    query.push_values(versions.iter().zip(until), |mut b, (v, to)| {
+        b.push_bind(v.player_id)
+            .push_bind(v.username.clone())
+            .push_bind(v.xp)
+            .push_bind(v.level)
+            .push_bind(v.xp_position)
+            .push_bind(v.valid_from)
+            .push_bind(to);
+    });
+    query
+        .build()
+        .execute(&mut *tx)
+        .await
+        .context("saving leaderboard versions")?;
+    Ok(())
+}

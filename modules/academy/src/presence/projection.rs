@@ -1,0 +1,283 @@
+//! Who is online (`rm_presence`, `rm_presence_history`): a row per registered player, with the
+//! name it registered, folded by [`PresenceRow::apply`]; and a version per online stretch and lab
+//! change, so that "who was online as of a position" is a lookup.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use anyhow::Context as _;
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use questlog_bus::{Change, ChangeOp, ProjectionName};
+use questlog_projector::{Decoded, Projection};
+use sqlx::{PgConnection, QueryBuilder, Row};
+use uuid::Uuid;
+
+use crate::event::Event;
+use crate::names::{PRESENCE, PRESENCE_TOPIC};
+use crate::player::PlayerState;
+use crate::stream::StreamId;
+use crate::values::{LabId, Username};
+
+/// A row of `rm_presence`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PresenceRow {
+    /// The name the player registered.
+    pub username: Username,
+    pub online: bool,
+    /// When the player came online; `None` while offline.
+    pub since: Option<DateTime<Utc>>,
+    /// The lab the last heartbeat named, while online.
+    pub current_lab: Option<LabId>,
+}
+
+impl PresenceRow {
+    /// Folds one event of a player's stream, recorded at `at`, into the player's row (`None`
+    /// before registration). Who is online and in which lab follow the player stream's own
+    /// `PlayerState::evolve`, so the profile (`rm_players`) and presence never disagree; `since`
+    /// is the log's time of coming online. Returns whether the event is one presence records.
+    pub fn apply(row: &mut Option<Self>, event: &Event, at: DateTime<Utc>) -> bool {
+        match event {
+            Event::PlayerRegistered { username, .. } => {
+                row.get_or_insert_with(|| Self {
+                    username: username.clone(),
+                    online: false,
+                    since: None,
+                    current_lab: None,
+                });
+            }
+            Event::CameOnline { .. }
+            | Event::CurrentLabChanged { .. }
+            | Event::WentOffline { .. } => {
+                let Some(row) = row else {
+                    return true; // not registered: nobody to show
+                };
+                let mut state = PlayerState {
+                    online: row.online,
+                    current_lab: row.current_lab.take(),
+                    ..PlayerState::default()
+                };
+                state.evolve(event);
+                row.online = state.online;
+                row.current_lab = state.current_lab;
+                row.since = match event {
+                    Event::CameOnline { .. } => Some(at),
+                    _ if !row.online => None,
+                    _ => row.since,
+                };
+            }
+            _ => return false,
+        }
+        true
+    }
+
+    /// The announcement of `event`'s change, keyed by player: online players are upserts, a player
+    /// going offline is a delete, a registration is not announced.
+    fn change(event: &Event) -> Option<ChangeOp> {
+        match event {
+            Event::CameOnline { .. } | Event::CurrentLabChanged { .. } => Some(ChangeOp::Upsert),
+            Event::WentOffline { .. } => Some(ChangeOp::Delete),
+            _ => None,
+        }
+    }
+}
+
+/// One version of a player's presence, valid from `valid_from` until the player's next presence
+/// event.
+struct Version {
+    player_id: Uuid,
+    username: String,
+    current_lab: Option<String>,
+    since: Option<DateTime<Utc>>,
+    valid_from: i64,
+    valid_to: i64,
+}
+
+/// Who is online (`rm_presence`, `rm_presence_history`).
+pub struct Presence;
+
+#[async_trait]
+impl Projection for Presence {
+    fn name(&self) -> ProjectionName {
+        PRESENCE
+    }
+
+    fn tables(&self) -> &'static [&'static str] {
+        &["rm_presence", "rm_presence_history"]
+    }
+
+    async fn apply(
+        &self,
+        tx: &mut PgConnection,
+        events: &[&Decoded],
+    ) -> anyhow::Result<Vec<Change>> {
+        let touched: Vec<(Uuid, &Event, &Decoded)> = events
+            .iter()
+            .filter_map(|d| {
+                let event = d.event.get::<Event>()?;
+                if !matches!(
+                    event,
+                    Event::PlayerRegistered { .. }
+                        | Event::CameOnline { .. }
+                        | Event::CurrentLabChanged { .. }
+                        | Event::WentOffline { .. }
+                ) {
+                    return None;
+                }
+                match d.recorded.stream_id.parse::<StreamId>() {
+                    Ok(StreamId::Player(id)) => Some((id.0, event, *d)),
+                    _ => None,
+                }
+            })
+            .collect();
+        if touched.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<Uuid> = touched
+            .iter()
+            .map(|(id, _, _)| *id)
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let mut rows = load(tx, &ids).await?;
+        let mut changes = Vec::new();
+        // Every presence event ends the player's open version; an online player opens the next.
+        let mut first_boundary: BTreeMap<Uuid, i64> = BTreeMap::new();
+        let mut versions: Vec<Version> = Vec::new();
+        let mut open: BTreeMap<Uuid, usize> = BTreeMap::new();
+        for (id, event, decoded) in touched {
+            let position = decoded.position();
+            let row = rows.entry(id).or_default();
+            PresenceRow::apply(row, event, decoded.recorded.recorded_at);
+            if let Some(op) = PresenceRow::change(event) {
+                changes.push(Change {
+                    topic: PRESENCE_TOPIC.as_str().to_owned(),
+                    key: id.to_string(),
+                    op,
+                    position,
+                });
+            }
+            first_boundary.entry(id).or_insert(position);
+            if let Some(previous) = open.remove(&id) {
+                versions[previous].valid_to = position;
+            }
+            if let Some(row) = row.as_ref().filter(|r| r.online) {
+                open.insert(id, versions.len());
+                versions.push(Version {
+                    player_id: id,
+                    username: row.username.as_str().to_owned(),
+                    current_lab: row.current_lab.as_ref().map(|l| l.as_str().to_owned()),
+                    since: row.since,
+                    valid_from: position,
+                    valid_to: i64::MAX,
+                });
+            }
+        }
+        save(tx, &rows).await?;
+        save_history(tx, &first_boundary, &versions).await?;
+        Ok(changes)
+    }
+}
+
+async fn load(
+    tx: &mut PgConnection,
+    ids: &[Uuid],
+) -> anyhow::Result<BTreeMap<Uuid, Option<PresenceRow>>> {
+    let found = sqlx::query(
+        "SELECT player_id, username, online, since, current_lab FROM rm_presence \
+          WHERE player_id = ANY($1)",
+    )
+    .bind(ids)
+    .fetch_all(&mut *tx)
+    .await
+    .context("loading presence")?;
+    let mut rows = BTreeMap::new();
+    for row in found {
+        let username: String = row.try_get("username")?;
+        rows.insert(
+            row.try_get("player_id")?,
+            Some(PresenceRow {
+                username: Username::parse(&username).context("a stored username")?,
+                online: row.try_get("online")?,
+                since: row.try_get("since")?,
+                current_lab: row
+                    .try_get::<Option<String>, _>("current_lab")?
+                    .map(|l| LabId::parse(&l).context("a stored lab id"))
+                    .transpose()?,
+            }),
+        );
+    }
+    Ok(rows)
+}
+
+async fn save(
+    tx: &mut PgConnection,
+    rows: &BTreeMap<Uuid, Option<PresenceRow>>,
+) -> anyhow::Result<()> {
+    let present: Vec<(&Uuid, &PresenceRow)> = rows
+        .iter()
+        .filter_map(|(id, row)| row.as_ref().map(|r| (id, r)))
+        .collect();
+    if present.is_empty() {
+        return Ok(());
+    }
+    let mut query = QueryBuilder::new(
+        "INSERT INTO rm_presence (player_id, username, online, since, current_lab) ",
+    );
+    query.push_values(present, |mut b, (id, row)| {
+        b.push_bind(*id)
+            .push_bind(row.username.as_str().to_owned())
+            .push_bind(row.online)
+            .push_bind(row.since)
+            .push_bind(row.current_lab.as_ref().map(|l| l.as_str().to_owned()));
+    });
+    query.push(
+        " ON CONFLICT (player_id) DO UPDATE SET online = EXCLUDED.online, since = EXCLUDED.since, \
+         current_lab = EXCLUDED.current_lab",
+    );
+    query
+        .build()
+        .execute(&mut *tx)
+        .await
+        .context("saving presence")?;
+    Ok(())
+}
+
+/// Closes each player's open version at the batch's first presence event of the player, and adds
+/// the batch's versions.
+async fn save_history(
+    tx: &mut PgConnection,
+    first_boundary: &BTreeMap<Uuid, i64>,
+    versions: &[Version],
+) -> anyhow::Result<()> {
+    let (ids, froms): (Vec<Uuid>, Vec<i64>) = first_boundary.iter().map(|(k, v)| (*k, *v)).unzip();
+    sqlx::query(
+        "UPDATE rm_presence_history h SET valid_to = v.valid_from \
+           FROM unnest($1::uuid[], $2::bigint[]) AS v(player_id, valid_from) \
+          WHERE h.player_id = v.player_id AND h.valid_to = 9223372036854775807",
+    )
+    .bind(&ids)
+    .bind(&froms)
+    .execute(&mut *tx)
+    .await
+    .context("closing presence versions")?;
+    if versions.is_empty() {
+        return Ok(());
+    }
+    let mut query = QueryBuilder::new(
+        "INSERT INTO rm_presence_history (player_id, username, current_lab, since, valid_from, valid_to) ",
+    );
+    query.push_values(versions, |mut b, v| {
+        b.push_bind(v.player_id)
+            .push_bind(v.username.clone())
+            .push_bind(v.current_lab.clone())
+            .push_bind(v.since)
+            .push_bind(v.valid_from)
+            .push_bind(v.valid_to);
+    });
+    query
+        .build()
+        .execute(&mut *tx)
+        .await
+        .context("saving presence versions")?;
+    Ok(())
+}
