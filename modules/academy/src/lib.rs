@@ -9,9 +9,14 @@ pub mod command;
 pub mod decide;
 pub mod event;
 pub mod lab;
+pub mod labs;
 pub mod names;
 pub mod player;
+pub mod players;
+pub mod presence;
+mod read;
 pub mod rules;
+pub mod state_json;
 pub mod stream;
 pub mod values;
 
@@ -63,6 +68,7 @@ impl kernel::Module for Academy {
         ] {
             app.add_view::<StreamState>(kind);
         }
+        read::register(app);
     }
 }
 

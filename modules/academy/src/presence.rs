@@ -1,23 +1,44 @@
-//! `GET /v1/presence`: who is online, from the presence read model.
+//! The presence feature's reads: `GET /v1/presence` (who is online, from the presence read model)
+//! and the `presence` live topic, whose changes are one row per event, each that player's
+//! presence as of its event (from the presence history), like the as-of read.
+
+use std::sync::Arc;
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::response::Response;
+use axum::routing::get;
+use axum::Router;
 use chrono::{DateTime, Utc};
+use futures::future::BoxFuture;
+use futures::FutureExt as _;
+use questlog_bus::{Change, ProjectionName, TopicKind};
+use questlog_domain::{Actor, App};
+use questlog_query_api::live::{to_value, Options, Reading, Source, Topic, TopicKindReads, Update};
+use questlog_query_api::params::{query, Consistency, ReadParams};
+use questlog_query_api::snapshot::{answer, begin, checkpoint};
+use questlog_query_api::{ApiError, QueryApp as _, QueryState};
 use questlog_web::{Authenticated, Problem};
 use serde::Serialize;
+use serde_json::Value;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use crate::error::ApiError;
-use crate::params::{query, Consistency, ReadParams};
-use crate::projection::PRESENCE;
-use crate::snapshot::{answer, begin, checkpoint};
-use crate::QueryState;
+use crate::names::{PRESENCE, PRESENCE_TOPIC};
+
+/// The projection presence is read from.
+const ONLINE: &[ProjectionName] = &[PRESENCE];
+
+/// Registers the feature's route and topic.
+pub(crate) fn register_reads(app: &mut App) {
+    app.add_read_routes(Router::new().route("/v1/presence", get(online)))
+        .add_topic(PresenceTopics)
+        .add_read_projections(ONLINE);
+}
 
 /// One player online.
 #[derive(Debug, Serialize, sqlx::FromRow)]
-pub(crate) struct Online {
+pub struct Online {
     player_id: Uuid,
     username: String,
     current_lab: Option<String>,
@@ -26,7 +47,7 @@ pub(crate) struct Online {
 
 /// The answer of `GET /v1/presence`.
 #[derive(Debug, Serialize)]
-pub(crate) struct Presence {
+pub struct Presence {
     position: i64,
     online: Vec<Online>,
 }
@@ -41,7 +62,7 @@ pub(crate) async fn online(
     auth?;
     let consistency = Consistency::parse(query(read)?)?;
     // The history holds every version up to the projection's checkpoint.
-    if let Some(position) = consistency.as_of_applied(&state, &[PRESENCE]).await? {
+    if let Some(position) = consistency.as_of_applied(&state, ONLINE).await? {
         let mut conn = state.pool.acquire().await?;
         let online: Vec<Online> = sqlx::query_as(
             "SELECT player_id, username, current_lab, since FROM rm_presence_history \
@@ -52,10 +73,10 @@ pub(crate) async fn online(
         .await?;
         return Ok(answer(position, &Presence { position, online }));
     }
-    consistency.wait(&state.positions, &[PRESENCE]).await?;
+    consistency.wait(&state.positions, ONLINE).await?;
 
     let mut tx = begin(&state.pool).await?;
-    let position = checkpoint(&mut tx, &[PRESENCE]).await?;
+    let position = checkpoint(&mut tx, ONLINE).await?;
     let presence = read_presence(&mut tx, position).await?;
     tx.commit().await?;
     Ok(answer(position, &presence))
@@ -114,4 +135,83 @@ pub(crate) async fn online_as_of(
             })
         })
         .collect())
+}
+
+/// The `presence` topic kind.
+struct PresenceTopics;
+
+impl TopicKindReads for PresenceTopics {
+    fn kind(&self) -> TopicKind {
+        PRESENCE_TOPIC
+    }
+
+    fn form(&self) -> &'static str {
+        "presence"
+    }
+
+    fn parse(
+        &self,
+        _raw: &str,
+        rest: Option<&str>,
+        _caller: &Actor,
+        _options: &Options,
+    ) -> Result<Option<Arc<dyn Topic>>, ApiError> {
+        Ok(rest
+            .is_none()
+            .then(|| Arc::new(PresenceTopic) as Arc<dyn Topic>))
+    }
+}
+
+/// Who is online.
+#[derive(Debug)]
+struct PresenceTopic;
+
+impl Topic for PresenceTopic {
+    fn name(&self) -> String {
+        PRESENCE_TOPIC.as_str().to_owned()
+    }
+
+    fn projections(&self) -> &'static [ProjectionName] {
+        ONLINE
+    }
+
+    fn sources(&self) -> Vec<Source> {
+        vec![Source::all(PRESENCE_TOPIC.as_str())]
+    }
+
+    fn snapshot<'a>(
+        &'a self,
+        conn: &'a mut PgConnection,
+        reading: &'a mut Reading,
+    ) -> BoxFuture<'a, Result<(i64, Value), ApiError>> {
+        async move {
+            let position = reading.checkpoint(PRESENCE);
+            Ok((position, to_value(&read_presence(conn, position).await?)))
+        }
+        .boxed()
+    }
+
+    fn changed<'a>(
+        &'a self,
+        conn: &'a mut PgConnection,
+        _reading: &'a mut Reading,
+        changes: &'a [Change],
+    ) -> BoxFuture<'a, Result<Vec<Update>, ApiError>> {
+        async move {
+            // One update per changed player, keyed by its id, as of its change.
+            let mut at: Vec<(Uuid, i64)> = changes
+                .iter()
+                .filter_map(|c| Some((Uuid::parse_str(&c.key).ok()?, c.position)))
+                .collect();
+            at.sort_by_key(|(_, position)| *position);
+            at.dedup();
+            let rows = online_as_of(conn, &at).await?;
+            Ok(at
+                .into_iter()
+                .zip(rows)
+                .map(|((key, position), data)| Update::of(key.to_string(), position, data))
+                .collect())
+        }
+        .boxed()
+    }
 }
