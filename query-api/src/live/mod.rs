@@ -157,7 +157,11 @@ pub(crate) async fn subscribe(
 
 /// The topics a subscription (or a ticket) names, with its options checked, parsed by the
 /// registered kinds, deduplicated, bounded and authorized for `actor`.
-pub(crate) fn topics(
+///
+/// # Errors
+/// 400 `invalid_topic` for no topic, an unknown or malformed one, or more than [`MAX_TOPICS`];
+/// an option's own refusal; 403 for a topic `actor` may not follow.
+pub fn topics(
     reads: &Reads,
     raw: &[&str],
     options: &Options,

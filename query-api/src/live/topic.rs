@@ -58,6 +58,13 @@ impl Options {
     pub(crate) fn set(&mut self, name: &str, value: &str) {
         self.0.insert(name.to_owned(), value.to_owned());
     }
+
+    /// These options and `name` set to `value`.
+    #[must_use]
+    pub fn with(mut self, name: &str, value: &str) -> Self {
+        self.set(name, value);
+        self
+    }
 }
 
 /// A kind of topic a module registers: how its names parse for a caller.
