@@ -223,11 +223,12 @@ impl Application {
                 )
                 .await;
                 router = router.merge(
-                    questlog_query_api::router(questlog_query_api::QueryState {
-                        pool: pool.clone(),
-                        tokens: keys.clone(),
+                    questlog_query_api::router(questlog_query_api::QueryState::new(
+                        pool.clone(),
+                        keys.clone(),
                         positions,
-                    })
+                        &crate::modules::app(),
+                    ))
                     .layer(axum::middleware::from_fn_with_state(
                         monitor,
                         crate::lineage::gate,

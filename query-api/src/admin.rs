@@ -5,8 +5,7 @@ use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
 use chrono::{DateTime, Utc};
-use questlog_academy::DomainEvent as _;
-use questlog_academy::{Event, Role, StreamId, StreamState};
+use questlog_domain::{Event, Role};
 use questlog_store::{EventStore, PgEventStore};
 use questlog_web::{Authenticated, Problem};
 use serde::{Deserialize, Serialize};
@@ -14,9 +13,7 @@ use serde_json::Value;
 
 use crate::error::ApiError;
 use crate::params::{query, Consistency, ReadParams};
-use crate::projection::ALL;
 use crate::snapshot::{answer, begin, checkpoint};
-use crate::state_json::stream_state_json;
 use crate::QueryState;
 
 /// The caller, when it holds an admin token.
@@ -56,10 +53,11 @@ pub(crate) async fn projections(
     admin(auth)?;
     let consistency = Consistency::parse(query(read)?)?;
     consistency.now_only("the projections' progress")?;
-    consistency.wait(&state.positions, ALL).await?;
+    let known = state.reads.projections();
+    consistency.wait(&state.positions, known).await?;
 
     let mut tx = begin(&state.pool).await?;
-    let position = checkpoint(&mut tx, ALL).await?;
+    let position = checkpoint(&mut tx, known).await?;
     let head: i64 = sqlx::query_scalar("SELECT coalesce(max(position), 0)::bigint FROM events")
         .fetch_one(&mut *tx)
         .await?;
@@ -69,7 +67,7 @@ pub(crate) async fn projections(
            LEFT JOIN projection_checkpoints c ON c.projection = p.name
           ORDER BY p.name",
     )
-    .bind(ALL)
+    .bind(known.iter().map(|p| p.as_str()).collect::<Vec<_>>())
     .fetch_all(&mut *tx)
     .await?;
     tx.commit().await?;
@@ -119,10 +117,12 @@ pub(crate) async fn stream(
     let consistency = Consistency::parse(query(read)?)?;
     let to_version = query(params)?.to_version;
     let Path(raw) = stream?;
-    let stream: StreamId = raw.parse().map_err(|e: questlog_domain::UnknownStream| {
+    let stream = state.domain.stream(&raw).map_err(|e| {
         ApiError::bad_request(
             "invalid_stream",
-            format!("{e}; a stream is `catalog`, `player-<uuid>` or `username-<name>`"),
+            format!(
+                "{e}; a stream is `<kind>` or `<kind>-<key>`, of a kind a running module declares"
+            ),
         )
     })?;
     tracing::Span::current().record("stream", tracing::field::display(&stream));
@@ -138,7 +138,7 @@ pub(crate) async fn stream(
     if let Some((min_position, _)) = consistency.wait {
         // The log is the source of truth: a position a client holds is already in it.
         if min_position > head {
-            return Err(crate::positions::NotCaughtUp {
+            return Err(crate::error::NotCaughtUp {
                 projection: "events".to_owned(),
                 applied: head,
                 wanted: min_position,
@@ -166,10 +166,14 @@ pub(crate) async fn stream(
         .collect();
     let events: Vec<Event> = upto
         .iter()
-        .map(|e| Event::from_parts(&e.event_type, e.schema_version, e.data.clone()))
+        .map(|e| {
+            state
+                .domain
+                .decode(&e.event_type, e.schema_version, e.data.clone())
+        })
         .collect::<Result<_, _>>()
         .map_err(ApiError::Decode)?;
-    let folded = StreamState::fold(&stream, &events);
+    let folded = state.domain.fold(&stream, &events);
     let out = StreamOut {
         stream: stream.to_string(),
         version: upto.last().map_or(0, |e| e.stream_version),
@@ -184,7 +188,7 @@ pub(crate) async fn stream(
                 recorded_at: e.recorded_at,
             })
             .collect(),
-        state: stream_state_json(&folded),
+        state: state.reads.state_json(&stream, &folded),
     };
     Ok(answer(head, &out))
 }

@@ -1,16 +1,14 @@
 //! Time travel: `as_of=<position|RFC 3339 time>` on the reads. An answer as of position P equals
 //! what a replay of the log up to P produces, through the domain's own folds:
 //!
-//! - a profile, the catalog, a lab session, a channel's messages and an admin stream view fold the
-//!   streams they show, read straight from the log up to P;
-//! - the leaderboard and presence span every player, so their projections keep history tables
-//!   (one version per change, valid over a range of positions) and read the versions valid at P.
+//! - a read of a few streams (an admin stream view, and the modules' reads of one entity) folds
+//!   the streams it shows, read straight from the log up to P ([`events_until`]);
+//! - a read spanning every entity of a kind reads the history its projection keeps (one version
+//!   per change, valid over a range of positions): the versions valid at P.
 //!
 //! A time stands for the last event recorded at or before it.
 
 use chrono::{DateTime, Utc};
-use questlog_academy::DomainEvent as _;
-use questlog_academy::{Event, StreamId, StreamState};
 use questlog_store::RecordedEvent;
 use sqlx::PgConnection;
 
@@ -18,7 +16,7 @@ use crate::error::ApiError;
 
 /// A point of the log as a client names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum AsOf {
+pub enum AsOf {
     Position(i64),
     Time(DateTime<Utc>),
 }
@@ -68,31 +66,11 @@ impl AsOf {
 }
 
 /// The events of `streams` up to `position`, by stream and version.
-pub(crate) async fn events_until(
+pub async fn events_until(
     conn: &mut PgConnection,
     streams: &[String],
     position: i64,
 ) -> Result<Vec<RecordedEvent>, ApiError> {
     let events = questlog_store::read_streams_until(conn, streams, position).await?;
     Ok(events)
-}
-
-/// A stream folded by the domain up to `position`.
-pub(crate) async fn fold_until(
-    conn: &mut PgConnection,
-    stream: &StreamId,
-    position: i64,
-) -> Result<StreamState, ApiError> {
-    let recorded = events_until(conn, &[stream.to_string()], position).await?;
-    let events = decode(&recorded)?;
-    Ok(StreamState::fold(stream, &events))
-}
-
-/// The domain's events of recorded ones.
-pub(crate) fn decode(recorded: &[RecordedEvent]) -> Result<Vec<Event>, ApiError> {
-    recorded
-        .iter()
-        .map(|e| Event::from_parts(&e.event_type, e.schema_version, e.data.clone()))
-        .collect::<Result<_, _>>()
-        .map_err(ApiError::Decode)
 }

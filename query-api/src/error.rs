@@ -1,6 +1,6 @@
 //! The query API's one error type: client errors become their problem+json as they are; store
 //! faults become an opaque 503 (unreachable) or 500 (anything else), logged with their whole cause
-//! chain and never echoed.
+//! chain and never echoed. The bottom layer of the read side: it points at nothing else in it.
 
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::http::StatusCode;
@@ -9,7 +9,30 @@ use questlog_domain::DecodeError;
 use questlog_store::StoreError;
 use questlog_web::Problem;
 
-use crate::positions::{NotCaughtUp, WaitError};
+/// A read-your-writes wait that ran out of time.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "the {projection} read model has applied position {applied} but not yet {wanted}; retry later or wait longer"
+)]
+pub struct NotCaughtUp {
+    /// The projection furthest behind.
+    pub projection: String,
+    /// The position it had applied when the wait gave up.
+    pub applied: i64,
+    /// The position the read asked for.
+    pub wanted: i64,
+}
+
+/// Why a `min_position` wait did not return a position.
+#[derive(Debug, thiserror::Error)]
+pub enum WaitError {
+    /// The deadline passed first.
+    #[error(transparent)]
+    NotCaughtUp(#[from] NotCaughtUp),
+    /// The checkpoints could not be read.
+    #[error("cannot read the projection checkpoints")]
+    Store(#[source] StoreError),
+}
 
 /// Everything a read can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -78,6 +101,11 @@ impl ApiError {
         Self::Client(Problem::new(StatusCode::BAD_REQUEST, code, detail))
     }
 
+    /// A stored row or event this build cannot read (500).
+    pub fn stored(detail: impl Into<String>) -> Self {
+        Self::Store(StoreError::Decode(detail.into()))
+    }
+
     /// Something named that does not exist (404) with its own `code`.
     pub fn not_found(code: &'static str, detail: impl Into<String>) -> Self {
         Self::Client(Problem::new(StatusCode::NOT_FOUND, code, detail))
@@ -85,7 +113,7 @@ impl ApiError {
 }
 
 /// The error and its causes, outermost first: what the log gets and the client never does.
-pub(crate) fn cause_chain(err: &dyn std::error::Error) -> String {
+pub fn cause_chain(err: &dyn std::error::Error) -> String {
     let mut chain = err.to_string();
     let mut source = err.source();
     while let Some(cause) = source {

@@ -1,7 +1,15 @@
-//! questlog's read side over HTTP: the read models the projectors keep (players and leaderboard,
-//! presence, catalog, lab sessions, chat) and admin views of the log, with read-your-writes.
+//! questlog's read side over HTTP, as a kernel: the read infrastructure every module's reads
+//! share, and the reads of the log itself (admin views), with read-your-writes. The modules'
+//! reads — routes, live topics, how their states render — are registered on the
+//! [`App`](questlog_domain::App) through [`QueryApp`] and merged here.
 //!
-//! Live subscriptions (`GET /v1/subscribe`, Server-Sent Events) follow the same read models: see
+//! Layers, each pointing only down: [`error`]; [`snapshot`] (one consistent look at the read
+//! models) and [`as_of`] (time travel); the live hub ([`live::Hub`], with the [`live::Topic`]
+//! traits); [`positions`] (read-your-writes, feeding the hub); [`params`] (the shared query
+//! parameters); [`QueryState`] and the [`registry`]; the routes (subscribe and tickets in
+//! [`live`], admin views).
+//!
+//! Live subscriptions (`GET /v1/subscribe`, Server-Sent Events) follow the registered topics: see
 //! [`live`]. `GET /metrics` (served beside `/healthz` by the binary) shows their counters
 //! ([`live::render_metrics`]).
 //!
@@ -10,58 +18,38 @@
 //! first waits, through [`Positions`], until those projections have applied it.
 //!
 //! Choices where the contract is silent:
-//! - `limit`, `radius` and `wait_ms` out of range are 422 (`invalid_limit`, `invalid_radius`,
-//!   `invalid_wait_ms`): well-formed but invalid values. Unparseable ones are 400 `bad_request`.
+//! - `wait_ms` out of range is 422 `invalid_wait_ms`: a well-formed but invalid value. An
+//!   unparseable one is 400 `bad_request`.
 //! - `as_of` (time travel, see [`as_of`]) is 422 `invalid_as_of` beyond the log or in the future,
 //!   and 400 `as_of_unsupported` on `GET /v1/admin/projections`, which has no past.
-//! - A player id that is not a UUID is 404 `player_not_found`, like an unknown one.
 //! - The admin stream read lists the events up to `to_version` with the state they fold to; its
 //!   position is the log's head, and a `min_position` beyond the head is 504 at once (a position
 //!   a client holds is always in the log already).
 
 mod admin;
-mod as_of;
-mod catalog;
-mod channels;
+pub mod as_of;
 pub mod error;
-mod lab_sessions;
-mod leaderboard;
 pub mod live;
-mod params;
-mod players;
+pub mod params;
 pub mod positions;
-mod presence;
+pub mod registry;
 pub mod snapshot;
-pub mod state_json;
+
+use std::sync::Arc;
 
 use axum::extract::FromRef;
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::Router;
+use questlog_domain::{App, Domain};
 use questlog_web::{Problem, TokenKeys};
 use sqlx::PgPool;
 
 pub use error::ApiError;
-pub use leaderboard::{DEFAULT_LIMIT, DEFAULT_RADIUS, MAX_LIMIT, MAX_RADIUS};
 pub use params::{DEFAULT_WAIT_MS, MAX_WAIT_MS};
 pub use positions::{spawn_listener, NotCaughtUp, Positions, WaitError};
+pub use registry::{QueryApp, Reads};
 pub use snapshot::POSITION_HEADER;
-
-/// The projections this API reads, by the names their checkpoints and announcements carry.
-pub mod projection {
-    /// Players' profiles and the leaderboard (`rm_players`).
-    pub const PLAYERS: &str = "players";
-    /// Modules and labs (`rm_modules`, `rm_labs`).
-    pub const CATALOG: &str = "catalog";
-    /// Who is online (`rm_presence`).
-    pub const PRESENCE: &str = "presence";
-    /// Players' lab sessions (`rm_lab_sessions`).
-    pub const LABS: &str = "labs";
-    /// Chat messages (`rm_messages`).
-    pub const CHAT: &str = "chat";
-    /// Every one of them.
-    pub const ALL: &[&str] = &[PLAYERS, CATALOG, PRESENCE, LABS, CHAT];
-}
 
 /// What the query API's handlers share.
 #[derive(Clone)]
@@ -72,6 +60,23 @@ pub struct QueryState {
     pub tokens: TokenKeys,
     /// The projections' applied positions, for `min_position` waits.
     pub positions: Positions,
+    /// The running modules' streams and events: parses stream ids and folds them.
+    pub domain: Arc<Domain>,
+    /// The running modules' reads.
+    pub reads: Arc<Reads>,
+}
+
+impl QueryState {
+    /// The state of a query API serving what the modules of `app` registered.
+    pub fn new(pool: PgPool, tokens: TokenKeys, positions: Positions, app: &App) -> Self {
+        Self {
+            pool,
+            tokens,
+            positions,
+            domain: app.domain(),
+            reads: Reads::of(app),
+        }
+    }
 }
 
 impl FromRef<QueryState> for TokenKeys {
@@ -80,18 +85,13 @@ impl FromRef<QueryState> for TokenKeys {
     }
 }
 
-/// The query API's routes. It sets no fallback, so that it merges with the command API's router
-/// (axum refuses to merge two fallbacks); served alone, add
-/// `.fallback(questlog_web::problem::route_not_found)`.
+/// The query API's routes: the kernel's and every registered module's. It sets no fallback, so
+/// that it merges with the command API's router (axum refuses to merge two fallbacks); served
+/// alone, add `.fallback(questlog_web::problem::route_not_found)`.
 pub fn router(state: QueryState) -> Router {
-    Router::new()
-        .route("/v1/players/{id}", get(players::profile))
-        .route("/v1/leaderboard", get(leaderboard::page))
-        .route("/v1/leaderboard/players/{id}", get(leaderboard::around))
-        .route("/v1/presence", get(presence::online))
-        .route("/v1/players/{id}/labs/{lab_id}", get(lab_sessions::session))
-        .route("/v1/channels/{channel}/messages", get(channels::messages))
-        .route("/v1/labs", get(catalog::labs))
+    state
+        .reads
+        .routes()
         .route("/v1/admin/projections", get(admin::projections))
         .route("/v1/admin/streams/{stream}", get(admin::stream))
         .route("/v1/subscribe", get(live::subscribe))

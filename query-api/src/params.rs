@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::Query;
+use questlog_bus::ProjectionName;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
@@ -20,7 +21,7 @@ pub const MAX_WAIT_MS: u64 = 30_000;
 
 /// The query string as every read accepts it.
 #[derive(Debug, Default, Deserialize)]
-pub(crate) struct ReadParams {
+pub struct ReadParams {
     min_position: Option<i64>,
     wait_ms: Option<u64>,
     as_of: Option<String>,
@@ -28,7 +29,7 @@ pub(crate) struct ReadParams {
 
 /// What a read must wait for before it answers, or the past point it answers as of.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Consistency {
+pub struct Consistency {
     /// The position the answer must reflect at least, and how long to wait for it.
     pub wait: Option<(i64, Duration)>,
     /// Answer as the read models stood at this point of the log (time travel).
@@ -63,7 +64,7 @@ impl Consistency {
     pub async fn as_of_applied(
         &self,
         state: &crate::QueryState,
-        projections: &[&str],
+        projections: &[ProjectionName],
     ) -> Result<Option<i64>, ApiError> {
         let Some(as_of) = self.as_of else {
             return Ok(None);
@@ -93,7 +94,11 @@ impl Consistency {
     }
 
     /// Waits, when asked to, until every one of `projections` has applied `min_position`.
-    pub async fn wait(&self, positions: &Positions, projections: &[&str]) -> Result<(), ApiError> {
+    pub async fn wait(
+        &self,
+        positions: &Positions,
+        projections: &[ProjectionName],
+    ) -> Result<(), ApiError> {
         if let Some((min_position, timeout)) = self.wait {
             positions
                 .wait_for(projections, min_position, timeout)
@@ -104,7 +109,7 @@ impl Consistency {
 }
 
 /// The value of a query extractor, or a 400 problem instead of axum's plain-text rejection.
-pub(crate) fn query<T: DeserializeOwned>(
+pub fn query<T: DeserializeOwned>(
     extracted: Result<Query<T>, QueryRejection>,
 ) -> Result<T, ApiError> {
     extracted.map(|Query(value)| value).map_err(ApiError::from)

@@ -88,11 +88,13 @@ impl TestApi {
             .await
             .expect("the listener subscribes");
         let keys = TokenKeys::new(TEST_SECRET.as_bytes(), chrono::Duration::days(1));
-        let state = QueryState {
-            pool: pool.clone(),
-            tokens: keys.clone(),
-            positions: positions.clone(),
-        };
+        // The query API of the binary's own modules.
+        let state = QueryState::new(
+            pool.clone(),
+            keys.clone(),
+            positions.clone(),
+            &questlog::modules::app(),
+        );
         let address = serve(state, shutdown.clone()).await;
         Self {
             address,

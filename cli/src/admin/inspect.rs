@@ -2,15 +2,13 @@
 //! (folded by the domain, exactly as `GET /v1/admin/streams/{stream}` folds it), and statistics of
 //! the log and the projections. None of them writes anything.
 
-use questlog_academy::DomainEvent as _;
 use std::io::Write;
 use std::str::FromStr;
 
 use anyhow::{anyhow, bail, Context as _};
 use chrono::{DateTime, SecondsFormat, Utc};
-use questlog_academy::{Event, StreamId, StreamState};
-use questlog_query_api::projection::ALL;
-use questlog_query_api::state_json::stream_state_json;
+use questlog_domain::{Event, StreamId};
+use questlog_query_api::Reads;
 use questlog_store::{EventStore, PgEventStore, RecordedEvent};
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -18,13 +16,16 @@ use sqlx::PgPool;
 
 use super::output::{listing, record};
 
-const STREAM_FORMS: &str = "a stream is `catalog`, `player-<uuid>`, `username-<name>`, \
-                            `lab-<player uuid>-<lab id>` or `message-<uuid>`";
+const STREAM_FORMS: &str = "a stream is `<kind>` or `<kind>-<key>`, of a kind a running module \
+                            declares";
 
 /// A stream's id and all of its events, in version order; an error when the id is malformed or
 /// the stream has no events (a typo should not look like an empty stream).
 async fn load(pool: &PgPool, raw: &str) -> anyhow::Result<(StreamId, Vec<RecordedEvent>)> {
-    let stream: StreamId = raw.parse().map_err(|e| anyhow!("{e}; {STREAM_FORMS}"))?;
+    let stream = crate::modules::app()
+        .domain()
+        .stream(raw)
+        .map_err(|e| anyhow!("{e}; {STREAM_FORMS}"))?;
     let events = PgEventStore::new(pool.clone())
         .read_streams(&[stream.to_string()])
         .await
@@ -162,14 +163,18 @@ pub async fn state(
         .iter()
         .filter(|e| e.stream_version <= version)
         .collect();
+    // The modules' own fold and rendering, as the admin stream route has them.
+    let app = crate::modules::app();
+    let domain = app.domain();
     let decoded: Vec<Event> = upto
         .iter()
         .map(|e| {
-            Event::from_parts(&e.event_type, e.schema_version, e.data.clone())
+            domain
+                .decode(&e.event_type, e.schema_version, e.data.clone())
                 .with_context(|| format!("decoding version {} of {id}", e.stream_version))
         })
         .collect::<anyhow::Result<_>>()?;
-    let state = stream_state_json(&StreamState::fold(&id, &decoded));
+    let state = Reads::of(&app).state_json(&id, &domain.fold(&id, &decoded));
     let last = upto.last();
     let mut fields = vec![
         ("stream", json!(id.to_string())),
@@ -224,7 +229,13 @@ pub async fn stats(pool: &PgPool, json: bool, out: &mut dyn Write) -> anyhow::Re
            LEFT JOIN projection_checkpoints c ON c.projection = p.name
           ORDER BY p.name",
     )
-    .bind(ALL)
+    .bind(
+        Reads::of(&crate::modules::app())
+            .projections()
+            .iter()
+            .map(|p| p.as_str())
+            .collect::<Vec<_>>(),
+    )
     .fetch_all(&mut *tx)
     .await
     .context("reading the projections' checkpoints")?;

@@ -1,6 +1,7 @@
 //! A chat message, folded from its `message-<id>` stream: who sent it where, and what it says now.
 
 pub mod projection;
+pub mod read;
 
 use crate::event::Event;
 use crate::values::{Channel, MessageContent, PlayerId};

@@ -9,10 +9,14 @@ pub mod command;
 pub mod decide;
 pub mod event;
 pub mod lab;
+pub mod labs;
 pub mod names;
 pub mod player;
+pub mod players;
 pub mod presence;
+mod read;
 pub mod rules;
+pub mod state_json;
 pub mod stream;
 pub mod values;
 
@@ -70,6 +74,7 @@ impl kernel::Module for Academy {
             .add_projection(presence::projection::Presence)
             .add_projection(lab::projection::Labs)
             .add_projection(chat::projection::Chat);
+        read::register(app);
     }
 }
 

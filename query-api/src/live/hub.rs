@@ -33,9 +33,8 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::topic::{Reading, Source, Topic, Update};
+use super::topic::{LiveTopic as Topic, Reading, Source, Update};
 use crate::error::{cause_chain, ApiError};
-use crate::projection;
 
 /// How many events a subscriber's queue holds before it counts as lagging.
 pub const QUEUE: usize = 32;
@@ -109,7 +108,7 @@ struct Shared {
 #[derive(Default)]
 struct State {
     /// Per projection, the position up to which every announcement has been seen.
-    seen: HashMap<&'static str, i64>,
+    seen: HashMap<String, i64>,
     /// An announcement was dropped on the way in: everything must re-sync.
     overflowed: bool,
     topics: HashMap<Topic, TopicState>,
@@ -185,7 +184,7 @@ impl State {
         topic
             .projections()
             .iter()
-            .map(|p| self.seen.get(p).copied().unwrap_or(0))
+            .map(|p| self.seen.get(p.as_str()).copied().unwrap_or(0))
             .max()
             .unwrap_or(0)
     }
@@ -195,7 +194,7 @@ impl State {
         topic
             .projections()
             .iter()
-            .map(|p| self.seen.get(p).copied().unwrap_or(0))
+            .map(|p| self.seen.get(p.as_str()).copied().unwrap_or(0))
             .min()
             .unwrap_or(0)
     }
@@ -207,7 +206,7 @@ impl State {
             // will be announced, and the change it makes is labelled at or after it: above what
             // every projection of the topic had reached.
             let (floor, head) = (self.floor(topic), self.head(topic));
-            for source in topic.sources() {
+            for source in topic.topic().sources() {
                 self.index.entry(source).or_default().push(topic.clone());
             }
             self.topics.insert(
@@ -230,7 +229,7 @@ impl State {
 
     fn untrack(&mut self, topic: &Topic) {
         self.topics.remove(topic);
-        for source in topic.sources() {
+        for source in topic.topic().sources() {
             if let Some(topics) = self.index.get_mut(&source) {
                 topics.retain(|t| t != topic);
                 if topics.is_empty() {
@@ -388,13 +387,8 @@ impl Hub {
 
     /// Handles one announcement: see the module docs.
     async fn process(&self, pool: &PgPool, announcement: ChangeAnnouncement) {
-        let Some(projection) = projection::ALL
-            .iter()
-            .copied()
-            .find(|p| *p == announcement.projection)
-        else {
-            return;
-        };
+        // Any projection's: a topic follows those it names, and nothing names the others.
+        let projection = announcement.projection.as_str();
         let position = announcement.position;
         let touched = {
             let mut state = self.lock();
@@ -402,7 +396,7 @@ impl Hub {
             if position <= seen {
                 return; // already accounted for (a repeat, or older than the hub's start)
             }
-            state.seen.insert(projection, position);
+            state.seen.insert(projection.to_owned(), position);
             if std::mem::take(&mut state.overflowed) {
                 tracing::warn!("live hub inbox overflowed: re-syncing every subscriber");
                 self.resync(&mut state, None, position);
@@ -444,7 +438,7 @@ impl Hub {
         let topics: Vec<Topic> = state
             .topics
             .keys()
-            .filter(|t| projection.is_none_or(|p| t.projections().contains(&p)))
+            .filter(|t| projection.is_none_or(|p| t.projections().iter().any(|n| n.as_str() == p)))
             .cloned()
             .collect();
         for topic in &topics {
@@ -595,7 +589,10 @@ async fn read_updates(
     let mut reading = Reading::new(&mut tx).await?;
     let mut updates = Vec::with_capacity(touched.len());
     for (topic, changes) in touched {
-        let changed = topic.changed(&mut tx, &mut reading, changes).await?;
+        let changed = topic
+            .topic()
+            .changed(&mut tx, &mut reading, changes)
+            .await?;
         updates.push((topic.clone(), changed));
     }
     tx.commit().await?;
@@ -604,12 +601,9 @@ async fn read_updates(
 
 /// Where every projection stands, from the checkpoints.
 async fn checkpoints(pool: &PgPool) -> Result<Vec<(String, i64)>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT projection, position FROM projection_checkpoints WHERE projection = ANY($1)",
-    )
-    .bind(projection::ALL)
-    .fetch_all(pool)
-    .await
+    sqlx::query_as("SELECT projection, position FROM projection_checkpoints")
+        .fetch_all(pool)
+        .await
 }
 
 #[tracing::instrument(name = "live_hub", skip_all)]
@@ -630,11 +624,7 @@ async fn run(
         match checkpoints(&pool).await {
             Ok(rows) => {
                 let mut state = hub.lock();
-                for (name, position) in rows {
-                    if let Some(p) = projection::ALL.iter().copied().find(|p| *p == name) {
-                        state.seen.insert(p, position);
-                    }
-                }
+                state.seen.extend(rows);
                 break;
             }
             Err(e) => {

@@ -18,8 +18,11 @@
 //! (or `last_event_id` in the query, for clients that cannot set headers) resumes from the
 //! hub's retention when it holds every change since, else with a fresh snapshot.
 //!
-//! Where the contract is silent: a `player:<id>` topic for a player not (yet) in the read model
-//! has `null` data in its snapshot, and its registration arrives as a change; more than [`MAX_TOPICS`] topics is 400 `invalid_topic`; a malformed
+//! Topics are what the running modules register ([`TopicKindReads`], through
+//! [`QueryApp::add_topic`](crate::QueryApp::add_topic)); a kind may read subscription options
+//! beside the topics (`<option>=<value>` in the query, or fields of the ticket's body).
+//!
+//! Where the contract is silent: more than [`MAX_TOPICS`] topics is 400 `invalid_topic`; a malformed
 //! `Last-Event-ID` is 400 `invalid_last_event_id`; before the process follows the announcements
 //! (NATS away at start) a subscription is 503 `unavailable`.
 
@@ -41,7 +44,7 @@ use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use axum::http::{HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use questlog_academy::Actor;
+use questlog_domain::Actor;
 use questlog_web::{Authenticated, Problem};
 use serde::Serialize;
 use serde_json::Value;
@@ -53,11 +56,14 @@ pub use hub::{Hub, Metrics, LINGER, QUEUE, RETAIN, RETAIN_BYTES, RETAIN_FOR};
 pub use metrics::render as render_metrics;
 pub(crate) use ticket::issue as issue_ticket;
 pub use ticket::TICKET_TTL;
+pub use topic::{
+    invalid_topic, span, to_value, LiveTopic, Options, Part, Reading, Source, Span, Topic,
+    TopicKindReads, Update,
+};
 
 use self::hub::{frame, Delivery, Frame};
-use self::topic::{Reading, Topic};
 use crate::error::ApiError;
-use crate::leaderboard::{DEFAULT_LIMIT, MAX_LIMIT};
+use crate::registry::Reads;
 use crate::snapshot::begin;
 use crate::QueryState;
 
@@ -84,36 +90,30 @@ pub(crate) async fn subscribe(
 ) -> Result<Response, ApiError> {
     let Query(params) = params?;
     let mut raw_topics = Vec::new();
-    let mut limit = None;
+    let mut options = Options::default();
     let mut last_event_id = None;
     let mut ticket = None;
     for (name, value) in &params {
         match name.as_str() {
             "topic" => raw_topics.push(value.as_str()),
-            "leaderboard_limit" => limit = Some(value.as_str()),
             "last_event_id" => last_event_id = Some(value.as_str()),
             "ticket" => ticket = Some(value.as_str()),
+            other if state.reads.reads_option(other) => options.set(other, value),
             _ => {}
         }
     }
     let (_actor, topics) = if let Some(ticket) = ticket {
         // The ticket is the credential and names the topics.
-        if !raw_topics.is_empty() || limit.is_some() {
+        if !raw_topics.is_empty() || !options.is_empty() {
             return Err(ApiError::bad_request(
                 "invalid_topic",
                 "a ticket carries its topics: name none beside it",
             ));
         }
-        ticket::redeem(&state.pool, ticket).await?
+        ticket::redeem(&state.pool, &state.reads, ticket).await?
     } else {
         let Authenticated(actor) = auth?;
-        let limit = match limit {
-            None => None,
-            Some(raw) => Some(raw.parse::<i64>().map_err(|_| {
-                ApiError::Client(Problem::bad_request("leaderboard_limit is an integer"))
-            })?),
-        };
-        let topics = topics(&raw_topics, leaderboard_limit(limit)?, &actor)?;
+        let topics = topics(&state.reads, &raw_topics, &options, &actor)?;
         (actor, topics)
     };
     let resume = headers
@@ -131,7 +131,7 @@ pub(crate) async fn subscribe(
         .transpose()?;
     tracing::Span::current().record(
         "topics",
-        tracing::field::debug(topics.iter().map(Topic::name).collect::<Vec<_>>()),
+        tracing::field::debug(topics.iter().map(LiveTopic::name).collect::<Vec<_>>()),
     );
 
     let hub = state.positions.live().clone();
@@ -155,30 +155,28 @@ pub(crate) async fn subscribe(
     Ok(response)
 }
 
-/// The leaderboard window asked for, checked (the default when none is).
-pub(crate) fn leaderboard_limit(raw: Option<i64>) -> Result<i64, ApiError> {
-    let limit = raw.unwrap_or(DEFAULT_LIMIT);
-    if !(1..=MAX_LIMIT).contains(&limit) {
-        return Err(ApiError::invalid(
-            "invalid_limit",
-            format!("leaderboard_limit is 1 to {MAX_LIMIT}"),
-        ));
-    }
-    Ok(limit)
-}
-
-/// The topics a subscription (or a ticket) names, parsed, deduplicated, bounded and authorized
-/// for `actor`.
-pub(crate) fn topics(raw: &[&str], limit: i64, actor: &Actor) -> Result<Vec<Topic>, ApiError> {
+/// The topics a subscription (or a ticket) names, with its options checked, parsed by the
+/// registered kinds, deduplicated, bounded and authorized for `actor`.
+///
+/// # Errors
+/// 400 `invalid_topic` for no topic, an unknown or malformed one, or more than [`MAX_TOPICS`];
+/// an option's own refusal; 403 for a topic `actor` may not follow.
+pub fn topics(
+    reads: &Reads,
+    raw: &[&str],
+    options: &Options,
+    actor: &Actor,
+) -> Result<Vec<LiveTopic>, ApiError> {
+    reads.check_options(options)?;
     if raw.is_empty() {
         return Err(ApiError::bad_request(
             "invalid_topic",
-            "name at least one topic: ?topic=leaderboard&topic=player:<id>…",
+            "name at least one topic: ?topic=<topic>&topic=<topic>…",
         ));
     }
-    let mut topics: Vec<Topic> = Vec::with_capacity(raw.len());
+    let mut topics: Vec<LiveTopic> = Vec::with_capacity(raw.len());
     for raw in raw {
-        let topic = Topic::parse(raw, actor.identity.0, limit)?;
+        let topic = LiveTopic::new(parse(reads, raw, options, actor)?);
         if !topics.contains(&topic) {
             topics.push(topic);
         }
@@ -190,14 +188,41 @@ pub(crate) fn topics(raw: &[&str], limit: i64, actor: &Actor) -> Result<Vec<Topi
         ));
     }
     for topic in &topics {
-        topic.authorize(actor)?;
+        topic.topic().authorize(actor)?;
     }
     Ok(topics)
 }
 
+/// One topic as a client names it, by the kind its name starts with.
+fn parse(
+    reads: &Reads,
+    raw: &str,
+    options: &Options,
+    actor: &Actor,
+) -> Result<std::sync::Arc<dyn Topic>, ApiError> {
+    let (kind, rest) = questlog_bus::TopicKind::split(raw);
+    let parsed = match reads
+        .topic_kinds()
+        .iter()
+        .find(|k| k.kind().as_str() == kind)
+    {
+        Some(k) => k.parse(raw, rest, actor, options)?,
+        None => None,
+    };
+    parsed.ok_or_else(|| {
+        let forms: Vec<&str> = reads.topic_kinds().iter().map(|k| k.form()).collect();
+        let forms = match forms.split_last() {
+            Some((last, [])) => (*last).to_owned(),
+            Some((last, rest)) => format!("{} and {last}", rest.join(", ")),
+            None => "none".to_owned(),
+        };
+        invalid_topic(format!("unknown topic {raw:?}; topics are {forms}"))
+    })
+}
+
 /// One topic of a connection.
 struct Slot {
-    topic: Topic,
+    topic: LiveTopic,
     /// The id of the last event queued for this topic (its snapshot's, at first): anything at
     /// or below is held already, and not sent.
     last_id: i64,
@@ -241,7 +266,7 @@ impl Connection {
     async fn open(
         hub: Hub,
         pool: PgPool,
-        topics: Vec<Topic>,
+        topics: Vec<LiveTopic>,
         resume: Option<i64>,
     ) -> Result<Self, ApiError> {
         let registration = hub.register(&topics, resume);
@@ -295,6 +320,7 @@ impl Connection {
         for &slot in slots {
             let (position, data) = self.slots[slot]
                 .topic
+                .topic()
                 .snapshot(&mut tx, &mut reading)
                 .await?;
             snapshots.push((slot, position, data));
@@ -405,7 +431,7 @@ impl Connection {
             tracing::info!("disconnecting a live subscriber that keeps falling behind");
             return None;
         }
-        let topics: Vec<Topic> = self.slots.iter().map(|s| s.topic.clone()).collect();
+        let topics: Vec<LiveTopic> = self.slots.iter().map(|s| s.topic.clone()).collect();
         self.hub.unregister(self.registration);
         let registration = self.hub.register(&topics, None);
         self.registration = registration.id;

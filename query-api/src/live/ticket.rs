@@ -10,28 +10,55 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::Json;
-use questlog_academy::values::PlayerId;
-use questlog_academy::{Actor, Role};
 use questlog_domain::json::UniqueKeys;
+use questlog_domain::values::PlayerId;
+use questlog_domain::{Actor, Role};
 use questlog_web::{Authenticated, Problem};
 use rand::RngCore as _;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use sqlx::PgPool;
 
-use super::topic::Topic;
+use super::topic::{LiveTopic, Options};
 use crate::error::ApiError;
+use crate::registry::Reads;
 use crate::QueryState;
 
 /// How long a ticket may wait for its subscription.
 pub const TICKET_TTL: std::time::Duration = std::time::Duration::from_secs(60);
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct TicketRequest {
     topics: Vec<String>,
-    #[serde(default)]
-    leaderboard_limit: Option<i64>,
+    /// The subscription's options: only those a registered topic kind reads are accepted.
+    #[serde(flatten)]
+    options: serde_json::Map<String, serde_json::Value>,
+}
+
+/// The body's options, as the query would carry them: a number or a string each.
+fn options(
+    reads: &Reads,
+    body: serde_json::Map<String, serde_json::Value>,
+) -> Result<Options, ApiError> {
+    let mut options = Options::default();
+    for (name, value) in body {
+        if !reads.reads_option(&name) {
+            return Err(ApiError::Client(Problem::bad_request(format!(
+                "the body: unknown field `{name}`, expected `topics` or a topic's option"
+            ))));
+        }
+        match value {
+            serde_json::Value::Null => {}
+            serde_json::Value::Number(n) => options.set(&name, &n.to_string()),
+            serde_json::Value::String(s) => options.set(&name, &s),
+            _ => {
+                return Err(ApiError::Client(Problem::bad_request(format!(
+                    "the body: {name} is a number or a string"
+                ))))
+            }
+        }
+    }
+    Ok(options)
 }
 
 fn invalid_ticket() -> ApiError {
@@ -54,25 +81,25 @@ pub(crate) async fn issue(
     let request: TicketRequest = serde_json::from_value(value)
         .map_err(|e| ApiError::Client(Problem::bad_request(format!("the body: {e}"))))?;
     let raw: Vec<&str> = request.topics.iter().map(String::as_str).collect();
-    let limit = super::leaderboard_limit(request.leaderboard_limit)?;
-    let topics = super::topics(&raw, limit, &actor)?;
+    let options = options(&state.reads, request.options)?;
+    let topics = super::topics(&state.reads, &raw, &options, &actor)?;
     let mut ticket = [0_u8; 32];
     rand::thread_rng().fill_bytes(&mut ticket);
     let ticket = hex::encode(ticket);
-    let names: Vec<String> = topics.iter().map(Topic::name).collect();
+    let names: Vec<String> = topics.iter().map(LiveTopic::name).collect();
     sqlx::query("DELETE FROM subscribe_tickets WHERE expires_at < now()")
         .execute(&state.pool)
         .await?;
     sqlx::query(
         "INSERT INTO subscribe_tickets \
-             (ticket_sha256, identity, role, topics, leaderboard_limit, expires_at) \
+             (ticket_sha256, identity, role, topics, options, expires_at) \
          VALUES ($1, $2, $3, $4, $5, now() + make_interval(secs => $6))",
     )
     .bind(Sha256::digest(ticket.as_bytes()).to_vec())
     .bind(actor.identity.0)
     .bind(role_name(actor.role))
     .bind(&names)
-    .bind(i32::try_from(limit).unwrap_or(i32::MAX))
+    .bind(sqlx::types::Json(&options))
     .bind(TICKET_TTL.as_secs_f64())
     .execute(&state.pool)
     .await?;
@@ -87,15 +114,20 @@ pub(crate) async fn issue(
 }
 
 /// Uses `ticket` up: the caller and the topics it was issued for.
-pub(crate) async fn redeem(pool: &PgPool, ticket: &str) -> Result<(Actor, Vec<Topic>), ApiError> {
-    let row: Option<(uuid::Uuid, String, Vec<String>, i32)> = sqlx::query_as(
-        "DELETE FROM subscribe_tickets WHERE ticket_sha256 = $1 AND expires_at > now() \
-         RETURNING identity, role, topics, leaderboard_limit",
-    )
-    .bind(Sha256::digest(ticket.as_bytes()).to_vec())
-    .fetch_optional(pool)
-    .await?;
-    let (identity, role, names, limit) = row.ok_or_else(invalid_ticket)?;
+pub(crate) async fn redeem(
+    pool: &PgPool,
+    reads: &Reads,
+    ticket: &str,
+) -> Result<(Actor, Vec<LiveTopic>), ApiError> {
+    let row: Option<(uuid::Uuid, String, Vec<String>, sqlx::types::Json<Options>)> =
+        sqlx::query_as(
+            "DELETE FROM subscribe_tickets WHERE ticket_sha256 = $1 AND expires_at > now() \
+         RETURNING identity, role, topics, options",
+        )
+        .bind(Sha256::digest(ticket.as_bytes()).to_vec())
+        .fetch_optional(pool)
+        .await?;
+    let (identity, role, names, sqlx::types::Json(options)) = row.ok_or_else(invalid_ticket)?;
     let actor = Actor {
         identity: PlayerId(identity),
         role: if role == role_name(Role::Admin) {
@@ -105,7 +137,7 @@ pub(crate) async fn redeem(pool: &PgPool, ticket: &str) -> Result<(Actor, Vec<To
         },
     };
     let raw: Vec<&str> = names.iter().map(String::as_str).collect();
-    let topics = super::topics(&raw, i64::from(limit), &actor)?;
+    let topics = super::topics(reads, &raw, &options, &actor)?;
     Ok((actor, topics))
 }
 

@@ -1,72 +1,202 @@
-//! The topics a client can subscribe to: how each is named, who may see it, which announced
-//! changes touch it, and how its snapshot and its changes are read — through the same code as
-//! the matching read. A new topic (`channel:<name>`) is a new variant here; the hub and the
-//! transport do not change.
+//! What a live topic is to the hub and the connections: the traits a module implements for the
+//! topics it registers ([`TopicKindReads`] parses a kind's names, [`Topic`] is one parsed topic),
+//! and what their reads share ([`Reading`], [`Update`], [`span`]). The hub and the transport run
+//! any registered topic; a new one is a module's registration, not a change here.
 //!
 //! Labels. Every snapshot and change carries a position at which its data is exactly what the
 //! matching read answers `as_of` that position: a read model in a REPEATABLE READ snapshot
 //! reflects the log up to its checkpoint in that snapshot, which may be past the announcement
 //! that prompted the read, so the label comes from the snapshot, not from the announcement.
 //!
-//! - A topic read from one projection (the leaderboard, a lab session) is exact at every
-//!   position from the last event its data reflects up to the projection's checkpoint.
-//! - A profile reads two projections (players and catalog) at two checkpoints. Its data is
-//!   exact from the last event of either part it reflects up to just before the first event of
-//!   either part its projection has not applied (see [`span`]); when a lagging projection has
-//!   yet to apply an event older than one the other has, no position is exact: the hub sends
-//!   nothing then (that event's own announcement brings the profile again), and a snapshot
-//!   folds the profile from the log as of the lower checkpoint instead.
-//! - Presence and a channel change one row per event, so each change is that row read as of its
-//!   event's position (from the presence history, and by folding the message's stream), like the
-//!   as-of reads: a client applying the changes in order holds the as-of answer at each one.
+//! - A topic read from one projection is exact at every position from the last event its data
+//!   reflects up to the projection's checkpoint.
+//! - A topic read from several projections at their checkpoints is exact from the last event of
+//!   any part it reflects up to just before the first event of any part its projection has not
+//!   applied (see [`span`]); when a lagging projection has yet to apply an event older than one
+//!   another has, no position is exact: the hub sends nothing then (that event's own announcement
+//!   brings the topic again), and a snapshot reads the topic as of the lower checkpoint instead.
+//! - A topic whose changes are one row per event reads each change as that row as of its event's
+//!   position, like the as-of reads: a client applying the changes in order holds the as-of
+//!   answer at each one.
 //!
 //! A snapshot is labelled with the highest exact position it knows of (so that a resume from it
 //! can be served from retention); a change with the last event it reflects where the rows say
-//! which (a profile, a lab session; presence and a channel by construction), so that a change a
-//! snapshot already holds is at or below the snapshot's label, and the leaderboard's window with
-//! the players' checkpoint (the last change that moved it is not known). Since every label is
-//! exact, a change at or below what a client holds is never news to it.
+//! which, so that a change a snapshot already holds is at or below the snapshot's label. Since
+//! every label is exact, a change at or below what a client holds is never news to it.
 
-use questlog_academy::values::{Channel, LabId, PlayerId};
-use questlog_academy::{Actor, Role};
-use questlog_bus::{Change, ChangeOp};
+use std::any::{Any, TypeId};
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use questlog_bus::{Change, ChangeOp, ProjectionName, TopicKind};
+use questlog_domain::Actor;
+use serde::Serialize;
 use serde_json::Value;
 use sqlx::PgConnection;
-use uuid::Uuid;
 
-use crate::channels::{forbidden, messages_as_of, read_history, DEFAULT_MESSAGES};
 use crate::error::ApiError;
-use crate::lab_sessions::{lab_forbidden, read_session_at};
-use crate::leaderboard::{read_page, Board};
-use crate::players::{profile_as_of, read_profile_at, PROFILE};
-use crate::presence::{online_as_of, read_presence};
-use crate::projection::{CATALOG, CHAT, LABS, PLAYERS, PRESENCE};
 
-/// A topic, parsed: what one subscription follows.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub(crate) enum Topic {
-    /// The top `limit` players (`leaderboard`, with `leaderboard_limit`).
-    Leaderboard { limit: i64 },
-    /// Who is online (`presence`).
-    Presence,
-    /// One player's profile (`player:<id>`, `player:me` for the caller).
-    Player(Uuid),
-    /// A chat channel's messages (`channel:<channel>`), canonical.
-    Channel(Channel),
-    /// A player's session of a lab (`lab:<player id or me>:<lab_id>`): its facts, with the working
-    /// copy as it stands when they change.
-    LabSession { player: Uuid, lab: LabId },
+/// The options a subscription carries beside its topics (`<name>=<value>` in the query, or the
+/// ticket body's fields), by name. Only the names some registered topic kind declares are kept.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(transparent)]
+pub struct Options(BTreeMap<String, String>);
+
+impl Options {
+    /// The option's raw value, if the subscription set it.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0.get(name).map(String::as_str)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub(crate) fn set(&mut self, name: &str, value: &str) {
+        self.0.insert(name.to_owned(), value.to_owned());
+    }
+
+    /// These options and `name` set to `value`.
+    #[must_use]
+    pub fn with(mut self, name: &str, value: &str) -> Self {
+        self.set(name, value);
+        self
+    }
+}
+
+/// A kind of topic a module registers: how its names parse for a caller.
+pub trait TopicKindReads: Send + Sync + 'static {
+    /// The kind: the part of the name before any `:`.
+    fn kind(&self) -> TopicKind;
+
+    /// How a client writes a topic of the kind (`<kind>:<id>`), for the refusal of an unknown one.
+    fn form(&self) -> &'static str;
+
+    /// The subscription options the kind reads (they are accepted beside any topic).
+    fn options(&self) -> &'static [&'static str] {
+        &[]
+    }
+
+    /// Checks the options the kind reads, whichever topics the subscription names.
+    ///
+    /// # Errors
+    /// A malformed (400) or out-of-range (422) option.
+    fn check(&self, _options: &Options) -> Result<(), ApiError> {
+        Ok(())
+    }
+
+    /// The topic `raw` names for `caller`, where `rest` is what follows `<kind>:` (`None` for a
+    /// bare kind); `Ok(None)` when the kind has no topic of that shape (an unknown topic).
+    ///
+    /// # Errors
+    /// 400 `invalid_topic` for a malformed name of the kind.
+    fn parse(
+        &self,
+        raw: &str,
+        rest: Option<&str>,
+        caller: &Actor,
+        options: &Options,
+    ) -> Result<Option<Arc<dyn Topic>>, ApiError>;
+}
+
+/// One parsed topic: what a subscription follows. Its reads are the module's own read functions,
+/// the ones its HTTP routes answer with.
+pub trait Topic: Send + Sync + fmt::Debug + 'static {
+    /// The topic's name in the events: as the client wrote it, with ids in canonical form.
+    fn name(&self) -> String;
+
+    /// What makes two topics one (the name, and any option that changes its data).
+    fn key(&self) -> String {
+        self.name()
+    }
+
+    /// Whether `actor` may follow the topic: the same rules as the matching read.
+    ///
+    /// # Errors
+    /// 403 `forbidden` (or the read's own refusal).
+    fn authorize(&self, _actor: &Actor) -> Result<(), ApiError> {
+        Ok(())
+    }
+
+    /// The projections the topic is read from.
+    fn projections(&self) -> &'static [ProjectionName];
+
+    /// The announced changes that touch the topic.
+    fn sources(&self) -> Vec<Source>;
+
+    /// The topic's data in this snapshot, and the highest position as of which it is exactly the
+    /// matching read.
+    fn snapshot<'a>(
+        &'a self,
+        conn: &'a mut PgConnection,
+        reading: &'a mut Reading,
+    ) -> BoxFuture<'a, Result<(i64, Value), ApiError>>;
+
+    /// What `changes` (all touching this topic, from one announcement) made of it, read in this
+    /// snapshot, in label order.
+    fn changed<'a>(
+        &'a self,
+        conn: &'a mut PgConnection,
+        reading: &'a mut Reading,
+        changes: &'a [Change],
+    ) -> BoxFuture<'a, Result<Vec<Update>, ApiError>>;
+}
+
+/// A parsed topic as the hub and the connections hold it: one topic per [`Topic::key`].
+#[derive(Debug, Clone)]
+pub struct LiveTopic {
+    key: String,
+    topic: Arc<dyn Topic>,
+}
+
+impl LiveTopic {
+    pub fn new(topic: Arc<dyn Topic>) -> Self {
+        Self {
+            key: topic.key(),
+            topic,
+        }
+    }
+
+    pub fn topic(&self) -> &dyn Topic {
+        self.topic.as_ref()
+    }
+
+    pub fn name(&self) -> String {
+        self.topic.name()
+    }
+
+    pub fn projections(&self) -> &'static [ProjectionName] {
+        self.topic.projections()
+    }
+}
+
+impl PartialEq for LiveTopic {
+    fn eq(&self, other: &Self) -> bool {
+        self.key == other.key
+    }
+}
+
+impl Eq for LiveTopic {}
+
+impl Hash for LiveTopic {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.key.hash(state);
+    }
 }
 
 /// Where a topic's changes come from: every announced change on `topic` (with `key`, when set).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub(crate) struct Source {
+pub struct Source {
     pub topic: String,
     pub key: Option<String>,
 }
 
 impl Source {
-    fn all(topic: impl Into<String>) -> Self {
+    /// Every change announced on `topic`.
+    pub fn all(topic: impl Into<String>) -> Self {
         Self {
             topic: topic.into(),
             key: None,
@@ -76,7 +206,7 @@ impl Source {
 
 /// One change of a topic, read once and sent to every subscriber of it.
 #[derive(Debug, Clone)]
-pub(crate) struct Update {
+pub struct Update {
     pub key: String,
     pub op: ChangeOp,
     /// Its label: a position as of which `data` is exactly the matching read (see the module
@@ -85,241 +215,37 @@ pub(crate) struct Update {
     pub data: Value,
 }
 
-fn invalid_topic(detail: impl Into<String>) -> ApiError {
+impl Update {
+    /// An upsert of `data`, or a delete when there is none any more.
+    pub fn of<T: Serialize>(key: String, position: i64, data: Option<T>) -> Self {
+        Self {
+            key,
+            op: if data.is_some() {
+                ChangeOp::Upsert
+            } else {
+                ChangeOp::Delete
+            },
+            position,
+            data: data.map_or(Value::Null, |d| to_value(&d)),
+        }
+    }
+}
+
+/// The refusal of a malformed topic name.
+pub fn invalid_topic(detail: impl Into<String>) -> ApiError {
     ApiError::bad_request("invalid_topic", detail)
 }
 
-impl Topic {
-    /// A topic as a client names it. `leaderboard_limit` is the leaderboard's window.
-    pub fn parse(raw: &str, caller: Uuid, leaderboard_limit: i64) -> Result<Self, ApiError> {
-        match raw {
-            "leaderboard" => Ok(Self::Leaderboard {
-                limit: leaderboard_limit,
-            }),
-            "presence" => Ok(Self::Presence),
-            _ => match raw.split_once(':') {
-                // A canonical direct channel parses whoever names it; `authorize` refuses it to
-                // anyone but its two players.
-                Some(("channel", name)) => Channel::from_canonical(name)
-                    .map_or_else(|| Channel::parse(name, PlayerId(caller)), Ok)
-                    .map(Self::Channel)
-                    .map_err(|r| invalid_topic(format!("{raw:?}: {}", r.detail))),
-                Some(("lab", rest)) => {
-                    let bad = || invalid_topic(format!("{raw:?}: a lab topic is lab:<player id or me>:<lab_id>"));
-                    let (player, lab) = rest.split_once(':').ok_or_else(bad)?;
-                    let player = if player == "me" {
-                        caller
-                    } else {
-                        Uuid::parse_str(player).map_err(|_| bad())?
-                    };
-                    let lab = LabId::parse(lab).map_err(|_| bad())?;
-                    Ok(Self::LabSession { player, lab })
-                }
-                Some(("player", "me")) => Ok(Self::Player(caller)),
-                Some(("player", id)) => Uuid::parse_str(id).map(Self::Player).map_err(|_| {
-                    invalid_topic(format!("{raw:?}: a player topic is player:<uuid>"))
-                }),
-                _ => Err(invalid_topic(format!(
-                    "unknown topic {raw:?}; topics are leaderboard, presence, player:<id>, channel:<channel> and lab:<player>:<lab_id>"
-                ))),
-            },
-        }
-    }
-
-    /// The topic's name in the events: as the client wrote it, with ids in canonical form.
-    pub fn name(&self) -> String {
-        match self {
-            Self::Leaderboard { .. } => "leaderboard".to_owned(),
-            Self::Presence => "presence".to_owned(),
-            Self::Player(id) => format!("player:{id}"),
-            Self::Channel(channel) => format!("channel:{channel}"),
-            Self::LabSession { player, lab } => format!("lab:{player}:{lab}"),
-        }
-    }
-
-    /// Whether `actor` may follow the topic: the same rules as the matching read (a direct
-    /// channel only for its two players, a lab session for its player or an admin; everything
-    /// else for any valid token).
-    pub fn authorize(&self, actor: &Actor) -> Result<(), ApiError> {
-        match self {
-            Self::Channel(channel) if !channel.visible_to(actor.identity) => Err(forbidden()),
-            Self::LabSession { player, .. }
-                if *player != actor.identity.0 && actor.role != Role::Admin =>
-            {
-                Err(lab_forbidden())
-            }
-            Self::Leaderboard { .. }
-            | Self::Presence
-            | Self::Player(_)
-            | Self::Channel(_)
-            | Self::LabSession { .. } => Ok(()),
-        }
-    }
-
-    /// The projections the topic is read from.
-    pub fn projections(&self) -> &'static [&'static str] {
-        match self {
-            Self::Leaderboard { .. } => &[PLAYERS],
-            Self::Presence => &[PRESENCE],
-            Self::Player(_) => PROFILE,
-            Self::Channel(_) => &[CHAT],
-            Self::LabSession { .. } => &[LABS],
-        }
-    }
-
-    /// The announced changes that touch the topic.
-    pub fn sources(&self) -> Vec<Source> {
-        match self {
-            Self::Leaderboard { .. } => vec![Source::all("leaderboard")],
-            Self::Presence => vec![Source::all("presence")],
-            Self::Player(id) => vec![
-                Source::all(format!("player:{id}")),
-                // The unlocked modules follow the catalog.
-                Source::all("catalog"),
-            ],
-            Self::Channel(_) | Self::LabSession { .. } => vec![Source::all(self.name())],
-        }
-    }
-
-    /// The topic's data in this snapshot, and the highest position as of which it is exactly the
-    /// matching read: `null` for a player not (yet) registered, whose registration then arrives
-    /// as a change.
-    pub async fn snapshot(
-        &self,
-        conn: &mut PgConnection,
-        reading: &mut Reading,
-    ) -> Result<(i64, Value), ApiError> {
-        Ok(match self {
-            Self::Leaderboard { limit } => {
-                let position = reading.checkpoint(PLAYERS);
-                let page = read_page(conn, Board::Live, position, None, *limit).await?;
-                (position, to_value(&page))
-            }
-            Self::Presence => {
-                let position = reading.checkpoint(PRESENCE);
-                (position, to_value(&read_presence(conn, position).await?))
-            }
-            Self::Player(id) => {
-                let (span, profile) = read_player(conn, reading, *id, Label::Highest).await?;
-                match span {
-                    Some(span) => (span.until, profile),
-                    None => {
-                        // No position is exact for these rows: the profile as of the lagging
-                        // projection's checkpoint, folded from the log.
-                        let position = PROFILE
-                            .iter()
-                            .map(|p| reading.checkpoint(p))
-                            .min()
-                            .unwrap_or(0);
-                        let profile = profile_as_of(conn, *id, position).await?;
-                        (position, profile.map_or(Value::Null, |p| to_value(&p)))
-                    }
-                }
-            }
-            Self::Channel(channel) => {
-                let position = reading.checkpoint(CHAT);
-                let history = read_history(conn, channel, position, None, DEFAULT_MESSAGES).await?;
-                (position, history.map_or(Value::Null, |h| to_value(&h)))
-            }
-            Self::LabSession { player, lab } => {
-                let (_, session) = read_session_at(conn, *player, lab).await?;
-                (
-                    reading.checkpoint(LABS),
-                    session.map_or(Value::Null, |session| to_value(&session)),
-                )
-            }
-        })
-    }
-
-    /// What `changes` (all touching this topic, from one announcement) made of it, read in this
-    /// snapshot, in label order: one update for a whole-value topic (none when no position is
-    /// exact for what the snapshot holds), one per change for presence and a channel.
-    pub async fn changed(
-        &self,
-        conn: &mut PgConnection,
-        reading: &mut Reading,
-        changes: &[Change],
-    ) -> Result<Vec<Update>, ApiError> {
-        let Some(last) = changes.iter().max_by_key(|c| c.position) else {
-            return Ok(Vec::new());
-        };
-        match self {
-            // The whole new window, once per announcement, exact up to the checkpoint (the last
-            // change that moved it is not known here; the checkpoint is as exact).
-            Self::Leaderboard { limit } => {
-                let position = reading.checkpoint(PLAYERS);
-                let page = read_page(conn, Board::Live, position, None, *limit).await?;
-                Ok(vec![Update {
-                    key: last.key.clone(),
-                    op: ChangeOp::Upsert,
-                    position,
-                    data: to_value(&page),
-                }])
-            }
-            Self::Player(id) => {
-                let (span, profile) = read_player(conn, reading, *id, Label::Lowest).await?;
-                Ok(span
-                    .map(|span| Update {
-                        key: id.to_string(),
-                        op: if profile.is_null() {
-                            ChangeOp::Delete
-                        } else {
-                            ChangeOp::Upsert
-                        },
-                        position: span.from,
-                        data: profile,
-                    })
-                    .into_iter()
-                    .collect())
-            }
-            Self::LabSession { player, lab } => {
-                let (position, session) = read_session_at(conn, *player, lab).await?;
-                Ok(vec![update(lab.to_string(), position, session)])
-            }
-            // One update per changed row, keyed by its id, as of its change.
-            Self::Channel(_) | Self::Presence => {
-                let mut at: Vec<(Uuid, i64)> = changes
-                    .iter()
-                    .filter_map(|c| Some((Uuid::parse_str(&c.key).ok()?, c.position)))
-                    .collect();
-                at.sort_by_key(|(_, position)| *position);
-                at.dedup();
-                let rows: Vec<Option<Value>> = if matches!(self, Self::Channel(_)) {
-                    messages_as_of(conn, &at)
-                        .await?
-                        .into_iter()
-                        .map(|m| m.map(|m| to_value(&m)))
-                        .collect()
-                } else {
-                    online_as_of(conn, &at)
-                        .await?
-                        .into_iter()
-                        .map(|o| o.map(|o| to_value(&o)))
-                        .collect()
-                };
-                Ok(at
-                    .into_iter()
-                    .zip(rows)
-                    .map(|((key, position), data)| update(key.to_string(), position, data))
-                    .collect())
-            }
-        }
-    }
+/// A read's answer as JSON. Serialising the reads' plain structs cannot fail.
+pub fn to_value<T: Serialize>(value: &T) -> Value {
+    serde_json::to_value(value).unwrap_or(Value::Null)
 }
 
 /// Where the projections stand in one REPEATABLE READ snapshot, and what the topics read in it
-/// share (the catalog's part of every profile).
-pub(crate) struct Reading {
+/// share: each topic may keep a value of its own type here (read once per snapshot).
+pub struct Reading {
     checkpoints: Vec<(String, i64)>,
-    catalog: Option<CatalogPart>,
-}
-
-/// The catalog's events around its checkpoint: the last it has applied, and the first it has
-/// not (up to the players' checkpoint, when that is further).
-#[derive(Debug, Clone, Copy)]
-struct CatalogPart {
-    last: i64,
-    next: Option<i64>,
+    shared: HashMap<TypeId, Box<dyn Any + Send>>,
 }
 
 impl Reading {
@@ -330,41 +256,35 @@ impl Reading {
             .await?;
         Ok(Self {
             checkpoints,
-            catalog: None,
+            shared: HashMap::new(),
         })
     }
 
     /// `projection`'s checkpoint in this snapshot (0 before its first).
-    pub fn checkpoint(&self, projection: &str) -> i64 {
+    pub fn checkpoint(&self, projection: ProjectionName) -> i64 {
         self.checkpoints
             .iter()
-            .find(|(name, _)| name == projection)
+            .find(|(name, _)| name == projection.as_str())
             .map_or(0, |(_, position)| *position)
     }
 
-    async fn catalog(&mut self, conn: &mut PgConnection) -> Result<CatalogPart, sqlx::Error> {
-        if let Some(part) = self.catalog {
-            return Ok(part);
-        }
-        // The catalog's stream is small (a definition per module and lab).
-        let (last, next): (i64, Option<i64>) = sqlx::query_as(
-            "SELECT coalesce(max(position) FILTER (WHERE position <= $1), 0)::bigint,
-                    min(position) FILTER (WHERE position > $1 AND position <= $2)
-               FROM events WHERE stream_id = 'catalog'",
-        )
-        .bind(self.checkpoint(CATALOG))
-        .bind(self.checkpoint(PLAYERS))
-        .fetch_one(&mut *conn)
-        .await?;
-        let part = CatalogPart { last, next };
-        self.catalog = Some(part);
-        Ok(part)
+    /// The value of type `T` a topic kept in this snapshot.
+    pub fn shared<T: Any + Send + Clone>(&self) -> Option<T> {
+        self.shared
+            .get(&TypeId::of::<T>())
+            .and_then(|v| v.downcast_ref::<T>())
+            .cloned()
+    }
+
+    /// Keeps `value` for the other topics read in this snapshot.
+    pub fn share<T: Any + Send>(&mut self, value: T) {
+        self.shared.insert(TypeId::of::<T>(), Box::new(value));
     }
 }
 
 /// The positions as of which data read in one snapshot is exactly the as-of read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Span {
+pub struct Span {
     /// The last event the data reflects.
     pub from: i64,
     /// The highest position known to be exact.
@@ -373,14 +293,14 @@ pub(crate) struct Span {
 
 /// One projection's part of a topic's data, read in a snapshot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Part {
+pub struct Part {
     /// The projection's checkpoint in the snapshot.
-    checkpoint: i64,
+    pub checkpoint: i64,
     /// The last event of the part that the projection has applied (0: none).
-    last: i64,
+    pub last: i64,
     /// The first event of the part that it has not applied, when one is in the snapshot's log
     /// below the furthest checkpoint of the parts.
-    next: Option<i64>,
+    pub next: Option<i64>,
 }
 
 /// The positions at which parts read at different checkpoints are together exactly the as-of
@@ -388,7 +308,7 @@ struct Part {
 /// projection has not applied, and no further than the furthest checkpoint (the snapshot knows
 /// nothing beyond). `None` when there is none: a lagging projection has yet to apply an event
 /// older than one another part reflects.
-fn span(parts: &[Part]) -> Option<Span> {
+pub fn span(parts: &[Part]) -> Option<Span> {
     let from = parts.iter().map(|p| p.last).max().unwrap_or(0);
     let furthest = parts.iter().map(|p| p.checkpoint).max().unwrap_or(0);
     let until = parts
@@ -399,142 +319,9 @@ fn span(parts: &[Part]) -> Option<Span> {
     (from <= until).then_some(Span { from, until })
 }
 
-/// Which end of its span a label is at.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Label {
-    /// A change: the last event it reflects.
-    Lowest,
-    /// A snapshot: as far as it is known to hold.
-    Highest,
-}
-
-/// A profile in this snapshot (`null` before the registration), with its span (see [`span`]).
-/// For a change only whether the span exists matters, so the player's stream is looked at beyond
-/// the players' checkpoint only up to the span's start.
-async fn read_player(
-    conn: &mut PgConnection,
-    reading: &mut Reading,
-    id: Uuid,
-    label: Label,
-) -> Result<(Option<Span>, Value), ApiError> {
-    let read = read_profile_at(conn, id).await?;
-    let catalog = reading.catalog(conn).await?;
-    let (players_at, catalog_at) = (reading.checkpoint(PLAYERS), reading.checkpoint(CATALOG));
-    let last = read.as_ref().map_or(0, |(position, _)| *position);
-    let end = match label {
-        Label::Lowest => last.max(catalog.last),
-        Label::Highest => catalog_at,
-    };
-    let next = if players_at < end {
-        sqlx::query_scalar(
-            "SELECT min(position) FROM events
-              WHERE position > $1 AND position <= $2 AND stream_id = $3",
-        )
-        .bind(players_at)
-        .bind(end)
-        .bind(format!("player-{id}"))
-        .fetch_one(&mut *conn)
-        .await?
-    } else {
-        None
-    };
-    let parts = [
-        Part {
-            checkpoint: players_at,
-            last,
-            next,
-        },
-        Part {
-            checkpoint: catalog_at,
-            last: catalog.last,
-            next: catalog.next,
-        },
-    ];
-    let profile = read.map_or(Value::Null, |(_, profile)| to_value(&profile));
-    Ok((span(&parts), profile))
-}
-
-/// An upsert of `data`, or a delete when there is none any more.
-fn update<T: serde::Serialize>(key: String, position: i64, data: Option<T>) -> Update {
-    Update {
-        key,
-        op: if data.is_some() {
-            ChangeOp::Upsert
-        } else {
-            ChangeOp::Delete
-        },
-        position,
-        data: data.map_or(Value::Null, |d| to_value(&d)),
-    }
-}
-
-/// A read's answer as JSON. Serialising these plain structs cannot fail.
-fn to_value<T: serde::Serialize>(value: &T) -> Value {
-    serde_json::to_value(value).unwrap_or(Value::Null)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn topics_parse_as_the_contract_names_them() {
-        let me = Uuid::new_v4();
-        let other = Uuid::new_v4();
-        assert_eq!(
-            Topic::parse("leaderboard", me, 25).ok(),
-            Some(Topic::Leaderboard { limit: 25 })
-        );
-        assert_eq!(Topic::parse("presence", me, 10).ok(), Some(Topic::Presence));
-        assert_eq!(
-            Topic::parse(&format!("player:{other}"), me, 10).ok(),
-            Some(Topic::Player(other))
-        );
-        assert_eq!(
-            Topic::parse("player:me", me, 10).ok(),
-            Some(Topic::Player(me))
-        );
-    }
-
-    #[test]
-    fn an_unknown_or_malformed_topic_is_refused() {
-        for raw in [
-            "",
-            "leaderboards",
-            "player:",
-            "player:42",
-            "channel",
-            "channel:",
-            "channel:room",
-            "channel:dm:42",
-            ":",
-        ] {
-            assert!(
-                matches!(Topic::parse(raw, Uuid::nil(), 10), Err(ApiError::Client(p)) if p.code == "invalid_topic"),
-                "{raw:?} must be refused"
-            );
-        }
-    }
-
-    #[test]
-    fn a_direct_channel_topic_is_the_pairs_whoever_names_it_and_only_theirs() {
-        let (ada, bob, eve) = (Uuid::from_u128(1), Uuid::from_u128(2), Uuid::from_u128(3));
-        let dm = Channel::direct(PlayerId(ada), PlayerId(bob));
-        let from_ada = Topic::parse(&format!("channel:dm:{bob}"), ada, 10).ok();
-        let from_bob = Topic::parse(&format!("channel:dm:{ada}"), bob, 10).ok();
-        assert_eq!(from_ada, Some(Topic::Channel(dm.clone())));
-        assert_eq!(from_bob, Some(Topic::Channel(dm.clone())));
-        let canonical = Topic::parse(&format!("channel:{dm}"), eve, 10).expect("parses");
-        let actor = |id| Actor {
-            identity: PlayerId(id),
-            role: questlog_academy::Role::Admin,
-        };
-        assert!(canonical.authorize(&actor(ada)).is_ok());
-        assert!(matches!(
-            canonical.authorize(&actor(eve)),
-            Err(ApiError::Client(p)) if p.code == "forbidden"
-        ));
-    }
 
     fn part(checkpoint: i64, last: i64, next: Option<i64>) -> Part {
         Part {
@@ -554,7 +341,7 @@ mod tests {
 
     #[test]
     fn a_lagging_part_with_nothing_left_to_apply_holds_up_to_the_furthest_checkpoint() {
-        // The players at 12 reflect their event 11; the catalog at 8 has no event in 9..=12.
+        // The first part at 12 reflects its event 11; the second at 8 has no event in 9..=12.
         assert_eq!(
             span(&[part(12, 11, None), part(8, 3, None)]),
             Some(Span {
@@ -566,7 +353,7 @@ mod tests {
 
     #[test]
     fn the_span_ends_before_the_first_event_a_lagging_projection_has_not_applied() {
-        // The catalog at 8 has yet to apply its event 10; the player's last event is 9.
+        // The second part at 8 has yet to apply its event 10; the first's last event is 9.
         assert_eq!(
             span(&[part(12, 9, None), part(8, 3, Some(10))]),
             Some(Span { from: 9, until: 9 })
@@ -575,9 +362,9 @@ mod tests {
 
     #[test]
     fn parts_that_never_stood_together_in_the_log_have_no_exact_position() {
-        // The player's event 11 is in, the catalog's 10 before it is not.
+        // The first part's event 11 is in, the second's 10 before it is not.
         assert_eq!(span(&[part(12, 11, None), part(8, 3, Some(10))]), None);
-        // The other way round: the catalog's 13 is in, the player's 12 is not.
+        // The other way round: the second's 13 is in, the first's 12 is not.
         assert_eq!(span(&[part(11, 9, Some(12)), part(14, 13, None)]), None);
     }
 }

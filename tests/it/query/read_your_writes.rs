@@ -122,11 +122,12 @@ async fn an_unreachable_database_is_503_with_retry_after() {
         questlog_store::connect("postgres://postgres@127.0.0.1:1/none", 1).expect("valid URL");
     let keys = questlog_web::TokenKeys::new(b"secret", chrono::Duration::days(1));
     let token = keys.issue(uuid::Uuid::new_v4(), questlog_academy::Role::Player);
-    let state = questlog_query_api::QueryState {
-        pool: pool.clone(),
-        tokens: keys,
-        positions: questlog_query_api::Positions::new(pool),
-    };
+    let state = questlog_query_api::QueryState::new(
+        pool.clone(),
+        keys,
+        questlog_query_api::Positions::new(pool),
+        &questlog::modules::app(),
+    );
     let shutdown = tokio_util::sync::CancellationToken::new();
     let address = serve(state, shutdown.clone()).await;
     let client = reqwest::Client::new();

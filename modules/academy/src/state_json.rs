@@ -1,11 +1,13 @@
-//! The JSON an admin sees for a stream's folded state. The domain's state types stay free of
-//! serialisation concerns; this is the query API's view of them.
+//! The JSON an admin sees for a stream's folded state (`GET /v1/admin/streams/{stream}`,
+//! `questlog state`), registered for every academy stream kind. The domain's state types stay
+//! free of serialisation concerns; this is the admin's view of them.
 
 use chrono::{DateTime, NaiveDate, Utc};
-use questlog_academy::catalog::CatalogState;
-use questlog_academy::player::PlayerState;
-use questlog_academy::values::{ModuleNo, PlayerId};
-use questlog_academy::StreamState;
+
+use crate::catalog::CatalogState;
+use crate::player::PlayerState;
+use crate::values::{ModuleNo, PlayerId};
+use crate::StreamState;
 use serde::Serialize;
 use serde_json::Value;
 
@@ -157,9 +159,9 @@ struct UsernameJson {
 
 #[cfg(test)]
 mod tests {
-    use questlog_academy::event::Event;
-    use questlog_academy::values::{LabId, Username};
-    use questlog_academy::StreamId;
+    use crate::event::Event;
+    use crate::values::{LabId, Username};
+    use crate::StreamId;
     use serde_json::json;
     use uuid::Uuid;
 

@@ -1,32 +1,55 @@
-//! `GET /v1/players/{id}/labs/{lab_id}`: a player's session of a lab, for that player or an admin.
+//! The lab sessions' reads: `GET /v1/players/{id}/labs/{lab_id}`, a player's session of a lab,
+//! for that player or an admin, and the `lab:<player>:<lab_id>` live topic, which sends the same
+//! answer whenever the session's facts change.
 //!
 //! The session's facts (started, furthest step, completed) come from the `labs` projection; the
 //! saved file system and current step from the working copy the command side keeps
 //! (`lab_workspaces`), which is always the latest save.
 
+use std::sync::Arc;
+
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
+use axum::routing::get;
+use axum::Router;
 use chrono::{DateTime, Utc};
-use questlog_academy::lab::LabSession;
-use questlog_academy::values::{LabId, PlayerId};
-use questlog_academy::{Event, Role, StreamId};
+use futures::future::BoxFuture;
+use futures::FutureExt as _;
+use questlog_bus::{Change, ProjectionName, TopicKind};
+use questlog_domain::{Actor, App};
+use questlog_query_api::as_of::events_until;
+use questlog_query_api::live::{
+    invalid_topic, to_value, Options, Reading, Source, Topic, TopicKindReads, Update,
+};
+use questlog_query_api::params::{query, Consistency, ReadParams};
+use questlog_query_api::snapshot::{answer, begin, checkpoint};
+use questlog_query_api::{ApiError, QueryApp as _, QueryState};
 use questlog_web::{Authenticated, Problem};
 use serde::Serialize;
 use serde_json::Value;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use crate::as_of::{decode, events_until};
-use crate::error::ApiError;
-use crate::params::{query, Consistency, ReadParams};
-use crate::projection::LABS;
-use crate::snapshot::{answer, begin, checkpoint};
-use crate::QueryState;
+use crate::lab::LabSession;
+use crate::names::{LABS, LAB_TOPIC};
+use crate::read::decode;
+use crate::values::{LabId, PlayerId};
+use crate::{Event, Role, StreamId};
+
+/// The projection a session's facts are read from.
+const SESSIONS: &[ProjectionName] = &[LABS];
+
+/// Registers the feature's route and topic.
+pub(crate) fn register_reads(app: &mut App) {
+    app.add_read_routes(Router::new().route("/v1/players/{id}/labs/{lab_id}", get(session)))
+        .add_topic(LabTopics)
+        .add_read_projections(SESSIONS);
+}
 
 /// A lab session as the route answers it.
 #[derive(Debug, Serialize, sqlx::FromRow)]
-pub(crate) struct LabSessionOut {
+pub struct LabSessionOut {
     player_id: Uuid,
     lab_id: String,
     /// `in_progress`, or `completed` once the player completed the lab.
@@ -41,7 +64,7 @@ pub(crate) struct LabSessionOut {
 
 /// `GET /v1/players/{id}/labs/{lab_id}` (`me` for self).
 #[tracing::instrument(skip_all)]
-pub(crate) async fn session(
+async fn session(
     State(state): State<QueryState>,
     auth: Result<Authenticated, Problem>,
     path: Result<Path<(String, String)>, PathRejection>,
@@ -68,10 +91,10 @@ pub(crate) async fn session(
         tx.commit().await?;
         return Ok(answer(position, &session));
     }
-    consistency.wait(&state.positions, &[LABS]).await?;
+    consistency.wait(&state.positions, SESSIONS).await?;
 
     let mut tx = begin(&state.pool).await?;
-    let position = checkpoint(&mut tx, &[LABS]).await?;
+    let position = checkpoint(&mut tx, SESSIONS).await?;
     let session = read_session(&mut tx, player_id, &lab_id)
         .await?
         .ok_or_else(not_found)?;
@@ -79,7 +102,7 @@ pub(crate) async fn session(
     Ok(answer(position, &session))
 }
 
-pub(crate) fn lab_forbidden() -> ApiError {
+fn lab_forbidden() -> ApiError {
     ApiError::Client(Problem::forbidden(
         "a lab's state is only for its player (or an admin)",
     ))
@@ -197,4 +220,102 @@ pub(crate) async fn read_session_at(
     Ok(read.map_or((0, None), |r| {
         (r.updated_position, r.active.then_some(r.session))
     }))
+}
+
+/// The `lab` topic kind: `lab:<player id or me>:<lab_id>`, for its player or an admin.
+struct LabTopics;
+
+impl TopicKindReads for LabTopics {
+    fn kind(&self) -> TopicKind {
+        LAB_TOPIC
+    }
+
+    fn form(&self) -> &'static str {
+        "lab:<player>:<lab_id>"
+    }
+
+    fn parse(
+        &self,
+        raw: &str,
+        rest: Option<&str>,
+        caller: &Actor,
+        _options: &Options,
+    ) -> Result<Option<Arc<dyn Topic>>, ApiError> {
+        let Some(rest) = rest else {
+            return Ok(None);
+        };
+        let bad = || {
+            invalid_topic(format!(
+                "{raw:?}: a lab topic is lab:<player id or me>:<lab_id>"
+            ))
+        };
+        let (player, lab) = rest.split_once(':').ok_or_else(bad)?;
+        let player = if player == "me" {
+            caller.identity.0
+        } else {
+            Uuid::parse_str(player).map_err(|_| bad())?
+        };
+        let lab = LabId::parse(lab).map_err(|_| bad())?;
+        Ok(Some(Arc::new(LabTopic { player, lab })))
+    }
+}
+
+/// A player's session of a lab: its facts, with the working copy as it stands when they change.
+/// Read from one projection, so exact from the last event of its facts to the checkpoint.
+#[derive(Debug)]
+struct LabTopic {
+    player: Uuid,
+    lab: LabId,
+}
+
+impl Topic for LabTopic {
+    fn name(&self) -> String {
+        LAB_TOPIC.topic(format_args!("{}:{}", self.player, self.lab))
+    }
+
+    fn authorize(&self, actor: &Actor) -> Result<(), ApiError> {
+        if self.player != actor.identity.0 && actor.role != Role::Admin {
+            return Err(lab_forbidden());
+        }
+        Ok(())
+    }
+
+    fn projections(&self) -> &'static [ProjectionName] {
+        SESSIONS
+    }
+
+    fn sources(&self) -> Vec<Source> {
+        vec![Source::all(self.name())]
+    }
+
+    fn snapshot<'a>(
+        &'a self,
+        conn: &'a mut PgConnection,
+        reading: &'a mut Reading,
+    ) -> BoxFuture<'a, Result<(i64, Value), ApiError>> {
+        async move {
+            let (_, session) = read_session_at(conn, self.player, &self.lab).await?;
+            Ok((
+                reading.checkpoint(LABS),
+                session.map_or(Value::Null, |session| to_value(&session)),
+            ))
+        }
+        .boxed()
+    }
+
+    fn changed<'a>(
+        &'a self,
+        conn: &'a mut PgConnection,
+        _reading: &'a mut Reading,
+        changes: &'a [Change],
+    ) -> BoxFuture<'a, Result<Vec<Update>, ApiError>> {
+        async move {
+            if changes.is_empty() {
+                return Ok(Vec::new());
+            }
+            let (position, session) = read_session_at(conn, self.player, &self.lab).await?;
+            Ok(vec![Update::of(self.lab.to_string(), position, session)])
+        }
+        .boxed()
+    }
 }

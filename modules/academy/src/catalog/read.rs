@@ -1,20 +1,34 @@
-//! `GET /v1/labs`: the catalog of modules and their labs, from the catalog read model.
+//! The catalog's reads: `GET /v1/labs`, the catalog of modules and their labs, from the catalog
+//! read model (or its stream folded by the domain, as of a position).
 
 use std::collections::BTreeMap;
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::response::Response;
-use questlog_academy::{StreamId, StreamState};
+use axum::routing::get;
+use axum::Router;
+use questlog_bus::ProjectionName;
+use questlog_domain::App;
+use questlog_query_api::as_of::events_until;
+use questlog_query_api::params::{query, Consistency, ReadParams};
+use questlog_query_api::snapshot::{answer, begin, checkpoint};
+use questlog_query_api::{ApiError, QueryApp as _, QueryState};
 use questlog_web::{Authenticated, Problem};
 use serde::Serialize;
 
-use crate::as_of::fold_until;
-use crate::error::ApiError;
-use crate::params::{query, Consistency, ReadParams};
-use crate::projection::CATALOG;
-use crate::snapshot::{answer, begin, checkpoint};
-use crate::QueryState;
+use crate::names::CATALOG;
+use crate::read::decode;
+use crate::{StreamId, StreamState};
+
+/// The projection the catalog is read from.
+const CATALOG_READ: &[ProjectionName] = &[CATALOG];
+
+/// Registers the catalog's route.
+pub(crate) fn register(app: &mut App) {
+    app.add_read_routes(Router::new().route("/v1/labs", get(labs)))
+        .add_read_projections(CATALOG_READ);
+}
 
 #[derive(Debug, Serialize)]
 struct Catalog {
@@ -39,7 +53,7 @@ struct LabOut {
 
 /// `GET /v1/labs`: modules by number, each with its labs by id.
 #[tracing::instrument(skip_all)]
-pub(crate) async fn labs(
+async fn labs(
     State(state): State<QueryState>,
     auth: Result<Authenticated, Problem>,
     read: Result<Query<ReadParams>, QueryRejection>,
@@ -50,12 +64,11 @@ pub(crate) async fn labs(
     let (position, modules, labs) = if let Some(as_of) = consistency.as_of {
         // The catalog stream folded by the domain up to that point.
         let position = as_of.resolve(&mut tx).await?;
+        let recorded = events_until(&mut tx, &[StreamId::Catalog.to_string()], position).await?;
         let StreamState::Catalog(catalog) =
-            fold_until(&mut tx, &StreamId::Catalog, position).await?
+            StreamState::fold(&StreamId::Catalog, &decode(&recorded)?)
         else {
-            return Err(ApiError::Store(questlog_store::StoreError::Decode(
-                "the catalog stream folds to a catalog".to_owned(),
-            )));
+            return Err(ApiError::stored("the catalog stream folds to a catalog"));
         };
         let modules = catalog
             .modules
@@ -84,9 +97,9 @@ pub(crate) async fn labs(
         (position, modules, labs)
     } else {
         drop(tx);
-        consistency.wait(&state.positions, &[CATALOG]).await?;
+        consistency.wait(&state.positions, CATALOG_READ).await?;
         tx = begin(&state.pool).await?;
-        let position = checkpoint(&mut tx, &[CATALOG]).await?;
+        let position = checkpoint(&mut tx, CATALOG_READ).await?;
         let modules: Vec<(i32, String, Vec<i32>)> =
             sqlx::query_as("SELECT module, title, requires FROM rm_modules ORDER BY module")
                 .fetch_all(&mut *tx)

@@ -5,21 +5,37 @@
 //! player id, so every player has one rank, 1 + the number of players ahead. Pages are keyset
 //! pages: the cursor holds the last entry's sort key and rank, the next page starts right after
 //! it in the index and its ranks continue from it. No OFFSET, no scan of the players before it.
+//!
+//! The `leaderboard` live topic follows the top `leaderboard_limit` players (a subscription
+//! option): each change sends the whole new window, read by [`read_page`] like the route.
+//!
+//! Where the contract is silent: `limit` and `radius` out of range are 422 (`invalid_limit`,
+//! `invalid_radius`): well-formed but invalid values; unparseable ones are 400 `bad_request`.
+
+use std::sync::Arc;
 
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
+use futures::future::BoxFuture;
+use futures::FutureExt as _;
+use questlog_bus::{Change, ChangeOp, ProjectionName, TopicKind};
+use questlog_domain::Actor;
+use questlog_query_api::live::{to_value, Options, Reading, Source, Topic, TopicKindReads, Update};
+use questlog_query_api::params::{query, Consistency, ReadParams};
+use questlog_query_api::snapshot::{answer, begin, checkpoint};
+use questlog_query_api::{ApiError, QueryState};
 use questlog_web::{Authenticated, Problem};
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use crate::error::ApiError;
-use crate::params::{query, Consistency, ReadParams};
-use crate::players::{player_in_path, player_not_found};
-use crate::projection::PLAYERS;
-use crate::snapshot::{answer, begin, checkpoint};
-use crate::QueryState;
+use super::{player_in_path, player_not_found};
+use crate::names::{LEADERBOARD_TOPIC, PLAYERS};
+
+/// The projection the leaderboard is read from.
+const LEADERBOARD: &[ProjectionName] = &[PLAYERS];
 
 /// The page size unless told otherwise.
 pub const DEFAULT_LIMIT: i64 = 10;
@@ -32,7 +48,7 @@ pub const MAX_RADIUS: i64 = 50;
 
 /// One leaderboard line.
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
-pub(crate) struct Entry {
+pub struct Entry {
     #[sqlx(skip)]
     rank: i64,
     player_id: Uuid,
@@ -64,7 +80,7 @@ struct Key {
 /// Where a page ends: the last entry's key and rank. Written as `<xp>.<xp_position>.<rank>.<id>`,
 /// which clients treat as opaque.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Cursor {
+pub struct Cursor {
     key: Key,
     rank: i64,
 }
@@ -119,7 +135,7 @@ const MAX_CURSOR_RANK: i64 = i64::MAX - MAX_LIMIT - 1;
 const COLUMNS: &str = "player_id, username, xp, level, xp_position";
 
 /// Which leaderboard a read ranks: the live one, or the one that stood at a past position (the
-/// versions of `rm_leaderboard_history` valid there; see [`crate::as_of`]).
+/// versions of `rm_leaderboard_history` valid there; see `questlog_query_api::as_of`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Board {
     Live,
@@ -228,7 +244,7 @@ pub(crate) struct PageParams {
 
 /// One page of the leaderboard, as `GET /v1/leaderboard` answers it.
 #[derive(Debug, Serialize)]
-pub(crate) struct Page {
+pub struct Page {
     position: i64,
     entries: Vec<Entry>,
     next: Option<String>,
@@ -266,13 +282,13 @@ async fn board_for(
     state: &QueryState,
     consistency: &Consistency,
 ) -> Result<(sqlx::Transaction<'static, sqlx::Postgres>, i64, Board), ApiError> {
-    if let Some(position) = consistency.as_of_applied(state, &[PLAYERS]).await? {
+    if let Some(position) = consistency.as_of_applied(state, LEADERBOARD).await? {
         let tx = begin(&state.pool).await?;
         return Ok((tx, position, Board::AsOf(position)));
     }
-    consistency.wait(&state.positions, &[PLAYERS]).await?;
+    consistency.wait(&state.positions, LEADERBOARD).await?;
     let mut tx = begin(&state.pool).await?;
-    let position = checkpoint(&mut tx, &[PLAYERS]).await?;
+    let position = checkpoint(&mut tx, LEADERBOARD).await?;
     Ok((tx, position, Board::Live))
 }
 
@@ -364,6 +380,125 @@ pub(crate) async fn around(
     entries.push(me);
     entries.append(&mut behind);
     Ok(answer(position, &Around { position, entries }))
+}
+
+/// The subscription option naming the `leaderboard` topic's window.
+const LIMIT_OPTION: &str = "leaderboard_limit";
+
+/// The `leaderboard` topic kind: the top `leaderboard_limit` players (default 10, 1 to 100).
+pub(crate) struct LeaderboardTopics;
+
+impl LeaderboardTopics {
+    /// The window the options ask for, checked (the default when they name none).
+    fn limit(options: &Options) -> Result<i64, ApiError> {
+        let Some(raw) = options.get(LIMIT_OPTION) else {
+            return Ok(DEFAULT_LIMIT);
+        };
+        let limit = raw.parse::<i64>().map_err(|_| {
+            ApiError::Client(Problem::bad_request("leaderboard_limit is an integer"))
+        })?;
+        if !(1..=MAX_LIMIT).contains(&limit) {
+            return Err(ApiError::invalid(
+                "invalid_limit",
+                format!("leaderboard_limit is 1 to {MAX_LIMIT}"),
+            ));
+        }
+        Ok(limit)
+    }
+}
+
+impl TopicKindReads for LeaderboardTopics {
+    fn kind(&self) -> TopicKind {
+        LEADERBOARD_TOPIC
+    }
+
+    fn form(&self) -> &'static str {
+        "leaderboard"
+    }
+
+    fn options(&self) -> &'static [&'static str] {
+        &[LIMIT_OPTION]
+    }
+
+    fn check(&self, options: &Options) -> Result<(), ApiError> {
+        Self::limit(options).map(|_| ())
+    }
+
+    fn parse(
+        &self,
+        _raw: &str,
+        rest: Option<&str>,
+        _caller: &Actor,
+        options: &Options,
+    ) -> Result<Option<Arc<dyn Topic>>, ApiError> {
+        if rest.is_some() {
+            return Ok(None);
+        }
+        let limit = Self::limit(options)?;
+        Ok(Some(Arc::new(LeaderboardTopic { limit })))
+    }
+}
+
+/// The top `limit` players. Its window is exact up to the players' checkpoint, so every change
+/// sends the whole new window once per announcement, labelled with the checkpoint (the last
+/// change that moved it is not known here; the checkpoint is as exact).
+#[derive(Debug)]
+pub(crate) struct LeaderboardTopic {
+    limit: i64,
+}
+
+impl Topic for LeaderboardTopic {
+    fn name(&self) -> String {
+        LEADERBOARD_TOPIC.as_str().to_owned()
+    }
+
+    fn key(&self) -> String {
+        // Two windows are two topics.
+        format!("{}?{LIMIT_OPTION}={}", LEADERBOARD_TOPIC, self.limit)
+    }
+
+    fn projections(&self) -> &'static [ProjectionName] {
+        LEADERBOARD
+    }
+
+    fn sources(&self) -> Vec<Source> {
+        vec![Source::all(LEADERBOARD_TOPIC.as_str())]
+    }
+
+    fn snapshot<'a>(
+        &'a self,
+        conn: &'a mut PgConnection,
+        reading: &'a mut Reading,
+    ) -> BoxFuture<'a, Result<(i64, Value), ApiError>> {
+        async move {
+            let position = reading.checkpoint(PLAYERS);
+            let page = read_page(conn, Board::Live, position, None, self.limit).await?;
+            Ok((position, to_value(&page)))
+        }
+        .boxed()
+    }
+
+    fn changed<'a>(
+        &'a self,
+        conn: &'a mut PgConnection,
+        reading: &'a mut Reading,
+        changes: &'a [Change],
+    ) -> BoxFuture<'a, Result<Vec<Update>, ApiError>> {
+        async move {
+            let Some(last) = changes.iter().max_by_key(|c| c.position) else {
+                return Ok(Vec::new());
+            };
+            let position = reading.checkpoint(PLAYERS);
+            let page = read_page(conn, Board::Live, position, None, self.limit).await?;
+            Ok(vec![Update {
+                key: last.key.clone(),
+                op: ChangeOp::Upsert,
+                position,
+                data: to_value(&page),
+            }])
+        }
+        .boxed()
+    }
 }
 
 #[cfg(test)]

@@ -1,32 +1,52 @@
-//! `GET /v1/channels/{channel}/messages`: a channel's history, newest first, from the chat read
-//! model; also the `channel:<name>` live topic's reads.
+//! The chat's reads: `GET /v1/channels/{channel}/messages`, a channel's history, newest first,
+//! from the chat read model, and the `channel:<name>` live topic, whose snapshot is the latest page
+//! and whose changes are one message per event, each as its stream folds as of that event.
 //!
 //! A channel is named as a client names it (`global`, `lab:<lab_id>`, `dm:<player_id>` for the
 //! caller's conversation with that player, or the canonical `dm:<a>:<b>`). A direct channel is
 //! only for its two players: anyone else, admins included, is 403.
 
+use std::sync::Arc;
+
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
+use axum::routing::get;
+use axum::Router;
 use chrono::{DateTime, Utc};
-use questlog_academy::chat::MessageState;
-use questlog_academy::values::{Channel, MessageId, PlayerId};
-use questlog_academy::StreamId;
+use futures::future::BoxFuture;
+use futures::FutureExt as _;
+use questlog_bus::{Change, ProjectionName, TopicKind};
+use questlog_domain::{Actor, App};
+use questlog_query_api::as_of::events_until;
+use questlog_query_api::live::{
+    invalid_topic, to_value, Options, Reading, Source, Topic, TopicKindReads, Update,
+};
+use questlog_query_api::params::{query, Consistency, ReadParams};
+use questlog_query_api::snapshot::{answer, begin, checkpoint};
+use questlog_query_api::{ApiError, QueryApp as _, QueryState};
 use questlog_store::RecordedEvent;
 use questlog_web::{Authenticated, Problem};
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use crate::as_of::{decode, events_until};
-use crate::error::ApiError;
-use crate::params::{query, Consistency, ReadParams};
-use crate::projection::{CHAT, PLAYERS};
-use crate::snapshot::{answer, begin, checkpoint};
-use crate::QueryState;
+use super::MessageState;
+use crate::names::{CHANNEL_TOPIC, CHAT, PLAYERS};
+use crate::read::decode;
+use crate::values::{Channel, MessageId, PlayerId};
+use crate::StreamId;
 
 /// The projections a channel's history is read from (messages, and their senders' names).
-pub(crate) const HISTORY: &[&str] = &[CHAT, PLAYERS];
+pub(crate) const HISTORY: &[ProjectionName] = &[CHAT, PLAYERS];
+
+/// Registers the chat's route and topic.
+pub(crate) fn register(app: &mut App) {
+    app.add_read_routes(Router::new().route("/v1/channels/{channel}/messages", get(messages)))
+        .add_topic(ChannelTopics)
+        .add_read_projections(HISTORY);
+}
 /// The page size unless told otherwise.
 pub const DEFAULT_MESSAGES: i64 = 50;
 /// The largest page; more (or less than 1) is 422 `invalid_limit`.
@@ -34,7 +54,7 @@ pub const MAX_MESSAGES: i64 = 200;
 
 /// One message as every read shows it. A deleted message keeps its place without its content.
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
-pub(crate) struct MessageOut {
+pub struct MessageOut {
     message_id: Uuid,
     channel: String,
     sender: Uuid,
@@ -48,7 +68,7 @@ pub(crate) struct MessageOut {
 
 /// A page of a channel's history.
 #[derive(Debug, Serialize)]
-pub(crate) struct History {
+pub struct History {
     position: i64,
     channel: String,
     messages: Vec<MessageOut>,
@@ -74,7 +94,7 @@ pub(crate) fn channel_for(raw: &str, caller: PlayerId) -> Result<Channel, ApiErr
     Channel::parse(raw, caller).map_err(|r| ApiError::invalid(r.code, r.detail))
 }
 
-pub(crate) fn forbidden() -> ApiError {
+fn forbidden() -> ApiError {
     ApiError::Client(Problem::forbidden(
         "a direct channel is only for its two players",
     ))
@@ -82,7 +102,7 @@ pub(crate) fn forbidden() -> ApiError {
 
 /// `GET /v1/channels/{channel}/messages?limit=50&before=<message_id>`.
 #[tracing::instrument(skip_all, fields(channel = tracing::field::Empty))]
-pub(crate) async fn messages(
+async fn messages(
     State(state): State<QueryState>,
     auth: Result<Authenticated, Problem>,
     channel: Result<Path<String>, PathRejection>,
@@ -312,4 +332,151 @@ pub(crate) async fn messages_as_of(
             Ok(Some(message))
         })
         .collect()
+}
+
+/// The `channel` topic kind: `channel:<channel>`, any channel name `send_message` takes. A
+/// canonical direct channel parses whoever names it; the topic refuses it to anyone but its two
+/// players.
+struct ChannelTopics;
+
+impl TopicKindReads for ChannelTopics {
+    fn kind(&self) -> TopicKind {
+        CHANNEL_TOPIC
+    }
+
+    fn form(&self) -> &'static str {
+        "channel:<channel>"
+    }
+
+    fn parse(
+        &self,
+        raw: &str,
+        rest: Option<&str>,
+        caller: &Actor,
+        _options: &Options,
+    ) -> Result<Option<Arc<dyn Topic>>, ApiError> {
+        let Some(name) = rest else {
+            return Ok(None);
+        };
+        let channel = Channel::from_canonical(name)
+            .map_or_else(|| Channel::parse(name, caller.identity), Ok)
+            .map_err(|r| invalid_topic(format!("{raw:?}: {}", r.detail)))?;
+        Ok(Some(Arc::new(ChannelTopic(channel))))
+    }
+}
+
+/// A chat channel's messages, canonical.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct ChannelTopic(Channel);
+
+impl Topic for ChannelTopic {
+    fn name(&self) -> String {
+        CHANNEL_TOPIC.topic(&self.0)
+    }
+
+    fn authorize(&self, actor: &Actor) -> Result<(), ApiError> {
+        if self.0.visible_to(actor.identity) {
+            Ok(())
+        } else {
+            Err(forbidden())
+        }
+    }
+
+    fn projections(&self) -> &'static [ProjectionName] {
+        &[CHAT]
+    }
+
+    fn sources(&self) -> Vec<Source> {
+        vec![Source::all(self.name())]
+    }
+
+    fn snapshot<'a>(
+        &'a self,
+        conn: &'a mut PgConnection,
+        reading: &'a mut Reading,
+    ) -> BoxFuture<'a, Result<(i64, Value), ApiError>> {
+        async move {
+            let position = reading.checkpoint(CHAT);
+            let history = read_history(conn, &self.0, position, None, DEFAULT_MESSAGES).await?;
+            Ok((position, history.map_or(Value::Null, |h| to_value(&h))))
+        }
+        .boxed()
+    }
+
+    fn changed<'a>(
+        &'a self,
+        conn: &'a mut PgConnection,
+        _reading: &'a mut Reading,
+        changes: &'a [Change],
+    ) -> BoxFuture<'a, Result<Vec<Update>, ApiError>> {
+        async move {
+            // One update per changed message, keyed by its id, as of its change.
+            let mut at: Vec<(Uuid, i64)> = changes
+                .iter()
+                .filter_map(|c| Some((Uuid::parse_str(&c.key).ok()?, c.position)))
+                .collect();
+            at.sort_by_key(|(_, position)| *position);
+            at.dedup();
+            let rows = messages_as_of(conn, &at).await?;
+            Ok(at
+                .into_iter()
+                .zip(rows)
+                .map(|((key, position), data)| Update::of(key.to_string(), position, data))
+                .collect())
+        }
+        .boxed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Role;
+
+    fn parse(raw: &str, caller: Uuid) -> Result<Option<Arc<dyn Topic>>, ApiError> {
+        let actor = Actor {
+            identity: PlayerId(caller),
+            role: Role::Player,
+        };
+        let rest = raw.strip_prefix("channel:");
+        ChannelTopics.parse(raw, rest, &actor, &Options::default())
+    }
+
+    #[test]
+    fn a_direct_channel_topic_is_the_pairs_whoever_names_it_and_only_theirs() {
+        let (ada, bob, eve) = (Uuid::from_u128(1), Uuid::from_u128(2), Uuid::from_u128(3));
+        let dm = Channel::direct(PlayerId(ada), PlayerId(bob));
+        let name = |t: Result<Option<Arc<dyn Topic>>, ApiError>| t.ok().flatten().map(|t| t.name());
+        assert_eq!(
+            name(parse(&format!("channel:dm:{bob}"), ada)),
+            Some(format!("channel:{dm}"))
+        );
+        assert_eq!(
+            name(parse(&format!("channel:dm:{ada}"), bob)),
+            Some(format!("channel:{dm}"))
+        );
+        let canonical = parse(&format!("channel:{dm}"), eve)
+            .ok()
+            .flatten()
+            .expect("parses");
+        let actor = |id| Actor {
+            identity: PlayerId(id),
+            role: Role::Admin,
+        };
+        assert!(canonical.authorize(&actor(ada)).is_ok());
+        assert!(matches!(
+            canonical.authorize(&actor(eve)),
+            Err(ApiError::Client(p)) if p.code == "forbidden"
+        ));
+    }
+
+    #[test]
+    fn a_malformed_channel_topic_is_refused() {
+        for raw in ["channel:", "channel:room", "channel:dm:42"] {
+            assert!(
+                matches!(parse(raw, Uuid::nil()), Err(ApiError::Client(p)) if p.code == "invalid_topic"),
+                "{raw:?} must be refused"
+            );
+        }
+    }
 }
