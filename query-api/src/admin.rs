@@ -132,7 +132,10 @@ pub(crate) async fn stream(
     // read below, and the ones after it are left out to keep the answer at one point of the log.
     let mut head = store.head().await?;
     // The stream as it stood then: its events at or below that position.
-    if let Some(position) = consistency.as_of_applied(&state, &[]).await? {
+    if let Some(position) = consistency
+        .as_of_applied(&state.pool, &state.positions, &[])
+        .await?
+    {
         head = position;
     }
     if let Some((min_position, _)) = consistency.wait {

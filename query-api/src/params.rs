@@ -9,6 +9,7 @@ use axum::extract::Query;
 use questlog_bus::ProjectionName;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
+use sqlx::PgPool;
 
 use crate::as_of::AsOf;
 use crate::error::ApiError;
@@ -63,19 +64,19 @@ impl Consistency {
     /// `as_of`.
     pub async fn as_of_applied(
         &self,
-        state: &crate::QueryState,
+        pool: &PgPool,
+        positions: &Positions,
         projections: &[ProjectionName],
     ) -> Result<Option<i64>, ApiError> {
         let Some(as_of) = self.as_of else {
             return Ok(None);
         };
         let position = {
-            let mut conn = state.pool.acquire().await?;
+            let mut conn = pool.acquire().await?;
             as_of.resolve(&mut conn).await?
         };
         if !projections.is_empty() {
-            state
-                .positions
+            positions
                 .wait_for(projections, position, self.wait_for)
                 .await?;
         }

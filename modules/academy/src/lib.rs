@@ -1,7 +1,8 @@
 //! The academy: a Linux-terminal course's catalog of modules and labs, players with XP, levels,
 //! streaks and achievements, lab sessions, presence and chat. Its commands are decided by pure
 //! functions into its events, and each of its streams folds into its state; [`Academy`] registers
-//! them on the kernel.
+//! them on the kernel, with its reads (routes, live topics and state views, by feature: see
+//! `read.rs`).
 
 pub mod catalog;
 pub mod chat;

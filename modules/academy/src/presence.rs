@@ -66,7 +66,10 @@ pub(crate) async fn online(
     auth?;
     let consistency = Consistency::parse(query(read)?)?;
     // The history holds every version up to the projection's checkpoint.
-    if let Some(position) = consistency.as_of_applied(&state, ONLINE).await? {
+    if let Some(position) = consistency
+        .as_of_applied(&state.pool, &state.positions, ONLINE)
+        .await?
+    {
         let mut conn = state.pool.acquire().await?;
         let online: Vec<Online> = sqlx::query_as(
             "SELECT player_id, username, current_lab, since FROM rm_presence_history \

@@ -123,7 +123,10 @@ async fn messages(
         ));
     }
     // Every message sent up to that point is in the read model once chat has applied it.
-    if let Some(position) = consistency.as_of_applied(&state, HISTORY).await? {
+    if let Some(position) = consistency
+        .as_of_applied(&state.pool, &state.positions, HISTORY)
+        .await?
+    {
         let mut tx = begin(&state.pool).await?;
         let history = history_as_of(&mut tx, &channel, position, params.before, limit).await?;
         tx.commit().await?;

@@ -282,7 +282,10 @@ async fn board_for(
     state: &QueryState,
     consistency: &Consistency,
 ) -> Result<(sqlx::Transaction<'static, sqlx::Postgres>, i64, Board), ApiError> {
-    if let Some(position) = consistency.as_of_applied(state, LEADERBOARD).await? {
+    if let Some(position) = consistency
+        .as_of_applied(&state.pool, &state.positions, LEADERBOARD)
+        .await?
+    {
         let tx = begin(&state.pool).await?;
         return Ok((tx, position, Board::AsOf(position)));
     }
