@@ -1,5 +1,7 @@
 //! The catalog of modules and labs, defined by admins. XP always comes from here, never from a client.
 
+pub mod apply;
+
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;

@@ -4,6 +4,8 @@
 //! virtual file system a client saves is a working copy, kept beside the log (latest only), so
 //! that saving every few seconds never grows the log. See ARCHITECTURE.md, "Lab sessions".
 
+pub mod workspace;
+
 use crate::event::Event;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -11,6 +11,7 @@ pub mod event;
 pub mod lab;
 pub mod names;
 pub mod player;
+pub mod presence;
 pub mod rules;
 pub mod stream;
 pub mod values;
@@ -21,6 +22,7 @@ mod testing;
 mod tests;
 
 use std::any::Any;
+use std::time::Duration;
 
 pub use command::{Command, COMMAND_NAMES};
 pub use decide::{decide, Context, States};
@@ -28,10 +30,31 @@ pub use event::Event;
 pub use questlog_domain::{Actor, DomainEvent, Edge, Rejection, RejectionKind, Role};
 pub use stream::{StreamId, StreamState};
 
+use questlog_command_api::jobs::JobsExt as _;
 use questlog_domain as kernel;
+use questlog_store::archive::ArchiveExt as _;
+use questlog_store::MigrationsExt as _;
 
-/// The academy's registration on the kernel.
-pub struct Academy;
+/// The academy's own SQL (`modules/academy/migrations/`), run with the kernel's.
+static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// The academy's registration on the kernel, with its configuration.
+#[derive(Debug, Clone)]
+pub struct Academy {
+    /// Offline after this long without a heartbeat.
+    pub presence_timeout: Duration,
+    /// Time between the presence reaper's rounds (a quarter of the timeout when unset).
+    pub reaper_interval: Option<Duration>,
+}
+
+impl Default for Academy {
+    fn default() -> Self {
+        Self {
+            presence_timeout: presence::reaper::DEFAULT_TIMEOUT,
+            reaper_interval: None,
+        }
+    }
+}
 
 impl kernel::Module for Academy {
     fn name(&self) -> &'static str {
@@ -63,6 +86,16 @@ impl kernel::Module for Academy {
         ] {
             app.add_view::<StreamState>(kind);
         }
+        let timeout = self.presence_timeout;
+        let interval = self
+            .reaper_interval
+            .unwrap_or_else(|| presence::reaper::interval_for(timeout));
+        app.add_job(presence::reaper::JOB, move |context| {
+            presence::reaper::job(timeout, interval, context)
+        });
+        app.add_migrations(self.name(), &MIGRATIONS)
+            .add_archive_section(lab::workspace::ARCHIVE)
+            .add_archive_section(presence::ARCHIVE);
     }
 }
 
@@ -90,6 +123,10 @@ impl kernel::Command for Command {
 
     fn rate_limited(&self) -> bool {
         self.is_chat()
+    }
+
+    fn rate_limit_detail(&self) -> &'static str {
+        "too many chat messages; wait before sending more"
     }
 
     fn streams(&self, actor: &Actor) -> Vec<kernel::StreamId> {
