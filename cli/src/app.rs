@@ -95,8 +95,9 @@ pub struct Hooks {
     pub projector_failpoint: Option<questlog_projector::runner::Failpoint>,
     /// The clock of the writer and the scheduled jobs (the system's when unset).
     pub clock: Option<Clock>,
-    /// Time between the presence reaper's rounds (its module's default when unset).
-    pub reaper_interval: Option<std::time::Duration>,
+    /// Time between the rounds of the modules' scheduled jobs (each module's default when
+    /// unset).
+    pub job_interval: Option<std::time::Duration>,
 }
 
 impl Application {

@@ -20,7 +20,7 @@ pub fn app() -> App {
 pub fn configured(serve: &ServeArgs, hooks: &Hooks) -> App {
     with(&Academy {
         presence_timeout: Duration::from_secs(serve.presence_timeout_secs),
-        reaper_interval: hooks.reaper_interval,
+        reaper_interval: hooks.job_interval,
     })
 }
 

@@ -1,5 +1,5 @@
 //! Scheduled jobs registered by modules: background work that runs wherever the command API runs
-//! and acts through the writer, like a client would (a module's reaper, a periodic cleanup).
+//! and acts through the writer, like a client would (a module's sweep of what timed out, a periodic cleanup).
 //!
 //! A module registers a job on the [`App`] with [`JobsExt::add_job`], capturing its own
 //! configuration in the closure; the binary takes the registered [`Jobs`] and starts each with

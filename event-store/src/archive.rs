@@ -23,13 +23,13 @@ pub enum Column {
 /// `{"<line>":{"<column>":…,…}}`, after the events.
 #[derive(Debug, Clone, Copy)]
 pub struct ArchiveSection {
-    /// The key of its lines (`working_copy`).
+    /// The key of its lines (`saved_file`).
     pub line: &'static str,
-    /// The key of its count in the header and the trailer (`working_copies`).
+    /// The key of its count in the header and the trailer (`saved_files`).
     pub count: &'static str,
-    /// What a row is, for messages (`working copy`).
+    /// What a row is, for messages (`saved file`).
     pub noun: &'static str,
-    /// What rows are, for messages (`working copies`).
+    /// What rows are, for messages (`saved files`).
     pub plural: &'static str,
     /// The table (created by a migration).
     pub table: &'static str,

@@ -23,7 +23,7 @@ pub const FORMAT: &str = "questlog-archive";
 /// The header's `version`: the layout of the lines. An import refuses any other.
 pub const VERSION: u32 = 1;
 
-/// The longest line a reader accepts: far above any event or working copy the command side
+/// The longest line a reader accepts: far above any event or beside row the command side
 /// accepts, so that a damaged file cannot make the reader buffer without bound.
 const MAX_LINE: u64 = 16 * 1024 * 1024;
 

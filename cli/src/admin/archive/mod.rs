@@ -9,20 +9,19 @@
 //! {"header":{"format":"questlog-archive","version":1,"exported_at":"…","source":"questlog","counts":{…}}}
 //! {"event":{"position":1,"event_id":"…","stream_id":"…","stream_version":1,"event_type":"…","schema_version":1,"data":{…},"metadata":{…},"recorded_at":"…"}}
 //! … every event, by increasing position …
-//! … every row of each beside section, section by section, e.g. the academy's:
-//! {"working_copy":{"player_id":"…","lab_id":"…","vfs_snapshot":{…},"current_step":2,"saved_at":"…"}}
-//! {"presence_seen":{"player_id":"…","last_seen":"…"}}
+//! … every row of each beside section, section by section:
+//! {"<the section's line>":{"<column>":…,"<column>":…}}
 //! {"idempotency_key":{"identity":"…","key":"…","request_hash":"…","command_id":"…","positions":[…],"head":7,"created_at":"…"}}
 //! {"trailer":{"counts":{…},"sha256":"…"}}
 //! ```
 //!
-//! - `counts` is `{"events","head",<each section's count>…,"idempotency_keys"}` (the academy's
-//!   sections count `working_copies` and `presence_seen`), in the header (so an import can say
-//!   what it will do before reading on) and again in the trailer.
+//! - `counts` is `{"events","head",<each section's count>…,"idempotency_keys"}`, in the header
+//!   (so an import can say what it will do before reading on) and again in the trailer.
 //! - A beside section is registered by the module that keeps the table
-//!   (`questlog_store::archive::ArchiveSection`: its line, its count, its table and columns); the
-//!   archive reads and writes every registered one alike, in registration order. A file with rows
-//!   of a section no running module registers is refused: importing it would lose them.
+//!   (`questlog_store::archive::ArchiveSection`: its line, its count, its table and its columns,
+//!   listed in the order the lines carry them); the archive reads and writes every registered one
+//!   alike, in registration order. A file with rows of a section no running module registers is
+//!   refused: importing it would lose them. A section a file does not count holds no rows.
 //! - `sha256` is the hex SHA-256 of every uncompressed byte before the trailer line (the header
 //!   included, each line with its `\n`). gzip's own CRC-32 catches damage to the compressed bytes;
 //!   the checksum and the counts catch a file that was cut, edited or assembled wrongly.
@@ -35,13 +34,12 @@
 //! # What travels, and why
 //!
 //! The log, and the tables the command side writes in the log's transaction (ARCHITECTURE.md,
-//! invariant 8), because they are not derivable from the log: each module's beside sections (the
-//! academy's lab working copies — the latest file systems, the log holds only the sessions' facts
-//! — and presence last-seen times, without which the target's reaper would never take a player
-//! who was online at the export offline) and the idempotency keys (a client retrying across the
-//! move gets its first answer, not a second execution). Read models are left out: the target rebuilds them by replay. The `settings` table
-//! is left out on purpose: it may hold a generated token-signing secret, and a file that carries one
-//! would let its holder forge admin tokens; configure `QUESTLOG_TOKEN_SECRET` on both sides instead.
+//! invariant 8), because they are not derivable from the log: each module's beside sections (what
+//! its commands keep beside the log; each section says why it travels) and the idempotency keys
+//! (a client retrying across the move gets its first answer, not a second execution). Read models
+//! are left out: the target rebuilds them by replay. The `settings` table is left out on purpose:
+//! it may hold a generated token-signing secret, and a file that carries one would let its holder
+//! forge admin tokens; configure `QUESTLOG_TOKEN_SECRET` on both sides instead.
 //!
 //! # Export
 //!
