@@ -551,3 +551,80 @@ impl Reader {
         Ok(Some(line))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use questlog_store::archive::ArchiveExt as _;
+
+    const NOTES: ArchiveSection = ArchiveSection {
+        line: "note",
+        count: "notes",
+        noun: "note",
+        plural: "notes",
+        table: "notes",
+        columns: &[
+            ("owner", Column::Uuid),
+            ("body", Column::Jsonb),
+            ("rank", Column::Integer),
+            ("title", Column::Text),
+            ("at", Column::Timestamptz),
+        ],
+        order_by: &["owner"],
+    };
+
+    fn layout() -> Layout {
+        let mut app = questlog_domain::App::new();
+        app.add_archive_section(NOTES);
+        Layout::new(&ArchiveSections::of(&app))
+    }
+
+    #[test]
+    fn a_beside_row_goes_out_and_comes_back_in_its_columns_order_jsonb_verbatim() {
+        let line = br#"{"note":{"owner":"00000000-0000-0000-0000-000000000001","body":{"b": 1.10, "a": [1]},"rank":null,"title":"t","at":"2026-12-01T09:00:00.000001Z"}}"#;
+        let layout = layout();
+        let decoded = layout.decode(line).expect("a note");
+        assert!(matches!(&decoded, Line::Beside(0, cells) if cells.len() == 5));
+        let mut out = Vec::new();
+        layout.encode(&decoded, &mut out).expect("encoded");
+        assert_eq!(String::from_utf8_lossy(&out), String::from_utf8_lossy(line));
+    }
+
+    #[test]
+    fn a_row_missing_a_column_or_carrying_another_is_refused() {
+        let layout = layout();
+        let missing = br#"{"note":{"owner":"00000000-0000-0000-0000-000000000001","body":{},"rank":1,"at":"2026-12-01T09:00:00Z"}}"#;
+        let err = layout.decode(missing).expect_err("no title");
+        assert!(
+            format!("{err:#}").contains("missing field `title`"),
+            "{err:#}"
+        );
+        let extra = br#"{"note":{"owner":"00000000-0000-0000-0000-000000000001","body":{},"rank":1,"title":"t","at":"2026-12-01T09:00:00Z","colour":2}}"#;
+        let err = layout.decode(extra).expect_err("a colour");
+        assert!(
+            format!("{err:#}").contains("unknown field `colour`"),
+            "{err:#}"
+        );
+    }
+
+    #[test]
+    fn rows_of_a_section_no_running_module_keeps_are_refused() {
+        let err = layout()
+            .decode(br#"{"sticker":{"owner":"x"}}"#)
+            .expect_err("unknown section");
+        assert!(
+            format!("{err:#}").contains("no running module keeps \"sticker\" rows"),
+            "{err:#}"
+        );
+    }
+
+    #[test]
+    fn a_section_counted_zero_equals_one_not_counted() {
+        let layout = layout();
+        let zero = layout.zero();
+        assert_eq!(zero, Counts::default());
+        let mut one = layout.zero();
+        one.beside.insert("notes".to_owned(), 1);
+        assert_ne!(one, Counts::default());
+    }
+}
