@@ -10,8 +10,8 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
-use questlog_command_api::reaper::ReaperConfig;
-use questlog_command_api::{AppState, ChatLimiter, Clock, WriterConfig, WriterHandle};
+use questlog_command_api::jobs::{JobContext, Jobs};
+use questlog_command_api::{AppState, Clock, SenderLimiter, WriterConfig, WriterHandle};
 use questlog_store::{EventStore, PgEventStore};
 use questlog_web::{Problem, TokenKeys};
 use sqlx::migrate::MigrateDatabase;
@@ -25,7 +25,8 @@ use crate::secret::token_secret;
 use questlog_bus::Names;
 use questlog_projector::ProjectorConfig;
 
-/// Creates the database when it does not exist yet, then runs every pending migration.
+/// Creates the database when it does not exist yet, then runs every pending migration: the
+/// kernel's and those of every module the binary runs.
 ///
 /// # Errors
 /// When Postgres cannot be reached or a migration fails.
@@ -39,7 +40,9 @@ pub async fn prepare_database(url: &str) -> anyhow::Result<PgPool> {
             .context("creating the database")?;
     }
     let pool = questlog_store::connect(url, 4).context("parsing the database URL")?;
-    questlog_store::MIGRATOR
+    questlog_store::migrator(&crate::modules::app())
+        .await
+        .context("resolving the migrations")?
         .run(&pool)
         .await
         .context("running the migrations")?;
@@ -90,10 +93,11 @@ struct Health {
 #[derive(Clone, Default)]
 pub struct Hooks {
     pub projector_failpoint: Option<questlog_projector::runner::Failpoint>,
-    /// The clock of the writer and the presence reaper (the system's when unset).
+    /// The clock of the writer and the scheduled jobs (the system's when unset).
     pub clock: Option<Clock>,
-    /// Time between the presence reaper's rounds (a quarter of the timeout when unset).
-    pub reaper_interval: Option<std::time::Duration>,
+    /// Time between the rounds of the modules' scheduled jobs (each module's default when
+    /// unset).
+    pub job_interval: Option<std::time::Duration>,
 }
 
 impl Application {
@@ -141,7 +145,8 @@ impl Application {
         } else {
             None
         };
-        let domain = crate::modules::app().domain();
+        let mut modules = crate::modules::configured(serve, &hooks);
+        let domain = modules.domain();
         let mut tasks = Vec::new();
         let mut router = Router::new();
         let mut command_writer = None;
@@ -161,26 +166,21 @@ impl Application {
             );
             tasks.push(writer_task);
             command_writer = Some(writer.clone());
-            let mut reaper = ReaperConfig::new(
-                &store.database_url,
-                Duration::from_secs(serve.presence_timeout_secs),
+            // Every job the modules registered runs where the command API runs.
+            tasks.extend(modules.take::<Jobs>().spawn(&JobContext {
+                database_url: store.database_url.clone(),
+                pool: pool.clone(),
+                writer: writer.clone(),
                 clock,
-            );
-            if let Some(interval) = hooks.reaper_interval {
-                reaper.interval = interval;
-            }
-            tasks.push(tokio::spawn(questlog_command_api::reaper::run(
-                reaper,
-                writer.clone(),
-                shutdown.clone(),
-            )));
+                shutdown: shutdown.clone(),
+            }));
             router = router.merge(questlog_command_api::router(
                 AppState {
                     domain: domain.clone(),
                     store: event_store,
                     writer,
                     tokens: keys.clone(),
-                    chat: Arc::new(ChatLimiter::new(serve.chat_per_minute, serve.chat_burst)),
+                    limiter: Arc::new(SenderLimiter::new(serve.chat_per_minute, serve.chat_burst)),
                 },
                 serve.body_limit,
             ));

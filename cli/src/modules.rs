@@ -1,10 +1,31 @@
-//! The modules this binary runs. A module is one crate and one line here.
+//! The modules this binary runs. A module is one crate and one line here; its configuration
+//! comes from the binary's.
 
+use std::time::Duration;
+
+use questlog_academy::Academy;
 use questlog_domain::App;
 
-/// The app with every module questlog ships registered.
+use crate::app::Hooks;
+use crate::config::ServeArgs;
+
+/// The app with every module questlog ships registered, each with its default configuration
+/// (for what needs the modules' commands, events, migrations or archive sections, not their jobs'
+/// settings).
 pub fn app() -> App {
+    with(&Academy::default())
+}
+
+/// The app for a serving process: each module configured from `serve` (and the test hooks).
+pub fn configured(serve: &ServeArgs, hooks: &Hooks) -> App {
+    with(&Academy {
+        presence_timeout: Duration::from_secs(serve.presence_timeout_secs),
+        reaper_interval: hooks.job_interval,
+    })
+}
+
+fn with(academy: &Academy) -> App {
     let mut app = App::new();
-    app.add_module(&questlog_academy::Academy);
+    app.add_module(academy);
     app
 }

@@ -1,8 +1,8 @@
 //! questlog's write side over HTTP: anonymous identities, token refresh, and commands that are
 //! decided by the pure domain and committed together by the group-commit [`writer`].
 
+pub mod jobs;
 pub mod limits;
-pub mod reaper;
 pub mod writer;
 
 use std::sync::Arc;
@@ -22,7 +22,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-pub use limits::ChatLimiter;
+pub use limits::SenderLimiter;
 pub use writer::{Clock, CommandError, CommandOutcome, WriterConfig, WriterHandle};
 
 /// The default limit on a request body: 64 KiB.
@@ -39,8 +39,8 @@ pub struct AppState {
     pub store: Arc<dyn EventStore>,
     pub writer: WriterHandle,
     pub tokens: TokenKeys,
-    /// The per-sender limit on chat commands.
-    pub chat: Arc<ChatLimiter>,
+    /// The per-sender limit on rate-limited commands.
+    pub limiter: Arc<SenderLimiter>,
 }
 
 impl FromRef<AppState> for TokenKeys {
@@ -190,11 +190,11 @@ async fn command(
     };
     let command = state.domain.parse(&name, &body, &edge)?;
     if command.rate_limited() {
-        if let Err(wait) = state.chat.check(actor.identity.0) {
+        if let Err(wait) = state.limiter.check(actor.identity.0) {
             return Err(Problem::new(
                 StatusCode::TOO_MANY_REQUESTS,
                 "rate_limited",
-                "too many chat messages; wait before sending more",
+                command.rate_limit_detail(),
             )
             .retry_after(wait.as_secs() + u64::from(wait.subsec_nanos() > 0)));
         }

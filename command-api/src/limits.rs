@@ -1,4 +1,5 @@
-//! The per-sender limit on chat commands: a player flooding a channel is refused with 429 and
+//! The per-sender limit on the commands a module marks rate-limited
+//! ([`questlog_domain::Command::rate_limited`]): a sender flooding them is refused with 429 and
 //! `Retry-After`, in this process, without slowing anyone else (a GCRA per sender, no queue).
 
 use std::num::NonZeroU32;
@@ -13,14 +14,15 @@ use uuid::Uuid;
 /// follows the active senders only.
 const FORGET_EVERY: u64 = 4096;
 
-pub struct ChatLimiter {
+/// One allowance per sender, shared by every rate-limited command.
+pub struct SenderLimiter {
     limiter: DefaultKeyedRateLimiter<Uuid>,
     clock: DefaultClock,
     checks: AtomicU64,
 }
 
-impl ChatLimiter {
-    /// `per_minute` chat commands a minute per sender on average, `burst` at once.
+impl SenderLimiter {
+    /// `per_minute` rate-limited commands a minute per sender on average, `burst` at once.
     pub fn new(per_minute: NonZeroU32, burst: NonZeroU32) -> Self {
         let clock = DefaultClock::default();
         Self {
@@ -33,7 +35,7 @@ impl ChatLimiter {
         }
     }
 
-    /// Takes one chat command of `sender`'s allowance, or says how long until there is one.
+    /// Takes one rate-limited command of `sender`'s allowance, or says how long until there is one.
     ///
     /// # Errors
     /// The wait until the sender may send again.
@@ -51,8 +53,8 @@ impl ChatLimiter {
 mod tests {
     use super::*;
 
-    fn limiter(per_minute: u32, burst: u32) -> ChatLimiter {
-        ChatLimiter::new(
+    fn limiter(per_minute: u32, burst: u32) -> SenderLimiter {
+        SenderLimiter::new(
             NonZeroU32::new(per_minute).expect("positive"),
             NonZeroU32::new(burst).expect("positive"),
         )

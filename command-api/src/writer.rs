@@ -172,7 +172,7 @@ impl WriterHandle {
     }
 }
 
-/// Where the writer and the presence reaper take the time from: the system clock, or a clock a
+/// Where the writer and the scheduled jobs take the time from: the system clock, or a clock a
 /// test moves by hand to simulate minutes in a moment.
 #[derive(Clone)]
 pub struct Clock(Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>);

@@ -61,6 +61,11 @@ pub trait Command: Send + Sync + fmt::Debug + 'static {
         false
     }
 
+    /// What a sender over its limit is told (the module words it for what it limits).
+    fn rate_limit_detail(&self) -> &'static str {
+        "too many requests; wait before sending more"
+    }
+
     /// The streams the decision reads. Its events land only on these streams, and the append is
     /// checked against the versions they had when they were read.
     fn streams(&self, actor: &Actor) -> Vec<StreamId>;

@@ -2,9 +2,11 @@
 //! streams, tail the log, look up an idempotent response) so that another backend can stand
 //! behind it; [`PgEventStore`] is the Postgres one.
 
+pub mod archive;
 mod error;
 pub mod leader;
 pub mod lineage;
+pub mod migrations;
 mod postgres;
 
 use async_trait::async_trait;
@@ -17,6 +19,7 @@ pub use error::{StoreError, BESIDE_CONFLICT};
 /// The transaction-scoped advisory lock every append takes before drawing positions (see
 /// `questlog_append`): whoever holds it holds every append of the database back.
 pub const APPEND_LOCK: i64 = 4_242_424_242;
+pub use migrations::{migrator, MigrationsExt};
 pub use postgres::{connect, read_after, read_streams_until, PgEventStore, MIGRATOR};
 
 /// What an append expects of a stream's version when it commits.

@@ -13,7 +13,8 @@ use crate::{
     StoredResponse,
 };
 
-/// The schema, embedded at build time from `migrations/`.
+/// The kernel's schema, embedded at build time from `migrations/` (a deployment runs it with its
+/// modules' own: [`crate::migrator`]).
 pub static MIGRATOR: Migrator = sqlx::migrate!("../migrations");
 
 /// Opens a pool that fails fast (a few seconds) when the database is away, so callers can answer
@@ -109,14 +110,6 @@ impl PgEventStore {
 
     pub fn pool(&self) -> &PgPool {
         &self.pool
-    }
-
-    /// Brings the schema up to date.
-    ///
-    /// # Errors
-    /// When the database is unreachable or a migration fails.
-    pub async fn migrate(&self) -> Result<(), sqlx::migrate::MigrateError> {
-        MIGRATOR.run(&self.pool).await
     }
 
     async fn events(&self, query: EventQuery<'_>) -> Result<Vec<RecordedEvent>, StoreError> {

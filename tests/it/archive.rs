@@ -183,8 +183,8 @@ async fn an_imported_log_is_identical_serves_the_same_reads_and_continues_after_
     assert_eq!(exported.counts.head, head);
     assert_eq!(
         (
-            exported.counts.working_copies,
-            exported.counts.presence_seen,
+            exported.counts.beside("working_copies"),
+            exported.counts.beside("presence_seen"),
             exported.counts.idempotency_keys
         ),
         (1, 1, 1)
@@ -431,4 +431,127 @@ async fn a_damaged_archive_is_refused_whole_and_the_target_log_stays_empty() {
         Ok(ImportOutcome::Imported(_))
     ));
     assert_eq!(write_side(&target).await, write_side(&app.db).await);
+}
+
+/// An archive as `questlog export` wrote it before modules registered their archive sections:
+/// every line byte for byte as that code framed it (its structs' field order, chrono's times),
+/// the working copy and the presence time in their own sections before the idempotency key.
+fn archive_of_the_fixed_layout() -> Vec<String> {
+    let ada = "0192d3a4-0000-7000-8000-00000000000a";
+    let header = r#"{"header":{"format":"questlog-archive","version":1,"exported_at":"2026-12-01T09:30:00.123456Z","source":"questlog","counts":{"events":2,"head":2,"working_copies":1,"presence_seen":1,"idempotency_keys":1}}}"#;
+    let registered = format!(
+        r#"{{"event":{{"position":1,"event_id":"0192d3a4-0000-7000-8000-000000000101","stream_id":"player-{ada}","stream_version":1,"event_type":"player_registered","schema_version":1,"data":{{"player_id": "{ada}", "username": "ada"}},"metadata":{{"actor": "{ada}", "command": "register_player"}},"recorded_at":"2026-12-01T09:00:00.000001Z"}}}}"#
+    );
+    let started = format!(
+        r#"{{"event":{{"position":2,"event_id":"0192d3a4-0000-7000-8000-000000000102","stream_id":"lab-{ada}-ls","stream_version":1,"event_type":"lab_started","schema_version":1,"data":{{"lab_id": "ls", "player_id": "{ada}"}},"metadata":{{"actor": "{ada}", "command": "save_lab_state"}},"recorded_at":"2026-12-01T09:01:00.5Z"}}}}"#
+    );
+    let copy = format!(
+        r#"{{"working_copy":{{"player_id":"{ada}","lab_id":"ls","vfs_snapshot":{{"/home/ada/notes.txt": "ls -la", "/tmp/x": 1.10}},"current_step":2,"saved_at":"2026-12-01T09:02:00.250Z"}}}}"#
+    );
+    let seen = format!(
+        r#"{{"presence_seen":{{"player_id":"{ada}","last_seen":"2026-12-01T09:29:59.999999Z"}}}}"#
+    );
+    let key = format!(
+        r#"{{"idempotency_key":{{"identity":"{ada}","key":"ada-1","request_hash":"{}","command_id":"0192d3a4-0000-7000-8000-000000000201","positions":[1],"head":1,"created_at":"2026-12-01T09:00:00.000001Z"}}}}"#,
+        "ab".repeat(32)
+    );
+    let trailer = r#"{"trailer":{"counts":{"events":2,"head":2,"working_copies":1,"presence_seen":1,"idempotency_keys":1},"sha256":""}}"#;
+    vec![
+        header.to_owned(),
+        registered,
+        started,
+        copy,
+        seen,
+        key,
+        trailer.to_owned(),
+    ]
+}
+
+#[tokio::test]
+async fn an_archive_written_before_modules_registered_their_sections_imports_row_for_row() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("fixed-layout.archive.gz");
+    write_lines(&file, archive_of_the_fixed_layout(), true);
+
+    let target = TestDb::create().await;
+    let Ok(ImportOutcome::Imported(imported)) = import_into(&target, &file, true).await else {
+        panic!("the import succeeds");
+    };
+    assert_eq!(
+        (
+            imported.counts.events,
+            imported.counts.head,
+            imported.counts.beside("working_copies"),
+            imported.counts.beside("presence_seen"),
+            imported.counts.idempotency_keys
+        ),
+        (2, 2, 1, 1, 1)
+    );
+    let side = write_side(&target).await;
+    let ada: Uuid = "0192d3a4-0000-7000-8000-00000000000a"
+        .parse()
+        .expect("uuid");
+    let at = |t: &str| -> DateTime<Utc> { t.parse().expect("a time") };
+    assert_eq!(
+        side.events
+            .iter()
+            .map(|e| (e.0, e.2.clone(), e.4.clone(), e.8))
+            .collect::<Vec<_>>(),
+        [
+            (
+                1,
+                format!("player-{ada}"),
+                "player_registered".to_owned(),
+                at("2026-12-01T09:00:00.000001Z")
+            ),
+            (
+                2,
+                format!("lab-{ada}-ls"),
+                "lab_started".to_owned(),
+                at("2026-12-01T09:01:00.5Z")
+            ),
+        ]
+    );
+    assert_eq!(
+        side.working_copies,
+        [(
+            ada,
+            "ls".to_owned(),
+            r#"{"/tmp/x": 1.10, "/home/ada/notes.txt": "ls -la"}"#.to_owned(),
+            2,
+            at("2026-12-01T09:02:00.250Z")
+        )]
+    );
+    assert_eq!(
+        side.presence_seen,
+        [(ada, at("2026-12-01T09:29:59.999999Z"))]
+    );
+    assert_eq!(side.idempotency_keys.len(), 1);
+    assert_eq!(
+        (
+            side.idempotency_keys[0].1.as_str(),
+            side.idempotency_keys[0].4.clone()
+        ),
+        ("ada-1", vec![1])
+    );
+
+    // Exported again, the same rows come out, under the same keys.
+    let again = dir.path().join("again.archive.gz");
+    let pool = target.pool(2);
+    let exported = archive::export(&pool, &again, false, false, &mut Vec::new())
+        .await
+        .expect("export");
+    pool.close().await;
+    assert_eq!(exported.counts, imported.counts);
+    let lines = lines_of(&again);
+    assert!(
+        lines[3].starts_with(r#"{"working_copy":{"player_id":""#),
+        "{}",
+        lines[3]
+    );
+    assert!(
+        lines[4].starts_with(r#"{"presence_seen":{"player_id":""#),
+        "{}",
+        lines[4]
+    );
 }

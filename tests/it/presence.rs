@@ -37,7 +37,7 @@ async fn spawn_with_clock(db: TestDb, clock: &Manual) -> TestApp {
     let store = store_args(&db);
     let hooks = questlog::app::Hooks {
         clock: Some(clock.clock()),
-        reaper_interval: Some(Duration::from_millis(50)),
+        job_interval: Some(Duration::from_millis(50)),
         ..Default::default()
     };
     TestApp::spawn_custom(db, store, hooks).await

@@ -220,3 +220,56 @@ async fn an_append_the_database_refuses_is_a_refusal_and_writes_nothing_but_a_lo
     assert!(matches!(lost, StoreError::Unavailable(_)), "{lost:?}");
     assert!(!lost.is_refusal());
 }
+
+#[tokio::test]
+async fn a_database_migrated_with_a_module_starts_without_it_and_with_it_again() {
+    let db = TestDb::create().await;
+    let pool = db.pool(1);
+    let recorded = |pool: sqlx::PgPool| async move {
+        sqlx::query_scalar::<_, i64>("SELECT version FROM _sqlx_migrations ORDER BY version")
+            .fetch_all(&pool)
+            .await
+            .expect("the applied migrations")
+    };
+    let applied = recorded(pool.clone()).await;
+    let kernel: Vec<i64> = questlog_store::MIGRATOR.iter().map(|m| m.version).collect();
+    let academy: Vec<i64> = applied
+        .iter()
+        .copied()
+        .filter(|v| !kernel.contains(v))
+        .collect();
+    assert!(
+        !academy.is_empty(),
+        "the academy's migrations ran: {applied:?}"
+    );
+
+    // A binary that no longer runs the module: its applied migrations are left alone.
+    questlog_store::migrator(&questlog_domain::App::new())
+        .await
+        .expect("a migrator")
+        .run(&pool)
+        .await
+        .expect("the kernel alone starts on a database its modules migrated");
+    // And one that runs it again finds nothing to do.
+    questlog_store::migrator(&questlog::modules::app())
+        .await
+        .expect("a migrator")
+        .run(&pool)
+        .await
+        .expect("the app starts again");
+    assert_eq!(recorded(pool.clone()).await, applied);
+    pool.close().await;
+}
+
+#[tokio::test]
+async fn a_modules_migrations_run_in_version_order_with_the_kernels_on_an_empty_database() {
+    let migrator = questlog_store::migrator(&questlog::modules::app())
+        .await
+        .expect("a migrator");
+    let versions: Vec<i64> = migrator.iter().map(|m| m.version).collect();
+    let mut sorted = versions.clone();
+    sorted.sort_unstable();
+    sorted.dedup();
+    assert_eq!(versions, sorted);
+    assert!(versions.len() > questlog_store::MIGRATOR.iter().count());
+}

@@ -2,6 +2,7 @@
 
 pub mod projection;
 pub mod read;
+pub mod apply;
 
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -5,6 +5,7 @@
 //! that saving every few seconds never grows the log. See ARCHITECTURE.md, "Lab sessions".
 
 pub mod projection;
+pub mod workspace;
 
 use crate::event::Event;
 

@@ -27,6 +27,7 @@ mod testing;
 mod tests;
 
 use std::any::Any;
+use std::time::Duration;
 
 pub use command::{Command, COMMAND_NAMES};
 pub use decide::{decide, Context, States};
@@ -34,11 +35,32 @@ pub use event::Event;
 pub use questlog_domain::{Actor, DomainEvent, Edge, Rejection, RejectionKind, Role};
 pub use stream::{StreamId, StreamState};
 
+use questlog_command_api::jobs::JobsExt as _;
 use questlog_domain as kernel;
 use questlog_projector::ProjectorExt as _;
+use questlog_store::archive::ArchiveExt as _;
+use questlog_store::MigrationsExt as _;
 
-/// The academy's registration on the kernel.
-pub struct Academy;
+/// The academy's own SQL (`modules/academy/migrations/`), run with the kernel's.
+static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// The academy's registration on the kernel, with its configuration.
+#[derive(Debug, Clone)]
+pub struct Academy {
+    /// Offline after this long without a heartbeat.
+    pub presence_timeout: Duration,
+    /// Time between the presence reaper's rounds (a quarter of the timeout when unset).
+    pub reaper_interval: Option<Duration>,
+}
+
+impl Default for Academy {
+    fn default() -> Self {
+        Self {
+            presence_timeout: presence::reaper::DEFAULT_TIMEOUT,
+            reaper_interval: None,
+        }
+    }
+}
 
 impl kernel::Module for Academy {
     fn name(&self) -> &'static str {
@@ -76,6 +98,16 @@ impl kernel::Module for Academy {
             .add_projection(lab::projection::Labs)
             .add_projection(chat::projection::Chat);
         read::register(app);
+        let timeout = self.presence_timeout;
+        let interval = self
+            .reaper_interval
+            .unwrap_or_else(|| presence::reaper::interval_for(timeout));
+        app.add_job(presence::reaper::JOB, move |context| {
+            presence::reaper::job(timeout, interval, context)
+        });
+        app.add_migrations(self.name(), &MIGRATIONS)
+            .add_archive_section(lab::workspace::ARCHIVE)
+            .add_archive_section(presence::ARCHIVE);
     }
 }
 
@@ -103,6 +135,10 @@ impl kernel::Command for Command {
 
     fn rate_limited(&self) -> bool {
         self.is_chat()
+    }
+
+    fn rate_limit_detail(&self) -> &'static str {
+        "too many chat messages; wait before sending more"
     }
 
     fn streams(&self, actor: &Actor) -> Vec<kernel::StreamId> {

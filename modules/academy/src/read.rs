@@ -48,7 +48,7 @@ mod tests {
 
     fn parse(raw: &[&str], options: &Options, caller: Uuid) -> Result<Vec<String>, ApiError> {
         let mut app = App::new();
-        app.add_module(&crate::Academy);
+        app.add_module(&crate::Academy::default());
         let actor = Actor {
             identity: PlayerId(caller),
             role: Role::Player,

@@ -7,19 +7,23 @@ use anyhow::{ensure, Context as _};
 use chrono::{DateTime, Utc};
 use futures::TryStreamExt as _;
 use serde_json::value::RawValue;
+use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, PgPool, Row as _};
 use uuid::Uuid;
 
+use questlog_store::archive::{ArchiveSection, Column};
+
 use super::format::{
-    Counts, Event, Header, IdempotencyKey, Line, PresenceSeen, WorkingCopy, Writer, FORMAT, VERSION,
+    Cell, Counts, Event, Header, IdempotencyKey, Layout, Line, Writer, FORMAT, VERSION,
 };
-use super::{progress, ArchiveSummary};
+use super::{progress, quoted, ArchiveSummary};
 
 /// Events read from the log per query: what an export holds in memory at most.
 pub const PAGE: i64 = 1000;
 
-/// Writes the log of `pool`'s database, with its working copies, presence times and idempotency
-/// keys, to `path` (which must not exist), then prints the summary to `out`.
+/// Writes the log of `pool`'s database, with what the running modules keep beside it (their
+/// archive sections) and the idempotency keys, to `path` (which must not exist), then prints the
+/// summary to `out`.
 ///
 /// # Errors
 /// When the database cannot be read or the file cannot be written; no file is left behind then.
@@ -35,8 +39,9 @@ pub async fn export(
         "{} already exists: export never overwrites, choose another file or remove it",
         path.display()
     );
+    let layout = super::layout();
     let partial = partial_path(path);
-    let written = write(pool, &partial, progress).await;
+    let written = write(pool, &partial, &layout, progress).await;
     let (database, counts, sha256) = match written {
         Ok(done) => done,
         Err(e) => {
@@ -47,7 +52,7 @@ pub async fn export(
     std::fs::rename(&partial, path)
         .with_context(|| format!("renaming {} to {}", partial.display(), path.display()))?;
     let summary = ArchiveSummary::of_file(path, database, counts, sha256)?;
-    summary.print(out, json, None)?;
+    summary.print(out, json, None, &layout)?;
     Ok(summary)
 }
 
@@ -61,11 +66,12 @@ fn partial_path(path: &Path) -> PathBuf {
 async fn write(
     pool: &PgPool,
     path: &Path,
+    layout: &Layout,
     progress: bool,
 ) -> anyhow::Result<(String, Counts, String)> {
     let mut tx = pool.begin().await.context("connecting to the database")?;
-    // One snapshot for everything: the working copies match the log they sit beside, however
-    // many commands the running services commit meanwhile.
+    // One snapshot for everything: what is kept beside the log matches the log, however many
+    // commands the running services commit meanwhile.
     sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         .execute(&mut *tx)
         .await
@@ -74,24 +80,31 @@ async fn write(
         "SELECT current_database(), \
                 (SELECT count(*) FROM events), \
                 (SELECT coalesce(max(position), 0) FROM events), \
-                (SELECT count(*) FROM lab_workspaces), \
-                (SELECT count(*) FROM presence_seen), \
                 (SELECT count(*) FROM idempotency_keys)",
     )
     .fetch_one(&mut *tx)
     .await
     .context("counting the log")?;
     let database: String = row.get(0);
-    let count = |i: usize| u64::try_from(row.get::<i64, _>(i)).unwrap_or(0);
-    let expected = Counts {
-        events: count(1),
+    let count = |n: i64| u64::try_from(n).unwrap_or(0);
+    let mut expected = Counts {
+        events: count(row.get(1)),
         head: row.get(2),
-        working_copies: count(3),
-        presence_seen: count(4),
-        idempotency_keys: count(5),
+        idempotency_keys: count(row.get(3)),
+        ..layout.zero()
     };
+    for section in layout.sections() {
+        let rows: i64 =
+            sqlx::query_scalar(&format!("SELECT count(*) FROM {}", quoted(section.table)))
+                .fetch_one(&mut *tx)
+                .await
+                .with_context(|| format!("counting the {}", section.plural))?;
+        expected
+            .beside
+            .insert(section.count.to_owned(), count(rows));
+    }
 
-    let mut file = Writer::create(path)?;
+    let mut file = Writer::create(path, layout.clone())?;
     file.write(&Line::Header(Header {
         format: FORMAT.to_owned(),
         version: VERSION,
@@ -99,11 +112,11 @@ async fn write(
         source: database.clone(),
         counts: expected.clone(),
     }))?;
-    let mut written = Counts::default();
+    let mut written = layout.zero();
     let bar = progress::bar(progress, expected.events, "export");
     write_events(&mut tx, &mut file, &mut written, &bar).await?;
     bar.finish_and_clear();
-    write_beside(&mut tx, &mut file, &mut written).await?;
+    write_beside(&mut tx, &mut file, layout, &mut written).await?;
     tx.rollback().await.context("ending the snapshot")?;
     ensure!(
         written == expected,
@@ -155,49 +168,28 @@ async fn write_events(
     }
 }
 
-/// What the command side keeps beside the log, streamed row by row.
+/// What the modules keep beside the log, section by section, then the idempotency keys, streamed
+/// row by row.
 async fn write_beside(
     conn: &mut PgConnection,
     file: &mut Writer,
+    layout: &Layout,
     written: &mut Counts,
 ) -> anyhow::Result<()> {
-    let mut rows = sqlx::query_as::<_, (Uuid, String, String, i32, DateTime<Utc>)>(
-        "SELECT player_id, lab_id, vfs_snapshot::text, current_step, saved_at \
-           FROM lab_workspaces ORDER BY player_id, lab_id",
-    )
-    .fetch(&mut *conn);
-    while let Some((player_id, lab_id, snapshot, current_step, saved_at)) = rows
-        .try_next()
-        .await
-        .context("reading the working copies")?
-    {
-        file.write(&Line::WorkingCopy(WorkingCopy {
-            player_id,
-            lab_id,
-            vfs_snapshot: raw(snapshot)?,
-            current_step,
-            saved_at,
-        }))?;
-        written.working_copies += 1;
+    for (at, section) in layout.sections().iter().enumerate() {
+        let sql = select(section);
+        let mut rows = sqlx::query(&sql).fetch(&mut *conn);
+        while let Some(row) = rows
+            .try_next()
+            .await
+            .with_context(|| format!("reading the {}", section.plural))?
+        {
+            let cells =
+                cells(section, &row).with_context(|| format!("reading the {}", section.plural))?;
+            file.write(&Line::Beside(at, cells))?;
+            *written.beside.entry(section.count.to_owned()).or_default() += 1;
+        }
     }
-    drop(rows);
-
-    let mut rows = sqlx::query_as::<_, (Uuid, DateTime<Utc>)>(
-        "SELECT player_id, last_seen FROM presence_seen ORDER BY player_id",
-    )
-    .fetch(&mut *conn);
-    while let Some((player_id, last_seen)) = rows
-        .try_next()
-        .await
-        .context("reading the presence times")?
-    {
-        file.write(&Line::PresenceSeen(PresenceSeen {
-            player_id,
-            last_seen,
-        }))?;
-        written.presence_seen += 1;
-    }
-    drop(rows);
 
     let mut rows = sqlx::query_as::<_, (Uuid, String, String, Uuid, Vec<i64>, i64, DateTime<Utc>)>(
         "SELECT identity, key, request_hash, command_id, positions, head, created_at \
@@ -221,6 +213,49 @@ async fn write_beside(
         written.idempotency_keys += 1;
     }
     Ok(())
+}
+
+/// The section's rows, its key's order, `jsonb` as text.
+fn select(section: &ArchiveSection) -> String {
+    let columns: Vec<String> = section
+        .columns
+        .iter()
+        .map(|(name, column)| match column {
+            Column::Jsonb => format!("{}::text", quoted(name)),
+            _ => quoted(name),
+        })
+        .collect();
+    let order: Vec<String> = section.order_by.iter().map(|c| quoted(c)).collect();
+    format!(
+        "SELECT {} FROM {} ORDER BY {}",
+        columns.join(", "),
+        quoted(section.table),
+        order.join(", ")
+    )
+}
+
+/// One row's values, by its columns' types.
+fn cells(section: &ArchiveSection, row: &PgRow) -> anyhow::Result<Vec<Cell>> {
+    fn cell<T>(value: Option<T>, wrap: fn(T) -> Cell) -> Cell {
+        value.map_or(Cell::Null, wrap)
+    }
+    section
+        .columns
+        .iter()
+        .enumerate()
+        .map(|(i, (_, column))| {
+            Ok(match column {
+                Column::Uuid => cell(row.try_get(i)?, Cell::Uuid),
+                Column::Text => cell(row.try_get(i)?, Cell::Text),
+                Column::Jsonb => match row.try_get::<Option<String>, _>(i)? {
+                    Some(text) => Cell::Json(raw(text)?),
+                    None => Cell::Null,
+                },
+                Column::Integer => cell(row.try_get(i)?, Cell::Integer),
+                Column::Timestamptz => cell(row.try_get(i)?, Cell::Time),
+            })
+        })
+        .collect()
 }
 
 fn raw(json: String) -> anyhow::Result<Box<RawValue>> {

@@ -9,8 +9,12 @@ use anyhow::{bail, Context as _};
 use chrono::SecondsFormat;
 use sqlx::{PgConnection, PgPool};
 
-use super::format::{Event, IdempotencyKey, Line, PresenceSeen, Reader, WorkingCopy};
-use super::{progress, ArchiveSummary};
+use chrono::{DateTime, Utc};
+use questlog_store::archive::{ArchiveSection, Column};
+use uuid::Uuid;
+
+use super::format::{Cell, Event, IdempotencyKey, Layout, Line, Reader};
+use super::{progress, quoted, ArchiveSummary};
 
 /// The append lock of `questlog_append` (migrations/20261121000001_event_log.sql): held by the
 /// import so that nothing appends between its check that the log is empty and its commit.
@@ -50,7 +54,10 @@ pub async fn import(
     let file = File::open(path)
         .with_context(|| format!("opening {}", path.display()))
         .context(NOTHING)?;
-    let mut reader = Reader::new(file).with_context(damaged).context(NOTHING)?;
+    let layout = super::layout();
+    let mut reader = Reader::new(file, layout.clone())
+        .with_context(damaged)
+        .context(NOTHING)?;
     let counts = reader.header().counts.clone();
     let database: String = sqlx::query_scalar("SELECT current_database()")
         .fetch_one(pool)
@@ -61,19 +68,24 @@ pub async fn import(
         .context(NOTHING)?;
     if !json {
         let header = reader.header();
+        let mut holds = vec![format!("{} events (head {})", counts.events, counts.head)];
+        holds.extend(
+            layout
+                .sections()
+                .iter()
+                .map(|s| format!("{} {}", counts.beside(s.count), s.plural)),
+        );
+        let keys = format!("{} idempotency keys", counts.idempotency_keys);
         writeln!(
             out,
-            "{} {} events (head {}), {} working copies, {} presence times and {} idempotency keys\n  \
-             from {} (exported from database {} at {})\n  into database {}",
+            "{} {} and {keys}\n  from {} (exported from database {} at {})\n  into database {}",
             if yes { "importing" } else { "would import" },
-            counts.events,
-            counts.head,
-            counts.working_copies,
-            counts.presence_seen,
-            counts.idempotency_keys,
+            holds.join(", "),
             path.display(),
             header.source,
-            header.exported_at.to_rfc3339_opts(SecondsFormat::Secs, true),
+            header
+                .exported_at
+                .to_rfc3339_opts(SecondsFormat::Secs, true),
             database,
         )?;
     }
@@ -86,7 +98,7 @@ pub async fn import(
     .context(NOTHING)?;
     bar.finish_and_clear();
     let summary = ArchiveSummary::of_file(path, database, counts, sha256)?;
-    summary.print(out, json, Some(yes))?;
+    summary.print(out, json, Some(yes), &layout)?;
     if !yes && !json {
         writeln!(
             out,
@@ -148,7 +160,7 @@ async fn load(
         .context("taking the append lock")?;
     // Checked again under the lock: an append may have committed since the first look.
     refuse_unless_empty(&mut *tx, database).await?;
-    let mut batch = Batch::default();
+    let mut batch = Batch::new(reader.layout());
     while let Some(line) = reader.next().with_context(damaged)? {
         if matches!(line, Line::Event(_)) {
             bar.inc(1);
@@ -179,17 +191,28 @@ async fn load(
 }
 
 /// Rows waiting to be inserted, a statement per table.
-#[derive(Default)]
 struct Batch {
+    layout: Layout,
     events: Vec<Event>,
-    working_copies: Vec<WorkingCopy>,
-    presence_seen: Vec<PresenceSeen>,
+    /// Each beside section's rows, by its place in the layout.
+    beside: Vec<Vec<Vec<Cell>>>,
     idempotency_keys: Vec<IdempotencyKey>,
     rows: usize,
     bytes: usize,
 }
 
 impl Batch {
+    fn new(layout: &Layout) -> Self {
+        Self {
+            layout: layout.clone(),
+            events: Vec::new(),
+            beside: vec![Vec::new(); layout.sections().len()],
+            idempotency_keys: Vec::new(),
+            rows: 0,
+            bytes: 0,
+        }
+    }
+
     fn push(&mut self, line: Line) {
         self.rows += 1;
         match line {
@@ -197,11 +220,10 @@ impl Batch {
                 self.bytes += e.data.get().len() + e.metadata.get().len();
                 self.events.push(e);
             }
-            Line::WorkingCopy(w) => {
-                self.bytes += w.vfs_snapshot.get().len();
-                self.working_copies.push(w);
+            Line::Beside(at, cells) => {
+                self.bytes += cells.iter().map(Cell::json_len).sum::<usize>();
+                self.beside[at].push(cells);
             }
-            Line::PresenceSeen(p) => self.presence_seen.push(p),
             Line::IdempotencyKey(k) => self.idempotency_keys.push(k),
             Line::Header(_) | Line::Trailer(_) => {
                 unreachable!("the reader hands out neither header nor trailer")
@@ -247,34 +269,14 @@ impl Batch {
             .await
             .context("inserting events")?;
         }
-        if !self.working_copies.is_empty() {
-            let copies = std::mem::take(&mut self.working_copies);
-            sqlx::query(
-                "INSERT INTO lab_workspaces (player_id, lab_id, vfs_snapshot, current_step, saved_at) \
-                 SELECT p, l, v::jsonb, s, t \
-                   FROM unnest($1::uuid[], $2::text[], $3::text[], $4::integer[], $5::timestamptz[]) \
-                        AS u(p, l, v, s, t)",
-            )
-            .bind(copies.iter().map(|w| w.player_id).collect::<Vec<_>>())
-            .bind(copies.iter().map(|w| w.lab_id.as_str()).collect::<Vec<_>>())
-            .bind(copies.iter().map(|w| w.vfs_snapshot.get()).collect::<Vec<_>>())
-            .bind(copies.iter().map(|w| w.current_step).collect::<Vec<_>>())
-            .bind(copies.iter().map(|w| w.saved_at).collect::<Vec<_>>())
-            .execute(&mut *conn)
-            .await
-            .context("inserting working copies")?;
-        }
-        if !self.presence_seen.is_empty() {
-            let seen = std::mem::take(&mut self.presence_seen);
-            sqlx::query(
-                "INSERT INTO presence_seen (player_id, last_seen) \
-                 SELECT * FROM unnest($1::uuid[], $2::timestamptz[])",
-            )
-            .bind(seen.iter().map(|p| p.player_id).collect::<Vec<_>>())
-            .bind(seen.iter().map(|p| p.last_seen).collect::<Vec<_>>())
-            .execute(&mut *conn)
-            .await
-            .context("inserting presence times")?;
+        for at in 0..self.beside.len() {
+            let rows = std::mem::take(&mut self.beside[at]);
+            if !rows.is_empty() {
+                let section = self.layout.sections()[at];
+                insert_rows(conn, &section, &rows)
+                    .await
+                    .with_context(|| format!("inserting {}", section.plural))?;
+            }
         }
         if !self.idempotency_keys.is_empty() {
             let keys = std::mem::take(&mut self.idempotency_keys);
@@ -309,4 +311,74 @@ impl Batch {
         self.bytes = 0;
         Ok(())
     }
+}
+
+/// Inserts a beside section's rows in one statement: one array per column, unnested.
+async fn insert_rows(
+    conn: &mut PgConnection,
+    section: &ArchiveSection,
+    rows: &[Vec<Cell>],
+) -> anyhow::Result<()> {
+    let names: Vec<String> = section.columns.iter().map(|(n, _)| quoted(n)).collect();
+    let mut arrays = Vec::with_capacity(names.len());
+    let mut selected = Vec::with_capacity(names.len());
+    for (i, ((_, column), name)) in section.columns.iter().zip(&names).enumerate() {
+        let (array, cast) = match column {
+            Column::Uuid => ("uuid[]", ""),
+            Column::Text => ("text[]", ""),
+            Column::Jsonb => ("text[]", "::jsonb"),
+            Column::Integer => ("integer[]", ""),
+            Column::Timestamptz => ("timestamptz[]", ""),
+        };
+        arrays.push(format!("${}::{array}", i + 1));
+        selected.push(format!("{name}{cast}"));
+    }
+    let sql = format!(
+        "INSERT INTO {table} ({columns}) SELECT {selected} FROM unnest({arrays}) AS u({columns})",
+        table = quoted(section.table),
+        columns = names.join(", "),
+        selected = selected.join(", "),
+        arrays = arrays.join(", "),
+    );
+    let mut query = sqlx::query(&sql);
+    for (i, (_, column)) in section.columns.iter().enumerate() {
+        let values = rows.iter().map(|row| &row[i]);
+        query = match column {
+            Column::Uuid => query.bind(
+                values
+                    .map(|c| match c {
+                        Cell::Uuid(u) => Some(*u),
+                        _ => None,
+                    })
+                    .collect::<Vec<Option<Uuid>>>(),
+            ),
+            Column::Text | Column::Jsonb => query.bind(
+                values
+                    .map(|c| match c {
+                        Cell::Text(t) => Some(t.clone()),
+                        Cell::Json(j) => Some(j.get().to_owned()),
+                        _ => None,
+                    })
+                    .collect::<Vec<Option<String>>>(),
+            ),
+            Column::Integer => query.bind(
+                values
+                    .map(|c| match c {
+                        Cell::Integer(n) => Some(*n),
+                        _ => None,
+                    })
+                    .collect::<Vec<Option<i32>>>(),
+            ),
+            Column::Timestamptz => query.bind(
+                values
+                    .map(|c| match c {
+                        Cell::Time(t) => Some(*t),
+                        _ => None,
+                    })
+                    .collect::<Vec<Option<DateTime<Utc>>>>(),
+            ),
+        };
+    }
+    query.execute(&mut *conn).await?;
+    Ok(())
 }

@@ -9,33 +9,37 @@
 //! {"header":{"format":"questlog-archive","version":1,"exported_at":"…","source":"questlog","counts":{…}}}
 //! {"event":{"position":1,"event_id":"…","stream_id":"…","stream_version":1,"event_type":"…","schema_version":1,"data":{…},"metadata":{…},"recorded_at":"…"}}
 //! … every event, by increasing position …
-//! {"working_copy":{"player_id":"…","lab_id":"…","vfs_snapshot":{…},"current_step":2,"saved_at":"…"}}
-//! {"presence_seen":{"player_id":"…","last_seen":"…"}}
+//! … every row of each beside section, section by section:
+//! {"<the section's line>":{"<column>":…,"<column>":…}}
 //! {"idempotency_key":{"identity":"…","key":"…","request_hash":"…","command_id":"…","positions":[…],"head":7,"created_at":"…"}}
 //! {"trailer":{"counts":{…},"sha256":"…"}}
 //! ```
 //!
-//! - `counts` is `{"events","head","working_copies","presence_seen","idempotency_keys"}`, in the
-//!   header (so an import can say what it will do before reading on) and again in the trailer.
+//! - `counts` is `{"events","head",<each section's count>…,"idempotency_keys"}`, in the header
+//!   (so an import can say what it will do before reading on) and again in the trailer.
+//! - A beside section is registered by the module that keeps the table
+//!   (`questlog_store::archive::ArchiveSection`: its line, its count, its table and its columns,
+//!   listed in the order the lines carry them); the archive reads and writes every registered one
+//!   alike, in registration order. A file with rows of a section no running module registers is
+//!   refused: importing it would lose them. A section a file does not count holds no rows.
 //! - `sha256` is the hex SHA-256 of every uncompressed byte before the trailer line (the header
 //!   included, each line with its `\n`). gzip's own CRC-32 catches damage to the compressed bytes;
 //!   the checksum and the counts catch a file that was cut, edited or assembled wrongly.
-//! - Sections come in the order above. `data`, `metadata` and `vfs_snapshot` are Postgres's own
-//!   `jsonb` text, carried verbatim (never through a float), and times are RFC 3339 with
+//! - Sections come in the order above. `data`, `metadata` and every `jsonb` column are Postgres's
+//!   own `jsonb` text, carried verbatim (never through a float), and times are RFC 3339 with
 //!   Postgres's microseconds, so an import reproduces every row exactly.
 //! - The file holds all that the database holds, direct messages included: keep it as you keep
 //!   the database.
 //!
 //! # What travels, and why
 //!
-//! The log, and the three tables the command side writes in the log's transaction (ARCHITECTURE.md,
-//! invariant 7), because they are not derivable from the log: the lab working copies (the latest
-//! file systems; the log holds only the sessions' facts), the presence last-seen times (without
-//! them the reaper of the target would never take a player who was online at the export offline)
-//! and the idempotency keys (a client retrying across the move gets its first answer, not a second
-//! execution). Read models are left out: the target rebuilds them by replay. The `settings` table
-//! is left out on purpose: it may hold a generated token-signing secret, and a file that carries one
-//! would let its holder forge admin tokens; configure `QUESTLOG_TOKEN_SECRET` on both sides instead.
+//! The log, and the tables the command side writes in the log's transaction (ARCHITECTURE.md,
+//! invariant 8), because they are not derivable from the log: each module's beside sections (what
+//! its commands keep beside the log; each section says why it travels) and the idempotency keys
+//! (a client retrying across the move gets its first answer, not a second execution). Read models
+//! are left out: the target rebuilds them by replay. The `settings` table is left out on purpose:
+//! it may hold a generated token-signing secret, and a file that carries one would let its holder
+//! forge admin tokens; configure `QUESTLOG_TOKEN_SECRET` on both sides instead.
 //!
 //! # Export
 //!
@@ -68,6 +72,20 @@ use super::output;
 pub use export::{export, PAGE};
 pub use format::{Counts, FORMAT, VERSION};
 pub use import::{import, ImportOutcome};
+
+use format::Layout;
+
+/// The lines of this binary's archives: the beside sections of the modules it runs.
+fn layout() -> Layout {
+    Layout::new(&questlog_store::archive::ArchiveSections::of(
+        &crate::modules::app(),
+    ))
+}
+
+/// A module's table or column name as an SQL identifier.
+fn quoted(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
 
 /// What an export wrote or an import loaded.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -107,27 +125,32 @@ impl ArchiveSummary {
         })
     }
 
-    /// Prints the summary as a record (or JSON); an import says whether it wrote anything.
+    /// Prints the summary as a record (or JSON), each beside section's count in `layout`'s order;
+    /// an import says whether it wrote anything.
     ///
     /// # Errors
     /// When writing fails.
-    pub fn print(
+    fn print(
         &self,
         out: &mut dyn Write,
         json: bool,
         imported: Option<bool>,
+        layout: &Layout,
     ) -> anyhow::Result<()> {
         let mut fields = vec![
             ("file", json!(self.file.display().to_string())),
             ("database", json!(self.database)),
             ("events", json!(self.counts.events)),
             ("head", json!(self.counts.head)),
-            ("working_copies", json!(self.counts.working_copies)),
-            ("presence_seen", json!(self.counts.presence_seen)),
+        ];
+        for section in layout.sections() {
+            fields.push((section.count, json!(self.counts.beside(section.count))));
+        }
+        fields.extend([
             ("idempotency_keys", json!(self.counts.idempotency_keys)),
             ("bytes", json!(self.bytes)),
             ("sha256", json!(self.sha256)),
-        ];
+        ]);
         if let Some(imported) = imported {
             fields.push(("imported", json!(imported)));
         }

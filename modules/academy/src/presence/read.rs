@@ -1,10 +1,6 @@
-//! Presence: who is online and in which lab. The rule is the player stream's (`came_online`,
-//! `current_lab_changed`, `went_offline`, folded by `PlayerState::evolve`); this feature holds its
-//! read model (`projection`), `GET /v1/presence` and the `presence` live topic, whose changes are
-//! one row per event, each that player's presence as of its event (from the presence history),
-//! like the as-of read.
-
-pub mod projection;
+//! The presence feature's reads: `GET /v1/presence` (who is online, from the presence read model)
+//! and the `presence` live topic, whose changes are one row per event, each that player's
+//! presence as of its event (from the presence history), like the as-of read.
 
 use std::sync::Arc;
 

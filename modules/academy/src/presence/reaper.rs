@@ -11,18 +11,30 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use futures::future::join_all;
-use questlog_academy::values::PlayerId;
-use questlog_academy::Command;
+use questlog_command_api::jobs::JobContext;
+use questlog_command_api::writer::{Clock, Request, WriterHandle};
 use questlog_domain::{Actor, Role};
 use questlog_store::leader;
 use sqlx::PgConnection;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::writer::{Clock, Request, WriterHandle};
+use crate::values::PlayerId;
+use crate::Command;
 
 /// The most players taken offline in one round.
 const ROUND: i64 = 1000;
+
+/// The job's name, and its advisory lock's.
+pub const JOB: &str = "presence-reaper";
+
+/// The default timeout: offline after two minutes without a heartbeat.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The interval between rounds for a timeout: a quarter of it, at least 50 ms, at most 5 s.
+pub fn interval_for(timeout: Duration) -> Duration {
+    (timeout / 4).clamp(Duration::from_millis(50), Duration::from_secs(5))
+}
 
 /// How the reaper runs.
 #[derive(Debug, Clone)]
@@ -41,10 +53,22 @@ impl ReaperConfig {
         Self {
             database_url: database_url.to_owned(),
             timeout,
-            interval: (timeout / 4).clamp(Duration::from_millis(50), Duration::from_secs(5)),
+            interval: interval_for(timeout),
             clock,
         }
     }
+}
+
+/// The reaper as a scheduled job: its timeout and interval from the module, the rest from the
+/// process.
+pub async fn job(timeout: Duration, interval: Duration, context: JobContext) {
+    let config = ReaperConfig {
+        database_url: context.database_url,
+        timeout,
+        interval,
+        clock: context.clock,
+    };
+    run(config, context.writer, context.shutdown).await;
 }
 
 /// The identity the reaper's commands are recorded under.
@@ -56,13 +80,8 @@ pub const REAPER: Actor = Actor {
 /// Runs the reaper until `shutdown` fires.
 pub async fn run(config: ReaperConfig, writer: WriterHandle, shutdown: CancellationToken) {
     while !shutdown.is_cancelled() {
-        let Some(conn) = leader::acquire(
-            &config.database_url,
-            "presence-reaper",
-            config.interval,
-            &shutdown,
-        )
-        .await
+        let Some(conn) =
+            leader::acquire(&config.database_url, JOB, config.interval, &shutdown).await
         else {
             break;
         };
