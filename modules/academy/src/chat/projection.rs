@@ -197,3 +197,69 @@ async fn save(
         .context("saving messages")?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone as _;
+
+    use super::*;
+    use crate::values::MessageId;
+
+    fn at(s: i64) -> DateTime<Utc> {
+        Utc.timestamp_opt(s, 0).single().expect("a time")
+    }
+
+    fn text(s: &str) -> MessageContent {
+        MessageContent::parse(s).expect("content")
+    }
+
+    #[test]
+    fn a_message_row_is_sent_once_edited_and_deleted_without_its_text() {
+        let message_id = MessageId(Uuid::from_u128(7));
+        let sender = PlayerId(Uuid::from_u128(1));
+        let mut row = None;
+        let edit = Event::MessageEdited {
+            message_id,
+            content: text("hello!"),
+        };
+        assert!(
+            !MessageRow::apply(&mut row, &edit, at(1), 1),
+            "nothing sent"
+        );
+        let sent = Event::MessageSent {
+            message_id,
+            channel: Channel::Global,
+            sender,
+            content: text("hello"),
+        };
+        assert!(MessageRow::apply(&mut row, &sent, at(2), 2));
+        assert!(MessageRow::apply(&mut row, &edit, at(3), 3));
+        assert!(MessageRow::apply(&mut row, &sent, at(4), 4), "sent once");
+        let edited = MessageRow {
+            message: Message {
+                channel: Channel::Global,
+                sender,
+                content: Some(text("hello!")),
+            },
+            sent_at: at(2),
+            edited_at: Some(at(3)),
+            position: 2,
+        };
+        assert_eq!(row.as_ref(), Some(&edited));
+        let deleted = Event::MessageDeleted {
+            message_id,
+            by: sender,
+        };
+        assert!(MessageRow::apply(&mut row, &deleted, at(5), 5));
+        assert_eq!(
+            row,
+            Some(MessageRow {
+                message: Message {
+                    content: None,
+                    ..edited.message
+                },
+                ..edited
+            })
+        );
+    }
+}

@@ -19,7 +19,7 @@ use crate::stream::StreamId;
 use crate::values::LabId;
 
 /// A row of `rm_lab_sessions`: a player's session of a lab, and whether the lab is completed.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SessionRow {
     /// What the session's stream says (active, furthest step).
     pub session: LabSession,
@@ -28,17 +28,6 @@ pub struct SessionRow {
     /// When the player completed the lab (from the player's stream); outlives deletions.
     pub completed_at: Option<DateTime<Utc>>,
     pub updated_position: i64,
-}
-
-impl Default for SessionRow {
-    fn default() -> Self {
-        Self {
-            session: LabSession::default(),
-            started_at: None,
-            completed_at: None,
-            updated_position: 0,
-        }
-    }
 }
 
 impl SessionRow {
@@ -188,4 +177,67 @@ async fn save(
         .await
         .context("saving lab sessions")?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone as _;
+
+    use super::*;
+
+    fn at(s: i64) -> DateTime<Utc> {
+        Utc.timestamp_opt(s, 0).single().expect("a time")
+    }
+
+    #[test]
+    fn a_session_row_follows_the_lab_session_and_keeps_completion_past_a_deletion() {
+        let lab_id = LabId::parse("intro").expect("lab");
+        let mut row = SessionRow::default();
+        assert!(row.apply(
+            &Event::LabStarted {
+                lab_id: lab_id.clone()
+            },
+            at(1),
+            10
+        ));
+        for (step, position) in [(3, 11), (2, 12)] {
+            row.apply(
+                &Event::LabProgressed {
+                    lab_id: lab_id.clone(),
+                    step,
+                },
+                at(2),
+                position,
+            );
+        }
+        assert_eq!(
+            row.session,
+            LabSession {
+                active: true,
+                furthest_step: 3
+            }
+        );
+        assert_eq!(row.started_at, Some(at(1)));
+        row.apply(
+            &Event::LabCompleted {
+                lab_id: lab_id.clone(),
+                module: 1,
+                xp: 10,
+            },
+            at(3),
+            13,
+        );
+        row.apply(&Event::LabStateDeleted { lab_id }, at(4), 14);
+        assert_eq!(
+            row,
+            SessionRow {
+                session: LabSession::default(),
+                started_at: None,
+                completed_at: Some(at(3)),
+                updated_position: 14,
+            }
+        );
+        assert!(!row.apply(&Event::LeveledUp { level: 2 }, at(5), 15));
+        assert_eq!(row.updated_position, 14);
+    }
 }

@@ -281,3 +281,58 @@ async fn save_history(
         .context("saving presence versions")?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone as _;
+
+    use super::*;
+    use crate::values::PlayerId;
+
+    fn at(s: i64) -> DateTime<Utc> {
+        Utc.timestamp_opt(s, 0).single().expect("a time")
+    }
+
+    #[test]
+    fn presence_rows_exist_from_registration_and_keep_since_while_online() {
+        let lab = LabId::parse("intro").expect("lab");
+        let mut row = None;
+        let online = Event::CameOnline {
+            current_lab: Some(lab.clone()),
+        };
+        PresenceRow::apply(&mut row, &online, at(1));
+        assert_eq!(row, None, "nobody to show before registration");
+        let username = Username::parse("ada").expect("name");
+        let registered = Event::PlayerRegistered {
+            player_id: PlayerId(Uuid::from_u128(1)),
+            username: username.clone(),
+        };
+        PresenceRow::apply(&mut row, &registered, at(2));
+        PresenceRow::apply(&mut row, &online, at(3));
+        PresenceRow::apply(
+            &mut row,
+            &Event::CurrentLabChanged { current_lab: None },
+            at(4),
+        );
+        assert_eq!(
+            row,
+            Some(PresenceRow {
+                username: username.clone(),
+                online: true,
+                since: Some(at(3)),
+                current_lab: None,
+            })
+        );
+        PresenceRow::apply(&mut row, &Event::WentOffline { last_seen: at(4) }, at(9));
+        PresenceRow::apply(&mut row, &registered, at(10));
+        assert_eq!(
+            row,
+            Some(PresenceRow {
+                username,
+                online: false,
+                since: None,
+                current_lab: None,
+            })
+        );
+    }
+}
