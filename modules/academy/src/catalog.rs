@@ -1,8 +1,8 @@
 //! The catalog of modules and labs, defined by admins. XP always comes from here, never from a client.
 
+pub mod apply;
 pub mod projection;
 pub mod read;
-pub mod apply;
 
 use std::collections::{BTreeMap, BTreeSet};
 
