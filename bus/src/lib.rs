@@ -54,7 +54,7 @@ impl Names {
         format!("{}.events.>", self.prefix)
     }
 
-    /// The subject of one event, from its stream id (`player-<uuid>` → `…events.player.<uuid>`).
+    /// The subject of one event, from its stream id (`<kind>-<key>` → `…events.<kind>.<key>`).
     pub fn event_subject(&self, stream_id: &str) -> String {
         let (kind, id) = stream_id.split_once('-').unwrap_or((stream_id, "_"));
         let id: String = id
@@ -107,7 +107,7 @@ impl std::fmt::Display for ProjectionName {
     }
 }
 
-/// The kind of a live topic: its first part (`leaderboard`, or `player` in `player:<id>`).
+/// The kind of a live topic: its first part (`board`, or `item` in `item:<key>`).
 /// Declared once by the module that owns the topic; its projections name their changes with it
 /// and the live hub parses subscriptions with it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -161,7 +161,7 @@ pub struct ChangeAnnouncement {
     pub changes: Vec<Change>,
 }
 
-/// One changed row: its topic (`player:<id>`, `leaderboard`, `presence`, …), key and operation.
+/// One changed row: its topic (`<kind>` or `<kind>:<key>`, see [`TopicKind`]), key and operation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Change {
     pub topic: String,

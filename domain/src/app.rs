@@ -1,4 +1,4 @@
-//! The kernel and its modules. A module (the academy, chat, storage, …) registers everything it
+//! The kernel and its modules. A module (a game's rules, a feature such as storage, …) registers everything it
 //! brings on one [`App`]: here its commands, event types and streams with the views it folds;
 //! through the other kernel crates' extension traits its projections, read routes, live topics,
 //! migrations and jobs. The binary lists the modules it runs; the kernel runs what is registered

@@ -1,6 +1,6 @@
 //! JSON as the edge reads it: a value whose objects, at every depth, name each key once.
 //!
-//! serde_json keeps the last of two equal keys; a body such as `{"xp": 1, "xp": 100000}` would
+//! serde_json keeps the last of two equal keys; a body such as `{"score": 1, "score": 100000}` would
 //! then mean whatever the reader after us happens to keep (a proxy, an audit log, another
 //! parser may keep the first). Refusing it leaves one reading only. Nesting is bounded by
 //! serde_json's recursion limit (128), so a deep body is an error too, never a stack overflow.

@@ -1,7 +1,7 @@
 //! Streams: the unit of consistency. Every event belongs to exactly one stream, and a command's
 //! decision is checked against the versions of the streams it read. A stream's id is its kind
-//! (a type a module declares once, [`StreamKind`]) and a key: `player-<uuid>`, or the kind alone
-//! for a stream of which there is one (`catalog`).
+//! (a type a module declares once, [`StreamKind`]) and a key: `<kind>-<key>`, or the kind alone
+//! for a stream of which there is one.
 
 use std::any::{Any, TypeId};
 use std::fmt;

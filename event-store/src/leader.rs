@@ -7,7 +7,7 @@ use std::time::Duration;
 use sqlx::{Connection, PgConnection};
 use tokio_util::sync::CancellationToken;
 
-/// The lock key of a role (`relay`, `projector:players`, …): a stable 64-bit hash of its name.
+/// The lock key of a role (`relay`, `projector:<projection>`, …): a stable 64-bit hash of its name.
 pub fn lock_key(role: &str) -> i64 {
     // FNV-1a: stable across builds and platforms, unlike std's hasher.
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
