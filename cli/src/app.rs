@@ -12,6 +12,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use questlog_command_api::jobs::{JobContext, Jobs};
 use questlog_command_api::{AppState, Clock, SenderLimiter, WriterConfig, WriterHandle};
+use questlog_domain::{App, Module};
 use questlog_store::{EventStore, PgEventStore};
 use questlog_web::{Problem, TokenKeys};
 use sqlx::migrate::MigrateDatabase;
@@ -31,6 +32,14 @@ use questlog_projector::ProjectorConfig;
 /// # Errors
 /// When Postgres cannot be reached or a migration fails.
 pub async fn prepare_database(url: &str) -> anyhow::Result<PgPool> {
+    prepare_database_for(url, &crate::modules::app()).await
+}
+
+/// [`prepare_database`] for the modules registered on `app`.
+///
+/// # Errors
+/// As [`prepare_database`].
+pub async fn prepare_database_for(url: &str, app: &App) -> anyhow::Result<PgPool> {
     if !sqlx::Postgres::database_exists(url)
         .await
         .with_context(|| format!("cannot reach Postgres at {}", redact(url)))?
@@ -40,7 +49,7 @@ pub async fn prepare_database(url: &str) -> anyhow::Result<PgPool> {
             .context("creating the database")?;
     }
     let pool = questlog_store::connect(url, 4).context("parsing the database URL")?;
-    questlog_store::migrator(&crate::modules::app())
+    questlog_store::migrator(app)
         .await
         .context("resolving the migrations")?
         .run(&pool)
@@ -98,6 +107,8 @@ pub struct Hooks {
     /// Time between the rounds of the modules' scheduled jobs (each module's default when
     /// unset).
     pub job_interval: Option<std::time::Duration>,
+    /// Modules to run besides the binary's own (a test's module made up for it).
+    pub modules: Vec<Arc<dyn Module + Send + Sync>>,
 }
 
 impl Application {
@@ -128,7 +139,14 @@ impl Application {
         crate::metrics::recorder();
         // A bad secret is refused before anything is created, connected or bound.
         crate::secret::configured_secret(store.token_secret.as_deref())?;
-        prepare_database(&store.database_url).await?.close().await;
+        let mut modules = crate::modules::configured(serve, &hooks);
+        for module in &hooks.modules {
+            modules.add_module(module.as_ref());
+        }
+        prepare_database_for(&store.database_url, &modules)
+            .await?
+            .close()
+            .await;
         let pool = questlog_store::connect(&store.database_url, serve.db_pool)
             .context("parsing the database URL")?;
         let keys = token_keys(store, &pool).await?;
@@ -145,7 +163,6 @@ impl Application {
         } else {
             None
         };
-        let mut modules = crate::modules::configured(serve, &hooks);
         let domain = modules.domain();
         let mut tasks = Vec::new();
         let mut router = Router::new();
@@ -199,7 +216,7 @@ impl Application {
                 let mut config = ProjectorConfig::new(&store.database_url, names.clone());
                 config.failpoint.clone_from(&hooks.projector_failpoint);
                 tasks.push(tokio::spawn(questlog_projector::run(
-                    questlog_projector::Projections::of(&crate::modules::app()),
+                    questlog_projector::Projections::of(&modules),
                     domain.clone(),
                     config,
                     client.clone(),
@@ -227,7 +244,7 @@ impl Application {
                         pool.clone(),
                         keys.clone(),
                         positions,
-                        &crate::modules::app(),
+                        &modules,
                     ))
                     .layer(axum::middleware::from_fn_with_state(
                         monitor,
@@ -244,7 +261,7 @@ impl Application {
                 .map(async_nats::jetstream::new),
             names: names.clone(),
             projections: if nats.is_some() && runs(Service::Projector) {
-                questlog_projector::Projections::of(&crate::modules::app())
+                questlog_projector::Projections::of(&modules)
                     .iter()
                     .map(|p| p.name().as_str())
                     .collect()

@@ -32,10 +32,22 @@ pub fn progress_bar(what: &str) -> ProgressBar {
 /// # Errors
 /// When the database cannot be reached or an event cannot be folded.
 pub async fn verify(database_url: &str, json: bool, out: &mut dyn Write) -> anyhow::Result<bool> {
+    verify_modules(database_url, &crate::modules::app(), json, out).await
+}
+
+/// [`verify`] for the projections of the modules registered on `app`.
+///
+/// # Errors
+/// As [`verify`].
+pub async fn verify_modules(
+    database_url: &str,
+    app: &questlog_domain::App,
+    json: bool,
+    out: &mut dyn Write,
+) -> anyhow::Result<bool> {
     let mut conn = PgConnection::connect(database_url).await?;
     let bar = progress_bar("replaying");
-    let app = crate::modules::app();
-    let projections = Projections::of(&app);
+    let projections = Projections::of(app);
     let checks = questlog_projector::verify::verify(
         &mut conn,
         &app.domain(),
