@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use questlog_academy::Academy;
+use questlog_chat::Chat;
 use questlog_domain::App;
 
 use crate::app::Hooks;
@@ -27,5 +28,6 @@ pub fn configured(serve: &ServeArgs, hooks: &Hooks) -> App {
 fn with(academy: &Academy) -> App {
     let mut app = App::new();
     app.add_module(academy);
+    app.add_module(&Chat);
     app
 }

@@ -9,8 +9,8 @@ use uuid::Uuid;
 
 use crate::stream::StreamId;
 use crate::values::{
-    free_text, storable, storable_json, Achievement, Channel, LabId, MessageContent, MessageId,
-    ModuleNo, PlayerId, Timezone, Username, MAX_MODULE, MAX_STEP, MAX_VFS_BYTES,
+    free_text, storable, storable_json, Achievement, LabId, ModuleNo, PlayerId, Timezone, Username,
+    MAX_MODULE, MAX_STEP, MAX_VFS_BYTES,
 };
 
 /// A command that passed parsing: every value in it is valid on its own.
@@ -64,19 +64,6 @@ pub enum Command {
     Heartbeat {
         current_lab: Option<LabId>,
     },
-    SendMessage {
-        /// Drawn by the edge ([`Edge::new_id`]).
-        message_id: MessageId,
-        channel: Channel,
-        content: MessageContent,
-    },
-    EditMessage {
-        message_id: MessageId,
-        content: MessageContent,
-    },
-    DeleteMessage {
-        message_id: MessageId,
-    },
     /// Internal, sent by the presence reaper (never over HTTP): the player has not sent a
     /// heartbeat since `last_seen`, longer ago than the presence timeout.
     GoOffline {
@@ -99,9 +86,6 @@ pub const COMMAND_NAMES: &[&str] = &[
     "save_lab_state",
     "delete_lab_state",
     "heartbeat",
-    "send_message",
-    "edit_message",
-    "delete_message",
 ];
 
 #[derive(Deserialize)]
@@ -188,26 +172,6 @@ fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::
     Option::<String>::deserialize(d)
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SendMessageBody {
-    channel: String,
-    content: String,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct EditMessageBody {
-    message_id: Uuid,
-    content: String,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct DeleteMessageBody {
-    message_id: Uuid,
-}
-
 fn module_no(raw: i64) -> Result<ModuleNo, Rejection> {
     u32::try_from(raw)
         .ok()
@@ -226,7 +190,7 @@ impl Command {
     /// # Errors
     /// `unknown_command` (not found) for a name questlog does not know, `bad_request` for a body of
     /// the wrong shape, and a value's own code (`invalid_username`, …) for an invalid value.
-    pub fn parse(name: &str, raw: &[u8], edge: &Edge) -> Result<Self, Rejection> {
+    pub fn parse(name: &str, raw: &[u8], _edge: &Edge) -> Result<Self, Rejection> {
         Ok(match name {
             "register_player" => {
                 let b: RegisterPlayerBody = body(raw)?;
@@ -366,27 +330,6 @@ impl Command {
                     current_lab: b.current_lab.as_deref().map(LabId::parse).transpose()?,
                 }
             }
-            "send_message" => {
-                let b: SendMessageBody = body(raw)?;
-                Self::SendMessage {
-                    message_id: MessageId(edge.new_id),
-                    channel: Channel::parse(&b.channel, edge.caller)?,
-                    content: MessageContent::parse(&b.content)?,
-                }
-            }
-            "edit_message" => {
-                let b: EditMessageBody = body(raw)?;
-                Self::EditMessage {
-                    message_id: MessageId(b.message_id),
-                    content: MessageContent::parse(&b.content)?,
-                }
-            }
-            "delete_message" => {
-                let b: DeleteMessageBody = body(raw)?;
-                Self::DeleteMessage {
-                    message_id: MessageId(b.message_id),
-                }
-            }
             other => {
                 return Err(Rejection::not_found(
                     "unknown_command",
@@ -411,9 +354,6 @@ impl Command {
             Self::SaveLabState { .. } => "save_lab_state",
             Self::DeleteLabState { .. } => "delete_lab_state",
             Self::Heartbeat { .. } => "heartbeat",
-            Self::SendMessage { .. } => "send_message",
-            Self::EditMessage { .. } => "edit_message",
-            Self::DeleteMessage { .. } => "delete_message",
             Self::GoOffline { .. } => "go_offline",
         }
     }
@@ -427,14 +367,6 @@ impl Command {
                 | Self::GrantAchievement { .. }
                 | Self::RevokeXp { .. }
                 | Self::GoOffline { .. }
-        )
-    }
-
-    /// Whether it is a chat command, which the edge rate-limits per sender.
-    pub fn is_chat(&self) -> bool {
-        matches!(
-            self,
-            Self::SendMessage { .. } | Self::EditMessage { .. } | Self::DeleteMessage { .. }
         )
     }
 
@@ -465,26 +397,6 @@ impl Command {
                 lab_id.clone(),
             )],
             Self::Heartbeat { .. } => vec![me],
-            Self::SendMessage {
-                message_id,
-                channel,
-                ..
-            } => {
-                let mut streams = vec![me, StreamId::Message(*message_id)];
-                match channel {
-                    Channel::Global => {}
-                    Channel::Lab(_) => streams.push(StreamId::Catalog),
-                    Channel::Direct(..) => {
-                        if let Some(peer) = channel.peer(actor.identity) {
-                            streams.push(StreamId::Player(peer));
-                        }
-                    }
-                }
-                streams
-            }
-            Self::EditMessage { message_id, .. } | Self::DeleteMessage { message_id } => {
-                vec![StreamId::Message(*message_id)]
-            }
         }
     }
 }

@@ -3,7 +3,6 @@
 use chrono::{DateTime, Utc};
 
 use crate::catalog::CatalogState;
-use crate::chat::Message;
 use questlog_domain::{Actor, Rejection, Role};
 
 use crate::command::Command;
@@ -12,7 +11,7 @@ use crate::lab::LabSession;
 use crate::player::PlayerState;
 use crate::rules::level_for_xp;
 use crate::stream::{StreamId, StreamState};
-use crate::values::{Achievement, Channel, LabId, MessageId, PlayerId};
+use crate::values::{Achievement, LabId, PlayerId};
 
 /// The folded state of every stream a command reads ([`Command::streams`]). Implementors hold
 /// all of them; a stream with no events is [`StreamState::initial`].
@@ -66,16 +65,6 @@ impl Context<'_> {
                 "lab_not_started",
                 format!("there is no saved state of lab {lab}: send start_lab first"),
             ))
-        }
-    }
-
-    /// A message that was sent, or `message_not_found`.
-    fn message(&self, id: MessageId) -> Result<&Message, Rejection> {
-        match self.states.state(&StreamId::Message(id)) {
-            StreamState::Message(m) => m.sent.as_ref().ok_or_else(|| {
-                Rejection::not_found("message_not_found", format!("there is no message {id}"))
-            }),
-            _ => unreachable_state(),
         }
     }
 
@@ -415,83 +404,6 @@ pub fn decide(cmd: &Command, ctx: &Context<'_>) -> Result<Vec<(StreamId, Event)>
                 StreamId::Player(*player_id),
                 Event::WentOffline {
                     last_seen: *last_seen,
-                },
-            )])
-        }
-        Command::SendMessage {
-            message_id,
-            channel,
-            content,
-        } => {
-            ctx.registered_self()?;
-            match channel {
-                Channel::Global => {}
-                Channel::Lab(lab) => {
-                    if !ctx.catalog().labs.contains_key(lab) {
-                        return Err(Rejection::not_found(
-                            "unknown_lab",
-                            format!("there is no lab {lab}"),
-                        ));
-                    }
-                }
-                Channel::Direct(..) => {
-                    if let Some(peer) = channel.peer(me) {
-                        ctx.registered_other(peer)?;
-                    }
-                }
-            }
-            Ok(vec![(
-                StreamId::Message(*message_id),
-                Event::MessageSent {
-                    message_id: *message_id,
-                    channel: channel.clone(),
-                    sender: me,
-                    content: content.clone(),
-                },
-            )])
-        }
-        Command::EditMessage {
-            message_id,
-            content,
-        } => {
-            let message = ctx.message(*message_id)?;
-            if message.sender != me {
-                return Err(Rejection::forbidden(
-                    "forbidden",
-                    "only its sender may edit a message",
-                ));
-            }
-            match &message.content {
-                None => Err(Rejection::conflict(
-                    "message_deleted",
-                    format!("message {message_id} was deleted"),
-                )),
-                Some(now) if now == content => Ok(vec![]),
-                Some(_) => Ok(vec![(
-                    StreamId::Message(*message_id),
-                    Event::MessageEdited {
-                        message_id: *message_id,
-                        content: content.clone(),
-                    },
-                )]),
-            }
-        }
-        Command::DeleteMessage { message_id } => {
-            let message = ctx.message(*message_id)?;
-            if message.sender != me && ctx.actor.role != Role::Admin {
-                return Err(Rejection::forbidden(
-                    "forbidden",
-                    "only its sender or an admin may delete a message",
-                ));
-            }
-            if message.content.is_none() {
-                return Ok(vec![]);
-            }
-            Ok(vec![(
-                StreamId::Message(*message_id),
-                Event::MessageDeleted {
-                    message_id: *message_id,
-                    by: me,
                 },
             )])
         }

@@ -5,9 +5,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use questlog_domain::DomainEvent;
 use serde::{Deserialize, Serialize};
 
-use crate::values::{
-    Achievement, Channel, LabId, MessageContent, MessageId, ModuleNo, PlayerId, Timezone, Username,
-};
+use crate::values::{Achievement, LabId, ModuleNo, PlayerId, Timezone, Username};
 
 /// Every event questlog records. Adding a variant is safe; changing one means a new schema version
 /// and an upcast in [`DomainEvent::from_parts`].
@@ -78,20 +76,6 @@ pub enum Event {
     CurrentLabChanged { current_lab: Option<LabId> },
     /// Player: no heartbeat since `last_seen`, for longer than the presence timeout.
     WentOffline { last_seen: DateTime<Utc> },
-    /// Message: sent to a channel (canonical name).
-    MessageSent {
-        message_id: MessageId,
-        channel: Channel,
-        sender: PlayerId,
-        content: MessageContent,
-    },
-    /// Message: its sender changed its text.
-    MessageEdited {
-        message_id: MessageId,
-        content: MessageContent,
-    },
-    /// Message: deleted by its sender or an admin; its text is gone from the read models.
-    MessageDeleted { message_id: MessageId, by: PlayerId },
 }
 
 impl DomainEvent for Event {
@@ -113,9 +97,6 @@ impl DomainEvent for Event {
         "came_online",
         "current_lab_changed",
         "went_offline",
-        "message_sent",
-        "message_edited",
-        "message_deleted",
     ];
 
     /// The stored `type` of this event.
@@ -138,9 +119,6 @@ impl DomainEvent for Event {
             Self::CameOnline { .. } => "came_online",
             Self::CurrentLabChanged { .. } => "current_lab_changed",
             Self::WentOffline { .. } => "went_offline",
-            Self::MessageSent { .. } => "message_sent",
-            Self::MessageEdited { .. } => "message_edited",
-            Self::MessageDeleted { .. } => "message_deleted",
         }
     }
 }

@@ -1,12 +1,12 @@
 //! The academy: a Linux-terminal course's catalog of modules and labs, players with XP, levels,
-//! streaks and achievements, lab sessions, presence and chat. Its commands are decided by pure
+//! streaks and achievements, lab sessions and presence. Its commands are decided by pure
 //! functions into its events, and each of its streams folds into its state; [`Academy`] registers
 //! them on the kernel, with its reads (routes, live topics and state views, by feature: see
 //! `read.rs`).
 
 pub mod catalog;
-pub mod chat;
 pub mod command;
+pub mod context;
 pub mod decide;
 pub mod event;
 pub mod lab;
@@ -21,6 +21,8 @@ pub mod state_json;
 pub mod stream;
 pub mod values;
 
+#[cfg(any(test, feature = "fixtures"))]
+pub mod fixtures;
 #[cfg(test)]
 mod testing;
 #[cfg(test)]
@@ -79,24 +81,19 @@ impl kernel::Module for Academy {
             })
             .add_stream(stream::LAB, |key| {
                 format!("lab-{key}").parse::<StreamId>().is_ok()
-            })
-            .add_stream(stream::MESSAGE, |key| {
-                format!("message-{key}").parse::<StreamId>().is_ok()
             });
         for kind in [
             stream::CATALOG,
             stream::PLAYER,
             stream::USERNAME,
             stream::LAB,
-            stream::MESSAGE,
         ] {
             app.add_view::<StreamState>(kind);
         }
         app.add_projection(player::projection::Players)
             .add_projection(catalog::projection::Catalog)
             .add_projection(presence::projection::Presence)
-            .add_projection(lab::projection::Labs)
-            .add_projection(chat::projection::Chat);
+            .add_projection(lab::projection::Labs);
         read::register(app);
         let timeout = self.presence_timeout;
         let interval = self
@@ -131,14 +128,6 @@ impl kernel::Command for Command {
 
     fn admin_only(&self) -> bool {
         Command::admin_only(self)
-    }
-
-    fn rate_limited(&self) -> bool {
-        self.is_chat()
-    }
-
-    fn rate_limit_detail(&self) -> &'static str {
-        "too many chat messages; wait before sending more"
     }
 
     fn streams(&self, actor: &Actor) -> Vec<kernel::StreamId> {

@@ -12,8 +12,6 @@ pub const CATALOG: ProjectionName = ProjectionName::new("catalog");
 pub const PRESENCE: ProjectionName = ProjectionName::new("presence");
 /// Players' lab sessions (`rm_lab_sessions`).
 pub const LABS: ProjectionName = ProjectionName::new("labs");
-/// Chat messages (`rm_messages`).
-pub const CHAT: ProjectionName = ProjectionName::new("chat");
 
 /// One player's profile: `player:<id>`.
 pub const PLAYER_TOPIC: TopicKind = TopicKind::new("player");
@@ -25,5 +23,3 @@ pub const PRESENCE_TOPIC: TopicKind = TopicKind::new("presence");
 pub const CATALOG_TOPIC: TopicKind = TopicKind::new("catalog");
 /// A player's session of a lab: `lab:<player>:<lab_id>`.
 pub const LAB_TOPIC: TopicKind = TopicKind::new("lab");
-/// A chat channel's messages: `channel:<canonical channel>`.
-pub const CHANNEL_TOPIC: TopicKind = TopicKind::new("channel");

@@ -95,10 +95,7 @@ impl PlayerState {
             | Event::UsernameClaimed { .. }
             | Event::LabStarted { .. }
             | Event::LabProgressed { .. }
-            | Event::LabStateDeleted { .. }
-            | Event::MessageSent { .. }
-            | Event::MessageEdited { .. }
-            | Event::MessageDeleted { .. } => {}
+            | Event::LabStateDeleted { .. } => {}
         }
     }
 

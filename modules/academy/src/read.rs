@@ -24,13 +24,11 @@ pub(crate) fn register(app: &mut App) {
     crate::presence::register_reads(app);
     crate::catalog::read::register(app);
     crate::labs::register_reads(app);
-    crate::chat::read::register(app);
     for kind in [
         stream::CATALOG,
         stream::PLAYER,
         stream::USERNAME,
         stream::LAB,
-        stream::MESSAGE,
     ] {
         app.add_state_json::<crate::StreamState>(kind, crate::state_json::stream_state_json);
     }

@@ -11,8 +11,7 @@ use crate::StreamState;
 use serde::Serialize;
 use serde_json::Value;
 
-/// The state as JSON, tagged with its `kind` (`catalog`, `player`, `username`, `lab` or
-/// `message`).
+/// The state as JSON, tagged with its `kind` (`catalog`, `player`, `username` or `lab`).
 pub fn stream_state_json(state: &StreamState) -> Value {
     let json = match state {
         StreamState::Catalog(catalog) => serde_json::to_value(CatalogJson::from(catalog)),
@@ -26,17 +25,6 @@ pub fn stream_state_json(state: &StreamState) -> Value {
             active: session.active,
             furthest_step: session.furthest_step,
         }),
-        StreamState::Message(message) => {
-            let sent = message.sent.as_ref();
-            serde_json::to_value(MessageJson {
-                kind: "message",
-                sent: sent.is_some(),
-                channel: sent.map(|m| m.channel.to_string()),
-                sender: sent.map(|m| m.sender),
-                content: sent.and_then(|m| m.content.as_ref()).map(|c| c.as_str()),
-                deleted: sent.is_some_and(|m| m.content.is_none()),
-            })
-        }
     };
     // Plain structs of strings and numbers: serialisation cannot fail.
     json.unwrap_or(Value::Null)
@@ -139,16 +127,6 @@ struct LabSessionJson {
     kind: &'static str,
     active: bool,
     furthest_step: u32,
-}
-
-#[derive(Serialize)]
-struct MessageJson<'a> {
-    kind: &'static str,
-    sent: bool,
-    channel: Option<String>,
-    sender: Option<PlayerId>,
-    content: Option<&'a str>,
-    deleted: bool,
 }
 
 #[derive(Serialize)]

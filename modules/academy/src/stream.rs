@@ -8,14 +8,13 @@ use questlog_domain::{StreamKind, UnknownStream, View};
 use uuid::Uuid;
 
 use crate::catalog::CatalogState;
-use crate::chat::MessageState;
 use crate::event::Event;
 use crate::lab::LabSession;
 use crate::player::PlayerState;
-use crate::values::{LabId, MessageId, PlayerId, Username};
+use crate::values::{LabId, PlayerId, Username};
 
-/// The id of a stream, written as `player-<uuid>`, `username-<lowercase name>`, `catalog`,
-/// `lab-<player uuid>-<lab id>` or `message-<uuid>`.
+/// The id of a stream, written as `player-<uuid>`, `username-<lowercase name>`, `catalog` or
+/// `lab-<player uuid>-<lab id>`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum StreamId {
     /// The catalog of modules and labs (one stream).
@@ -26,8 +25,6 @@ pub enum StreamId {
     Username(String),
     /// One player's session of one lab (started, progressed, deleted).
     Lab(PlayerId, LabId),
-    /// One chat message (sent, edited, deleted).
-    Message(MessageId),
 }
 
 impl StreamId {
@@ -38,7 +35,6 @@ impl StreamId {
             Self::Player(_) => PLAYER,
             Self::Username(_) => USERNAME,
             Self::Lab(..) => LAB,
-            Self::Message(_) => MESSAGE,
         }
     }
 
@@ -49,7 +45,6 @@ impl StreamId {
             Self::Player(id) => id.to_string(),
             Self::Username(key) => key.clone(),
             Self::Lab(player, lab) => format!("{player}-{lab}"),
-            Self::Message(id) => id.to_string(),
         };
         self.kind().stream(key)
     }
@@ -63,8 +58,6 @@ pub const PLAYER: StreamKind = StreamKind::new("player");
 pub const USERNAME: StreamKind = StreamKind::new("username");
 /// One player's session of one lab (`lab-<player uuid>-<lab id>`).
 pub const LAB: StreamKind = StreamKind::new("lab");
-/// One chat message (`message-<uuid>`).
-pub const MESSAGE: StreamKind = StreamKind::new("message");
 
 impl From<&StreamId> for questlog_domain::StreamId {
     fn from(stream: &StreamId) -> Self {
@@ -85,7 +78,6 @@ impl fmt::Display for StreamId {
             Self::Player(id) => write!(f, "player-{id}"),
             Self::Username(key) => write!(f, "username-{key}"),
             Self::Lab(player, lab) => write!(f, "lab-{player}-{lab}"),
-            Self::Message(id) => write!(f, "message-{id}"),
         }
     }
 }
@@ -118,9 +110,6 @@ impl FromStr for StreamId {
                 let lab = LabId::parse(lab).map_err(|_| bad())?;
                 Ok(Self::Lab(PlayerId(player), lab))
             }
-            "message" => Uuid::parse_str(rest)
-                .map(|u| Self::Message(MessageId(u)))
-                .map_err(|_| bad()),
             _ => Err(bad()),
         }
     }
@@ -134,7 +123,6 @@ pub enum StreamState {
     /// Who holds the username, if anyone.
     Username(Option<PlayerId>),
     Lab(LabSession),
-    Message(MessageState),
 }
 
 impl StreamState {
@@ -145,7 +133,6 @@ impl StreamState {
             StreamId::Player(_) => Self::Player(PlayerState::default()),
             StreamId::Username(_) => Self::Username(None),
             StreamId::Lab(..) => Self::Lab(LabSession::default()),
-            StreamId::Message(_) => Self::Message(MessageState::default()),
         }
     }
 
@@ -155,7 +142,6 @@ impl StreamState {
             Self::Catalog(state) => state.evolve(event),
             Self::Player(state) => state.evolve(event),
             Self::Lab(state) => state.evolve(event),
-            Self::Message(state) => state.evolve(event),
             Self::Username(holder) => {
                 if let Event::UsernameClaimed { player_id, .. } = event {
                     *holder = Some(*player_id);
@@ -181,7 +167,6 @@ impl View for StreamState {
             CATALOG => Self::Catalog(CatalogState::default()),
             USERNAME => Self::Username(None),
             LAB => Self::Lab(LabSession::default()),
-            MESSAGE => Self::Message(MessageState::default()),
             _ => Self::Player(PlayerState::default()),
         }
     }

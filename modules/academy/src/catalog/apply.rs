@@ -234,7 +234,7 @@ fn refused(label: &str, error: CommandError) -> anyhow::Error {
 /// The file's entries as commands, in the order to send them: modules before the modules in the
 /// file that require them, then labs as written.
 fn plan(file: CatalogFile, admin: PlayerId) -> anyhow::Result<Vec<Step>> {
-    // `new_id` is only drawn for chat messages; a catalog command never reads it.
+    // `new_id` is only drawn by commands that create something; a catalog command never reads it.
     let edge = Edge {
         caller: admin,
         new_id: Uuid::nil(),

@@ -4,7 +4,7 @@ use serde_json::json;
 
 use super::{achievement, lab_id, tz, username};
 use crate::command::COMMAND_NAMES;
-use crate::values::{Channel, MessageContent, MessageId, PlayerId};
+use crate::values::PlayerId;
 use crate::{Command, Edge, Rejection, RejectionKind};
 
 const PEER: &str = "67e55044-10b1-426f-9247-bb680e5fe0c8";
@@ -67,9 +67,6 @@ fn valid_body(name: &str) -> serde_json::Value {
         }),
         "delete_lab_state" => json!({"lab_id": "intro-1"}),
         "heartbeat" => json!({"current_lab": "intro-1"}),
-        "send_message" => json!({"channel": format!("dm:{PEER}"), "content": "hi!"}),
-        "edit_message" => json!({"message_id": PEER, "content": "hello!"}),
-        "delete_message" => json!({"message_id": PEER}),
         other => panic!("no valid body written for {other}"),
     }
 }
@@ -165,27 +162,6 @@ fn valid_bodies_carry_their_values_into_the_command() {
             "heartbeat",
             Command::Heartbeat {
                 current_lab: Some(lab_id("intro-1")),
-            },
-        ),
-        (
-            "send_message",
-            Command::SendMessage {
-                message_id: MessageId(edge().new_id),
-                channel: Channel::direct(edge().caller, player),
-                content: MessageContent::parse("hi!").unwrap(),
-            },
-        ),
-        (
-            "edit_message",
-            Command::EditMessage {
-                message_id: MessageId(player.0),
-                content: MessageContent::parse("hello!").unwrap(),
-            },
-        ),
-        (
-            "delete_message",
-            Command::DeleteMessage {
-                message_id: MessageId(player.0),
             },
         ),
     ];
@@ -531,75 +507,6 @@ fn an_achievement_outside_lowercase_digits_and_underscore_is_rejected() {
 }
 
 #[test]
-fn a_message_of_blank_or_2001_characters_is_invalid_content() {
-    for content in [String::new(), "   \n\t".to_owned(), "é".repeat(2001)] {
-        invalid(
-            "send_message",
-            &json!({"channel": "global", "content": content}),
-            "invalid_content",
-        );
-        invalid(
-            "edit_message",
-            &json!({"message_id": PEER, "content": content}),
-            "invalid_content",
-        );
-    }
-    let longest = "é".repeat(2000);
-    assert!(parse(
-        "send_message",
-        &json!({"channel": "global", "content": longest})
-    )
-    .is_ok());
-}
-
-#[test]
-fn channels_are_global_a_lab_or_a_direct_conversation() {
-    let me = edge().caller;
-    let peer = PlayerId(PEER.parse().unwrap());
-    let channel = |raw: &str| Channel::parse(raw, me).map_err(|r| r.code);
-    assert_eq!(channel("global"), Ok(Channel::Global));
-    assert_eq!(channel("lab:intro-1"), Ok(Channel::Lab(lab_id("intro-1"))));
-    assert_eq!(
-        channel(&format!("dm:{PEER}")),
-        Ok(Channel::direct(me, peer))
-    );
-    // Either side names the same conversation.
-    assert_eq!(
-        Channel::parse(&format!("dm:{me}"), peer),
-        Ok(Channel::direct(me, peer))
-    );
-    assert_eq!(
-        channel(&Channel::direct(peer, me).to_string()),
-        Ok(Channel::direct(me, peer))
-    );
-    for bad in [
-        "",
-        "Global",
-        "lab:",
-        "lab:no spaces",
-        "dm:",
-        "dm:42",
-        "room:1",
-        &format!("dm:{me}"),
-    ] {
-        assert_eq!(channel(bad), Err("invalid_channel"), "{bad:?}");
-    }
-}
-
-#[test]
-fn a_canonical_direct_channel_is_only_for_its_two_players() {
-    let a = PlayerId(uuid::Uuid::from_u128(7));
-    let b = PlayerId(uuid::Uuid::from_u128(8));
-    let name = Channel::direct(a, b).to_string();
-    assert!(Channel::parse(&name, a).is_ok());
-    assert!(Channel::parse(&name, b).is_ok());
-    assert_eq!(
-        Channel::parse(&name, edge().caller).map_err(|r| r.code),
-        Err("invalid_channel")
-    );
-}
-
-#[test]
 fn a_vfs_must_be_a_json_object_of_at_most_32_kib() {
     let save = |vfs: serde_json::Value| json!({"lab_id": "intro-1", "vfs_snapshot": vfs, "current_step": 0});
     for not_object in [json!([]), json!("files"), json!(null), json!(3)] {
@@ -682,22 +589,6 @@ fn a_reason_holding_a_nul_character_is_invalid_reason() {
 }
 
 #[test]
-fn a_message_holding_a_nul_character_is_invalid_content() {
-    for content in ["hi\u{0}", "\u{0}", "a\u{0}\u{0}b"] {
-        invalid(
-            "send_message",
-            &json!({"channel": "global", "content": content}),
-            "invalid_content",
-        );
-        invalid(
-            "edit_message",
-            &json!({"message_id": PEER, "content": content}),
-            "invalid_content",
-        );
-    }
-}
-
-#[test]
 fn a_vfs_holding_a_nul_character_in_any_key_or_string_is_invalid_vfs() {
     let save = |vfs: serde_json::Value| json!({"lab_id": "intro-1", "vfs_snapshot": vfs, "current_step": 0});
     for vfs in [
@@ -720,13 +611,6 @@ fn other_control_characters_and_any_unicode_are_kept_as_they_are() {
         &json!({"player_id": PEER, "xp": 5, "reason": text})
     )
     .is_ok());
-    let Ok(Command::SendMessage { content, .. }) = parse(
-        "send_message",
-        &json!({"channel": "global", "content": text}),
-    ) else {
-        panic!("a message of any characters but NUL is valid");
-    };
-    assert_eq!(content.as_str(), text);
     let vfs = json!({ text: { text: [text, 1.5e300, -0.0, null] } });
     let Ok(Command::SaveLabState { vfs_snapshot, .. }) = parse(
         "save_lab_state",

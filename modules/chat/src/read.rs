@@ -32,11 +32,25 @@ use serde_json::Value;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use super::MessageState;
-use crate::names::{CHANNEL_TOPIC, CHAT, PLAYERS};
-use crate::read::decode;
-use crate::values::{Channel, MessageId, PlayerId};
-use crate::StreamId;
+use questlog_academy::names::PLAYERS;
+use questlog_academy::values::PlayerId;
+use questlog_academy::StreamId;
+use questlog_domain::DomainEvent as _;
+
+use crate::event::Event;
+use crate::message_stream;
+use crate::names::{CHANNEL_TOPIC, CHAT};
+use crate::state::MessageState;
+use crate::values::{Channel, MessageId};
+
+/// The chat's events of recorded ones (a message's stream holds no other).
+fn decode(recorded: &[RecordedEvent]) -> Result<Vec<Event>, ApiError> {
+    recorded
+        .iter()
+        .map(|e| Event::from_parts(&e.event_type, e.schema_version, e.data.clone()))
+        .collect::<Result<_, _>>()
+        .map_err(ApiError::Decode)
+}
 
 /// The projections a channel's history is read from (messages, and their senders' names).
 pub(crate) const HISTORY: &[ProjectionName] = &[CHAT, PLAYERS];
@@ -156,7 +170,7 @@ async fn history_as_of(
     let streams: Vec<String> = history
         .messages
         .iter()
-        .map(|m| StreamId::Message(MessageId(m.message_id)).to_string())
+        .map(|m| message_stream(MessageId(m.message_id)).to_string())
         .collect();
     let recorded = events_until(conn, &streams, position).await?;
     for message in &mut history.messages {
@@ -172,7 +186,7 @@ fn fold_message(
     recorded: &[RecordedEvent],
     position: i64,
 ) -> Result<(), ApiError> {
-    let stream = StreamId::Message(MessageId(message.message_id)).to_string();
+    let stream = message_stream(MessageId(message.message_id)).to_string();
     let mine: Vec<_> = recorded
         .iter()
         .filter(|e| e.stream_id == stream && e.position <= position)
@@ -318,7 +332,7 @@ pub(crate) async fn messages_as_of(
     senders_registered_since(conn, &mut rows).await?;
     let streams: Vec<String> = rows
         .iter()
-        .map(|m| StreamId::Message(MessageId(m.message_id)).to_string())
+        .map(|m| message_stream(MessageId(m.message_id)).to_string())
         .collect();
     let until = at.iter().map(|(_, p)| *p).max().unwrap_or(0);
     let recorded = events_until(conn, &streams, until).await?;
@@ -434,7 +448,7 @@ impl Topic for ChannelTopic {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Role;
+    use questlog_domain::Role;
 
     fn parse(raw: &str, caller: Uuid) -> Result<Option<Arc<dyn Topic>>, ApiError> {
         let actor = Actor {

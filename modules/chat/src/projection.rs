@@ -11,11 +11,13 @@ use questlog_projector::{Decoded, Projection};
 use sqlx::{PgConnection, QueryBuilder, Row};
 use uuid::Uuid;
 
-use crate::chat::{Message, MessageState};
+use questlog_academy::values::PlayerId;
+
 use crate::event::Event;
+use crate::message_of;
 use crate::names::{CHANNEL_TOPIC, CHAT};
-use crate::stream::StreamId;
-use crate::values::{Channel, MessageContent, PlayerId};
+use crate::state::{Message, MessageState};
+use crate::values::{Channel, MessageContent};
 
 /// A row of `rm_messages`. A deleted message keeps its row, without content.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,7 +65,6 @@ impl MessageRow {
                 }
                 true
             }
-            _ => false,
         }
     }
 }
@@ -90,10 +91,7 @@ impl Projection for Chat {
             .iter()
             .filter_map(|d| {
                 let event = d.event.get::<Event>()?;
-                match d.recorded.stream_id.parse::<StreamId>() {
-                    Ok(StreamId::Message(id)) => Some((id.0, event, *d)),
-                    _ => None,
-                }
+                message_of(&d.recorded.stream_id).map(|id| (id.0, event, *d))
             })
             .collect();
         if touched.is_empty() {

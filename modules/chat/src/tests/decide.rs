@@ -1,9 +1,15 @@
 //! `send_message`, `edit_message`, `delete_message`.
 
-use super::{admin, at, history, lab_defined, lab_id, module_defined, player, registered};
-use crate::testing::given;
+use questlog_academy::fixtures::{admin, at, lab_defined, lab_id, module_defined, player};
+use questlog_domain::Actor;
+
+use super::{academy, given, history, on_message, Logged};
 use crate::values::{Channel, MessageContent, MessageId};
-use crate::{Actor, Command, Event, StreamId};
+use crate::{Command, Event};
+
+fn registered(actor: Actor, name: &str) -> Vec<Logged> {
+    academy(questlog_academy::fixtures::registered(actor, name))
+}
 
 const NOW: &str = "2024-03-01T09:00:00Z";
 
@@ -23,9 +29,9 @@ fn send(n: u128, channel: Channel, content: &str) -> Command {
     }
 }
 
-fn sent(n: u128, channel: Channel, sender: Actor, content: &str) -> (StreamId, Event) {
-    (
-        StreamId::Message(id(n)),
+fn sent(n: u128, channel: Channel, sender: Actor, content: &str) -> Logged {
+    on_message(
+        id(n),
         Event::MessageSent {
             message_id: id(n),
             channel,
@@ -43,7 +49,7 @@ fn a_registered_player_sends_to_global_and_to_a_known_labs_channel() {
         .then(vec![sent(1, Channel::Global, ada, "hello")]);
     let lab = Channel::Lab(lab_id("ls"));
     given(history([
-        vec![module_defined(1, &[]), lab_defined("ls", 1, 10)],
+        academy(vec![module_defined(1, &[]), lab_defined("ls", 1, 10)]),
         registered(ada, "ada"),
     ]))
     .when(ada, at(NOW), send(2, lab.clone(), "stuck on ls -a"))
@@ -94,13 +100,15 @@ fn only_the_sender_edits_and_not_after_deletion() {
         message_id: id(1),
         content: text(content),
     };
-    given(base()).when(ada, at(NOW), edit("hello")).then(vec![(
-        StreamId::Message(id(1)),
-        Event::MessageEdited {
-            message_id: id(1),
-            content: text("hello"),
-        },
-    )]);
+    given(base())
+        .when(ada, at(NOW), edit("hello"))
+        .then(vec![on_message(
+            id(1),
+            Event::MessageEdited {
+                message_id: id(1),
+                content: text("hello"),
+            },
+        )]);
     given(base()).when(ada, at(NOW), edit("helo")).then(vec![]);
     given(base())
         .when(bob, at(NOW), edit("hacked"))
@@ -110,8 +118,8 @@ fn only_the_sender_edits_and_not_after_deletion() {
         .then_rejected("forbidden");
     given(history([
         base(),
-        vec![(
-            StreamId::Message(id(1)),
+        vec![on_message(
+            id(1),
             Event::MessageDeleted {
                 message_id: id(1),
                 by: ada.identity,
@@ -136,8 +144,8 @@ fn the_sender_or_an_admin_deletes_once() {
     };
     let delete = Command::DeleteMessage { message_id: id(1) };
     let deleted = |by: Actor| {
-        (
-            StreamId::Message(id(1)),
+        on_message(
+            id(1),
             Event::MessageDeleted {
                 message_id: id(1),
                 by: by.identity,

@@ -1,0 +1,59 @@
+//! The chat: messages players send to everyone, to a lab's channel or to one another, edited
+//! and deleted by their senders. [`Chat`] registers on the kernel its events, its commands (rate
+//! limited per sender), the `message` stream kind and its [`MessageState`] view, the chat
+//! projection, the channel history route and the `channel:` live topic. It needs the academy
+//! for its players and the catalog's labs.
+
+pub mod command;
+pub mod event;
+pub mod names;
+pub mod projection;
+pub mod read;
+pub mod state;
+pub mod values;
+
+#[cfg(test)]
+mod tests;
+
+use questlog_domain::{App, Module, StreamKind};
+use questlog_projector::ProjectorExt as _;
+use questlog_query_api::QueryApp as _;
+
+pub use command::{Command, COMMAND_NAMES};
+pub use event::Event;
+pub use state::{Message, MessageState};
+pub use values::{Channel, MessageContent, MessageId};
+
+/// One chat message (`message-<uuid>`).
+pub const MESSAGE: StreamKind = StreamKind::new("message");
+
+/// The stream of one message.
+pub fn message_stream(id: MessageId) -> questlog_domain::StreamId {
+    MESSAGE.stream(id.to_string())
+}
+
+/// The message a stream id names, if it is a message's stream.
+pub fn message_of(stream: &str) -> Option<MessageId> {
+    let key = stream.strip_prefix("message-")?;
+    uuid::Uuid::parse_str(key).ok().map(MessageId)
+}
+
+/// The chat's registration on the kernel (after the academy's, whose streams it reads).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Chat;
+
+impl Module for Chat {
+    fn name(&self) -> &'static str {
+        "chat"
+    }
+
+    fn build(&self, app: &mut App) {
+        app.add_events::<Event>()
+            .add_commands(COMMAND_NAMES, Command::parse_boxed)
+            .add_stream(MESSAGE, |key| uuid::Uuid::parse_str(key).is_ok())
+            .add_view::<MessageState>(MESSAGE);
+        app.add_projection(projection::Chat);
+        read::register(app);
+        app.add_state_json::<MessageState>(MESSAGE, state::state_json);
+    }
+}
