@@ -1,8 +1,8 @@
 //! The academy: a Linux-terminal course's catalog of modules and labs, players with XP, levels,
-//! streaks and achievements, lab sessions and presence. Its commands are decided by pure
-//! functions into its events, and each of its streams folds into its state; [`Academy`] registers
-//! them on the kernel, with its reads (routes, live topics and state views, by feature: see
-//! `read.rs`).
+//! streaks and achievements, lab sessions, and the presence events of the player stream (the
+//! presence module records them). Its commands are decided by pure functions into its events,
+//! and each of its streams folds into its state; [`Academy`] registers them on the kernel, with
+//! its reads (routes, live topics and state views, by feature: see `read.rs`).
 
 pub mod catalog;
 pub mod command;
