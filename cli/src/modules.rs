@@ -6,6 +6,7 @@ use std::time::Duration;
 use questlog_academy::Academy;
 use questlog_chat::Chat;
 use questlog_domain::App;
+use questlog_presence::Presence;
 
 use crate::app::Hooks;
 use crate::config::ServeArgs;
@@ -14,20 +15,22 @@ use crate::config::ServeArgs;
 /// (for what needs the modules' commands, events, migrations or archive sections, not their jobs'
 /// settings).
 pub fn app() -> App {
-    with(&Academy::default())
+    with(&Presence::default())
 }
 
 /// The app for a serving process: each module configured from `serve` (and the test hooks).
 pub fn configured(serve: &ServeArgs, hooks: &Hooks) -> App {
-    with(&Academy {
-        presence_timeout: Duration::from_secs(serve.presence_timeout_secs),
+    with(&Presence {
+        timeout: Duration::from_secs(serve.presence_timeout_secs),
         reaper_interval: hooks.job_interval,
     })
 }
 
-fn with(academy: &Academy) -> App {
+fn with(presence: &Presence) -> App {
     let mut app = App::new();
-    app.add_module(academy);
+    app.add_module(&Academy);
+    // After the academy: its archive sections (working copies) come before presence times.
+    app.add_module(presence);
     app.add_module(&Chat);
     app
 }

@@ -61,15 +61,6 @@ pub enum Command {
         /// Whose state: the sender's own unless an admin names another player.
         player_id: Option<PlayerId>,
     },
-    Heartbeat {
-        current_lab: Option<LabId>,
-    },
-    /// Internal, sent by the presence reaper (never over HTTP): the player has not sent a
-    /// heartbeat since `last_seen`, longer ago than the presence timeout.
-    GoOffline {
-        player_id: PlayerId,
-        last_seen: chrono::DateTime<chrono::Utc>,
-    },
 }
 
 /// The names `POST /v1/commands/{name}` accepts.
@@ -85,7 +76,6 @@ pub const COMMAND_NAMES: &[&str] = &[
     "start_lab",
     "save_lab_state",
     "delete_lab_state",
-    "heartbeat",
 ];
 
 #[derive(Deserialize)]
@@ -157,19 +147,6 @@ struct DeleteLabStateBody {
     lab_id: String,
     #[serde(default)]
     player_id: Option<Uuid>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct HeartbeatBody {
-    // Required, and may be null: a client says explicitly that it is in no lab.
-    #[serde(deserialize_with = "present")]
-    current_lab: Option<String>,
-}
-
-/// A field that must be present but may be `null`.
-fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
-    Option::<String>::deserialize(d)
 }
 
 fn module_no(raw: i64) -> Result<ModuleNo, Rejection> {
@@ -324,12 +301,6 @@ impl Command {
                     player_id: b.player_id.map(PlayerId),
                 }
             }
-            "heartbeat" => {
-                let b: HeartbeatBody = body(raw)?;
-                Self::Heartbeat {
-                    current_lab: b.current_lab.as_deref().map(LabId::parse).transpose()?,
-                }
-            }
             other => {
                 return Err(Rejection::not_found(
                     "unknown_command",
@@ -353,8 +324,6 @@ impl Command {
             Self::StartLab { .. } => "start_lab",
             Self::SaveLabState { .. } => "save_lab_state",
             Self::DeleteLabState { .. } => "delete_lab_state",
-            Self::Heartbeat { .. } => "heartbeat",
-            Self::GoOffline { .. } => "go_offline",
         }
     }
 
@@ -366,7 +335,6 @@ impl Command {
                 | Self::DefineLab { .. }
                 | Self::GrantAchievement { .. }
                 | Self::RevokeXp { .. }
-                | Self::GoOffline { .. }
         )
     }
 
@@ -379,9 +347,7 @@ impl Command {
             Self::SetTimezone { .. } | Self::UpdateStreak => vec![me],
             Self::CompleteLab { .. } => vec![me, StreamId::Catalog],
             Self::DefineModule { .. } | Self::DefineLab { .. } => vec![StreamId::Catalog],
-            Self::GrantAchievement { player_id, .. }
-            | Self::RevokeXp { player_id, .. }
-            | Self::GoOffline { player_id, .. } => {
+            Self::GrantAchievement { player_id, .. } | Self::RevokeXp { player_id, .. } => {
                 vec![StreamId::Player(*player_id)]
             }
             Self::StartLab { lab_id } => vec![
@@ -396,17 +362,11 @@ impl Command {
                 player_id.unwrap_or(actor.identity),
                 lab_id.clone(),
             )],
-            Self::Heartbeat { .. } => vec![me],
         }
     }
 }
 
-/// The SQL function (`questlog_beside_<kind>`) that keeps a heartbeat's last-seen time.
-pub const SEEN: &str = "presence_seen";
-/// The SQL function that takes a player's last-seen time away, if it is still the one the
-/// presence reaper found stale (else the append conflicts with `presence: <player id>`).
-pub const GONE: &str = "presence_gone";
-/// The SQL function that keeps the latest working copy of a lab session (or removes it).
+/// The SQL function (`questlog_beside_<kind>`) that keeps the latest working copy of a lab session (or removes it).
 pub const WORKSPACE: &str = "lab_workspace";
 
 /// What an accepted command keeps beside the log, in the batch's transaction.
@@ -414,10 +374,6 @@ pub fn beside(command: &Command, actor: &Actor) -> Vec<questlog_domain::Beside> 
     use questlog_domain::Beside;
     let me = actor.identity;
     let item = match command {
-        Command::Heartbeat { .. } => Beside {
-            kind: SEEN,
-            item: serde_json::json!({ "player_id": me }),
-        },
         Command::SaveLabState {
             lab_id,
             vfs_snapshot,
@@ -440,13 +396,6 @@ pub fn beside(command: &Command, actor: &Actor) -> Vec<questlog_domain::Beside> 
                 "vfs_snapshot": null,
                 "current_step": 0,
             }),
-        },
-        Command::GoOffline {
-            player_id,
-            last_seen,
-        } => Beside {
-            kind: GONE,
-            item: serde_json::json!({ "player_id": player_id, "last_seen": last_seen }),
         },
         _ => return Vec::new(),
     };

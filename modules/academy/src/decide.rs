@@ -377,36 +377,6 @@ pub fn decide(cmd: &Command, ctx: &Context<'_>) -> Result<Vec<(StreamId, Event)>
                 },
             )])
         }
-        Command::Heartbeat { current_lab } => {
-            let player = ctx.registered_self()?;
-            let event = if !player.online {
-                Event::CameOnline {
-                    current_lab: current_lab.clone(),
-                }
-            } else if player.current_lab != *current_lab {
-                Event::CurrentLabChanged {
-                    current_lab: current_lab.clone(),
-                }
-            } else {
-                return Ok(vec![]);
-            };
-            Ok(mine(vec![event]))
-        }
-        Command::GoOffline {
-            player_id,
-            last_seen,
-        } => {
-            let player = ctx.player(*player_id);
-            if !player.online {
-                return Ok(vec![]);
-            }
-            Ok(vec![(
-                StreamId::Player(*player_id),
-                Event::WentOffline {
-                    last_seen: *last_seen,
-                },
-            )])
-        }
     }
 }
 

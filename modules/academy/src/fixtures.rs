@@ -145,7 +145,7 @@ pub fn history<const N: usize>(parts: [Vec<(StreamId, Event)>; N]) -> Vec<(Strea
 /// The kernel's domain of the academy and `modules` (registered after it, as the binary does).
 pub fn domain(modules: &[&dyn Module]) -> Domain {
     let mut app = questlog_domain::App::new();
-    app.add_module(&crate::Academy::default());
+    app.add_module(&crate::Academy);
     for module in modules {
         app.add_module(*module);
     }

@@ -1,8 +1,8 @@
 //! The academy: a Linux-terminal course's catalog of modules and labs, players with XP, levels,
-//! streaks and achievements, lab sessions and presence. Its commands are decided by pure
-//! functions into its events, and each of its streams folds into its state; [`Academy`] registers
-//! them on the kernel, with its reads (routes, live topics and state views, by feature: see
-//! `read.rs`).
+//! streaks and achievements, lab sessions, and the presence events of the player stream (the
+//! presence module records them). Its commands are decided by pure functions into its events,
+//! and each of its streams folds into its state; [`Academy`] registers them on the kernel, with
+//! its reads (routes, live topics and state views, by feature: see `read.rs`).
 
 pub mod catalog;
 pub mod command;
@@ -14,7 +14,6 @@ pub mod labs;
 pub mod names;
 pub mod player;
 pub mod players;
-pub mod presence;
 mod read;
 pub mod rules;
 pub mod state_json;
@@ -29,7 +28,6 @@ mod testing;
 mod tests;
 
 use std::any::Any;
-use std::time::Duration;
 
 pub use command::{Command, COMMAND_NAMES};
 pub use decide::{decide, Context, States};
@@ -37,7 +35,6 @@ pub use event::Event;
 pub use questlog_domain::{Actor, DomainEvent, Edge, Rejection, RejectionKind, Role};
 pub use stream::{StreamId, StreamState};
 
-use questlog_command_api::jobs::JobsExt as _;
 use questlog_domain as kernel;
 use questlog_projector::ProjectorExt as _;
 use questlog_store::archive::ArchiveExt as _;
@@ -46,23 +43,9 @@ use questlog_store::MigrationsExt as _;
 /// The academy's own SQL (`modules/academy/migrations/`), run with the kernel's.
 static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
-/// The academy's registration on the kernel, with its configuration.
-#[derive(Debug, Clone)]
-pub struct Academy {
-    /// Offline after this long without a heartbeat.
-    pub presence_timeout: Duration,
-    /// Time between the presence reaper's rounds (a quarter of the timeout when unset).
-    pub reaper_interval: Option<Duration>,
-}
-
-impl Default for Academy {
-    fn default() -> Self {
-        Self {
-            presence_timeout: presence::reaper::DEFAULT_TIMEOUT,
-            reaper_interval: None,
-        }
-    }
-}
+/// The academy's registration on the kernel.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Academy;
 
 impl kernel::Module for Academy {
     fn name(&self) -> &'static str {
@@ -92,19 +75,10 @@ impl kernel::Module for Academy {
         }
         app.add_projection(player::projection::Players)
             .add_projection(catalog::projection::Catalog)
-            .add_projection(presence::projection::Presence)
             .add_projection(lab::projection::Labs);
         read::register(app);
-        let timeout = self.presence_timeout;
-        let interval = self
-            .reaper_interval
-            .unwrap_or_else(|| presence::reaper::interval_for(timeout));
-        app.add_job(presence::reaper::JOB, move |context| {
-            presence::reaper::job(timeout, interval, context)
-        });
         app.add_migrations(self.name(), &MIGRATIONS)
-            .add_archive_section(lab::workspace::ARCHIVE)
-            .add_archive_section(presence::ARCHIVE);
+            .add_archive_section(lab::workspace::ARCHIVE);
     }
 }
 
@@ -157,24 +131,7 @@ impl kernel::Command for Command {
         command::beside(self, actor)
     }
 
-    fn conflict(&self, conflict: &str) -> Option<Rejection> {
-        match self {
-            Self::GoOffline { player_id, .. }
-                if conflict.strip_prefix(PRESENCE_CONFLICT) == Some(&player_id.to_string()) =>
-            {
-                Some(Rejection::conflict(
-                    "presence_changed",
-                    "a heartbeat arrived after the reaper looked",
-                ))
-            }
-            _ => None,
-        }
-    }
-
     fn as_any(&self) -> &dyn Any {
         self
     }
 }
-
-/// The conflict an append reports when the presence reaper's claim on a player is stale.
-pub const PRESENCE_CONFLICT: &str = "presence: ";

@@ -8,8 +8,6 @@ use questlog_bus::{ProjectionName, TopicKind};
 pub const PLAYERS: ProjectionName = ProjectionName::new("players");
 /// Modules and labs (`rm_modules`, `rm_labs`).
 pub const CATALOG: ProjectionName = ProjectionName::new("catalog");
-/// Who is online (`rm_presence`, `rm_presence_history`).
-pub const PRESENCE: ProjectionName = ProjectionName::new("presence");
 /// Players' lab sessions (`rm_lab_sessions`).
 pub const LABS: ProjectionName = ProjectionName::new("labs");
 
@@ -17,8 +15,6 @@ pub const LABS: ProjectionName = ProjectionName::new("labs");
 pub const PLAYER_TOPIC: TopicKind = TopicKind::new("player");
 /// The top of the leaderboard: `leaderboard`.
 pub const LEADERBOARD_TOPIC: TopicKind = TopicKind::new("leaderboard");
-/// Who is online: `presence`.
-pub const PRESENCE_TOPIC: TopicKind = TopicKind::new("presence");
 /// The catalog's modules and labs (announced, not subscribable): `catalog`.
 pub const CATALOG_TOPIC: TopicKind = TopicKind::new("catalog");
 /// A player's session of a lab: `lab:<player>:<lab_id>`.

@@ -21,7 +21,6 @@ pub(crate) fn decode(recorded: &[RecordedEvent]) -> Result<Vec<Event>, ApiError>
 /// views and the projections they follow.
 pub(crate) fn register(app: &mut App) {
     crate::players::register_reads(app);
-    crate::presence::register_reads(app);
     crate::catalog::read::register(app);
     crate::labs::register_reads(app);
     for kind in [
@@ -46,7 +45,7 @@ mod tests {
 
     fn parse(raw: &[&str], options: &Options, caller: Uuid) -> Result<Vec<String>, ApiError> {
         let mut app = App::new();
-        app.add_module(&crate::Academy::default());
+        app.add_module(&crate::Academy);
         let actor = Actor {
             identity: PlayerId(caller),
             role: Role::Player,
@@ -68,8 +67,8 @@ mod tests {
         let other = Uuid::new_v4();
         let none = Options::default();
         assert_eq!(
-            parse(&["leaderboard", "presence"], &none, me).ok(),
-            Some(vec!["leaderboard".to_owned(), "presence".to_owned()])
+            parse(&["leaderboard"], &none, me).ok(),
+            Some(vec!["leaderboard".to_owned()])
         );
         assert_eq!(
             parse(&[&format!("player:{other}"), "player:me"], &none, me).ok(),
@@ -117,7 +116,7 @@ mod tests {
         let options = |v: &str| Options::default().with("leaderboard_limit", v);
         assert!(parse(&["leaderboard"], &options("100"), Uuid::nil()).is_ok());
         assert_eq!(
-            code(parse(&["presence"], &options("0"), Uuid::nil())),
+            code(parse(&["player:me"], &options("0"), Uuid::nil())),
             Some("invalid_limit".to_owned())
         );
         assert_eq!(

@@ -20,7 +20,7 @@ pub fn given(events: Vec<(StreamId, Event)>) -> Given {
 
 fn domain() -> Domain {
     let mut app = App::new();
-    Academy::default().build(&mut app);
+    Academy.build(&mut app);
     app.domain().as_ref().clone()
 }
 

@@ -6,7 +6,6 @@ mod catalog;
 mod complete_lab;
 mod lab_session;
 mod parse;
-mod presence;
 mod register_player;
 mod rules;
 mod serde_round_trip;

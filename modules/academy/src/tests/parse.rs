@@ -66,7 +66,6 @@ fn valid_body(name: &str) -> serde_json::Value {
             "current_step": 3,
         }),
         "delete_lab_state" => json!({"lab_id": "intro-1"}),
-        "heartbeat" => json!({"current_lab": "intro-1"}),
         other => panic!("no valid body written for {other}"),
     }
 }
@@ -156,12 +155,6 @@ fn valid_bodies_carry_their_values_into_the_command() {
             Command::DeleteLabState {
                 lab_id: lab_id("intro-1"),
                 player_id: None,
-            },
-        ),
-        (
-            "heartbeat",
-            Command::Heartbeat {
-                current_lab: Some(lab_id("intro-1")),
             },
         ),
     ];
@@ -531,21 +524,6 @@ fn a_step_is_a_whole_number_from_0_to_1000() {
     bad_request(
         "save_lab_state",
         &json!({"lab_id": "intro-1", "vfs_snapshot": {}, "current_step": 1.5}),
-    );
-}
-
-#[test]
-fn a_heartbeat_names_its_lab_or_null_explicitly() {
-    assert_eq!(
-        parse("heartbeat", &json!({"current_lab": null})),
-        Ok(Command::Heartbeat { current_lab: None })
-    );
-    bad_request("heartbeat", &json!({}));
-    bad_request("heartbeat", &json!({"current_lab": 5}));
-    invalid(
-        "heartbeat",
-        &json!({"current_lab": "no spaces"}),
-        "invalid_lab_id",
     );
 }
 

@@ -12,11 +12,11 @@ use questlog_projector::{Decoded, Projection};
 use sqlx::{PgConnection, QueryBuilder, Row};
 use uuid::Uuid;
 
-use crate::event::Event;
+use questlog_academy::player::PlayerState;
+use questlog_academy::values::{LabId, Username};
+use questlog_academy::{Event, StreamId};
+
 use crate::names::{PRESENCE, PRESENCE_TOPIC};
-use crate::player::PlayerState;
-use crate::stream::StreamId;
-use crate::values::{LabId, Username};
 
 /// A row of `rm_presence`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -286,8 +286,9 @@ async fn save_history(
 mod tests {
     use chrono::TimeZone as _;
 
+    use questlog_academy::values::PlayerId;
+
     use super::*;
-    use crate::values::PlayerId;
 
     fn at(s: i64) -> DateTime<Utc> {
         Utc.timestamp_opt(s, 0).single().expect("a time")

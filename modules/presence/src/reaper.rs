@@ -19,7 +19,8 @@ use sqlx::PgConnection;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::values::PlayerId;
+use questlog_academy::values::PlayerId;
+
 use crate::Command;
 
 /// The most players taken offline in one round.

@@ -1,4 +1,4 @@
-//! The presence feature's reads: `GET /v1/presence` (who is online, from the presence read model)
+//! The presence module's reads: `GET /v1/presence` (who is online, from the presence read model)
 //! and the `presence` live topic, whose changes are one row per event, each that player's
 //! presence as of its event (from the presence history), like the as-of read.
 
@@ -29,7 +29,7 @@ use crate::names::{PRESENCE, PRESENCE_TOPIC};
 /// The projection presence is read from.
 const ONLINE: &[ProjectionName] = &[PRESENCE];
 
-/// Registers the feature's route and topic.
+/// Registers the module's route and topic.
 pub(crate) fn register_reads(app: &mut App) {
     app.add_read_routes(Router::new().route("/v1/presence", get(online)))
         .add_topic(PresenceTopics)

@@ -1,8 +1,10 @@
 //! `heartbeat` and the reaper's `go_offline`: presence changes only on transitions.
 
-use super::{admin, at, history, lab_id, on_player, player, registered};
-use crate::testing::given;
-use crate::{Command, Event};
+use questlog_academy::fixtures::{admin, at, history, lab_id, on_player, player, registered};
+use questlog_academy::Event;
+
+use super::given;
+use crate::Command;
 
 const NOW: &str = "2024-03-01T09:00:00Z";
 
