@@ -197,7 +197,10 @@ impl Application {
                     store: event_store,
                     writer,
                     tokens: keys.clone(),
-                    limiter: Arc::new(SenderLimiter::new(serve.chat_per_minute, serve.chat_burst)),
+                    limiter: Arc::new(SenderLimiter::new(
+                        serve.chat.chat_per_minute,
+                        serve.chat.chat_burst,
+                    )),
                 },
                 serve.body_limit,
             ));

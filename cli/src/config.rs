@@ -1,7 +1,6 @@
 //! Configuration: one clap-derive struct per command, every field settable by flag or environment.
 
 use std::net::SocketAddr;
-use std::num::NonZeroU32;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
@@ -31,7 +30,7 @@ pub enum Cmd {
     State(StateArgs),
     /// Show the log's size and each projection's checkpoint and lag (read-only).
     Stats(StatsArgs),
-    /// Manage the catalog of modules and labs.
+    /// The academy module's catalog of modules and labs.
     #[command(subcommand)]
     Catalog(CatalogCmd),
     /// Rebuild every read model from the log and compare it with the live one; exits 1 on any
@@ -45,7 +44,7 @@ pub enum Cmd {
     /// (after changing a projection's code); with --to, build them as of a past point into a
     /// schema of their own instead, switching nothing.
     Replay {
-        /// A projection (players, catalog, presence, labs, chat) or all.
+        /// A projection (as `questlog stats` lists them) or all.
         projection: String,
         /// Build as of this log position or RFC 3339 time, for inspection.
         #[arg(long)]
@@ -57,8 +56,8 @@ pub enum Cmd {
         #[arg(long)]
         json: bool,
     },
-    /// Write the event log, with the lab working copies, presence times and idempotency keys kept
-    /// beside it, to a compressed, checksummed file (one consistent snapshot; the services may
+    /// Write the event log, with what the modules keep beside it (their archive sections) and the
+    /// idempotency keys, to a compressed, checksummed file (one consistent snapshot; the services may
     /// keep running).
     Export(ExportArgs),
     /// Load a file written by `export` into a database whose event log is empty, exactly as it
@@ -180,17 +179,13 @@ pub struct ServeArgs {
     #[arg(long, env = "QUESTLOG_DB_POOL", default_value_t = 16)]
     pub db_pool: u32,
 
-    /// Seconds without a heartbeat after which a player goes offline.
-    #[arg(long, env = "QUESTLOG_PRESENCE_TIMEOUT_SECS", default_value_t = 120)]
-    pub presence_timeout_secs: u64,
+    /// The presence module's settings.
+    #[command(flatten)]
+    pub presence: questlog_presence::PresenceArgs,
 
-    /// Chat commands (send, edit, delete) a player may make per minute, on average.
-    #[arg(long, env = "QUESTLOG_CHAT_PER_MINUTE", default_value_t = NonZeroU32::new(60).expect("positive"))]
-    pub chat_per_minute: NonZeroU32,
-
-    /// Chat commands a player may make at once before the per-minute rate applies.
-    #[arg(long, env = "QUESTLOG_CHAT_BURST", default_value_t = NonZeroU32::new(10).expect("positive"))]
-    pub chat_burst: NonZeroU32,
+    /// The chat module's settings.
+    #[command(flatten)]
+    pub chat: questlog_chat::ChatArgs,
 
     /// Origins whose web pages may call questlog (CORS), comma-separated, each as the browser
     /// sends it (`http://localhost:5173`); `*` (the default) for any — safe because questlog
@@ -213,9 +208,8 @@ impl ServeArgs {
             body_limit: questlog_command_api::DEFAULT_BODY_LIMIT,
             max_batch: 256,
             db_pool: 16,
-            presence_timeout_secs: 120,
-            chat_per_minute: NonZeroU32::new(60).expect("positive"),
-            chat_burst: NonZeroU32::new(10).expect("positive"),
+            presence: questlog_presence::PresenceArgs::default(),
+            chat: questlog_chat::ChatArgs::default(),
             cors_origins: vec!["*".to_owned()],
         }
     }
@@ -238,8 +232,8 @@ pub struct TokenIssueArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct HistoryArgs {
-    /// The stream: `catalog`, `player-<uuid>`, `username-<name>`, `lab-<player uuid>-<lab id>` or
-    /// `message-<uuid>`.
+    /// The stream: `<kind>-<key>`, or `<kind>` for a kind's one stream (the running modules'
+    /// kinds).
     pub stream: String,
 
     /// The first version to show (from the stream's first event when omitted).

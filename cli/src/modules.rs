@@ -1,8 +1,6 @@
 //! The modules this binary runs. A module is one crate and one line here; its configuration
 //! comes from the binary's.
 
-use std::time::Duration;
-
 use questlog_academy::Academy;
 use questlog_chat::Chat;
 use questlog_domain::App;
@@ -20,10 +18,7 @@ pub fn app() -> App {
 
 /// The app for a serving process: each module configured from `serve` (and the test hooks).
 pub fn configured(serve: &ServeArgs, hooks: &Hooks) -> App {
-    with(&Presence {
-        timeout: Duration::from_secs(serve.presence_timeout_secs),
-        reaper_interval: hooks.job_interval,
-    })
+    with(&serve.presence.module(hooks.job_interval))
 }
 
 fn with(presence: &Presence) -> App {

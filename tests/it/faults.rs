@@ -62,8 +62,10 @@ where
 fn serve_args() -> ServeArgs {
     let many = NonZeroU32::new(1_000_000).expect("positive");
     ServeArgs {
-        chat_per_minute: many,
-        chat_burst: many,
+        chat: questlog_chat::ChatArgs {
+            chat_per_minute: many,
+            chat_burst: many,
+        },
         ..TestApp::serve_args()
     }
 }

@@ -57,3 +57,25 @@ impl Module for Chat {
         app.add_state_json::<MessageState>(MESSAGE, state::state_json);
     }
 }
+
+/// The chat's flood limit, as the binary reads it (flags and environment): the edge's per-sender
+/// limit on the chat's rate-limited commands.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ChatArgs {
+    /// Chat commands (send, edit, delete) a player may make per minute, on average.
+    #[arg(long, env = "QUESTLOG_CHAT_PER_MINUTE", default_value_t = ChatArgs::default().chat_per_minute)]
+    pub chat_per_minute: std::num::NonZeroU32,
+
+    /// Chat commands a player may make at once before the per-minute rate applies.
+    #[arg(long, env = "QUESTLOG_CHAT_BURST", default_value_t = ChatArgs::default().chat_burst)]
+    pub chat_burst: std::num::NonZeroU32,
+}
+
+impl Default for ChatArgs {
+    fn default() -> Self {
+        Self {
+            chat_per_minute: std::num::NonZeroU32::new(60).unwrap_or(std::num::NonZeroU32::MIN),
+            chat_burst: std::num::NonZeroU32::new(10).unwrap_or(std::num::NonZeroU32::MIN),
+        }
+    }
+}

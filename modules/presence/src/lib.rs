@@ -83,3 +83,29 @@ impl Module for Presence {
             .add_archive_section(ARCHIVE);
     }
 }
+
+/// The presence module's settings, as the binary reads them (flags and environment).
+#[derive(Debug, Clone, clap::Args)]
+pub struct PresenceArgs {
+    /// Seconds without a heartbeat after which a player goes offline.
+    #[arg(long, env = "QUESTLOG_PRESENCE_TIMEOUT_SECS", default_value_t = 120)]
+    pub presence_timeout_secs: u64,
+}
+
+impl Default for PresenceArgs {
+    fn default() -> Self {
+        Self {
+            presence_timeout_secs: 120,
+        }
+    }
+}
+
+impl PresenceArgs {
+    /// The module configured by these settings, its reaper every `reaper_interval` when set.
+    pub fn module(&self, reaper_interval: Option<Duration>) -> Presence {
+        Presence {
+            timeout: Duration::from_secs(self.presence_timeout_secs),
+            reaper_interval,
+        }
+    }
+}
