@@ -2,8 +2,9 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::catalog::CatalogState;
-use questlog_domain::{Actor, Rejection, Role};
+use questlog_domain::{Context, Rejection, Role};
+
+use crate::context::AcademyContext as _;
 
 use crate::command::Command;
 use crate::event::Event;
@@ -13,105 +14,38 @@ use crate::rules::level_for_xp;
 use crate::stream::{StreamId, StreamState};
 use crate::values::{Achievement, LabId, PlayerId};
 
-/// The folded state of every stream a command reads ([`Command::streams`]). Implementors hold
-/// all of them; a stream with no events is [`StreamState::initial`].
-pub trait States {
-    fn state(&self, stream: &StreamId) -> &StreamState;
+fn state<'c>(ctx: &'c Context<'_>, stream: &StreamId) -> &'c StreamState {
+    ctx.view::<StreamState>(&stream.id())
 }
 
-/// Everything a decision may depend on besides the command: who sends it, when, and the states.
-pub struct Context<'a> {
-    pub actor: Actor,
-    pub now: DateTime<Utc>,
-    pub states: &'a dyn States,
+fn username_holder(ctx: &Context<'_>, key: &str) -> Option<PlayerId> {
+    match state(ctx, &StreamId::Username(key.to_owned())) {
+        StreamState::Username(holder) => *holder,
+        _ => unreachable_state(),
+    }
 }
 
-impl Context<'_> {
-    fn player(&self, id: PlayerId) -> &PlayerState {
-        match self.states.state(&StreamId::Player(id)) {
-            StreamState::Player(p) => p,
-            _ => unreachable_state(),
-        }
+fn lab_session<'c>(ctx: &'c Context<'_>, player: PlayerId, lab: &LabId) -> &'c LabSession {
+    match state(ctx, &StreamId::Lab(player, lab.clone())) {
+        StreamState::Lab(l) => l,
+        _ => unreachable_state(),
     }
+}
 
-    fn catalog(&self) -> &CatalogState {
-        match self.states.state(&StreamId::Catalog) {
-            StreamState::Catalog(c) => c,
-            _ => unreachable_state(),
-        }
-    }
-
-    fn username_holder(&self, key: &str) -> Option<PlayerId> {
-        match self.states.state(&StreamId::Username(key.to_owned())) {
-            StreamState::Username(holder) => *holder,
-            _ => unreachable_state(),
-        }
-    }
-
-    fn lab_session(&self, player: PlayerId, lab: &LabId) -> &LabSession {
-        match self.states.state(&StreamId::Lab(player, lab.clone())) {
-            StreamState::Lab(l) => l,
-            _ => unreachable_state(),
-        }
-    }
-
-    /// An active lab session of `player`, or `lab_not_started`.
-    fn active_session(&self, player: PlayerId, lab: &LabId) -> Result<&LabSession, Rejection> {
-        let session = self.lab_session(player, lab);
-        if session.active {
-            Ok(session)
-        } else {
-            Err(Rejection::not_found(
-                "lab_not_started",
-                format!("there is no saved state of lab {lab}: send start_lab first"),
-            ))
-        }
-    }
-
-    /// The catalog's lab, if it is unlocked for `player`.
-    fn unlocked_lab(
-        &self,
-        player: &PlayerState,
-        lab_id: &LabId,
-    ) -> Result<&crate::catalog::Lab, Rejection> {
-        let catalog = self.catalog();
-        let lab = catalog.labs.get(lab_id).ok_or_else(|| {
-            Rejection::not_found("unknown_lab", format!("there is no lab {lab_id}"))
-        })?;
-        if !catalog.is_unlocked(lab.module, &player.completed_modules) {
-            return Err(Rejection::forbidden(
-                "module_locked",
-                format!(
-                    "module {} is locked: complete the modules it requires first",
-                    lab.module
-                ),
-            ));
-        }
-        Ok(lab)
-    }
-
-    fn registered_self(&self) -> Result<&PlayerState, Rejection> {
-        let me = self.player(self.actor.identity);
-        if me.is_registered() {
-            Ok(me)
-        } else {
-            Err(Rejection::not_found(
-                "not_registered",
-                "this identity has no player yet: send register_player first",
-            ))
-        }
-    }
-
-    fn registered_other(&self, id: PlayerId) -> Result<&PlayerState, Rejection> {
-        let player = self.player(id);
-        if player.is_registered() {
-            Ok(player)
-        } else {
-            Err(Rejection::not_found(
-                "player_not_found",
-                format!("there is no player {id}"),
-            ))
-        }
+/// An active lab session of `player`, or `lab_not_started`.
+fn active_session<'c>(
+    ctx: &'c Context<'_>,
+    player: PlayerId,
+    lab: &LabId,
+) -> Result<&'c LabSession, Rejection> {
+    let session = lab_session(ctx, player, lab);
+    if session.active {
+        Ok(session)
+    } else {
+        Err(Rejection::not_found(
+            "lab_not_started",
+            format!("there is no saved state of lab {lab}: send start_lab first"),
+        ))
     }
 }
 
@@ -126,13 +60,8 @@ fn unreachable_state() -> ! {
 ///
 /// # Errors
 /// A [`Rejection`] with the contract's code when the command may not happen now.
+/// The admin-only check comes first, in the kernel's [`questlog_domain::decide`].
 pub fn decide(cmd: &Command, ctx: &Context<'_>) -> Result<Vec<(StreamId, Event)>, Rejection> {
-    if cmd.admin_only() && ctx.actor.role != Role::Admin {
-        return Err(Rejection::forbidden(
-            "forbidden",
-            format!("{} needs an admin token", cmd.name()),
-        ));
-    }
     let me = ctx.actor.identity;
     let mine = |events: Vec<Event>| {
         events
@@ -148,7 +77,7 @@ pub fn decide(cmd: &Command, ctx: &Context<'_>) -> Result<Vec<(StreamId, Event)>
                     "this identity already has a player",
                 ));
             }
-            if ctx.username_holder(&username.key()).is_some() {
+            if username_holder(ctx, &username.key()).is_some() {
                 return Err(Rejection::conflict(
                     "username_taken",
                     format!("the username {username} is taken"),
@@ -333,7 +262,7 @@ pub fn decide(cmd: &Command, ctx: &Context<'_>) -> Result<Vec<(StreamId, Event)>
         Command::StartLab { lab_id } => {
             let player = ctx.registered_self()?;
             ctx.unlocked_lab(player, lab_id)?;
-            if ctx.lab_session(me, lab_id).active {
+            if lab_session(ctx, me, lab_id).active {
                 // Starting a lab already started resumes it: nothing to record.
                 return Ok(vec![]);
             }
@@ -349,7 +278,7 @@ pub fn decide(cmd: &Command, ctx: &Context<'_>) -> Result<Vec<(StreamId, Event)>
             current_step,
             ..
         } => {
-            let session = ctx.active_session(me, lab_id)?;
+            let session = active_session(ctx, me, lab_id)?;
             if *current_step <= session.furthest_step {
                 return Ok(vec![]);
             }
@@ -369,7 +298,7 @@ pub fn decide(cmd: &Command, ctx: &Context<'_>) -> Result<Vec<(StreamId, Event)>
                     "only the player or an admin may delete a lab's state",
                 ));
             }
-            ctx.active_session(owner, lab_id)?;
+            active_session(ctx, owner, lab_id)?;
             Ok(vec![(
                 StreamId::Lab(owner, lab_id.clone()),
                 Event::LabStateDeleted {

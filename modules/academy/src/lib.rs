@@ -30,7 +30,7 @@ mod tests;
 use std::any::Any;
 
 pub use command::{Command, COMMAND_NAMES};
-pub use decide::{decide, Context, States};
+pub use decide::decide;
 pub use event::Event;
 pub use questlog_domain::{Actor, DomainEvent, Edge, Rejection, RejectionKind, Role};
 pub use stream::{StreamId, StreamState};
@@ -86,15 +86,6 @@ fn parse(name: &str, raw: &[u8], edge: &Edge) -> Result<Box<dyn kernel::Command>
     Command::parse(name, raw, edge).map(|c| Box::new(c) as Box<dyn kernel::Command>)
 }
 
-/// The academy's states, as the kernel's context folds them.
-struct Folded<'a, 'b>(&'a kernel::Context<'b>);
-
-impl States for Folded<'_, '_> {
-    fn state(&self, stream: &StreamId) -> &StreamState {
-        self.0.view::<StreamState>(&stream.id())
-    }
-}
-
 impl kernel::Command for Command {
     fn name(&self) -> &'static str {
         Command::name(self)
@@ -115,13 +106,7 @@ impl kernel::Command for Command {
         &self,
         ctx: &kernel::Context<'_>,
     ) -> Result<Vec<(kernel::StreamId, kernel::Event)>, Rejection> {
-        let states = Folded(ctx);
-        let typed = Context {
-            actor: ctx.actor,
-            now: ctx.now,
-            states: &states,
-        };
-        Ok(decide(self, &typed)?
+        Ok(decide(self, ctx)?
             .into_iter()
             .map(|(stream, event)| (stream.id(), kernel::Event::new(event)))
             .collect())

@@ -35,7 +35,7 @@ use std::sync::Arc;
 
 use anyhow::{anyhow, bail, Context as _};
 use questlog_command_api::writer::{self, CommandError, Request, WriterConfig};
-use questlog_domain::{Domain, DomainEvent as _};
+use questlog_domain::Domain;
 use questlog_store::{EventStore, PgEventStore};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -45,7 +45,7 @@ use uuid::Uuid;
 
 use crate::catalog::CatalogState;
 use crate::values::{ModuleNo, PlayerId};
-use crate::{decide, Actor, Command, Context, Edge, Event, Role, States, StreamId, StreamState};
+use crate::{Actor, Command, Edge, Role, StreamId, StreamState};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -170,7 +170,7 @@ pub async fn apply_toml(pool: &PgPool, domain: Arc<Domain>, text: &str) -> anyho
     let steps = plan(file, actor.identity)?;
 
     let store = PgEventStore::new(pool.clone());
-    let mut catalog = current_catalog(&store).await?;
+    let mut catalog = current_catalog(&store, &domain).await?;
     let outcomes = dry_run(&mut catalog, &steps, actor)?;
 
     let shutdown = CancellationToken::new();
@@ -338,25 +338,28 @@ fn in_dependency_order(mut pending: BTreeMap<ModuleNo, Step>) -> anyhow::Result<
     }
 }
 
-/// The catalog as the log holds it now.
-async fn current_catalog(store: &PgEventStore) -> anyhow::Result<StreamState> {
+/// The catalog as the log holds it now, folded by the academy's own registration.
+async fn current_catalog(
+    store: &PgEventStore,
+    domain: &questlog_domain::Domain,
+) -> anyhow::Result<questlog_domain::StreamState> {
     let recorded = store
         .read_streams(&[StreamId::Catalog.to_string()])
         .await
         .context("reading the catalog from the event log")?;
-    let events: Vec<Event> = recorded
+    let events: Vec<questlog_domain::Event> = recorded
         .into_iter()
-        .map(|e| Event::from_parts(&e.event_type, e.schema_version, e.data))
+        .map(|e| domain.decode(&e.event_type, e.schema_version, e.data))
         .collect::<Result<_, _>>()
         .context("decoding the catalog's events")?;
-    Ok(StreamState::fold(&StreamId::Catalog, &events))
+    Ok(domain.fold(&StreamId::Catalog.id(), &events))
 }
 
 /// The catalog alone: every command of a catalog file reads only the catalog stream.
-struct CatalogOnly<'a>(&'a StreamState);
+struct CatalogOnly<'a>(&'a questlog_domain::StreamState);
 
-impl States for CatalogOnly<'_> {
-    fn state(&self, _: &StreamId) -> &StreamState {
+impl questlog_domain::States for CatalogOnly<'_> {
+    fn state(&self, _: &questlog_domain::StreamId) -> &questlog_domain::StreamState {
         self.0
     }
 }
@@ -364,22 +367,22 @@ impl States for CatalogOnly<'_> {
 /// Decides every step in order against `catalog`, as the writer will, and says what each would
 /// do; the first refusal is an error naming its entry.
 fn dry_run(
-    catalog: &mut StreamState,
+    catalog: &mut questlog_domain::StreamState,
     steps: &[Step],
     actor: Actor,
 ) -> anyhow::Result<Vec<Outcome>> {
     let mut outcomes = Vec::with_capacity(steps.len());
     for step in steps {
-        let known = match catalog {
-            StreamState::Catalog(state) => defines_known(state, &step.command),
+        let known = match catalog.view::<StreamState>() {
+            Some(StreamState::Catalog(state)) => defines_known(state, &step.command),
             _ => false,
         };
-        let context = Context {
+        let context = questlog_domain::Context {
             actor,
             now: chrono::Utc::now(),
             states: &CatalogOnly(&*catalog),
         };
-        let events = decide(&step.command, &context)
+        let events = questlog_domain::decide(&step.command, &context)
             .map_err(|r| anyhow!("{}: {r} (nothing was applied)", step.label))?;
         outcomes.push(match (events.is_empty(), known) {
             (true, _) => Outcome::Unchanged,
