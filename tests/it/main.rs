@@ -3,6 +3,7 @@
 mod admin_cli;
 mod archive;
 mod chat;
+mod clusters;
 mod commands;
 mod cors;
 mod faults;
