@@ -4,6 +4,7 @@
 use questlog_academy::Academy;
 use questlog_chat::Chat;
 use questlog_domain::App;
+use questlog_lab_sessions::LabSessions;
 use questlog_presence::Presence;
 
 use crate::app::Hooks;
@@ -24,7 +25,8 @@ pub fn configured(serve: &ServeArgs, hooks: &Hooks) -> App {
 fn with(presence: &Presence) -> App {
     let mut app = App::new();
     app.add_module(&Academy);
-    // After the academy: its archive sections (working copies) come before presence times.
+    // Before presence: an archive's working copies come before its presence times.
+    app.add_module(&LabSessions);
     app.add_module(presence);
     app.add_module(&Chat);
     app
