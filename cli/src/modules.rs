@@ -4,6 +4,7 @@
 use questlog_academy::Academy;
 use questlog_chat::Chat;
 use questlog_domain::App;
+use questlog_lab_sessions::LabSessions;
 use questlog_leaderboards::Leaderboards;
 use questlog_presence::Presence;
 
@@ -25,7 +26,8 @@ pub fn configured(serve: &ServeArgs, hooks: &Hooks) -> App {
 fn with(presence: &Presence, job_interval: Option<std::time::Duration>) -> App {
     let mut app = App::new();
     app.add_module(&Academy);
-    // After the academy: its archive sections (working copies) come before presence times.
+    // Before presence: an archive's working copies come before its presence times.
+    app.add_module(&LabSessions);
     app.add_module(presence);
     app.add_module(&Chat);
     app.add_module(&Leaderboards { season_interval: job_interval });
