@@ -20,7 +20,10 @@ pub fn app() -> App {
 
 /// The app for a serving process: each module configured from `serve` (and the test hooks).
 pub fn configured(serve: &ServeArgs, hooks: &Hooks) -> App {
-    with(&serve.presence.module(hooks.job_interval), hooks.job_interval)
+    with(
+        &serve.presence.module(hooks.job_interval),
+        hooks.job_interval,
+    )
 }
 
 fn with(presence: &Presence, job_interval: Option<std::time::Duration>) -> App {
@@ -30,6 +33,8 @@ fn with(presence: &Presence, job_interval: Option<std::time::Duration>) -> App {
     app.add_module(&LabSessions);
     app.add_module(presence);
     app.add_module(&Chat);
-    app.add_module(&Leaderboards { season_interval: job_interval });
+    app.add_module(&Leaderboards {
+        season_interval: job_interval,
+    });
     app
 }

@@ -49,10 +49,7 @@ impl View for BoardView {
                 at,
                 ..
             }) => {
-                let rescheduled = self
-                    .definition
-                    .as_ref()
-                    .is_none_or(|d| d.reset != *reset);
+                let rescheduled = self.definition.as_ref().is_none_or(|d| d.reset != *reset);
                 if rescheduled {
                     self.tick_base = Some(*at);
                 }
@@ -78,9 +75,12 @@ impl View for BoardView {
 impl BoardView {
     /// The seasons whose ticks have passed by `now`, in order, each with its tick's time.
     pub fn due(&self, board: &BoardId, now: DateTime<Utc>) -> Vec<Event> {
-        let (Some(Definition {
-            reset: Some(reset), ..
-        }), Some(mut base)) = (&self.definition, self.tick_base)
+        let (
+            Some(Definition {
+                reset: Some(reset), ..
+            }),
+            Some(mut base),
+        ) = (&self.definition, self.tick_base)
         else {
             return Vec::new();
         };

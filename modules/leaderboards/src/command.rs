@@ -120,9 +120,9 @@ impl Command {
 
     fn board(&self) -> &BoardId {
         match self {
-            Self::Define { board, .. } | Self::Submit { board, .. } | Self::RollSeasons { board } => {
-                board
-            }
+            Self::Define { board, .. }
+            | Self::Submit { board, .. }
+            | Self::RollSeasons { board } => board,
         }
     }
 

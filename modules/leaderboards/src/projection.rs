@@ -185,14 +185,7 @@ impl Projection for Leaderboards {
                         position,
                         at,
                     };
-                    submit(
-                        tx,
-                        board,
-                        i32::try_from(*season)?,
-                        player_id.0,
-                        &submission,
-                    )
-                    .await?;
+                    submit(tx, board, i32::try_from(*season)?, player_id.0, &submission).await?;
                     board
                 }
             };
@@ -347,6 +340,9 @@ async fn write_versions(
     Ok(())
 }
 
+/// What an entry showed before a recomputation: its record and its sort keys.
+type Shown = (Record, (i64, i64));
+
 /// Recomputes every season's entries of `board` for a new order and operator, as of `position`.
 /// Returns how many entries changed rank.
 async fn recompute(
@@ -367,7 +363,7 @@ async fn recompute(
     .fetch_all(&mut *tx)
     .await?;
     // Each season's entries in their old rank order.
-    let mut seasons: BTreeMap<i32, Vec<((Record, (i64, i64)), Entry)>> = BTreeMap::new();
+    let mut seasons: BTreeMap<i32, Vec<(Shown, Entry)>> = BTreeMap::new();
     for row in rows {
         let metadata: Option<Value> = row.get("metadata");
         let old = Record {
@@ -418,7 +414,12 @@ async fn recompute(
 fn rank_order(order: Order, a: &Entry, b: &Entry) -> std::cmp::Ordering {
     let key = |e: &Entry| {
         let (s, ss) = e.record.sort_keys(order);
-        (std::cmp::Reverse(s), std::cmp::Reverse(ss), e.record.reached, e.player_id)
+        (
+            std::cmp::Reverse(s),
+            std::cmp::Reverse(ss),
+            e.record.reached,
+            e.player_id,
+        )
     };
     key(a).cmp(&key(b))
 }

@@ -855,7 +855,12 @@ mod tests {
 
     #[test]
     fn a_malformed_cursor_is_refused() {
-        for raw in ["", "1.2.3.4", "1.2.3.0.0191c1e2a6b47c3e9c1a2b3c4d5e6f70", "a.b.c.d.e"] {
+        for raw in [
+            "",
+            "1.2.3.4",
+            "1.2.3.0.0191c1e2a6b47c3e9c1a2b3c4d5e6f70",
+            "a.b.c.d.e",
+        ] {
             assert!(
                 matches!(Cursor::decode(raw), Err(ApiError::Client(p)) if p.code == "invalid_cursor"),
                 "{raw:?} must be refused"

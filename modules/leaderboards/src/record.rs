@@ -228,8 +228,8 @@ mod tests {
         let s = fold(&[i64::MAX, i64::MAX]);
         assert_eq!(shown(&s, Order::Desc, Operator::Incr).0, i64::MAX);
         assert_eq!(shown(&s, Order::Desc, Operator::Decr).0, i64::MIN);
-        let back: Summary = serde_json::from_value(serde_json::to_value(&s).expect("json"))
-            .expect("reads back");
+        let back: Summary =
+            serde_json::from_value(serde_json::to_value(&s).expect("json")).expect("reads back");
         assert_eq!(back, s);
     }
 

@@ -18,7 +18,9 @@ fn domain() -> std::sync::Arc<Domain> {
 }
 
 fn at(h: u32, m: u32) -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 12, 7, h, m, 0).single().expect("a time")
+    Utc.with_ymd_and_hms(2026, 12, 7, h, m, 0)
+        .single()
+        .expect("a time")
 }
 
 const ADMIN: Actor = Actor {
@@ -234,14 +236,35 @@ fn bad_definitions_are_refused_with_their_codes() {
             .extend(extra.as_object().expect("object").clone());
         parse("define_leaderboard", body)
     };
-    assert_eq!(def(json!({ "leaderboard": "Bad-Id" })).err(), Some("invalid_leaderboard"));
+    assert_eq!(
+        def(json!({ "leaderboard": "Bad-Id" })).err(),
+        Some("invalid_leaderboard")
+    );
     assert_eq!(def(json!({ "order": "up" })).err(), Some("invalid_order"));
-    assert_eq!(def(json!({ "operator": "max" })).err(), Some("invalid_operator"));
-    assert_eq!(def(json!({ "reset": "0 0 * *" })).err(), Some("invalid_reset"));
-    assert_eq!(def(json!({ "reset": "0 0 * * * *" })).err(), Some("invalid_reset"));
-    assert_eq!(def(json!({ "reset": "61 0 * * *" })).err(), Some("invalid_reset"));
-    assert_eq!(def(json!({ "reset": "0 0 30 2 *" })).err(), Some("invalid_reset"));
-    assert_eq!(def(json!({ "title": "a\u{0}b" })).err(), Some("invalid_title"));
+    assert_eq!(
+        def(json!({ "operator": "max" })).err(),
+        Some("invalid_operator")
+    );
+    assert_eq!(
+        def(json!({ "reset": "0 0 * *" })).err(),
+        Some("invalid_reset")
+    );
+    assert_eq!(
+        def(json!({ "reset": "0 0 * * * *" })).err(),
+        Some("invalid_reset")
+    );
+    assert_eq!(
+        def(json!({ "reset": "61 0 * * *" })).err(),
+        Some("invalid_reset")
+    );
+    assert_eq!(
+        def(json!({ "reset": "0 0 30 2 *" })).err(),
+        Some("invalid_reset")
+    );
+    assert_eq!(
+        def(json!({ "title": "a\u{0}b" })).err(),
+        Some("invalid_title")
+    );
     assert_eq!(def(json!({ "extra": 1 })).err(), Some("bad_request"));
     assert!(def(json!({ "reset": "0 0 * * 1" })).is_ok());
 }
@@ -259,10 +282,22 @@ fn bad_scores_are_refused_with_their_codes() {
     assert_eq!(sub(json!({ "score": huge })).err(), Some("invalid_score"));
     assert_eq!(sub(json!({ "score": 1.5 })).err(), Some("invalid_score"));
     assert_eq!(sub(json!({ "score": "1" })).err(), Some("bad_request"));
-    assert_eq!(sub(json!({ "subscore": 0.5 })).err(), Some("invalid_subscore"));
-    assert_eq!(sub(json!({ "metadata": [1] })).err(), Some("invalid_metadata"));
-    assert_eq!(sub(json!({ "metadata": { "k": "a\u{0}" } })).err(), Some("invalid_metadata"));
+    assert_eq!(
+        sub(json!({ "subscore": 0.5 })).err(),
+        Some("invalid_subscore")
+    );
+    assert_eq!(
+        sub(json!({ "metadata": [1] })).err(),
+        Some("invalid_metadata")
+    );
+    assert_eq!(
+        sub(json!({ "metadata": { "k": "a\u{0}" } })).err(),
+        Some("invalid_metadata")
+    );
     let big = "x".repeat(1100);
-    assert_eq!(sub(json!({ "metadata": { "k": big } })).err(), Some("metadata_too_large"));
+    assert_eq!(
+        sub(json!({ "metadata": { "k": big } })).err(),
+        Some("metadata_too_large")
+    );
     assert!(sub(json!({ "score": i64::MIN, "metadata": { "k": "v" } })).is_ok());
 }
