@@ -52,6 +52,9 @@ impl Default for StreamSettings {
     }
 }
 
+/// How long JetStream remembers a message id, to drop a second publish of the same event.
+const DUPLICATE_WINDOW: std::time::Duration = std::time::Duration::from_secs(120);
+
 impl StreamSettings {
     /// The stream's JetStream configuration for `names`.
     fn config(&self, names: &Names) -> async_nats::jetstream::stream::Config {
@@ -60,7 +63,10 @@ impl StreamSettings {
             name: names.events_stream(),
             subjects: vec![names.events_wildcard()],
             storage: stream::StorageType::File,
-            duplicate_window: std::time::Duration::from_secs(120),
+            // JetStream refuses a duplicate window longer than the stream's max age.
+            duplicate_window: self
+                .max_age
+                .map_or(DUPLICATE_WINDOW, |age| age.min(DUPLICATE_WINDOW)),
             num_replicas: self.replicas.max(1),
             max_age: self.max_age.unwrap_or_default(),
             max_bytes: self.max_bytes.filter(|b| *b > 0).unwrap_or(-1),
@@ -336,6 +342,7 @@ pub async fn ensure_stream_settings(
         config.max_age = wanted.max_age;
         config.max_bytes = wanted.max_bytes;
         config.discard = wanted.discard;
+        config.duplicate_window = wanted.duplicate_window;
         tracing::info!(
             stream = %names.events_stream(),
             replicas = config.num_replicas,

@@ -64,6 +64,12 @@ pub struct StreamTail {
 pub struct StreamState {
     /// The stream's creation time, in nanoseconds since the epoch, as text.
     pub created: String,
+    /// The sequence of its oldest message (after its last when it holds none): a bounded
+    /// stream drops its oldest messages, so it may be far above 1.
+    pub first_sequence: u64,
+    /// The sequence of the last message it was given (kept when its bound dropped every
+    /// message: the next one is this plus 1).
+    pub last_sequence: u64,
     pub tail: Option<StreamTail>,
 }
 
@@ -108,9 +114,12 @@ pub async fn state_of(stream: &jetstream::stream::Stream) -> anyhow::Result<Stre
         .map_err(|e| anyhow::anyhow!("reading the JetStream stream's state: {e}"))?;
     let created = info.created.unix_timestamp_nanos().to_string();
     let last = info.state.last_sequence;
+    let first_sequence = info.state.first_sequence.max(1);
     if info.state.messages == 0 || last == 0 {
         return Ok(StreamState {
             created,
+            first_sequence: first_sequence.max(last + 1),
+            last_sequence: last,
             tail: None,
         });
     }
@@ -123,6 +132,8 @@ pub async fn state_of(stream: &jetstream::stream::Stream) -> anyhow::Result<Stre
     })?;
     Ok(StreamState {
         created,
+        first_sequence,
+        last_sequence: last,
         tail: Some(StreamTail {
             sequence: last,
             position: published.position,

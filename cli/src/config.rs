@@ -188,7 +188,7 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub chat: questlog_chat::ChatArgs,
 
-    /// The JetStream stream's replicas (and, later, its bound).
+    /// The JetStream stream's replicas and bound.
     #[command(flatten)]
     pub stream: StreamArgs,
 
@@ -231,11 +231,28 @@ pub struct StreamArgs {
     #[arg(long, env = "QUESTLOG_STREAM_REPLICAS", default_value_t = 1,
           value_parser = clap::value_parser!(u8).range(1..=5))]
     pub stream_replicas: u8,
+
+    /// Seconds the stream keeps a message (unset: no age bound). The log in Postgres is the
+    /// history: a projection that needs an event the stream dropped reads it from the log. Keep
+    /// it well above the longest relay outage you plan for (a relay that finds the stream
+    /// emptied by age resumes from where it recorded leaving it).
+    #[arg(long, env = "QUESTLOG_STREAM_MAX_AGE_SECS",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub stream_max_age_secs: Option<u64>,
+
+    /// Bytes the stream may hold before it drops its oldest messages (unset: no size bound).
+    #[arg(long, env = "QUESTLOG_STREAM_MAX_BYTES",
+          value_parser = clap::value_parser!(i64).range(1..))]
+    pub stream_max_bytes: Option<i64>,
 }
 
 impl Default for StreamArgs {
     fn default() -> Self {
-        Self { stream_replicas: 1 }
+        Self {
+            stream_replicas: 1,
+            stream_max_age_secs: None,
+            stream_max_bytes: None,
+        }
     }
 }
 
@@ -244,7 +261,8 @@ impl StreamArgs {
     pub fn settings(&self) -> questlog_bus::StreamSettings {
         questlog_bus::StreamSettings {
             replicas: usize::from(self.stream_replicas),
-            ..questlog_bus::StreamSettings::default()
+            max_age: self.stream_max_age_secs.map(std::time::Duration::from_secs),
+            max_bytes: self.stream_max_bytes,
         }
     }
 }

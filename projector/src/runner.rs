@@ -26,7 +26,7 @@ use futures::{FutureExt, StreamExt};
 use questlog_bus::lineage::{self, Mismatch};
 use questlog_bus::{ensure_stream, ChangeAnnouncement, Names, ProjectionName};
 use questlog_domain::Domain;
-use questlog_store::{leader, RecordedEvent};
+use questlog_store::{leader, read_after, RecordedEvent};
 use sqlx::{Connection, PgConnection};
 use tokio::sync::{mpsc, Semaphore};
 use tokio_util::sync::CancellationToken;
@@ -398,6 +398,8 @@ struct Epoch {
 struct Start {
     applied: u64,
     epoch: Epoch,
+    /// The stream's oldest message: a bounded stream no longer holds the ones before it.
+    first_sequence: u64,
     last_sequence: u64,
     checkpoint: i64,
 }
@@ -432,7 +434,10 @@ impl Lane<'_> {
                 announced = true;
             }
             let far = start.last_sequence.saturating_sub(start.applied) > self.config.rejoin();
-            let done = if far {
+            let dropped = start.applied + 1 < start.first_sequence;
+            let done = if dropped {
+                self.read_log(start, shutdown).await?
+            } else if far {
                 self.catch_up(start, shutdown).await?
             } else {
                 self.follow(start, joins, shutdown).await?
@@ -486,7 +491,7 @@ impl Lane<'_> {
         {
             return Err(mismatch.into());
         }
-        let last_sequence = state.tail.as_ref().map_or(0, |t| t.sequence);
+        let last_sequence = state.last_sequence;
         // Sequences count within one stream: after the stream was deleted and created again (by
         // `questlog repair`, say) the checkpoint's sequence means nothing, and a stream that lost
         // its storage starts over at 1. Positions still keep duplicates out.
@@ -503,6 +508,7 @@ impl Lane<'_> {
                 stream_created: state.created,
                 log,
             },
+            first_sequence: state.first_sequence,
             last_sequence,
             checkpoint,
         })
@@ -568,6 +574,65 @@ impl Lane<'_> {
             applied.store(last, Ordering::Release);
             room.add_permits(count);
         }
+    }
+
+    /// Folds from the log in Postgres what the stream no longer holds (a bounded stream dropped
+    /// its oldest messages before this projection applied them: a new projection, one reset, or
+    /// one whose projector was down longer than the bound), then says where in the stream it
+    /// stands (`false`: prepare again and follow the stream) — or `shutdown` fires (`true`).
+    ///
+    /// The log is read after the stream's state, up to its head, so every message up to the
+    /// stream's last sequence then holds an event at or below the checkpoint: the checkpoint's
+    /// stream sequence becomes that last sequence, and what the stream delivers after it that
+    /// the log already gave is skipped by position. A crash in between leaves the old stream
+    /// sequence, below the stream's first: it starts here again, from the checkpoint.
+    async fn read_log(
+        &mut self,
+        start: Start,
+        shutdown: &CancellationToken,
+    ) -> anyhow::Result<bool> {
+        let name = self.projection.name().as_str();
+        tracing::info!(
+            projection = name,
+            from = start.checkpoint,
+            stream_first = start.first_sequence,
+            "the stream no longer holds what this projection needs; reading the log"
+        );
+        let page = i64::try_from(self.config.batch).unwrap_or(500).max(1);
+        let mut after = start.checkpoint;
+        loop {
+            if shutdown.is_cancelled() {
+                return Ok(true);
+            }
+            let events = read_after(&mut self.conn, after, page)
+                .await
+                .context("reading the log")?;
+            let Some(last) = events.last() else { break };
+            after = last.position;
+            let full = i64::try_from(events.len()).unwrap_or(0) == page;
+            let decoded = events
+                .into_iter()
+                .map(|e| Decoded::decode(self.domain, e))
+                .collect::<Result<Vec<_>, _>>()?;
+            let refs: Vec<&Decoded> = decoded.iter().collect();
+            self.commit(&start.epoch, refs, None).await?;
+            if !full {
+                break;
+            }
+        }
+        let mut tx = self.conn.begin().await.context("beginning")?;
+        sqlx::query(
+            "UPDATE projection_checkpoints SET stream_sequence = $2, stream_created = $3 \
+              WHERE projection = $1",
+        )
+        .bind(name)
+        .bind(i64::try_from(start.last_sequence).unwrap_or(i64::MAX))
+        .bind(&start.epoch.stream_created)
+        .execute(&mut *tx)
+        .await
+        .context("moving the checkpoint's stream sequence")?;
+        tx.commit().await.context("committing")?;
+        Ok(false)
     }
 
     /// Folds from a consumer of this lane's own until it is near the stream's end (`false`) or
@@ -642,7 +707,6 @@ impl Lane<'_> {
         items: &[&Delivered],
         mut applied: u64,
     ) -> anyhow::Result<u64> {
-        let name = self.projection.name().as_str();
         let mut events = Vec::with_capacity(items.len());
         for item in items {
             if item.sequence <= applied {
@@ -660,6 +724,23 @@ impl Lane<'_> {
         }
         if events.is_empty() {
             return Ok(applied); // all of it applied already: nothing to write
+        }
+        self.commit(epoch, events, Some(applied)).await?;
+        Ok(applied)
+    }
+
+    /// Applies what of `events` (in log order) is above the checkpoint, with the checkpoint, in
+    /// one transaction; the checkpoint's stream sequence becomes `sequence` when one is given
+    /// (events from the stream), else stays (events from the log). Then announces.
+    async fn commit(
+        &mut self,
+        epoch: &Epoch,
+        events: Vec<&Decoded>,
+        sequence: Option<u64>,
+    ) -> anyhow::Result<()> {
+        let name = self.projection.name().as_str();
+        if events.is_empty() {
+            return Ok(());
         }
         let mut tx = self.conn.begin().await.context("beginning")?;
         // Only this log's events are folded: a message of another history (another deployment's
@@ -690,7 +771,7 @@ impl Lane<'_> {
                 fresh.push(event);
             }
         }
-        let sequence = i64::try_from(applied).unwrap_or(i64::MAX);
+        let sequence = sequence.map(|s| i64::try_from(s).unwrap_or(i64::MAX));
         let changes = if let Some(last) = fresh.last() {
             let changes = self
                 .projection
@@ -699,7 +780,9 @@ impl Lane<'_> {
                 .context("applying events")?;
             sqlx::query(
                 "UPDATE projection_checkpoints SET position = $2, event_id = $3, \
-                        stream_sequence = $4, stream_created = $5, \
+                        stream_sequence = coalesce($4, stream_sequence), \
+                        stream_created = CASE WHEN $4::bigint IS NULL THEN stream_created \
+                                              ELSE $5 END, \
                         updated_at = clock_timestamp() \
                   WHERE projection = $1",
             )
@@ -713,16 +796,18 @@ impl Lane<'_> {
             .context("moving the checkpoint")?;
             changes
         } else {
-            sqlx::query(
-                "UPDATE projection_checkpoints SET stream_sequence = $2, stream_created = $3 \
-                  WHERE projection = $1",
-            )
-            .bind(name)
-            .bind(sequence)
-            .bind(&epoch.stream_created)
-            .execute(&mut *tx)
-            .await
-            .context("moving the checkpoint")?;
+            if let Some(sequence) = sequence {
+                sqlx::query(
+                    "UPDATE projection_checkpoints SET stream_sequence = $2, stream_created = $3 \
+                      WHERE projection = $1",
+                )
+                .bind(name)
+                .bind(sequence)
+                .bind(&epoch.stream_created)
+                .execute(&mut *tx)
+                .await
+                .context("moving the checkpoint")?;
+            }
             Vec::new()
         };
         tx.commit().await.context("committing")?;
@@ -737,7 +822,7 @@ impl Lane<'_> {
         if high > checkpoint {
             self.announce(epoch, checkpoint, high, changes).await;
         }
-        Ok(applied)
+        Ok(())
     }
 
     /// Tells the query side what the projection now reflects. Best effort: readers also consult

@@ -94,20 +94,105 @@ pub async fn run(config: RelayConfig, client: async_nats::Client, shutdown: Canc
     }
 }
 
+/// Where the relay resumes: after the event at `position` (id `last_id`, when the stream still
+/// holds it), the stream ending at `sequence`, in the stream created at `created`.
+struct Resume {
+    position: i64,
+    last_id: Option<String>,
+    sequence: u64,
+    created: String,
+}
+
 /// Where the stream ends: the last published event's position and id, and the stream sequence
 /// of that message. Refuses (a [`Mismatch`]) a stream whose newest message is not this log's.
+/// A stream whose bound dropped every message ends at the event `relay_published` names for its
+/// last sequence.
 async fn resume_point(
     stream: &jetstream::stream::Stream,
     names: &Names,
     conn: &mut PgConnection,
-) -> anyhow::Result<(i64, Option<String>, u64)> {
-    let tail = lineage::state_of(stream).await?.tail;
-    if let Some(mismatch) = lineage::check_tail(conn, names, tail.as_ref()).await? {
+) -> anyhow::Result<Resume> {
+    let state = lineage::state_of(stream).await?;
+    if let Some(mismatch) = lineage::check_tail(conn, names, state.tail.as_ref()).await? {
         return Err(mismatch.into());
     }
-    Ok(tail.map_or((0, None, 0), |t| {
-        (t.position, Some(t.event_id.to_string()), t.sequence)
-    }))
+    if let Some(t) = state.tail {
+        return Ok(Resume {
+            position: t.position,
+            last_id: Some(t.event_id.to_string()),
+            sequence: t.sequence,
+            created: state.created,
+        });
+    }
+    if state.last_sequence == 0 {
+        return Ok(Resume {
+            position: 0,
+            last_id: None,
+            sequence: 0,
+            created: state.created,
+        });
+    }
+    let mark: Option<(i64, uuid::Uuid)> = sqlx::query_as(
+        "SELECT position, event_id FROM relay_published \
+          WHERE stream = $1 AND stream_created = $2 AND sequence = $3",
+    )
+    .bind(names.events_stream())
+    .bind(&state.created)
+    .bind(i64::try_from(state.last_sequence).unwrap_or(i64::MAX))
+    .fetch_optional(&mut *conn)
+    .await
+    .context("reading where the relay left the stream")?;
+    let Some((position, event_id)) = mark else {
+        anyhow::bail!(
+            "the stream {} holds no message (its bound dropped them all) and this database does \
+             not say which event its last sequence, {}, was; delete the stream (`nats stream rm \
+             {}`): the relay then publishes the log again",
+            names.events_stream(),
+            state.last_sequence,
+            names.events_stream()
+        );
+    };
+    let tail = lineage::StreamTail {
+        sequence: state.last_sequence,
+        position,
+        event_id,
+    };
+    if let Some(mismatch) = lineage::check_tail(conn, names, Some(&tail)).await? {
+        return Err(mismatch.into());
+    }
+    Ok(Resume {
+        position,
+        last_id: None,
+        sequence: state.last_sequence,
+        created: state.created,
+    })
+}
+
+/// Records that the stream ends, at `sequence`, with the event at `position`.
+async fn mark(
+    conn: &mut PgConnection,
+    names: &Names,
+    created: &str,
+    sequence: u64,
+    position: i64,
+    event_id: &str,
+) -> anyhow::Result<()> {
+    let event_id: uuid::Uuid = event_id.parse().context("an event id")?;
+    sqlx::query(
+        "INSERT INTO relay_published (stream, stream_created, sequence, position, event_id) \
+         VALUES ($1, $2, $3, $4, $5) \
+         ON CONFLICT (stream) DO UPDATE SET stream_created = $2, sequence = $3, position = $4, \
+                 event_id = $5, updated_at = clock_timestamp()",
+    )
+    .bind(names.events_stream())
+    .bind(created)
+    .bind(i64::try_from(sequence).unwrap_or(i64::MAX))
+    .bind(position)
+    .bind(event_id)
+    .execute(conn)
+    .await
+    .context("recording where the relay left the stream")?;
+    Ok(())
 }
 
 async fn lead(
@@ -126,8 +211,10 @@ async fn lead(
         .context("listening for appends")?;
     // The stream's look-ups time out sooner than publishes (see `questlog_bus::API_TIMEOUT`).
     let stream = ensure_stream_settings(api, &config.names).await?;
-    let (mut after, mut last_id, mut sequence) =
-        resume_point(&stream, &config.names, &mut conn).await?;
+    let resume = resume_point(&stream, &config.names, &mut conn).await?;
+    let (mut after, mut last_id, mut sequence) = (resume.position, resume.last_id, resume.sequence);
+    // What `relay_published` says, to write it only when it changes.
+    let mut marked = sequence;
     tracing::info!(after, "relay publishing");
     let mut in_flight: VecDeque<(i64, jetstream::context::PublishAckFuture)> = VecDeque::new();
     loop {
@@ -136,6 +223,20 @@ async fn lead(
             .context("reading the log")?;
         if page.is_empty() {
             sequence = drain(&mut in_flight, 0).await?.unwrap_or(sequence);
+            if sequence != marked {
+                if let Some(id) = &last_id {
+                    mark(
+                        &mut conn,
+                        &config.names,
+                        &resume.created,
+                        sequence,
+                        after,
+                        id,
+                    )
+                    .await?;
+                    marked = sequence;
+                }
+            }
             tokio::select! {
                 n = listener.recv() => { n.context("waiting for appends")?; }
                 () = tokio::time::sleep(config.idle_check) => {
@@ -148,7 +249,7 @@ async fn lead(
         for event in page {
             let position = event.position;
             let event_id = event.event_id.to_string();
-            let publish = message(&event, last_id.as_deref())?;
+            let publish = message(&event, last_id.as_deref(), sequence)?;
             let ack = js
                 .send_publish(config.names.event_subject(&event.stream_id), publish)
                 .await
@@ -161,13 +262,21 @@ async fn lead(
             last_id = Some(event_id);
         }
         if shutdown.is_cancelled() {
-            drain(&mut in_flight, 0).await?;
+            if let (Some(last), Some(id)) = (drain(&mut in_flight, 0).await?, &last_id) {
+                mark(&mut conn, &config.names, &resume.created, last, after, id).await?;
+            }
             return Ok(());
         }
     }
 }
 
-fn message(event: &RecordedEvent, previous_id: Option<&str>) -> anyhow::Result<Publish> {
+/// The message of `event`, expected after the message of `previous_id` or, when the stream
+/// holds none of the relay's (new, or emptied by its bound), after sequence `sequence`.
+fn message(
+    event: &RecordedEvent,
+    previous_id: Option<&str>,
+    sequence: u64,
+) -> anyhow::Result<Publish> {
     let mut headers = HeaderMap::new();
     headers.insert(POSITION_HEADER, event.position.to_string().as_str());
     headers.insert(EVENT_TYPE_HEADER, event.event_type.as_str());
@@ -179,7 +288,7 @@ fn message(event: &RecordedEvent, previous_id: Option<&str>) -> anyhow::Result<P
         .message_id(event.event_id.to_string());
     Ok(match previous_id {
         Some(id) => publish.expected_last_message_id(id),
-        None => publish.expected_last_sequence(0),
+        None => publish.expected_last_sequence(sequence),
     })
 }
 

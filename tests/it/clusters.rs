@@ -34,6 +34,7 @@ async fn spawn_on_cluster(db: TestDb, urls: &str, replicas: u8) -> TestApp {
     let serve = ServeArgs {
         stream: StreamArgs {
             stream_replicas: replicas,
+            ..StreamArgs::default()
         },
         ..serve_args()
     };

@@ -2,6 +2,7 @@
 
 mod admin_cli;
 mod archive;
+mod bounded;
 mod chat;
 mod clusters;
 mod commands;
