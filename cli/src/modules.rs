@@ -5,6 +5,7 @@ use questlog_academy::Academy;
 use questlog_chat::Chat;
 use questlog_domain::App;
 use questlog_presence::Presence;
+use questlog_storage::Storage;
 
 use crate::app::Hooks;
 use crate::config::ServeArgs;
@@ -27,5 +28,6 @@ fn with(presence: &Presence) -> App {
     // After the academy: its archive sections (working copies) come before presence times.
     app.add_module(presence);
     app.add_module(&Chat);
+    app.add_module(&Storage);
     app
 }

@@ -223,7 +223,10 @@ async fn stats_match_the_database_and_the_projections_route() {
         .iter()
         .map(|p| p["name"].as_str().expect("name"))
         .collect();
-    assert_eq!(names, ["catalog", "chat", "labs", "players", "presence"]);
+    assert_eq!(
+        names,
+        ["catalog", "chat", "labs", "players", "presence", "storage"]
+    );
     assert!(stats["projections"]
         .as_array()
         .expect("projections")
