@@ -225,7 +225,15 @@ async fn stats_match_the_database_and_the_projections_route() {
         .collect();
     assert_eq!(
         names,
-        ["catalog", "chat", "labs", "players", "presence", "storage"]
+        [
+            "catalog",
+            "chat",
+            "labs",
+            "leaderboards",
+            "players",
+            "presence",
+            "storage"
+        ]
     );
     assert!(stats["projections"]
         .as_array()

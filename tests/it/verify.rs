@@ -184,7 +184,7 @@ async fn replay_all_during_a_load_run_switches_rebuilt_read_models_in_and_no_rea
         replayed
     );
     assert!(reads > 0);
-    assert_eq!(rebuilt.as_array().map(Vec::len), Some(6), "{rebuilt}");
+    assert_eq!(rebuilt.as_array().map(Vec::len), Some(7), "{rebuilt}");
 
     caught_up(&app, more).await;
     let (drifted, checks) = verify(&app).await;
