@@ -2,6 +2,7 @@
 //! comes from the binary's.
 
 use questlog_academy::Academy;
+use questlog_accounts::Accounts;
 use questlog_chat::Chat;
 use questlog_domain::App;
 use questlog_presence::Presence;
@@ -13,19 +14,26 @@ use crate::config::ServeArgs;
 /// (for what needs the modules' commands, events, migrations or archive sections, not their jobs'
 /// settings).
 pub fn app() -> App {
-    with(&Presence::default())
+    with(&Presence::default(), &Accounts::default())
 }
 
 /// The app for a serving process: each module configured from `serve` (and the test hooks).
-pub fn configured(serve: &ServeArgs, hooks: &Hooks) -> App {
-    with(&serve.presence.module(hooks.job_interval))
+///
+/// # Errors
+/// When a module's settings are out of range.
+pub fn configured(serve: &ServeArgs, hooks: &Hooks) -> anyhow::Result<App> {
+    Ok(with(
+        &serve.presence.module(hooks.job_interval),
+        &serve.accounts.module()?,
+    ))
 }
 
-fn with(presence: &Presence) -> App {
+fn with(presence: &Presence, accounts: &Accounts) -> App {
     let mut app = App::new();
     app.add_module(&Academy);
     // After the academy: its archive sections (working copies) come before presence times.
     app.add_module(presence);
     app.add_module(&Chat);
+    app.add_module(accounts);
     app
 }
