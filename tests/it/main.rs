@@ -12,6 +12,7 @@ mod hostile;
 mod identity;
 mod isolation;
 mod labs;
+mod leaderboards;
 mod lineage;
 mod metrics;
 mod modules;
