@@ -113,7 +113,8 @@ impl Hasher {
         )
     }
 
-    fn verify_blocking(&self, stored: Option<&str>, password: &str) -> bool {
+    /// [`Hasher::verify_or_dummy`] on the calling thread (for measuring the bare cost).
+    pub fn verify_blocking(&self, stored: Option<&str>, password: &str) -> bool {
         let known = stored.is_some();
         let hash = stored.unwrap_or(&self.0.dummy);
         let matches = PasswordHash::new(hash).is_ok_and(|parsed| {
