@@ -319,7 +319,10 @@ impl Application {
     pub async fn run(self) -> anyhow::Result<()> {
         let shutdown = self.shutdown.clone();
         tracing::info!(address = %self.listener.local_addr()?, "questlog is listening");
-        axum::serve(self.listener, self.router)
+        // One router for every connection: serving the `Router` itself would rebuild it (every
+        // route, boxed service and layer) for each connection accepted, which an idle live
+        // subscriber then holds for as long as it stays connected.
+        axum::serve(self.listener, self.router.into_make_service())
             .with_graceful_shutdown(async move { shutdown.cancelled().await })
             .await
             .context("serving HTTP")?;
