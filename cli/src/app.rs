@@ -150,7 +150,7 @@ impl Application {
         let pool = questlog_store::connect(&store.database_url, serve.db_pool)
             .context("parsing the database URL")?;
         let keys = token_keys(store, &pool).await?;
-        let names = Names::new(&store.nats_prefix);
+        let names = Names::new(&store.nats_prefix).with_stream(serve.stream.settings());
         let needs_nats =
             runs(Service::Relay) || runs(Service::Projector) || runs(Service::QueryApi);
         let nats = if needs_nats {

@@ -4,6 +4,8 @@
 use questlog_academy::Academy;
 use questlog_chat::Chat;
 use questlog_domain::App;
+use questlog_lab_sessions::LabSessions;
+use questlog_leaderboards::Leaderboards;
 use questlog_presence::Presence;
 
 use crate::app::Hooks;
@@ -13,19 +15,26 @@ use crate::config::ServeArgs;
 /// (for what needs the modules' commands, events, migrations or archive sections, not their jobs'
 /// settings).
 pub fn app() -> App {
-    with(&Presence::default())
+    with(&Presence::default(), None)
 }
 
 /// The app for a serving process: each module configured from `serve` (and the test hooks).
 pub fn configured(serve: &ServeArgs, hooks: &Hooks) -> App {
-    with(&serve.presence.module(hooks.job_interval))
+    with(
+        &serve.presence.module(hooks.job_interval),
+        hooks.job_interval,
+    )
 }
 
-fn with(presence: &Presence) -> App {
+fn with(presence: &Presence, job_interval: Option<std::time::Duration>) -> App {
     let mut app = App::new();
     app.add_module(&Academy);
-    // After the academy: its archive sections (working copies) come before presence times.
+    // Before presence: an archive's working copies come before its presence times.
+    app.add_module(&LabSessions);
     app.add_module(presence);
     app.add_module(&Chat);
+    app.add_module(&Leaderboards {
+        season_interval: job_interval,
+    });
     app
 }

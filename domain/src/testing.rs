@@ -1,17 +1,19 @@
 //! A given/when/then harness for every module's decisions: given the events already in the log,
 //! when an actor sends a command at some instant, then these events (or this rejection) come
 //! out. The states are folded by the views the modules under test register, exactly as the
-//! writer folds them.
+//! writer folds them. And what every module's parse tests assert: a body parsed at one [`edge`],
+//! refused with a code and a kind ([`Parsing`]).
 
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 
 use crate::app::Domain;
-use crate::command::{Actor, Command, Context, States};
+use crate::command::{Actor, Command, Context, Edge, States};
 use crate::event::Event;
 use crate::stream::{StreamId, StreamState};
-use crate::Rejection;
+use crate::values::PlayerId;
+use crate::{Rejection, RejectionKind};
 
 /// The history a decision is made against.
 pub struct Given<'d> {
@@ -102,5 +104,69 @@ impl Then {
     /// The events decided, or the rejection.
     pub fn outcome(self) -> Result<Vec<(StreamId, Event)>, Rejection> {
         self.outcome
+    }
+}
+
+/// The edge every parse test runs at: the sender (the player with id 1) and the id it draws.
+pub fn edge() -> Edge {
+    Edge {
+        caller: PlayerId(uuid::Uuid::from_u128(1)),
+        new_id: uuid::Uuid::from_u128(0x5e17),
+    }
+}
+
+/// A module's command parser under test: a name and a JSON body in, a command or a rejection out,
+/// at [`edge`].
+pub struct Parsing<C>(pub fn(&str, &[u8], &Edge) -> Result<C, Rejection>);
+
+impl<C: std::fmt::Debug> Parsing<C> {
+    /// Parses `body`, written as JSON, as the command `name`.
+    pub fn parse(&self, name: &str, body: &serde_json::Value) -> Result<C, Rejection> {
+        (self.0)(name, body.to_string().as_bytes(), &edge())
+    }
+
+    /// Asserts that `body` is refused as `name` with this code and kind.
+    #[track_caller]
+    pub fn rejected(&self, name: &str, body: &serde_json::Value, code: &str, kind: RejectionKind) {
+        match self.parse(name, body) {
+            Ok(cmd) => panic!("{name} {body} parsed as {cmd:?}, expected {code}"),
+            Err(r) => {
+                assert_eq!((r.code, r.kind), (code, kind), "{name} {body}: {r}");
+            }
+        }
+    }
+
+    /// Asserts that `body` is refused as `name` for its shape: `bad_request`.
+    #[track_caller]
+    pub fn bad_request(&self, name: &str, body: &serde_json::Value) {
+        self.rejected(name, body, "bad_request", RejectionKind::BadRequest);
+    }
+
+    /// Asserts that `body` is refused as `name` for a value: an invalid value's `code`.
+    #[track_caller]
+    pub fn invalid(&self, name: &str, body: &serde_json::Value, code: &str) {
+        self.rejected(name, body, code, RejectionKind::Invalid);
+    }
+
+    /// Parses `body` as sent, byte for byte (JSON no `serde_json::Value` can hold: a key twice,
+    /// nesting beyond the limit, numbers out of range).
+    pub fn raw(&self, name: &str, body: &str) -> Result<C, Rejection> {
+        (self.0)(name, body.as_bytes(), &edge())
+    }
+
+    /// Asserts that `body`, as sent, is a `bad_request` whose detail says `detail`.
+    #[track_caller]
+    pub fn raw_bad_request(&self, name: &str, body: &str, detail: &str) {
+        match self.raw(name, body) {
+            Ok(cmd) => panic!("{name} {body} parsed as {cmd:?}"),
+            Err(r) => {
+                assert_eq!(
+                    (r.code, r.kind),
+                    ("bad_request", RejectionKind::BadRequest),
+                    "{r}"
+                );
+                assert!(r.detail.contains(detail), "{name} {body}: {}", r.detail);
+            }
+        }
     }
 }

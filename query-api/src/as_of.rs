@@ -74,3 +74,18 @@ pub async fn events_until(
     let events = questlog_store::read_streams_until(conn, streams, position).await?;
     Ok(events)
 }
+
+/// A module's events of recorded ones (read by [`events_until`] from streams that hold only
+/// events of type `E`).
+///
+/// # Errors
+/// [`ApiError::Decode`] when a recorded event is not one of `E`'s, or its data does not fit.
+pub fn decode<E: questlog_domain::DomainEvent>(
+    recorded: &[RecordedEvent],
+) -> Result<Vec<E>, ApiError> {
+    recorded
+        .iter()
+        .map(|e| E::from_parts(&e.event_type, e.schema_version, e.data.clone()))
+        .collect::<Result<_, _>>()
+        .map_err(ApiError::Decode)
+}

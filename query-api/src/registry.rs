@@ -75,10 +75,12 @@ pub trait QueryApp {
     /// may route the same path and method).
     fn add_read_routes(&mut self, routes: Router<QueryState>) -> &mut Self;
 
-    /// A kind of live topic `GET /v1/subscribe` follows.
+    /// A kind of live topic `GET /v1/subscribe` follows. Several modules may register topics
+    /// under one kind's name, each parsing its own shapes of it (one the bare `<kind>`, another
+    /// `<kind>:<id>`): a topic goes to the first, in registration order, that takes it.
     ///
     /// # Panics
-    /// When another module registered the same kind.
+    /// When a kind of the same name and form is registered twice.
     fn add_topic(&mut self, topic: impl TopicKindReads) -> &mut Self;
 
     /// How the view `V` of a stream of `kind` renders as JSON for an admin.
@@ -98,9 +100,13 @@ impl QueryApp for App {
     fn add_topic(&mut self, topic: impl TopicKindReads) -> &mut Self {
         let reads = self.part_mut::<Reads>();
         let kind = topic.kind();
+        let form = topic.form();
         assert!(
-            reads.topics.iter().all(|t| t.kind() != kind),
-            "topic kind {kind} is registered twice"
+            reads
+                .topics
+                .iter()
+                .all(|t| (t.kind(), t.form()) != (kind, form)),
+            "topic kind {kind} ({form}) is registered twice"
         );
         reads.topics.push(Arc::new(topic));
         self

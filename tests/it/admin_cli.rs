@@ -223,7 +223,17 @@ async fn stats_match_the_database_and_the_projections_route() {
         .iter()
         .map(|p| p["name"].as_str().expect("name"))
         .collect();
-    assert_eq!(names, ["catalog", "chat", "labs", "players", "presence"]);
+    assert_eq!(
+        names,
+        [
+            "catalog",
+            "chat",
+            "labs",
+            "leaderboards",
+            "players",
+            "presence"
+        ]
+    );
     assert!(stats["projections"]
         .as_array()
         .expect("projections")

@@ -1,8 +1,9 @@
 //! The write side over HTTP: commands, their events, errors, idempotency and concurrency.
 
 use futures::future::join_all;
+use questlog_academy::stream::fold;
 use questlog_academy::DomainEvent as _;
-use questlog_academy::{Event, StreamId, StreamState};
+use questlog_academy::{Event, PlayerState, StreamId};
 use questlog_store::{EventStore, PgEventStore};
 use questlog_tests::{event_count, event_types, TestApp};
 use reqwest::StatusCode;
@@ -20,10 +21,7 @@ async fn player_state(app: &TestApp, id: Uuid) -> questlog_academy::player::Play
         .into_iter()
         .map(|e| Event::from_parts(&e.event_type, e.schema_version, e.data).expect("decode"))
         .collect();
-    match StreamState::fold(&stream, &events) {
-        StreamState::Player(p) => p,
-        other => panic!("not a player: {other:?}"),
-    }
+    fold(PlayerState::evolve, &events)
 }
 
 #[tokio::test]

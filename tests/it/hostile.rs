@@ -60,6 +60,16 @@ const COMMANDS: &[(&str, &[&str], &[&str])] = &[
     ("send_message", &["channel", "content"], &[]),
     ("edit_message", &["message_id", "content"], &[]),
     ("delete_message", &["message_id"], &[]),
+    (
+        "define_leaderboard",
+        &["leaderboard", "title"],
+        &["order", "operator", "reset", "authoritative"],
+    ),
+    (
+        "submit_score",
+        &["leaderboard", "score"],
+        &["subscore", "metadata", "player_id"],
+    ),
 ];
 
 /// Strings a careless parser chokes on.
@@ -410,6 +420,15 @@ impl World {
             } else {
                 Uuid::new_v4().to_string()
             }),
+            "leaderboard" => json_string(pick(rng, &["high_scores", "weekly", "nope"])),
+            "score" | "subscore" => {
+                pick(rng, &["0", "-7", "1000", "9223372036854775807"]).to_owned()
+            }
+            "order" => json_string(pick(rng, &["desc", "asc"])),
+            "operator" => json_string(pick(rng, &["best", "set", "incr", "decr"])),
+            "reset" => pick(rng, &["null", "\"0 0 * * 1\"", "\"*/15 * * * *\""]).to_owned(),
+            "authoritative" => pick(rng, &["true", "false"]).to_owned(),
+            "metadata" => json!({"car": "red", "laps": [1, 2.5]}).to_string(),
             other => panic!("no valid value for {other}"),
         }
     }

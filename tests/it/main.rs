@@ -3,6 +3,7 @@
 mod admin_cli;
 mod archive;
 mod chat;
+mod clusters;
 mod commands;
 mod cors;
 mod faults;
@@ -11,6 +12,7 @@ mod hostile;
 mod identity;
 mod isolation;
 mod labs;
+mod leaderboards;
 mod lineage;
 mod metrics;
 mod modules;

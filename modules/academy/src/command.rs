@@ -9,8 +9,7 @@ use uuid::Uuid;
 
 use crate::stream::StreamId;
 use crate::values::{
-    free_text, storable, storable_json, Achievement, LabId, ModuleNo, PlayerId, Timezone, Username,
-    MAX_MODULE, MAX_STEP, MAX_VFS_BYTES,
+    free_text, Achievement, LabId, ModuleNo, PlayerId, Timezone, Username, MAX_MODULE,
 };
 
 /// A command that passed parsing: every value in it is valid on its own.
@@ -46,21 +45,6 @@ pub enum Command {
         xp: u32,
         reason: String,
     },
-    StartLab {
-        lab_id: LabId,
-    },
-    /// The file system is not part of the decision: it is the working copy the writer stores
-    /// beside the events (see [`crate::lab`]).
-    SaveLabState {
-        lab_id: LabId,
-        vfs_snapshot: serde_json::Map<String, serde_json::Value>,
-        current_step: u32,
-    },
-    DeleteLabState {
-        lab_id: LabId,
-        /// Whose state: the sender's own unless an admin names another player.
-        player_id: Option<PlayerId>,
-    },
 }
 
 /// The names `POST /v1/commands/{name}` accepts.
@@ -73,9 +57,6 @@ pub const COMMAND_NAMES: &[&str] = &[
     "define_lab",
     "grant_achievement",
     "revoke_xp",
-    "start_lab",
-    "save_lab_state",
-    "delete_lab_state",
 ];
 
 #[derive(Deserialize)]
@@ -131,22 +112,6 @@ struct RevokeXpBody {
     player_id: Uuid,
     xp: i64,
     reason: String,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SaveLabStateBody {
-    lab_id: String,
-    vfs_snapshot: serde_json::Value,
-    current_step: i64,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct DeleteLabStateBody {
-    lab_id: String,
-    #[serde(default)]
-    player_id: Option<Uuid>,
 }
 
 fn module_no(raw: i64) -> Result<ModuleNo, Rejection> {
@@ -246,61 +211,6 @@ impl Command {
                     reason: free_text(b.reason, "invalid_reason", "a reason", 500)?,
                 }
             }
-            "start_lab" => {
-                let b: LabBody = body(raw)?;
-                Self::StartLab {
-                    lab_id: LabId::parse(&b.lab_id)?,
-                }
-            }
-            "save_lab_state" => {
-                let b: SaveLabStateBody = body(raw)?;
-                let lab_id = LabId::parse(&b.lab_id)?;
-                let serde_json::Value::Object(vfs_snapshot) = b.vfs_snapshot else {
-                    return Err(Rejection::invalid(
-                        "invalid_vfs",
-                        "vfs_snapshot is a JSON object",
-                    ));
-                };
-                if !vfs_snapshot
-                    .iter()
-                    .all(|(path, file)| storable(path) && storable_json(file))
-                {
-                    return Err(Rejection::invalid(
-                        "invalid_vfs",
-                        "vfs_snapshot cannot hold a NUL character (U+0000) in a key or a string",
-                    ));
-                }
-                let size = serde_json::to_vec(&vfs_snapshot).map_or(usize::MAX, |v| v.len());
-                if size > MAX_VFS_BYTES {
-                    return Err(Rejection::invalid(
-                        "vfs_too_large",
-                        format!(
-                            "vfs_snapshot is {size} bytes as compact JSON; the limit is {MAX_VFS_BYTES}"
-                        ),
-                    ));
-                }
-                let current_step = u32::try_from(b.current_step)
-                    .ok()
-                    .filter(|s| *s <= MAX_STEP)
-                    .ok_or_else(|| {
-                        Rejection::invalid(
-                            "invalid_step",
-                            format!("current_step is a whole number from 0 to {MAX_STEP}"),
-                        )
-                    })?;
-                Self::SaveLabState {
-                    lab_id,
-                    vfs_snapshot,
-                    current_step,
-                }
-            }
-            "delete_lab_state" => {
-                let b: DeleteLabStateBody = body(raw)?;
-                Self::DeleteLabState {
-                    lab_id: LabId::parse(&b.lab_id)?,
-                    player_id: b.player_id.map(PlayerId),
-                }
-            }
             other => {
                 return Err(Rejection::not_found(
                     "unknown_command",
@@ -321,9 +231,6 @@ impl Command {
             Self::DefineLab { .. } => "define_lab",
             Self::GrantAchievement { .. } => "grant_achievement",
             Self::RevokeXp { .. } => "revoke_xp",
-            Self::StartLab { .. } => "start_lab",
-            Self::SaveLabState { .. } => "save_lab_state",
-            Self::DeleteLabState { .. } => "delete_lab_state",
         }
     }
 
@@ -350,54 +257,6 @@ impl Command {
             Self::GrantAchievement { player_id, .. } | Self::RevokeXp { player_id, .. } => {
                 vec![StreamId::Player(*player_id)]
             }
-            Self::StartLab { lab_id } => vec![
-                me,
-                StreamId::Catalog,
-                StreamId::Lab(actor.identity, lab_id.clone()),
-            ],
-            Self::SaveLabState { lab_id, .. } => {
-                vec![StreamId::Lab(actor.identity, lab_id.clone())]
-            }
-            Self::DeleteLabState { lab_id, player_id } => vec![StreamId::Lab(
-                player_id.unwrap_or(actor.identity),
-                lab_id.clone(),
-            )],
         }
     }
-}
-
-/// The SQL function (`questlog_beside_<kind>`) that keeps the latest working copy of a lab session (or removes it).
-pub const WORKSPACE: &str = "lab_workspace";
-
-/// What an accepted command keeps beside the log, in the batch's transaction.
-pub fn beside(command: &Command, actor: &Actor) -> Vec<questlog_domain::Beside> {
-    use questlog_domain::Beside;
-    let me = actor.identity;
-    let item = match command {
-        Command::SaveLabState {
-            lab_id,
-            vfs_snapshot,
-            current_step,
-        } => Beside {
-            kind: WORKSPACE,
-            item: serde_json::json!({
-                "player_id": me,
-                "lab_id": lab_id,
-                "vfs_snapshot": vfs_snapshot,
-                "current_step": current_step,
-            }),
-        },
-        // Starting afresh (after a deletion, or for the first time) starts from an empty copy.
-        Command::DeleteLabState { lab_id, player_id } => Beside {
-            kind: WORKSPACE,
-            item: serde_json::json!({
-                "player_id": player_id.unwrap_or(me),
-                "lab_id": lab_id,
-                "vfs_snapshot": null,
-                "current_step": 0,
-            }),
-        },
-        _ => return Vec::new(),
-    };
-    vec![item]
 }

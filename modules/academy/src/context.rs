@@ -7,7 +7,7 @@ use questlog_domain::{Context, Rejection};
 
 use crate::catalog::{CatalogState, Lab};
 use crate::player::PlayerState;
-use crate::stream::{StreamId, StreamState};
+use crate::stream::StreamId;
 use crate::values::{LabId, PlayerId};
 
 /// The academy's reads on a decision's context.
@@ -39,17 +39,11 @@ pub trait AcademyContext {
 
 impl AcademyContext for Context<'_> {
     fn player(&self, id: PlayerId) -> &PlayerState {
-        match self.view::<StreamState>(&StreamId::Player(id).id()) {
-            StreamState::Player(p) => p,
-            _ => unreachable_state(),
-        }
+        self.view::<PlayerState>(&StreamId::Player(id).id())
     }
 
     fn catalog(&self) -> &CatalogState {
-        match self.view::<StreamState>(&StreamId::Catalog.id()) {
-            StreamState::Catalog(c) => c,
-            _ => unreachable_state(),
-        }
+        self.view::<CatalogState>(&StreamId::Catalog.id())
     }
 
     fn registered_self(&self) -> Result<&PlayerState, Rejection> {
@@ -92,11 +86,4 @@ impl AcademyContext for Context<'_> {
         }
         Ok(lab)
     }
-}
-
-#[track_caller]
-fn unreachable_state() -> ! {
-    // The academy folds a player stream into a player state and the catalog into a catalog
-    // state, so a mismatch is a registration bug, not something input can cause.
-    panic!("a stream's state does not match its kind")
 }

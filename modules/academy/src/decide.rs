@@ -2,58 +2,20 @@
 
 use chrono::{DateTime, Utc};
 
-use questlog_domain::{Context, Rejection, Role};
+use questlog_domain::{Context, Rejection};
 
 use crate::context::AcademyContext as _;
 
 use crate::command::Command;
 use crate::event::Event;
-use crate::lab::LabSession;
 use crate::player::PlayerState;
 use crate::rules::level_for_xp;
-use crate::stream::{StreamId, StreamState};
-use crate::values::{Achievement, LabId, PlayerId};
-
-fn state<'c>(ctx: &'c Context<'_>, stream: &StreamId) -> &'c StreamState {
-    ctx.view::<StreamState>(&stream.id())
-}
+use crate::stream::{StreamId, UsernameHolder};
+use crate::values::{Achievement, PlayerId};
 
 fn username_holder(ctx: &Context<'_>, key: &str) -> Option<PlayerId> {
-    match state(ctx, &StreamId::Username(key.to_owned())) {
-        StreamState::Username(holder) => *holder,
-        _ => unreachable_state(),
-    }
-}
-
-fn lab_session<'c>(ctx: &'c Context<'_>, player: PlayerId, lab: &LabId) -> &'c LabSession {
-    match state(ctx, &StreamId::Lab(player, lab.clone())) {
-        StreamState::Lab(l) => l,
-        _ => unreachable_state(),
-    }
-}
-
-/// An active lab session of `player`, or `lab_not_started`.
-fn active_session<'c>(
-    ctx: &'c Context<'_>,
-    player: PlayerId,
-    lab: &LabId,
-) -> Result<&'c LabSession, Rejection> {
-    let session = lab_session(ctx, player, lab);
-    if session.active {
-        Ok(session)
-    } else {
-        Err(Rejection::not_found(
-            "lab_not_started",
-            format!("there is no saved state of lab {lab}: send start_lab first"),
-        ))
-    }
-}
-
-#[track_caller]
-fn unreachable_state() -> ! {
-    // A stream id's kind decides its state's kind (`StreamState::initial`), so a mismatch is a bug
-    // in the caller, not something input can cause.
-    panic!("a stream's state does not match its kind")
+    ctx.view::<UsernameHolder>(&StreamId::Username(key.to_owned()).id())
+        .0
 }
 
 /// The events a command causes, each with the stream it lands on, or why it is refused.
@@ -256,53 +218,6 @@ pub fn decide(cmd: &Command, ctx: &Context<'_>) -> Result<Vec<(StreamId, Event)>
                 Event::XpRevoked {
                     xp: u32::try_from(revoked).unwrap_or(*xp),
                     reason: reason.clone(),
-                },
-            )])
-        }
-        Command::StartLab { lab_id } => {
-            let player = ctx.registered_self()?;
-            ctx.unlocked_lab(player, lab_id)?;
-            if lab_session(ctx, me, lab_id).active {
-                // Starting a lab already started resumes it: nothing to record.
-                return Ok(vec![]);
-            }
-            Ok(vec![(
-                StreamId::Lab(me, lab_id.clone()),
-                Event::LabStarted {
-                    lab_id: lab_id.clone(),
-                },
-            )])
-        }
-        Command::SaveLabState {
-            lab_id,
-            current_step,
-            ..
-        } => {
-            let session = active_session(ctx, me, lab_id)?;
-            if *current_step <= session.furthest_step {
-                return Ok(vec![]);
-            }
-            Ok(vec![(
-                StreamId::Lab(me, lab_id.clone()),
-                Event::LabProgressed {
-                    lab_id: lab_id.clone(),
-                    step: *current_step,
-                },
-            )])
-        }
-        Command::DeleteLabState { lab_id, player_id } => {
-            let owner = player_id.unwrap_or(me);
-            if owner != me && ctx.actor.role != Role::Admin {
-                return Err(Rejection::forbidden(
-                    "forbidden",
-                    "only the player or an admin may delete a lab's state",
-                ));
-            }
-            active_session(ctx, owner, lab_id)?;
-            Ok(vec![(
-                StreamId::Lab(owner, lab_id.clone()),
-                Event::LabStateDeleted {
-                    lab_id: lab_id.clone(),
                 },
             )])
         }

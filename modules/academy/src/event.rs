@@ -7,8 +7,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::values::{Achievement, LabId, ModuleNo, PlayerId, Timezone, Username};
 
-/// Every event questlog records. Adding a variant is safe; changing one means a new schema version
-/// and an upcast in [`DomainEvent::from_parts`].
+/// Every event the academy records (a lab session's are the lab-sessions module's). Adding a
+/// variant is safe; changing one means a new schema version and an upcast in [`DomainEvent::from_parts`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(
     tag = "type",
@@ -63,13 +63,6 @@ pub enum Event {
     },
     /// Player: XP taken back by an admin (a compensating event, for cheats).
     XpRevoked { xp: u32, reason: String },
-    /// Lab session: the player started the lab (again, after a deletion).
-    LabStarted { lab_id: LabId },
-    /// Lab session: the player reached a step further than any before in this session. Saves
-    /// that reach no new step append nothing (their file system is kept as the working copy).
-    LabProgressed { lab_id: LabId, step: u32 },
-    /// Lab session: the saved state was deleted (by the player or an admin).
-    LabStateDeleted { lab_id: LabId },
     /// Player: a heartbeat after being offline.
     CameOnline { current_lab: Option<LabId> },
     /// Player: a heartbeat naming another lab than the last one.
@@ -91,9 +84,6 @@ impl DomainEvent for Event {
         "achievement_unlocked",
         "streak_updated",
         "xp_revoked",
-        "lab_started",
-        "lab_progressed",
-        "lab_state_deleted",
         "came_online",
         "current_lab_changed",
         "went_offline",
@@ -113,9 +103,6 @@ impl DomainEvent for Event {
             Self::AchievementUnlocked { .. } => "achievement_unlocked",
             Self::StreakUpdated { .. } => "streak_updated",
             Self::XpRevoked { .. } => "xp_revoked",
-            Self::LabStarted { .. } => "lab_started",
-            Self::LabProgressed { .. } => "lab_progressed",
-            Self::LabStateDeleted { .. } => "lab_state_deleted",
             Self::CameOnline { .. } => "came_online",
             Self::CurrentLabChanged { .. } => "current_lab_changed",
             Self::WentOffline { .. } => "went_offline",

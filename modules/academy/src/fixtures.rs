@@ -138,7 +138,7 @@ pub fn complete(id: &str) -> Command {
 }
 
 /// Concatenates event lists, to write `given` histories in parts.
-pub fn history<const N: usize>(parts: [Vec<(StreamId, Event)>; N]) -> Vec<(StreamId, Event)> {
+pub fn history<T, const N: usize>(parts: [Vec<T>; N]) -> Vec<T> {
     parts.into_iter().flatten().collect()
 }
 
@@ -160,4 +160,34 @@ pub fn erased(
         .into_iter()
         .map(|(s, e)| (s.id(), questlog_domain::Event::new(e)))
         .collect()
+}
+
+/// One event of the log, as the kernel holds it.
+pub type Logged = (questlog_domain::StreamId, questlog_domain::Event);
+
+/// The history a decision of a module built on the academy is made against.
+pub struct Given {
+    domain: Domain,
+    events: Vec<Logged>,
+}
+
+/// The log so far, in order, folded by the views of the academy and `modules`.
+pub fn given(modules: &[&dyn Module], events: Vec<Logged>) -> Given {
+    Given {
+        domain: domain(modules),
+        events,
+    }
+}
+
+impl Given {
+    /// Decides `command`, sent by `actor` at `now`, as the writer would.
+    #[track_caller]
+    pub fn when(
+        self,
+        actor: Actor,
+        now: DateTime<Utc>,
+        command: &dyn questlog_domain::Command,
+    ) -> questlog_domain::testing::Then {
+        questlog_domain::testing::given(&self.domain, self.events).when(actor, now, command)
+    }
 }

@@ -1,16 +1,15 @@
 //! The academy: a Linux-terminal course's catalog of modules and labs, players with XP, levels,
-//! streaks and achievements, lab sessions, and the presence events of the player stream (the
-//! presence module records them). Its commands are decided by pure functions into its events,
-//! and each of its streams folds into its state; [`Academy`] registers them on the kernel, with
-//! its reads (routes, live topics and state views, by feature: see `read.rs`).
+//! streaks and achievements, and the presence events of the player stream (the presence module
+//! records them). Its commands are decided by pure functions into its events, and each of its
+//! stream kinds folds into a view of its own ([`CatalogState`], [`PlayerState`],
+//! [`UsernameHolder`]); [`Academy`] registers them on the kernel, with its reads (routes, live
+//! topics and state views, by feature: see `read.rs`).
 
 pub mod catalog;
 pub mod command;
 pub mod context;
 pub mod decide;
 pub mod event;
-pub mod lab;
-pub mod labs;
 pub mod names;
 pub mod player;
 pub mod players;
@@ -29,15 +28,16 @@ mod tests;
 
 use std::any::Any;
 
+pub use catalog::CatalogState;
 pub use command::{Command, COMMAND_NAMES};
 pub use decide::decide;
 pub use event::Event;
+pub use player::PlayerState;
 pub use questlog_domain::{Actor, DomainEvent, Edge, Rejection, RejectionKind, Role};
-pub use stream::{StreamId, StreamState};
+pub use stream::{StreamId, UsernameHolder};
 
 use questlog_domain as kernel;
 use questlog_projector::ProjectorExt as _;
-use questlog_store::archive::ArchiveExt as _;
 use questlog_store::MigrationsExt as _;
 
 /// The academy's own SQL (`modules/academy/migrations/`), run with the kernel's.
@@ -62,23 +62,13 @@ impl kernel::Module for Academy {
             .add_stream(stream::USERNAME, |key| {
                 format!("username-{key}").parse::<StreamId>().is_ok()
             })
-            .add_stream(stream::LAB, |key| {
-                format!("lab-{key}").parse::<StreamId>().is_ok()
-            });
-        for kind in [
-            stream::CATALOG,
-            stream::PLAYER,
-            stream::USERNAME,
-            stream::LAB,
-        ] {
-            app.add_view::<StreamState>(kind);
-        }
+            .add_view::<CatalogState>(stream::CATALOG)
+            .add_view::<PlayerState>(stream::PLAYER)
+            .add_view::<UsernameHolder>(stream::USERNAME);
         app.add_projection(player::projection::Players)
-            .add_projection(catalog::projection::Catalog)
-            .add_projection(lab::projection::Labs);
+            .add_projection(catalog::projection::Catalog);
         read::register(app);
-        app.add_migrations(self.name(), &MIGRATIONS)
-            .add_archive_section(lab::workspace::ARCHIVE);
+        app.add_migrations(self.name(), &MIGRATIONS);
     }
 }
 
@@ -110,10 +100,6 @@ impl kernel::Command for Command {
             .into_iter()
             .map(|(stream, event)| (stream.id(), kernel::Event::new(event)))
             .collect())
-    }
-
-    fn beside(&self, actor: &Actor) -> Vec<kernel::Beside> {
-        command::beside(self, actor)
     }
 
     fn as_any(&self) -> &dyn Any {

@@ -8,8 +8,6 @@ use questlog_bus::{ProjectionName, TopicKind};
 pub const PLAYERS: ProjectionName = ProjectionName::new("players");
 /// Modules and labs (`rm_modules`, `rm_labs`).
 pub const CATALOG: ProjectionName = ProjectionName::new("catalog");
-/// Players' lab sessions (`rm_lab_sessions`).
-pub const LABS: ProjectionName = ProjectionName::new("labs");
 
 /// One player's profile: `player:<id>`.
 pub const PLAYER_TOPIC: TopicKind = TopicKind::new("player");
@@ -17,5 +15,3 @@ pub const PLAYER_TOPIC: TopicKind = TopicKind::new("player");
 pub const LEADERBOARD_TOPIC: TopicKind = TopicKind::new("leaderboard");
 /// The catalog's modules and labs (announced, not subscribable): `catalog`.
 pub const CATALOG_TOPIC: TopicKind = TopicKind::new("catalog");
-/// A player's session of a lab: `lab:<player>:<lab_id>`.
-pub const LAB_TOPIC: TopicKind = TopicKind::new("lab");

@@ -92,10 +92,7 @@ impl PlayerState {
             Event::LeveledUp { .. }
             | Event::ModuleDefined { .. }
             | Event::LabDefined { .. }
-            | Event::UsernameClaimed { .. }
-            | Event::LabStarted { .. }
-            | Event::LabProgressed { .. }
-            | Event::LabStateDeleted { .. } => {}
+            | Event::UsernameClaimed { .. } => {}
         }
     }
 

@@ -1,43 +1,25 @@
-//! What the academy's reads share: the decoding of the events they fold, and the registration of
-//! every feature's reads on the query API.
+//! The registration of every feature's reads on the query API.
 
-use questlog_domain::{App, DomainEvent as _};
-use questlog_query_api::{ApiError, QueryApp as _};
-use questlog_store::RecordedEvent;
+use questlog_domain::App;
+use questlog_query_api::QueryApp as _;
 
-use crate::event::Event;
-use crate::stream;
-
-/// The academy's events of recorded ones.
-pub(crate) fn decode(recorded: &[RecordedEvent]) -> Result<Vec<Event>, ApiError> {
-    recorded
-        .iter()
-        .map(|e| Event::from_parts(&e.event_type, e.schema_version, e.data.clone()))
-        .collect::<Result<_, _>>()
-        .map_err(ApiError::Decode)
-}
+use crate::{state_json, stream};
 
 /// Every feature's reads: routes, live topics (in the order `invalid_topic` lists them), state
 /// views and the projections they follow.
 pub(crate) fn register(app: &mut App) {
     crate::players::register_reads(app);
     crate::catalog::read::register(app);
-    crate::labs::register_reads(app);
-    for kind in [
-        stream::CATALOG,
-        stream::PLAYER,
-        stream::USERNAME,
-        stream::LAB,
-    ] {
-        app.add_state_json::<crate::StreamState>(kind, crate::state_json::stream_state_json);
-    }
+    app.add_state_json(stream::CATALOG, state_json::catalog)
+        .add_state_json(stream::PLAYER, state_json::player)
+        .add_state_json(stream::USERNAME, state_json::username);
 }
 
 #[cfg(test)]
 mod tests {
     use questlog_domain::{Actor, Role};
     use questlog_query_api::live::{topics, LiveTopic, Options};
-    use questlog_query_api::Reads;
+    use questlog_query_api::{ApiError, Reads};
     use uuid::Uuid;
 
     use super::*;
@@ -73,10 +55,6 @@ mod tests {
         assert_eq!(
             parse(&[&format!("player:{other}"), "player:me"], &none, me).ok(),
             Some(vec![format!("player:{other}"), format!("player:{me}")])
-        );
-        assert_eq!(
-            parse(&["lab:me:intro"], &none, me).ok(),
-            Some(vec![format!("lab:{me}:intro")])
         );
         // Duplicates count once; two windows of the leaderboard are two topics of one name.
         assert_eq!(
@@ -126,19 +104,6 @@ mod tests {
         assert_eq!(
             code(parse(&["leaderboard"], &options("ten"), Uuid::nil())),
             Some("bad_request".to_owned())
-        );
-    }
-
-    #[test]
-    fn another_players_lab_session_is_forbidden() {
-        let other = Uuid::new_v4();
-        assert_eq!(
-            code(parse(
-                &[&format!("lab:{other}:intro")],
-                &Options::default(),
-                Uuid::new_v4()
-            )),
-            Some("forbidden".to_owned())
         );
     }
 }

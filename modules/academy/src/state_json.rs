@@ -1,33 +1,37 @@
 //! The JSON an admin sees for a stream's folded state (`GET /v1/admin/streams/{stream}`,
-//! `questlog state`), registered for every academy stream kind. The domain's state types stay
+//! `questlog state`), one rendering per view the academy folds. The domain's state types stay
 //! free of serialisation concerns; this is the admin's view of them.
 
 use chrono::{DateTime, NaiveDate, Utc};
 
 use crate::catalog::CatalogState;
 use crate::player::PlayerState;
+use crate::stream::UsernameHolder;
 use crate::values::{ModuleNo, PlayerId};
-use crate::StreamState;
 use serde::Serialize;
 use serde_json::Value;
 
-/// The state as JSON, tagged with its `kind` (`catalog`, `player`, `username` or `lab`).
-pub fn stream_state_json(state: &StreamState) -> Value {
-    let json = match state {
-        StreamState::Catalog(catalog) => serde_json::to_value(CatalogJson::from(catalog)),
-        StreamState::Player(player) => serde_json::to_value(PlayerJson::from(player)),
-        StreamState::Username(holder) => serde_json::to_value(UsernameJson {
-            kind: "username",
-            holder: *holder,
-        }),
-        StreamState::Lab(session) => serde_json::to_value(LabSessionJson {
-            kind: "lab",
-            active: session.active,
-            furthest_step: session.furthest_step,
-        }),
-    };
+/// The catalog's state as JSON (`kind`: `catalog`).
+pub fn catalog(catalog: &CatalogState) -> Value {
+    to_json(&CatalogJson::from(catalog))
+}
+
+/// A player's state as JSON (`kind`: `player`).
+pub fn player(player: &PlayerState) -> Value {
+    to_json(&PlayerJson::from(player))
+}
+
+/// A username's holder as JSON (`kind`: `username`).
+pub fn username(holder: &UsernameHolder) -> Value {
+    to_json(&UsernameJson {
+        kind: "username",
+        holder: holder.0,
+    })
+}
+
+fn to_json(json: &impl Serialize) -> Value {
     // Plain structs of strings and numbers: serialisation cannot fail.
-    json.unwrap_or(Value::Null)
+    serde_json::to_value(json).unwrap_or(Value::Null)
 }
 
 #[derive(Serialize)]
@@ -123,13 +127,6 @@ impl<'a> From<&'a PlayerState> for PlayerJson<'a> {
 }
 
 #[derive(Serialize)]
-struct LabSessionJson {
-    kind: &'static str,
-    active: bool,
-    furthest_step: u32,
-}
-
-#[derive(Serialize)]
 struct UsernameJson {
     kind: &'static str,
     holder: Option<PlayerId>,
@@ -139,7 +136,6 @@ struct UsernameJson {
 mod tests {
     use crate::event::Event;
     use crate::values::{LabId, Username};
-    use crate::StreamId;
     use serde_json::json;
     use uuid::Uuid;
 
@@ -148,7 +144,6 @@ mod tests {
     #[test]
     fn a_player_state_shows_its_progress() {
         let id = PlayerId(Uuid::nil());
-        let stream = StreamId::Player(id);
         let events = [
             Event::PlayerRegistered {
                 player_id: id,
@@ -160,8 +155,11 @@ mod tests {
                 xp: 250,
             },
         ];
-        let state = StreamState::fold(&stream, &events);
-        let json = stream_state_json(&state);
+        let mut state = PlayerState::default();
+        for event in &events {
+            state.evolve(event);
+        }
+        let json = player(&state);
         assert_eq!(json["kind"], "player");
         assert_eq!(json["username"], "Ada");
         assert_eq!(json["xp"], 250);
@@ -172,8 +170,7 @@ mod tests {
 
     #[test]
     fn an_unclaimed_username_has_no_holder() {
-        let stream = StreamId::Username("ada".into());
-        let json = stream_state_json(&StreamState::fold(&stream, []));
+        let json = username(&UsernameHolder::default());
         assert_eq!(json, json!({"kind": "username", "holder": null}));
     }
 }

@@ -1,5 +1,6 @@
 //! Streams: the unit of consistency. Every event belongs to exactly one stream, and a command's
-//! decision is checked against the versions of the streams it read.
+//! decision is checked against the versions of the streams it read. The academy's stream kinds
+//! and the view it folds of each (its registration on the kernel's `View`).
 
 use std::fmt;
 use std::str::FromStr;
@@ -9,12 +10,11 @@ use uuid::Uuid;
 
 use crate::catalog::CatalogState;
 use crate::event::Event;
-use crate::lab::LabSession;
 use crate::player::PlayerState;
-use crate::values::{LabId, PlayerId, Username};
+use crate::values::{PlayerId, Username};
 
-/// The id of a stream, written as `player-<uuid>`, `username-<lowercase name>`, `catalog` or
-/// `lab-<player uuid>-<lab id>`.
+/// The id of one of the academy's streams, written as `player-<uuid>`, `username-<lowercase
+/// name>` or `catalog`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum StreamId {
     /// The catalog of modules and labs (one stream).
@@ -23,8 +23,6 @@ pub enum StreamId {
     Player(PlayerId),
     /// The claim on a username (its lowercase key): guarantees uniqueness through the log itself.
     Username(String),
-    /// One player's session of one lab (started, progressed, deleted).
-    Lab(PlayerId, LabId),
 }
 
 impl StreamId {
@@ -34,19 +32,16 @@ impl StreamId {
             Self::Catalog => CATALOG,
             Self::Player(_) => PLAYER,
             Self::Username(_) => USERNAME,
-            Self::Lab(..) => LAB,
         }
     }
 
     /// The stream as the kernel names it.
     pub fn id(&self) -> questlog_domain::StreamId {
-        let key = match self {
-            Self::Catalog => String::new(),
-            Self::Player(id) => id.to_string(),
-            Self::Username(key) => key.clone(),
-            Self::Lab(player, lab) => format!("{player}-{lab}"),
-        };
-        self.kind().stream(key)
+        match self {
+            Self::Catalog => CATALOG.stream(String::new()),
+            Self::Player(id) => PLAYER.uuid(id.0),
+            Self::Username(key) => USERNAME.stream(key.clone()),
+        }
     }
 }
 
@@ -56,8 +51,6 @@ pub const CATALOG: StreamKind = StreamKind::new("catalog");
 pub const PLAYER: StreamKind = StreamKind::new("player");
 /// The claim on a username (`username-<lowercase name>`).
 pub const USERNAME: StreamKind = StreamKind::new("username");
-/// One player's session of one lab (`lab-<player uuid>-<lab id>`).
-pub const LAB: StreamKind = StreamKind::new("lab");
 
 impl From<&StreamId> for questlog_domain::StreamId {
     fn from(stream: &StreamId) -> Self {
@@ -77,7 +70,6 @@ impl fmt::Display for StreamId {
             Self::Catalog => f.write_str("catalog"),
             Self::Player(id) => write!(f, "player-{id}"),
             Self::Username(key) => write!(f, "username-{key}"),
-            Self::Lab(player, lab) => write!(f, "lab-{player}-{lab}"),
         }
     }
 }
@@ -100,80 +92,69 @@ impl FromStr for StreamId {
             "username" => Username::parse(rest)
                 .map(|name| Self::Username(name.key()))
                 .map_err(|_| bad()),
-            // A UUID is 36 characters, then `-`, then the lab id.
-            "lab" => {
-                let (player, lab) = rest
-                    .get(..36)
-                    .zip(rest.get(36..).and_then(|r| r.strip_prefix('-')))
-                    .ok_or_else(bad)?;
-                let player = Uuid::parse_str(player).map_err(|_| bad())?;
-                let lab = LabId::parse(lab).map_err(|_| bad())?;
-                Ok(Self::Lab(PlayerId(player), lab))
-            }
             _ => Err(bad()),
         }
     }
 }
 
-/// The folded state of one stream.
-#[derive(Debug, Clone, PartialEq)]
-pub enum StreamState {
-    Catalog(CatalogState),
-    Player(PlayerState),
-    /// Who holds the username, if anyone.
-    Username(Option<PlayerId>),
-    Lab(LabSession),
+/// Folds the academy's events of one stream into its view, from the view of no events.
+pub fn fold<'a, V: Default>(
+    evolve: fn(&mut V, &Event),
+    events: impl IntoIterator<Item = &'a Event>,
+) -> V {
+    let mut view = V::default();
+    for event in events {
+        evolve(&mut view, event);
+    }
+    view
 }
 
-impl StreamState {
-    /// The state of a stream with no events.
-    pub fn initial(stream: &StreamId) -> Self {
-        match stream {
-            StreamId::Catalog => Self::Catalog(CatalogState::default()),
-            StreamId::Player(_) => Self::Player(PlayerState::default()),
-            StreamId::Username(_) => Self::Username(None),
-            StreamId::Lab(..) => Self::Lab(LabSession::default()),
-        }
-    }
+/// Who holds a username, if anyone: the view the academy folds of a `username-<key>` stream.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UsernameHolder(pub Option<PlayerId>);
 
-    /// Applies one event of this stream. Events of another stream's kind are ignored.
+impl UsernameHolder {
     pub fn evolve(&mut self, event: &Event) {
-        match self {
-            Self::Catalog(state) => state.evolve(event),
-            Self::Player(state) => state.evolve(event),
-            Self::Lab(state) => state.evolve(event),
-            Self::Username(holder) => {
-                if let Event::UsernameClaimed { player_id, .. } = event {
-                    *holder = Some(*player_id);
-                }
-            }
+        if let Event::UsernameClaimed { player_id, .. } = event {
+            self.0 = Some(*player_id);
         }
-    }
-
-    /// Folds a stream's events from its initial state.
-    pub fn fold<'a>(stream: &StreamId, events: impl IntoIterator<Item = &'a Event>) -> Self {
-        let mut state = Self::initial(stream);
-        for event in events {
-            state.evolve(event);
-        }
-        state
     }
 }
 
-/// The academy folds one view of each of its streams: the stream's own state.
-impl View for StreamState {
-    fn initial(stream: &questlog_domain::StreamId) -> Self {
-        match stream.kind() {
-            CATALOG => Self::Catalog(CatalogState::default()),
-            USERNAME => Self::Username(None),
-            LAB => Self::Lab(LabSession::default()),
-            _ => Self::Player(PlayerState::default()),
-        }
+impl View for UsernameHolder {
+    fn initial(_stream: &questlog_domain::StreamId) -> Self {
+        Self::default()
     }
 
     fn evolve(&mut self, event: &questlog_domain::Event) {
         if let Some(event) = event.get::<Event>() {
-            StreamState::evolve(self, event);
+            UsernameHolder::evolve(self, event);
+        }
+    }
+}
+
+/// The catalog stream's view: its modules and labs.
+impl View for CatalogState {
+    fn initial(_stream: &questlog_domain::StreamId) -> Self {
+        Self::default()
+    }
+
+    fn evolve(&mut self, event: &questlog_domain::Event) {
+        if let Some(event) = event.get::<Event>() {
+            CatalogState::evolve(self, event);
+        }
+    }
+}
+
+/// A player stream's view: the player's progression (and presence).
+impl View for PlayerState {
+    fn initial(_stream: &questlog_domain::StreamId) -> Self {
+        Self::default()
+    }
+
+    fn evolve(&mut self, event: &questlog_domain::Event) {
+        if let Some(event) = event.get::<Event>() {
+            PlayerState::evolve(self, event);
         }
     }
 }

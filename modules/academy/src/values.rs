@@ -169,8 +169,3 @@ pub type ModuleNo = u32;
 
 /// The largest module number: the read models keep module numbers as Postgres `integer`.
 pub const MAX_MODULE: ModuleNo = i32::MAX.unsigned_abs();
-
-/// A lab's steps are numbered from 0 up to this.
-pub const MAX_STEP: u32 = 1000;
-/// The largest saved virtual file system, as compact JSON.
-pub const MAX_VFS_BYTES: usize = 32 * 1024;

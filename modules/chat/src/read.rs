@@ -18,7 +18,7 @@ use futures::future::BoxFuture;
 use futures::FutureExt as _;
 use questlog_bus::{Change, ProjectionName, TopicKind};
 use questlog_domain::{Actor, App};
-use questlog_query_api::as_of::events_until;
+use questlog_query_api::as_of::{decode, events_until};
 use questlog_query_api::live::{
     invalid_topic, to_value, Options, Reading, Source, Topic, TopicKindReads, Update,
 };
@@ -35,22 +35,12 @@ use uuid::Uuid;
 use questlog_academy::names::PLAYERS;
 use questlog_academy::values::PlayerId;
 use questlog_academy::StreamId;
-use questlog_domain::DomainEvent as _;
 
 use crate::event::Event;
 use crate::message_stream;
 use crate::names::{CHANNEL_TOPIC, CHAT};
 use crate::state::MessageState;
 use crate::values::{Channel, MessageId};
-
-/// The chat's events of recorded ones (a message's stream holds no other).
-fn decode(recorded: &[RecordedEvent]) -> Result<Vec<Event>, ApiError> {
-    recorded
-        .iter()
-        .map(|e| Event::from_parts(&e.event_type, e.schema_version, e.data.clone()))
-        .collect::<Result<_, _>>()
-        .map_err(ApiError::Decode)
-}
 
 /// The projections a channel's history is read from (messages, and their senders' names).
 pub(crate) const HISTORY: &[ProjectionName] = &[CHAT, PLAYERS];
@@ -193,7 +183,7 @@ fn fold_message(
         .cloned()
         .collect();
     let mut state = MessageState::default();
-    for event in decode(&mine)? {
+    for event in decode::<Event>(&mine)? {
         state.evolve(&event);
     }
     let content = state.sent.and_then(|m| m.content);

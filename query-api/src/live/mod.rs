@@ -201,14 +201,17 @@ fn parse(
     actor: &Actor,
 ) -> Result<std::sync::Arc<dyn Topic>, ApiError> {
     let (kind, rest) = questlog_bus::TopicKind::split(raw);
-    let parsed = match reads
+    let mut parsed = None;
+    for k in reads
         .topic_kinds()
         .iter()
-        .find(|k| k.kind().as_str() == kind)
+        .filter(|k| k.kind().as_str() == kind)
     {
-        Some(k) => k.parse(raw, rest, actor, options)?,
-        None => None,
-    };
+        parsed = k.parse(raw, rest, actor, options)?;
+        if parsed.is_some() {
+            break;
+        }
+    }
     parsed.ok_or_else(|| {
         let forms: Vec<&str> = reads.topic_kinds().iter().map(|k| k.form()).collect();
         let forms = match forms.split_last() {

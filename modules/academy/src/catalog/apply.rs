@@ -45,7 +45,7 @@ use uuid::Uuid;
 
 use crate::catalog::CatalogState;
 use crate::values::{ModuleNo, PlayerId};
-use crate::{Actor, Command, Edge, Role, StreamId, StreamState};
+use crate::{Actor, Command, Edge, Role, StreamId};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -373,10 +373,9 @@ fn dry_run(
 ) -> anyhow::Result<Vec<Outcome>> {
     let mut outcomes = Vec::with_capacity(steps.len());
     for step in steps {
-        let known = match catalog.view::<StreamState>() {
-            Some(StreamState::Catalog(state)) => defines_known(state, &step.command),
-            _ => false,
-        };
+        let known = catalog
+            .view::<CatalogState>()
+            .is_some_and(|state| defines_known(state, &step.command));
         let context = questlog_domain::Context {
             actor,
             now: chrono::Utc::now(),

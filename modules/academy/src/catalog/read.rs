@@ -10,16 +10,17 @@ use axum::routing::get;
 use axum::Router;
 use questlog_bus::ProjectionName;
 use questlog_domain::App;
-use questlog_query_api::as_of::events_until;
+use questlog_query_api::as_of::{decode, events_until};
 use questlog_query_api::params::{query, Consistency, ReadParams};
 use questlog_query_api::snapshot::{answer, begin, checkpoint};
 use questlog_query_api::{ApiError, QueryApp as _, QueryState};
 use questlog_web::{Authenticated, Problem};
 use serde::Serialize;
 
+use crate::catalog::CatalogState;
 use crate::names::CATALOG;
-use crate::read::decode;
-use crate::{StreamId, StreamState};
+use crate::stream::fold;
+use crate::{Event, StreamId};
 
 /// The projection the catalog is read from.
 const CATALOG_READ: &[ProjectionName] = &[CATALOG];
@@ -65,11 +66,7 @@ async fn labs(
         // The catalog stream folded by the domain up to that point.
         let position = as_of.resolve(&mut tx).await?;
         let recorded = events_until(&mut tx, &[StreamId::Catalog.to_string()], position).await?;
-        let StreamState::Catalog(catalog) =
-            StreamState::fold(&StreamId::Catalog, &decode(&recorded)?)
-        else {
-            return Err(ApiError::stored("the catalog stream folds to a catalog"));
-        };
+        let catalog = fold(CatalogState::evolve, &decode::<Event>(&recorded)?);
         let modules = catalog
             .modules
             .iter()

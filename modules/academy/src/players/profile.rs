@@ -14,7 +14,7 @@ use futures::future::BoxFuture;
 use futures::FutureExt as _;
 use questlog_bus::{Change, ChangeOp, ProjectionName};
 use questlog_domain::Actor;
-use questlog_query_api::as_of::events_until;
+use questlog_query_api::as_of::{decode, events_until};
 use questlog_query_api::live::{
     invalid_topic, span, to_value, Options, Part, Reading, Source, Span, Topic, TopicKindReads,
     Update,
@@ -32,10 +32,10 @@ use super::{player_in_path, player_not_found};
 use crate::catalog::{CatalogState, Module};
 use crate::names::{CATALOG, PLAYERS, PLAYER_TOPIC};
 use crate::player::{PlayerState, Registration};
-use crate::read::decode;
 use crate::rules::Streak;
+use crate::stream::fold;
 use crate::values::{Achievement, LabId, ModuleNo, PlayerId, Timezone, Username};
-use crate::{StreamId, StreamState};
+use crate::{Event, StreamId};
 
 /// The projections a profile is read from.
 pub(crate) const PROFILE: &[ProjectionName] = &[PLAYERS, CATALOG];
@@ -142,13 +142,8 @@ pub(crate) async fn profile_as_of(
     let (mine, catalog): (Vec<_>, Vec<_>) = recorded
         .into_iter()
         .partition(|e| e.stream_id != StreamId::Catalog.to_string());
-    let StreamState::Player(state) = StreamState::fold(&player, &decode(&mine)?) else {
-        return Ok(None);
-    };
-    let StreamState::Catalog(catalog) = StreamState::fold(&StreamId::Catalog, &decode(&catalog)?)
-    else {
-        return Ok(None);
-    };
+    let state = fold(PlayerState::evolve, &decode::<Event>(&mine)?);
+    let catalog = fold(CatalogState::evolve, &decode::<Event>(&catalog)?);
     Ok(Profile::of(&state, &catalog))
 }
 
@@ -492,19 +487,14 @@ mod tests {
     #[test]
     fn a_profile_is_its_registered_players_state() {
         let id = PlayerId(Uuid::nil());
-        let stream = StreamId::Player(id);
         let catalog = CatalogState::default();
-        let StreamState::Player(unregistered) = StreamState::fold(&stream, []) else {
-            panic!("a player stream folds to a player");
-        };
+        let unregistered = PlayerState::default();
         assert!(Profile::of(&unregistered, &catalog).is_none());
         let events = [Event::PlayerRegistered {
             player_id: id,
             username: Username::parse("Ada").expect("valid"),
         }];
-        let StreamState::Player(state) = StreamState::fold(&stream, &events) else {
-            panic!("a player stream folds to a player");
-        };
+        let state = fold(PlayerState::evolve, &events);
         let json = to_value(&Profile::of(&state, &catalog));
         assert_eq!(json["username"], "Ada");
         assert_eq!(json["level"], 1);

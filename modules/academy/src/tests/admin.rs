@@ -5,9 +5,10 @@ use super::{
     on_player, player, registered, streak_updated, unlocked,
 };
 use crate::player::PlayerState;
+use crate::stream::fold;
 use crate::testing::given;
 use crate::values::PlayerId;
-use crate::{Actor, Command, Event, RejectionKind, StreamId, StreamState};
+use crate::{Actor, Command, Event, RejectionKind, StreamId};
 
 const NOW: &str = "2024-03-01T09:00:00Z";
 
@@ -43,13 +44,10 @@ fn ada_at_1200_xp(ada: Actor) -> Vec<(StreamId, Event)> {
 
 fn fold_player(actor: Actor, events: &[(StreamId, Event)]) -> PlayerState {
     let stream = StreamId::Player(actor.identity);
-    match StreamState::fold(
-        &stream,
+    fold(
+        PlayerState::evolve,
         events.iter().filter(|(s, _)| *s == stream).map(|(_, e)| e),
-    ) {
-        StreamState::Player(p) => p,
-        other => panic!("a player stream folded into {other:?}"),
-    }
+    )
 }
 
 #[test]

@@ -4,7 +4,6 @@
 mod admin;
 mod catalog;
 mod complete_lab;
-mod lab_session;
 mod parse;
 mod register_player;
 mod rules;

@@ -5,8 +5,9 @@ use super::{
 };
 use crate::catalog::CatalogState;
 use crate::player::Registration;
+use crate::stream::fold;
 use crate::testing::given;
-use crate::{Command, Event, RejectionKind, StreamId, StreamState};
+use crate::{Command, Event, PlayerState, RejectionKind, StreamId};
 
 fn register(name: &str) -> Command {
     Command::RegisterPlayer {
@@ -80,12 +81,10 @@ fn a_username_differing_in_more_than_case_is_free() {
 #[test]
 fn a_registered_player_starts_at_level_1_with_0_xp_in_utc_with_module_1_unlocked() {
     let ada = player(1);
-    let StreamState::Player(state) = StreamState::fold(
-        &StreamId::Player(ada.identity),
+    let state = fold(
+        PlayerState::evolve,
         registered(ada, "ada").iter().map(|(_, e)| e),
-    ) else {
-        panic!("a player stream folds into a player state");
-    };
+    );
     assert_eq!(
         state.registered,
         Some(Registration {

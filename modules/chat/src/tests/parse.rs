@@ -3,7 +3,7 @@
 
 use questlog_academy::fixtures::lab_id;
 use questlog_academy::values::PlayerId;
-use questlog_domain::{Edge, Rejection, RejectionKind};
+use questlog_domain::testing::{self, Parsing};
 use serde_json::json;
 
 use crate::command::COMMAND_NAMES;
@@ -12,37 +12,8 @@ use crate::Command;
 
 const PEER: &str = "67e55044-10b1-426f-9247-bb680e5fe0c8";
 
-/// The edge every parse here runs at: the sender (player 1) and the id it draws.
-fn edge() -> Edge {
-    Edge {
-        caller: PlayerId(uuid::Uuid::from_u128(1)),
-        new_id: uuid::Uuid::from_u128(0x5e17),
-    }
-}
-
-fn parse(name: &str, body: &serde_json::Value) -> Result<Command, Rejection> {
-    Command::parse(name, body.to_string().as_bytes(), &edge())
-}
-
-#[track_caller]
-fn rejected(name: &str, body: &serde_json::Value, code: &str, kind: RejectionKind) {
-    match parse(name, body) {
-        Ok(cmd) => panic!("{name} {body} parsed as {cmd:?}, expected {code}"),
-        Err(r) => {
-            assert_eq!((r.code, r.kind), (code, kind), "{name} {body}: {r}");
-        }
-    }
-}
-
-#[track_caller]
-fn bad_request(name: &str, body: &serde_json::Value) {
-    rejected(name, body, "bad_request", RejectionKind::BadRequest);
-}
-
-#[track_caller]
-fn invalid(name: &str, body: &serde_json::Value, code: &str) {
-    rejected(name, body, code, RejectionKind::Invalid);
-}
+/// The parser under test.
+const P: Parsing<Command> = Parsing(Command::parse);
 
 /// A valid body for each command name.
 fn valid_body(name: &str) -> serde_json::Value {
@@ -57,7 +28,9 @@ fn valid_body(name: &str) -> serde_json::Value {
 #[test]
 fn every_command_name_parses_a_valid_body_into_the_command_of_that_name() {
     for name in COMMAND_NAMES {
-        let cmd = parse(name, &valid_body(name)).unwrap_or_else(|r| panic!("{name}: {r}"));
+        let cmd = P
+            .parse(name, &valid_body(name))
+            .unwrap_or_else(|r| panic!("{name}: {r}"));
         assert_eq!(questlog_domain::Command::name(&cmd), *name);
     }
 }
@@ -69,8 +42,8 @@ fn valid_bodies_carry_their_values_into_the_command() {
         (
             "send_message",
             Command::SendMessage {
-                message_id: MessageId(edge().new_id),
-                channel: Channel::direct(edge().caller, player),
+                message_id: MessageId(testing::edge().new_id),
+                channel: Channel::direct(testing::edge().caller, player),
                 content: MessageContent::parse("hi!").unwrap(),
             },
         ),
@@ -89,7 +62,7 @@ fn valid_bodies_carry_their_values_into_the_command() {
         ),
     ];
     for (name, expected) in cases {
-        assert_eq!(parse(name, &valid_body(name)), Ok(expected), "{name}");
+        assert_eq!(P.parse(name, &valid_body(name)), Ok(expected), "{name}");
     }
 }
 
@@ -98,7 +71,7 @@ fn an_unknown_field_is_a_bad_request() {
     for name in COMMAND_NAMES {
         let mut body = valid_body(name);
         body["xp_bonus"] = json!(1000);
-        bad_request(name, &body);
+        P.bad_request(name, &body);
     }
 }
 
@@ -110,7 +83,7 @@ fn a_missing_field_is_a_bad_request() {
         for field in fields {
             let mut without = body.clone();
             without.as_object_mut().unwrap().remove(&field);
-            bad_request(name, &without);
+            P.bad_request(name, &without);
         }
     }
 }
@@ -118,28 +91,29 @@ fn a_missing_field_is_a_bad_request() {
 #[test]
 fn a_message_of_blank_or_2001_characters_is_invalid_content() {
     for content in [String::new(), "   \n\t".to_owned(), "é".repeat(2001)] {
-        invalid(
+        P.invalid(
             "send_message",
             &json!({"channel": "global", "content": content}),
             "invalid_content",
         );
-        invalid(
+        P.invalid(
             "edit_message",
             &json!({"message_id": PEER, "content": content}),
             "invalid_content",
         );
     }
     let longest = "é".repeat(2000);
-    assert!(parse(
-        "send_message",
-        &json!({"channel": "global", "content": longest})
-    )
-    .is_ok());
+    assert!(P
+        .parse(
+            "send_message",
+            &json!({"channel": "global", "content": longest})
+        )
+        .is_ok());
 }
 
 #[test]
 fn channels_are_global_a_lab_or_a_direct_conversation() {
-    let me = edge().caller;
+    let me = testing::edge().caller;
     let peer = PlayerId(PEER.parse().unwrap());
     let channel = |raw: &str| Channel::parse(raw, me).map_err(|r| r.code);
     assert_eq!(channel("global"), Ok(Channel::Global));
@@ -179,7 +153,7 @@ fn a_canonical_direct_channel_is_only_for_its_two_players() {
     assert!(Channel::parse(&name, a).is_ok());
     assert!(Channel::parse(&name, b).is_ok());
     assert_eq!(
-        Channel::parse(&name, edge().caller).map_err(|r| r.code),
+        Channel::parse(&name, testing::edge().caller).map_err(|r| r.code),
         Err("invalid_channel")
     );
 }
@@ -187,12 +161,12 @@ fn a_canonical_direct_channel_is_only_for_its_two_players() {
 #[test]
 fn a_message_holding_a_nul_character_is_invalid_content() {
     for content in ["hi\u{0}", "\u{0}", "a\u{0}\u{0}b"] {
-        invalid(
+        P.invalid(
             "send_message",
             &json!({"channel": "global", "content": content}),
             "invalid_content",
         );
-        invalid(
+        P.invalid(
             "edit_message",
             &json!({"message_id": PEER, "content": content}),
             "invalid_content",
@@ -203,7 +177,7 @@ fn a_message_holding_a_nul_character_is_invalid_content() {
 #[test]
 fn other_control_characters_and_any_unicode_are_kept_as_they_are() {
     let text = "tab\there\nnew line \u{1} \u{7f} \u{feff} \u{fffd} \u{ffff} \u{10ffff} 🚀";
-    let Ok(Command::SendMessage { content, .. }) = parse(
+    let Ok(Command::SendMessage { content, .. }) = P.parse(
         "send_message",
         &json!({"channel": "global", "content": text}),
     ) else {

@@ -7,16 +7,26 @@ use std::collections::BTreeMap;
 use anyhow::Context as _;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use questlog_academy::stream::StreamId as AcademyStream;
+use questlog_academy::values::LabId;
 use questlog_bus::{Change, ChangeOp, ProjectionName};
+use questlog_projector::rows::Rows;
 use questlog_projector::{Decoded, Projection};
-use sqlx::{PgConnection, QueryBuilder, Row};
+use sqlx::{PgConnection, Row};
 use uuid::Uuid;
 
 use crate::event::Event;
-use crate::lab::LabSession;
 use crate::names::{LABS, LAB_TOPIC};
-use crate::stream::StreamId;
-use crate::values::LabId;
+use crate::session::LabSession;
+use crate::session_of;
+
+/// What a session's row folds: an event of the session's own stream, or the academy's
+/// completion of the lab on the player's stream.
+#[derive(Debug, Clone, Copy)]
+pub enum Fact<'a> {
+    Session(&'a Event),
+    Completed,
+}
 
 /// A row of `rm_lab_sessions`: a player's session of a lab, and whether the lab is completed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -31,39 +41,41 @@ pub struct SessionRow {
 }
 
 impl SessionRow {
-    /// Folds one event of the session's stream, or the player's completion of the lab, recorded at
-    /// `at` and `position`: the session itself by `LabSession::evolve`, the times from the log.
-    /// Returns whether the row changed.
-    pub fn apply(&mut self, event: &Event, at: DateTime<Utc>, position: i64) -> bool {
-        match event {
-            Event::LabStarted { .. } => self.started_at = Some(at),
-            Event::LabProgressed { .. } => {}
-            Event::LabStateDeleted { .. } => self.started_at = None,
-            Event::LabCompleted { .. } => self.completed_at = Some(at),
-            _ => return false,
+    /// Folds one fact recorded at `at` and `position`: the session itself by
+    /// `LabSession::evolve`, the times from the log.
+    pub fn apply(&mut self, fact: Fact<'_>, at: DateTime<Utc>, position: i64) {
+        match fact {
+            Fact::Session(event) => {
+                match event {
+                    Event::LabStarted { .. } => self.started_at = Some(at),
+                    Event::LabProgressed { .. } => {}
+                    Event::LabStateDeleted { .. } => self.started_at = None,
+                }
+                self.session.evolve(event);
+            }
+            Fact::Completed => self.completed_at = Some(at),
         }
-        self.session.evolve(event);
         self.updated_position = position;
-        true
     }
 }
 
-/// The (player, lab) row `decoded` folds into, with its academy event.
-fn of_session(decoded: &Decoded) -> Option<((Uuid, LabId), &Event)> {
-    let event = decoded.event.get::<Event>()?;
-    let lab = match event {
-        Event::LabStarted { lab_id }
-        | Event::LabProgressed { lab_id, .. }
-        | Event::LabStateDeleted { lab_id }
-        | Event::LabCompleted { lab_id, .. } => lab_id,
-        _ => return None,
-    };
-    let player = match decoded.recorded.stream_id.parse::<StreamId>().ok()? {
-        StreamId::Lab(player, _) => player,
-        StreamId::Player(player) if matches!(event, Event::LabCompleted { .. }) => player,
-        _ => return None,
-    };
-    Some(((player.0, lab.clone()), event))
+/// The (player, lab) row `decoded` folds into, with what it folds.
+fn of_session(decoded: &Decoded) -> Option<((Uuid, LabId), Fact<'_>)> {
+    if let Some(event) = decoded.event.get::<Event>() {
+        let (player, lab) = session_of(&decoded.recorded.stream_id)?;
+        return Some(((player.0, lab), Fact::Session(event)));
+    }
+    match decoded.event.get::<questlog_academy::Event>()? {
+        questlog_academy::Event::LabCompleted { lab_id, .. } => {
+            match decoded.recorded.stream_id.parse::<AcademyStream>().ok()? {
+                AcademyStream::Player(player) => {
+                    Some(((player.0, lab_id.clone()), Fact::Completed))
+                }
+                _ => None,
+            }
+        }
+        _ => None,
+    }
 }
 
 fn int(n: impl TryInto<i32>) -> i32 {
@@ -89,18 +101,18 @@ impl Projection for Labs {
         events: &[&Decoded],
     ) -> anyhow::Result<Vec<Change>> {
         // Folded in memory and written once per batch: a course completes labs all day long.
-        let touched: Vec<((Uuid, LabId), &Event, &Decoded)> = events
+        let touched: Vec<((Uuid, LabId), Fact<'_>, &Decoded)> = events
             .iter()
-            .filter_map(|d| of_session(d).map(|(key, event)| (key, event, *d)))
+            .filter_map(|d| of_session(d).map(|(key, fact)| (key, fact, *d)))
             .collect();
         if touched.is_empty() {
             return Ok(Vec::new());
         }
         let mut rows = load(tx, touched.iter().map(|(key, _, _)| key)).await?;
         let mut changes = Vec::with_capacity(touched.len());
-        for ((player, lab), event, decoded) in touched {
+        for ((player, lab), fact, decoded) in touched {
             let row = rows.entry((player, lab.clone())).or_default();
-            row.apply(event, decoded.recorded.recorded_at, decoded.position());
+            row.apply(fact, decoded.recorded.recorded_at, decoded.position());
             changes.push(Change {
                 topic: LAB_TOPIC.topic(format_args!("{player}:{lab}")),
                 key: lab.as_str().to_owned(),
@@ -154,30 +166,40 @@ async fn save(
     tx: &mut PgConnection,
     rows: &BTreeMap<(Uuid, LabId), SessionRow>,
 ) -> anyhow::Result<()> {
-    let mut query = QueryBuilder::new(
-        "INSERT INTO rm_lab_sessions (player_id, lab_id, active, started_at, furthest_step, completed_at, updated_position) ",
-    );
-    query.push_values(rows, |mut b, ((player, lab), row)| {
-        b.push_bind(*player)
-            .push_bind(lab.as_str().to_owned())
-            .push_bind(row.session.active)
-            .push_bind(row.started_at)
-            .push_bind(int(row.session.furthest_step))
-            .push_bind(row.completed_at)
-            .push_bind(row.updated_position);
-    });
-    query.push(
-        " ON CONFLICT (player_id, lab_id) DO UPDATE SET active = EXCLUDED.active, \
-         started_at = EXCLUDED.started_at, furthest_step = EXCLUDED.furthest_step, \
-         completed_at = EXCLUDED.completed_at, updated_position = EXCLUDED.updated_position",
-    );
-    query
-        .build()
-        .execute(&mut *tx)
+    SESSION_ROWS
+        .upsert(tx, rows, |mut b, ((player, lab), row)| {
+            b.push_bind(*player)
+                .push_bind(lab.as_str().to_owned())
+                .push_bind(row.session.active)
+                .push_bind(row.started_at)
+                .push_bind(int(row.session.furthest_step))
+                .push_bind(row.completed_at)
+                .push_bind(row.updated_position);
+        })
         .await
-        .context("saving lab sessions")?;
-    Ok(())
 }
+
+/// `rm_lab_sessions`: one row per player and lab started or completed.
+const SESSION_ROWS: Rows = Rows {
+    table: "rm_lab_sessions",
+    columns: &[
+        "player_id",
+        "lab_id",
+        "active",
+        "started_at",
+        "furthest_step",
+        "completed_at",
+        "updated_position",
+    ],
+    key: &["player_id", "lab_id"],
+    update: &[
+        "active",
+        "started_at",
+        "furthest_step",
+        "completed_at",
+        "updated_position",
+    ],
+};
 
 #[cfg(test)]
 mod tests {
@@ -193,19 +215,19 @@ mod tests {
     fn a_session_row_follows_the_lab_session_and_keeps_completion_past_a_deletion() {
         let lab_id = LabId::parse("intro").expect("lab");
         let mut row = SessionRow::default();
-        assert!(row.apply(
-            &Event::LabStarted {
-                lab_id: lab_id.clone()
-            },
+        row.apply(
+            Fact::Session(&Event::LabStarted {
+                lab_id: lab_id.clone(),
+            }),
             at(1),
-            10
-        ));
+            10,
+        );
         for (step, position) in [(3, 11), (2, 12)] {
             row.apply(
-                &Event::LabProgressed {
+                Fact::Session(&Event::LabProgressed {
                     lab_id: lab_id.clone(),
                     step,
-                },
+                }),
                 at(2),
                 position,
             );
@@ -218,16 +240,8 @@ mod tests {
             }
         );
         assert_eq!(row.started_at, Some(at(1)));
-        row.apply(
-            &Event::LabCompleted {
-                lab_id: lab_id.clone(),
-                module: 1,
-                xp: 10,
-            },
-            at(3),
-            13,
-        );
-        row.apply(&Event::LabStateDeleted { lab_id }, at(4), 14);
+        row.apply(Fact::Completed, at(3), 13);
+        row.apply(Fact::Session(&Event::LabStateDeleted { lab_id }), at(4), 14);
         assert_eq!(
             row,
             SessionRow {
@@ -237,7 +251,5 @@ mod tests {
                 updated_position: 14,
             }
         );
-        assert!(!row.apply(&Event::LeveledUp { level: 2 }, at(5), 15));
-        assert_eq!(row.updated_position, 14);
     }
 }

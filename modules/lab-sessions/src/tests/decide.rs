@@ -1,29 +1,56 @@
 //! `start_lab`, `save_lab_state`, `delete_lab_state`: a lab session's facts in the log.
 
+use chrono::{DateTime, Utc};
+use questlog_academy::fixtures::{
+    self, admin, at, erased, history, lab_defined, lab_id, module_defined, player, Logged,
+};
+use questlog_domain::testing::Then;
+use questlog_domain::{Actor, Event as Erased, StreamId};
 use serde_json::json;
 
-use super::{admin, at, history, lab_defined, lab_id, module_defined, player, registered};
-use crate::testing::given;
-use crate::{Command, Event, StreamId};
+use crate::{lab_stream, Command, Event, LabSessions};
 
 const NOW: &str = "2024-03-01T09:00:00Z";
 
-fn catalog() -> Vec<(StreamId, Event)> {
-    vec![
+/// Decides `command` against `events`, over a domain of the academy and lab sessions.
+struct Given(Vec<Logged>);
+
+fn given(events: Vec<Logged>) -> Given {
+    Given(events)
+}
+
+impl Given {
+    #[track_caller]
+    fn when(self, actor: Actor, now: DateTime<Utc>, command: Command) -> Then {
+        fixtures::given(&[&LabSessions], self.0).when(actor, now, &command)
+    }
+}
+
+fn catalog() -> Vec<Logged> {
+    erased(vec![
         module_defined(1, &[]),
         lab_defined("ls", 1, 100),
         module_defined(2, &[1]),
         lab_defined("pipes", 2, 100),
-    ]
+    ])
 }
 
-fn session(actor: crate::Actor, lab: &str) -> StreamId {
-    StreamId::Lab(actor.identity, lab_id(lab))
+fn registered(actor: Actor, name: &str) -> Vec<Logged> {
+    erased(fixtures::registered(actor, name))
 }
 
-fn started(actor: crate::Actor, lab: &str) -> (StreamId, Event) {
-    (
-        session(actor, lab),
+fn session(actor: Actor, lab: &str) -> StreamId {
+    lab_stream(actor.identity, &lab_id(lab))
+}
+
+fn on_session(actor: Actor, lab: &str, event: Event) -> Logged {
+    (session(actor, lab), Erased::new(event))
+}
+
+fn started(actor: Actor, lab: &str) -> Logged {
+    on_session(
+        actor,
+        lab,
         Event::LabStarted {
             lab_id: lab_id(lab),
         },
@@ -101,8 +128,9 @@ fn a_save_records_only_a_step_further_than_any_before() {
     let ada = player(1);
     let base = || history([catalog(), registered(ada, "ada"), vec![started(ada, "ls")]]);
     let progressed = |step| {
-        (
-            session(ada, "ls"),
+        on_session(
+            ada,
+            "ls",
             Event::LabProgressed {
                 lab_id: lab_id("ls"),
                 step,
@@ -135,8 +163,9 @@ fn saving_a_lab_never_started_or_deleted_is_lab_not_started() {
         registered(ada, "ada"),
         vec![
             started(ada, "ls"),
-            (
-                session(ada, "ls"),
+            on_session(
+                ada,
+                "ls",
                 Event::LabStateDeleted {
                     lab_id: lab_id("ls"),
                 },
@@ -152,8 +181,9 @@ fn a_player_deletes_its_own_state_and_an_admin_anyones_but_nobody_another_player
     let ada = player(1);
     let bob = player(2);
     let base = || history([catalog(), registered(ada, "ada"), vec![started(ada, "ls")]]);
-    let deleted = (
-        session(ada, "ls"),
+    let deleted = on_session(
+        ada,
+        "ls",
         Event::LabStateDeleted {
             lab_id: lab_id("ls"),
         },

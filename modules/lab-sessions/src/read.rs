@@ -16,9 +16,11 @@ use axum::Router;
 use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
 use futures::FutureExt as _;
+use questlog_academy::values::{LabId, PlayerId};
+use questlog_academy::StreamId as AcademyStream;
 use questlog_bus::{Change, ProjectionName, TopicKind};
-use questlog_domain::{Actor, App};
-use questlog_query_api::as_of::events_until;
+use questlog_domain::{Actor, App, Role};
+use questlog_query_api::as_of::{decode, events_until};
 use questlog_query_api::live::{
     invalid_topic, to_value, Options, Reading, Source, Topic, TopicKindReads, Update,
 };
@@ -31,17 +33,16 @@ use serde_json::Value;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use crate::lab::LabSession;
+use crate::event::Event;
+use crate::lab_stream;
 use crate::names::{LABS, LAB_TOPIC};
-use crate::read::decode;
-use crate::values::{LabId, PlayerId};
-use crate::{Event, Role, StreamId};
+use crate::session::LabSession;
 
 /// The projection a session's facts are read from.
 const SESSIONS: &[ProjectionName] = &[LABS];
 
-/// Registers the feature's route and topic.
-pub(crate) fn register_reads(app: &mut App) {
+/// Registers the module's route and topic.
+pub(crate) fn register(app: &mut App) {
     app.add_read_routes(Router::new().route("/v1/players/{id}/labs/{lab_id}", get(session)))
         .add_topic(LabTopics)
         .add_read_projections(SESSIONS);
@@ -124,15 +125,15 @@ async fn session_as_of(
     lab_id: &LabId,
     position: i64,
 ) -> Result<Option<LabSessionOut>, ApiError> {
-    let lab_stream = StreamId::Lab(PlayerId(player_id), lab_id.clone()).to_string();
-    let player_stream = StreamId::Player(PlayerId(player_id)).to_string();
+    let lab_stream = lab_stream(PlayerId(player_id), lab_id).to_string();
+    let player_stream = AcademyStream::Player(PlayerId(player_id)).to_string();
     let recorded =
         events_until(conn, &[lab_stream.clone(), player_stream.clone()], position).await?;
     let (lab, player): (Vec<_>, Vec<_>) = recorded
         .into_iter()
         .partition(|e| e.stream_id == lab_stream);
     let mut session = LabSession::default();
-    for event in decode(&lab)? {
+    for event in decode::<Event>(&lab)? {
         session.evolve(&event);
     }
     if !session.active {
@@ -143,10 +144,17 @@ async fn session_as_of(
         .rev()
         .find(|e| e.event_type == "lab_started")
         .map(|e| e.recorded_at);
-    let completed_at = player
+    // Only the academy's completions: the player's stream also holds what other modules record.
+    let completions: Vec<_> = player
+        .into_iter()
+        .filter(|e| e.event_type == "lab_completed")
+        .collect();
+    let completed_at = completions
         .iter()
-        .zip(decode(&player)?)
-        .find(|(_, event)| matches!(event, Event::LabCompleted { lab_id: done, .. } if done == lab_id))
+        .zip(decode::<questlog_academy::Event>(&completions)?)
+        .find(|(_, event)| {
+            matches!(event, questlog_academy::Event::LabCompleted { lab_id: done, .. } if done == lab_id)
+        })
         .map(|(e, _)| e.recorded_at);
     let copy: Option<(i32, Value, DateTime<Utc>)> = sqlx::query_as(
         "SELECT current_step, vfs_snapshot, saved_at FROM lab_workspaces WHERE player_id = $1 AND lab_id = $2",

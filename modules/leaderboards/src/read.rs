@@ -1,0 +1,870 @@
+//! The leaderboards' reads, from the leaderboards projection:
+//!
+//! - `GET /v1/leaderboards`: every board's definition, its current season and its last
+//!   recomputation (how many entries moved);
+//! - `GET /v1/leaderboards/{id}?season=&limit=&after=&players=`: a page of a season's standings
+//!   (the current season by default), or of a friends board (`players=`: ranked among
+//!   themselves);
+//! - `GET /v1/leaderboards/{id}/players/{id|me}?radius=&season=&players=`: a player's entry
+//!   and its neighbours;
+//! - `GET /v1/leaderboards/{id}/seasons`: every season's start and end;
+//! - the live topic `leaderboard:<id>`: the current season's top `leaderboard_limit`.
+//!
+//! Every read takes `min_position` and `as_of`: the entries as of a position are the versions
+//! valid there (the projection keeps one per change), ranked by the live read's own SQL.
+//!
+//! The order is total: higher sort keys first (the score, then the subscore, each in the board's
+//! order), equal ones by who reached the record first, then by player id; pages are keyset pages
+//! whose cursor carries the last entry's key and rank.
+
+use std::sync::Arc;
+
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::response::Response;
+use axum::routing::get;
+use axum::Router;
+use chrono::{DateTime, Utc};
+use futures::future::BoxFuture;
+use futures::FutureExt as _;
+use questlog_bus::{Change, ChangeOp, ProjectionName, TopicKind};
+use questlog_domain::{Actor, App};
+use questlog_query_api::live::{
+    invalid_topic, to_value, Options, Reading, Source, Topic, TopicKindReads, Update,
+};
+use questlog_query_api::params::{query, Consistency, ReadParams};
+use questlog_query_api::snapshot::{answer, begin, checkpoint};
+use questlog_query_api::{ApiError, QueryApp as _, QueryState};
+use questlog_web::{Authenticated, Problem};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sqlx::{PgConnection, Postgres, Transaction};
+use uuid::Uuid;
+
+use crate::names::{BOARD_TOPIC, CHANGES, LEADERBOARDS};
+use crate::values::BoardId;
+
+/// The projection every read follows.
+const READS: &[ProjectionName] = &[LEADERBOARDS];
+
+/// The page size unless told otherwise.
+pub const DEFAULT_LIMIT: i64 = 10;
+/// The largest page; more (or less than 1) is 422 `invalid_limit`.
+pub const MAX_LIMIT: i64 = 100;
+/// The neighbours each side unless told otherwise.
+pub const DEFAULT_RADIUS: i64 = 5;
+/// The most neighbours each side; more (or fewer than 0) is 422 `invalid_radius`.
+pub const MAX_RADIUS: i64 = 50;
+/// The most players a friends board ranks; more is 422 `too_many_players`.
+pub const MAX_PLAYERS: usize = 100;
+
+/// Registers the routes and the topic.
+pub(crate) fn register(app: &mut App) {
+    app.add_read_routes(
+        Router::new()
+            .route("/v1/leaderboards", get(list))
+            .route("/v1/leaderboards/{id}", get(page))
+            .route("/v1/leaderboards/{id}/players/{player}", get(around))
+            .route("/v1/leaderboards/{id}/seasons", get(seasons)),
+    )
+    .add_topic(BoardTopics)
+    .add_read_projections(READS);
+}
+
+/// One line of a board.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct Entry {
+    #[sqlx(skip)]
+    pub rank: i64,
+    pub player_id: Uuid,
+    pub username: Option<String>,
+    pub score: i64,
+    pub subscore: i64,
+    pub metadata: Option<Value>,
+    pub updated_at: DateTime<Utc>,
+    #[serde(skip)]
+    sort_score: i64,
+    #[serde(skip)]
+    sort_subscore: i64,
+    #[serde(skip)]
+    reached: i64,
+}
+
+impl Entry {
+    fn key(&self) -> Key {
+        Key {
+            score: self.sort_score,
+            subscore: self.sort_subscore,
+            reached: self.reached,
+            player_id: self.player_id,
+        }
+    }
+}
+
+/// A place in a board's order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Key {
+    score: i64,
+    subscore: i64,
+    reached: i64,
+    player_id: Uuid,
+}
+
+/// Where a page ends: the last entry's key and rank, written
+/// `<sort score>.<sort subscore>.<reached>.<rank>.<id>` (opaque to clients).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Cursor {
+    key: Key,
+    rank: i64,
+}
+
+/// The highest rank a cursor may carry: the entries after it are numbered without overflow.
+const MAX_CURSOR_RANK: i64 = i64::MAX - MAX_LIMIT - 1;
+
+impl Cursor {
+    fn encode(&self) -> String {
+        format!(
+            "{}.{}.{}.{}.{}",
+            self.key.score,
+            self.key.subscore,
+            self.key.reached,
+            self.rank,
+            self.key.player_id.simple()
+        )
+    }
+
+    fn decode(raw: &str) -> Result<Self, ApiError> {
+        let bad = || {
+            ApiError::bad_request(
+                "invalid_cursor",
+                "the cursor is not one this API handed out",
+            )
+        };
+        let parts: Vec<&str> = raw.split('.').collect();
+        let [score, subscore, reached, rank, player_id] = parts[..] else {
+            return Err(bad());
+        };
+        let cursor = Self {
+            key: Key {
+                score: score.parse().map_err(|_| bad())?,
+                subscore: subscore.parse().map_err(|_| bad())?,
+                reached: reached.parse().map_err(|_| bad())?,
+                player_id: Uuid::parse_str(player_id).map_err(|_| bad())?,
+            },
+            rank: rank.parse().map_err(|_| bad())?,
+        };
+        if !(1..=MAX_CURSOR_RANK).contains(&cursor.rank) {
+            return Err(bad());
+        }
+        Ok(cursor)
+    }
+}
+
+/// Which versions a read ranks: the live ones, or those valid at a past position.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Rows {
+    Live,
+    AsOf(i64),
+}
+
+impl Rows {
+    /// The entries to rank, as a `FROM` item named `e` (the live filter written out, so the
+    /// planner matches the partial indexes).
+    fn from(self) -> String {
+        let filter = match self {
+            Self::Live => format!("valid_to = {}", crate::projection::OPEN),
+            Self::AsOf(p) => format!("int8range(valid_from, valid_to) @> {p}::bigint"),
+        };
+        format!("(SELECT * FROM rm_leaderboard_entries WHERE {filter}) e")
+    }
+}
+
+/// What one read ranks: a board's season as of a point, all of it or a set of players.
+#[derive(Debug, Clone)]
+struct Scope {
+    board: BoardId,
+    season: i32,
+    rows: Rows,
+    players: Option<Vec<Uuid>>,
+}
+
+const COLUMNS: &str = "e.player_id, p.username, e.score, e.subscore, e.metadata, e.updated_at, \
+                       e.sort_score, e.sort_subscore, e.reached";
+
+impl Scope {
+    /// `SELECT … FROM … WHERE <scope> AND <condition> ORDER BY <order> LIMIT $n`, with the
+    /// board as $1, the season as $2, the players as $3 when restricted, the key from $4.
+    fn select(&self, condition: &str, order: &str) -> String {
+        let players = if self.players.is_some() {
+            " AND e.player_id = ANY($3)"
+        } else {
+            ""
+        };
+        format!(
+            "(SELECT {COLUMNS} FROM {} LEFT JOIN rm_players p ON p.player_id = e.player_id \
+              WHERE e.leaderboard = $1 AND e.season = $2{players} AND {condition} \
+              ORDER BY {order} LIMIT $8)",
+            self.rows.from()
+        )
+    }
+
+    fn bind<'q>(
+        &'q self,
+        sql: &'q str,
+        key: Option<Key>,
+        limit: i64,
+    ) -> sqlx::query::QueryAs<'q, Postgres, Entry, sqlx::postgres::PgArguments> {
+        let key = key.unwrap_or(Key {
+            score: 0,
+            subscore: 0,
+            reached: 0,
+            player_id: Uuid::nil(),
+        });
+        sqlx::query_as(sql)
+            .bind(self.board.as_str())
+            .bind(self.season)
+            .bind(self.players.clone().unwrap_or_default())
+            .bind(key.score)
+            .bind(key.subscore)
+            .bind(key.reached)
+            .bind(key.player_id)
+            .bind(limit)
+    }
+
+    /// Up to `limit` entries right after `key` in rank order (from the top without one): three
+    /// index range scans, each bounded by `limit`.
+    async fn after(
+        &self,
+        conn: &mut PgConnection,
+        key: Option<Key>,
+        limit: i64,
+    ) -> Result<Vec<Entry>, sqlx::Error> {
+        const DOWN: &str = "e.sort_score DESC, e.sort_subscore DESC, e.reached, e.player_id";
+        let sql = if key.is_none() {
+            self.select("true", DOWN)
+        } else {
+            format!(
+                "SELECT * FROM ({} UNION ALL {} UNION ALL {}) page \
+                 ORDER BY sort_score DESC, sort_subscore DESC, reached, player_id LIMIT $8",
+                self.select(
+                    "e.sort_score = $4 AND e.sort_subscore = $5 AND (e.reached, e.player_id) > ($6, $7)",
+                    DOWN
+                ),
+                self.select("e.sort_score = $4 AND e.sort_subscore < $5", DOWN),
+                self.select("e.sort_score < $4", DOWN),
+            )
+        };
+        self.bind(&sql, key, limit).fetch_all(conn).await
+    }
+
+    /// Up to `limit` entries right before `key`, nearest first.
+    async fn before(
+        &self,
+        conn: &mut PgConnection,
+        key: Key,
+        limit: i64,
+    ) -> Result<Vec<Entry>, sqlx::Error> {
+        const UP: &str = "e.sort_score, e.sort_subscore, e.reached DESC, e.player_id DESC";
+        let sql = format!(
+            "SELECT * FROM ({} UNION ALL {} UNION ALL {}) page \
+             ORDER BY sort_score, sort_subscore, reached DESC, player_id DESC LIMIT $8",
+            self.select(
+                "e.sort_score = $4 AND e.sort_subscore = $5 AND (e.reached, e.player_id) < ($6, $7)",
+                UP
+            ),
+            self.select("e.sort_score = $4 AND e.sort_subscore > $5", UP),
+            self.select("e.sort_score > $4", UP),
+        );
+        self.bind(&sql, Some(key), limit).fetch_all(conn).await
+    }
+
+    /// The rank of `key`: 1 + the entries ahead of it.
+    async fn rank_of(&self, conn: &mut PgConnection, key: Key) -> Result<i64, sqlx::Error> {
+        let players = if self.players.is_some() {
+            " AND e.player_id = ANY($3)"
+        } else {
+            ""
+        };
+        let from = self.rows.from();
+        let count = |condition: &str| {
+            format!(
+                "(SELECT count(*) FROM {from} WHERE e.leaderboard = $1 AND e.season = $2\
+                 {players} AND {condition})"
+            )
+        };
+        let sql = format!(
+            "SELECT 1 + {} + {} + {}",
+            count("e.sort_score > $4"),
+            count("e.sort_score = $4 AND e.sort_subscore > $5"),
+            count(
+                "e.sort_score = $4 AND e.sort_subscore = $5 AND (e.reached, e.player_id) < ($6, $7)"
+            ),
+        );
+        sqlx::query_scalar(&sql)
+            .bind(self.board.as_str())
+            .bind(self.season)
+            .bind(self.players.clone().unwrap_or_default())
+            .bind(key.score)
+            .bind(key.subscore)
+            .bind(key.reached)
+            .bind(key.player_id)
+            .bind(0_i64)
+            .fetch_one(conn)
+            .await
+    }
+
+    /// The player's entry in scope, if it has one.
+    async fn entry(
+        &self,
+        conn: &mut PgConnection,
+        player_id: Uuid,
+    ) -> Result<Option<Entry>, sqlx::Error> {
+        let sql = self.select("e.player_id = $7", "e.player_id");
+        self.bind(
+            &sql,
+            Some(Key {
+                score: 0,
+                subscore: 0,
+                reached: 0,
+                player_id,
+            }),
+            1,
+        )
+        .fetch_optional(conn)
+        .await
+    }
+}
+
+/// A board's page, as `GET /v1/leaderboards/{id}` answers it.
+#[derive(Debug, Serialize)]
+pub struct Page {
+    leaderboard: String,
+    /// `null` when the board is not defined (a live topic on a board defined later).
+    season: Option<i32>,
+    position: i64,
+    entries: Vec<Entry>,
+    next: Option<String>,
+}
+
+/// The page of `limit` entries after `cursor` (from the top without one).
+async fn read_page(
+    conn: &mut PgConnection,
+    scope: &Scope,
+    position: i64,
+    cursor: Option<Cursor>,
+    limit: i64,
+) -> Result<Page, sqlx::Error> {
+    let mut entries = scope.after(conn, cursor.map(|c| c.key), limit + 1).await?;
+    let first_rank = cursor.map_or(1, |c| c.rank + 1);
+    for (entry, rank) in entries.iter_mut().zip(first_rank..) {
+        entry.rank = rank;
+    }
+    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+    let more = entries.len() > limit;
+    entries.truncate(limit);
+    let next = more.then(|| entries.last()).flatten().map(|last| {
+        Cursor {
+            key: last.key(),
+            rank: last.rank,
+        }
+        .encode()
+    });
+    Ok(Page {
+        leaderboard: scope.board.to_string(),
+        season: Some(scope.season),
+        position,
+        entries,
+        next,
+    })
+}
+
+/// The board a path names; an id that is not one names no board.
+fn board_in_path(raw: &str) -> Result<BoardId, ApiError> {
+    BoardId::parse(raw).map_err(|_| unknown_leaderboard())
+}
+
+fn unknown_leaderboard() -> ApiError {
+    ApiError::not_found("unknown_leaderboard", "there is no such leaderboard")
+}
+
+/// The snapshot a read runs in, the position it reflects and the versions it ranks.
+async fn snapshot(
+    state: &QueryState,
+    consistency: &Consistency,
+) -> Result<(Transaction<'static, Postgres>, i64, Rows), ApiError> {
+    if let Some(position) = consistency
+        .as_of_applied(&state.pool, &state.positions, READS)
+        .await?
+    {
+        let tx = begin(&state.pool).await?;
+        return Ok((tx, position, Rows::AsOf(position)));
+    }
+    consistency.wait(&state.positions, READS).await?;
+    let mut tx = begin(&state.pool).await?;
+    let position = checkpoint(&mut tx, READS).await?;
+    Ok((tx, position, Rows::Live))
+}
+
+/// The board's current season as the versions stand (`None`: not defined then).
+async fn current_season(
+    conn: &mut PgConnection,
+    board: &BoardId,
+    rows: Rows,
+) -> Result<Option<i32>, sqlx::Error> {
+    let upto = match rows {
+        Rows::Live => i64::MAX,
+        Rows::AsOf(p) => p,
+    };
+    sqlx::query_scalar(
+        "SELECT max(season) FROM rm_leaderboard_seasons \
+         WHERE leaderboard = $1 AND started_position <= $2",
+    )
+    .bind(board.as_str())
+    .bind(upto)
+    .fetch_one(conn)
+    .await
+}
+
+#[derive(Debug, Deserialize)]
+struct ScopeParams {
+    season: Option<String>,
+    players: Option<String>,
+}
+
+impl ScopeParams {
+    /// The players of a friends board: up to 100 ids, comma-separated.
+    fn players(&self) -> Result<Option<Vec<Uuid>>, ApiError> {
+        let Some(raw) = &self.players else {
+            return Ok(None);
+        };
+        let mut players = Vec::new();
+        for id in raw.split(',').filter(|s| !s.is_empty()) {
+            let id = Uuid::parse_str(id.trim()).map_err(|_| {
+                ApiError::bad_request("invalid_players", "players is a list of player ids")
+            })?;
+            if !players.contains(&id) {
+                players.push(id);
+            }
+        }
+        if players.len() > MAX_PLAYERS {
+            return Err(ApiError::invalid(
+                "too_many_players",
+                format!("a friends board ranks at most {MAX_PLAYERS} players"),
+            ));
+        }
+        Ok(Some(players))
+    }
+
+    /// The scope of a read of `board` in this snapshot.
+    async fn scope(
+        &self,
+        conn: &mut PgConnection,
+        board: BoardId,
+        rows: Rows,
+    ) -> Result<Scope, ApiError> {
+        let players = self.players()?;
+        let current = current_season(conn, &board, rows)
+            .await?
+            .ok_or_else(unknown_leaderboard)?;
+        let season = match self.season.as_deref() {
+            None | Some("current") => current,
+            Some(raw) => {
+                let season: i32 = raw.parse().map_err(|_| {
+                    ApiError::bad_request("invalid_season", "season is a number or \"current\"")
+                })?;
+                if !(1..=current).contains(&season) {
+                    return Err(ApiError::not_found(
+                        "unknown_season",
+                        format!("the leaderboard has seasons 1 to {current}"),
+                    ));
+                }
+                season
+            }
+        };
+        Ok(Scope {
+            board,
+            season,
+            rows,
+            players,
+        })
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct PageParams {
+    limit: Option<i64>,
+    after: Option<String>,
+}
+
+/// `GET /v1/leaderboards/{id}`: one page of a season's standings.
+#[tracing::instrument(skip_all)]
+async fn page(
+    State(state): State<QueryState>,
+    auth: Result<Authenticated, Problem>,
+    id: Result<Path<String>, PathRejection>,
+    read: Result<Query<ReadParams>, QueryRejection>,
+    scope: Result<Query<ScopeParams>, QueryRejection>,
+    params: Result<Query<PageParams>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    auth?;
+    let Path(id) = id?;
+    let board = board_in_path(&id)?;
+    let consistency = Consistency::parse(query(read)?)?;
+    let scope_params = query(scope)?;
+    let params = query(params)?;
+    let limit = params.limit.unwrap_or(DEFAULT_LIMIT);
+    if !(1..=MAX_LIMIT).contains(&limit) {
+        return Err(ApiError::invalid(
+            "invalid_limit",
+            format!("limit is 1 to {MAX_LIMIT}"),
+        ));
+    }
+    let cursor = params.after.as_deref().map(Cursor::decode).transpose()?;
+    scope_params.players()?;
+    let (mut tx, position, rows) = snapshot(&state, &consistency).await?;
+    let scope = scope_params.scope(&mut tx, board, rows).await?;
+    let page = read_page(&mut tx, &scope, position, cursor, limit).await?;
+    tx.commit().await?;
+    Ok(answer(position, &page))
+}
+
+#[derive(Debug, Deserialize)]
+struct AroundParams {
+    radius: Option<i64>,
+}
+
+#[derive(Debug, Serialize)]
+struct Around {
+    leaderboard: String,
+    season: i32,
+    position: i64,
+    entries: Vec<Entry>,
+}
+
+/// `GET /v1/leaderboards/{id}/players/{id|me}?radius=5`: a player's entry and up to `radius`
+/// neighbours each side, with their ranks.
+#[tracing::instrument(skip_all)]
+async fn around(
+    State(state): State<QueryState>,
+    auth: Result<Authenticated, Problem>,
+    path: Result<Path<(String, String)>, PathRejection>,
+    read: Result<Query<ReadParams>, QueryRejection>,
+    scope: Result<Query<ScopeParams>, QueryRejection>,
+    params: Result<Query<AroundParams>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Authenticated(actor) = auth?;
+    let Path((id, player)) = path?;
+    let board = board_in_path(&id)?;
+    let consistency = Consistency::parse(query(read)?)?;
+    let scope_params = query(scope)?;
+    let radius = query(params)?.radius.unwrap_or(DEFAULT_RADIUS);
+    if !(0..=MAX_RADIUS).contains(&radius) {
+        return Err(ApiError::invalid(
+            "invalid_radius",
+            format!("radius is 0 to {MAX_RADIUS}"),
+        ));
+    }
+    let not_ranked = || ApiError::not_found("entry_not_found", "the player has no entry here");
+    let player_id = if player == "me" {
+        actor.identity.0
+    } else {
+        Uuid::parse_str(&player).map_err(|_| not_ranked())?
+    };
+    scope_params.players()?;
+    let (mut tx, position, rows) = snapshot(&state, &consistency).await?;
+    let scope = scope_params.scope(&mut tx, board, rows).await?;
+    let mut me = scope
+        .entry(&mut tx, player_id)
+        .await?
+        .ok_or_else(not_ranked)?;
+    me.rank = scope.rank_of(&mut tx, me.key()).await?;
+    let mut ahead = scope.before(&mut tx, me.key(), radius).await?;
+    let mut behind = scope.after(&mut tx, Some(me.key()), radius).await?;
+    tx.commit().await?;
+    for (entry, rank) in ahead.iter_mut().zip((1..me.rank).rev()) {
+        entry.rank = rank;
+    }
+    for (entry, rank) in behind.iter_mut().zip(me.rank + 1..) {
+        entry.rank = rank;
+    }
+    ahead.reverse();
+    let mut entries = ahead;
+    entries.push(me);
+    entries.append(&mut behind);
+    let body = Around {
+        leaderboard: scope.board.to_string(),
+        season: scope.season,
+        position,
+        entries,
+    };
+    Ok(answer(position, &body))
+}
+
+#[derive(Debug, Serialize, sqlx::FromRow)]
+struct Season {
+    season: i32,
+    started_at: DateTime<Utc>,
+    ended_at: Option<DateTime<Utc>>,
+}
+
+/// `GET /v1/leaderboards/{id}/seasons`: every season, oldest first.
+#[tracing::instrument(skip_all)]
+async fn seasons(
+    State(state): State<QueryState>,
+    auth: Result<Authenticated, Problem>,
+    id: Result<Path<String>, PathRejection>,
+    read: Result<Query<ReadParams>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    auth?;
+    let Path(id) = id?;
+    let board = board_in_path(&id)?;
+    let consistency = Consistency::parse(query(read)?)?;
+    let (mut tx, position, rows) = snapshot(&state, &consistency).await?;
+    let upto = match rows {
+        Rows::Live => i64::MAX,
+        Rows::AsOf(p) => p,
+    };
+    let seasons: Vec<Season> = sqlx::query_as(
+        "SELECT season, started_at, \
+                CASE WHEN ended_position <= $2 THEN ended_at END AS ended_at \
+           FROM rm_leaderboard_seasons WHERE leaderboard = $1 AND started_position <= $2 \
+          ORDER BY season",
+    )
+    .bind(board.as_str())
+    .bind(upto)
+    .fetch_all(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    if seasons.is_empty() {
+        return Err(unknown_leaderboard());
+    }
+    Ok(answer(position, &seasons))
+}
+
+#[derive(Debug, Serialize, sqlx::FromRow)]
+struct Board {
+    leaderboard: String,
+    title: String,
+    #[sqlx(rename = "sort_order")]
+    order: String,
+    operator: String,
+    reset: Option<String>,
+    authoritative: bool,
+    season: i32,
+    recomputed: Option<Value>,
+}
+
+#[derive(Debug, Serialize)]
+struct Boards {
+    position: i64,
+    leaderboards: Vec<Board>,
+}
+
+/// `GET /v1/leaderboards`: every board as defined now (no past: `as_of` is refused).
+#[tracing::instrument(skip_all)]
+async fn list(
+    State(state): State<QueryState>,
+    auth: Result<Authenticated, Problem>,
+    read: Result<Query<ReadParams>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    auth?;
+    let consistency = Consistency::parse(query(read)?)?;
+    consistency.now_only("the list of leaderboards")?;
+    consistency.wait(&state.positions, READS).await?;
+    let mut tx = begin(&state.pool).await?;
+    let position = checkpoint(&mut tx, READS).await?;
+    let leaderboards: Vec<Board> = sqlx::query_as(
+        "SELECT leaderboard, title, sort_order, operator, reset, authoritative, season, \
+                CASE WHEN recomputed_position IS NULL THEN NULL ELSE \
+                  jsonb_build_object('position', recomputed_position, 'moved', moved) END \
+                  AS recomputed \
+           FROM rm_leaderboards ORDER BY leaderboard",
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(answer(
+        position,
+        &Boards {
+            position,
+            leaderboards,
+        },
+    ))
+}
+
+/// The subscription option naming a board topic's window (the academy's XP board reads it too).
+const LIMIT_OPTION: &str = "leaderboard_limit";
+
+/// The `leaderboard:<id>` topic kind.
+struct BoardTopics;
+
+impl BoardTopics {
+    fn limit(options: &Options) -> Result<i64, ApiError> {
+        let Some(raw) = options.get(LIMIT_OPTION) else {
+            return Ok(DEFAULT_LIMIT);
+        };
+        let limit = raw.parse::<i64>().map_err(|_| {
+            ApiError::Client(Problem::bad_request("leaderboard_limit is an integer"))
+        })?;
+        if !(1..=MAX_LIMIT).contains(&limit) {
+            return Err(ApiError::invalid(
+                "invalid_limit",
+                format!("leaderboard_limit is 1 to {MAX_LIMIT}"),
+            ));
+        }
+        Ok(limit)
+    }
+}
+
+impl TopicKindReads for BoardTopics {
+    fn kind(&self) -> TopicKind {
+        BOARD_TOPIC
+    }
+
+    fn form(&self) -> &'static str {
+        "leaderboard:<id>"
+    }
+
+    fn options(&self) -> &'static [&'static str] {
+        &[LIMIT_OPTION]
+    }
+
+    fn check(&self, options: &Options) -> Result<(), ApiError> {
+        Self::limit(options).map(|_| ())
+    }
+
+    fn parse(
+        &self,
+        _raw: &str,
+        rest: Option<&str>,
+        _caller: &Actor,
+        options: &Options,
+    ) -> Result<Option<Arc<dyn Topic>>, ApiError> {
+        let Some(rest) = rest else {
+            return Ok(None);
+        };
+        let board = BoardId::parse(rest)
+            .map_err(|_| invalid_topic(format!("{rest:?} is not a leaderboard id")))?;
+        let limit = Self::limit(options)?;
+        Ok(Some(Arc::new(BoardTopic { board, limit })))
+    }
+}
+
+/// A board's current season's top `limit`, sent whole on each change, labelled with the
+/// projection's checkpoint (as of which it is exact).
+#[derive(Debug)]
+struct BoardTopic {
+    board: BoardId,
+    limit: i64,
+}
+
+impl BoardTopic {
+    async fn read(&self, conn: &mut PgConnection, position: i64) -> Result<Value, ApiError> {
+        let Some(season) = current_season(conn, &self.board, Rows::Live).await? else {
+            return Ok(to_value(&Page {
+                leaderboard: self.board.to_string(),
+                season: None,
+                position,
+                entries: Vec::new(),
+                next: None,
+            }));
+        };
+        let scope = Scope {
+            board: self.board.clone(),
+            season,
+            rows: Rows::Live,
+            players: None,
+        };
+        Ok(to_value(
+            &read_page(conn, &scope, position, None, self.limit).await?,
+        ))
+    }
+}
+
+impl Topic for BoardTopic {
+    fn name(&self) -> String {
+        BOARD_TOPIC.topic(&self.board)
+    }
+
+    fn key(&self) -> String {
+        format!("{}?{LIMIT_OPTION}={}", self.name(), self.limit)
+    }
+
+    fn projections(&self) -> &'static [ProjectionName] {
+        READS
+    }
+
+    fn sources(&self) -> Vec<Source> {
+        vec![Source {
+            topic: CHANGES.to_owned(),
+            key: Some(self.board.to_string()),
+        }]
+    }
+
+    fn snapshot<'a>(
+        &'a self,
+        conn: &'a mut PgConnection,
+        reading: &'a mut Reading,
+    ) -> BoxFuture<'a, Result<(i64, Value), ApiError>> {
+        async move {
+            let position = reading.checkpoint(LEADERBOARDS);
+            Ok((position, self.read(conn, position).await?))
+        }
+        .boxed()
+    }
+
+    fn changed<'a>(
+        &'a self,
+        conn: &'a mut PgConnection,
+        reading: &'a mut Reading,
+        changes: &'a [Change],
+    ) -> BoxFuture<'a, Result<Vec<Update>, ApiError>> {
+        async move {
+            if changes.is_empty() {
+                return Ok(Vec::new());
+            }
+            let position = reading.checkpoint(LEADERBOARDS);
+            Ok(vec![Update {
+                key: self.board.to_string(),
+                op: ChangeOp::Upsert,
+                position,
+                data: self.read(conn, position).await?,
+            }])
+        }
+        .boxed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cursor_reads_back_as_written() {
+        let cursor = Cursor {
+            key: Key {
+                score: -15,
+                subscore: i64::MIN,
+                reached: 42,
+                player_id: Uuid::new_v4(),
+            },
+            rank: 7,
+        };
+        assert_eq!(Cursor::decode(&cursor.encode()).ok(), Some(cursor));
+    }
+
+    #[test]
+    fn a_malformed_cursor_is_refused() {
+        for raw in [
+            "",
+            "1.2.3.4",
+            "1.2.3.0.0191c1e2a6b47c3e9c1a2b3c4d5e6f70",
+            "a.b.c.d.e",
+        ] {
+            assert!(
+                matches!(Cursor::decode(raw), Err(ApiError::Client(p)) if p.code == "invalid_cursor"),
+                "{raw:?} must be refused"
+            );
+        }
+    }
+}
