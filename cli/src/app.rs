@@ -172,7 +172,7 @@ impl Application {
                 None => None,
             },
         };
-        let names = Names::new(&store.nats_prefix);
+        let names = Names::new(&store.nats_prefix).with_stream(serve.stream.settings());
         let needs_nats =
             runs(Service::Relay) || runs(Service::Projector) || runs(Service::QueryApi);
         let nats = if needs_nats {
@@ -369,8 +369,10 @@ impl Application {
     pub async fn run(self) -> anyhow::Result<()> {
         let shutdown = self.shutdown.clone();
         tracing::info!(address = %self.listener.local_addr()?, "questlog is listening");
-        // The peer's address is what per-address limits count when no trusted proxy header is
-        // configured.
+        // One router for every connection (serving the `Router` itself would rebuild it, every
+        // route, boxed service and layer, for each connection accepted, which an idle live
+        // subscriber then holds for as long as it stays connected), with the peer's address,
+        // which per-address limits count when no trusted proxy header is configured.
         axum::serve(
             self.listener,
             self.router

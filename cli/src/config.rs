@@ -104,7 +104,8 @@ pub struct StoreArgs {
     )]
     pub database_url: String,
 
-    /// NATS URL (JetStream must be enabled).
+    /// NATS URL (JetStream must be enabled), or a comma-separated list of the servers of a NATS
+    /// cluster: the client connects to any of them and moves to another when one is lost.
     #[arg(
         long,
         env = "QUESTLOG_NATS_URL",
@@ -195,6 +196,10 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub sessions: SessionArgs,
 
+    /// The JetStream stream's replicas (and, later, its bound).
+    #[command(flatten)]
+    pub stream: StreamArgs,
+
     /// Origins whose web pages may call questlog (CORS), comma-separated, each as the browser
     /// sends it (`http://localhost:5173`); `*` (the default) for any — safe because questlog
     /// authenticates with Bearer tokens, never cookies; empty for none (same-origin pages only).
@@ -220,6 +225,7 @@ impl ServeArgs {
             chat: questlog_chat::ChatArgs::default(),
             accounts: questlog_accounts::AccountsArgs::default(),
             sessions: SessionArgs::default(),
+            stream: StreamArgs::default(),
             cors_origins: vec!["*".to_owned()],
         }
     }
@@ -260,6 +266,34 @@ impl Default for SessionArgs {
             identity_per_minute: std::num::NonZeroU32::new(10).expect("positive"),
             identity_burst: std::num::NonZeroU32::new(20).expect("positive"),
             trusted_proxy_header: None,
+        }
+    }
+}
+
+/// How the log's JetStream stream is kept. The relay creates the stream with these settings and,
+/// when it finds them changed, applies them to the existing stream.
+#[derive(Debug, Clone, Args)]
+pub struct StreamArgs {
+    /// Copies of the stream on a NATS cluster: 1 on a single server, 3 on a cluster of three or
+    /// more (any one node may then be lost, the stream's leader included, without stopping
+    /// anything). At most the cluster's size (and 5).
+    #[arg(long, env = "QUESTLOG_STREAM_REPLICAS", default_value_t = 1,
+          value_parser = clap::value_parser!(u8).range(1..=5))]
+    pub stream_replicas: u8,
+}
+
+impl Default for StreamArgs {
+    fn default() -> Self {
+        Self { stream_replicas: 1 }
+    }
+}
+
+impl StreamArgs {
+    /// The stream settings these arguments name.
+    pub fn settings(&self) -> questlog_bus::StreamSettings {
+        questlog_bus::StreamSettings {
+            replicas: usize::from(self.stream_replicas),
+            ..questlog_bus::StreamSettings::default()
         }
     }
 }

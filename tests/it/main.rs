@@ -4,6 +4,7 @@ mod accounts;
 mod admin_cli;
 mod archive;
 mod chat;
+mod clusters;
 mod commands;
 mod cors;
 mod faults;
