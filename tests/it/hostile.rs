@@ -758,18 +758,44 @@ impl World {
             },
             13 => {
                 method = Method::POST;
-                if rng.gen_bool(0.5) {
-                    body = Some(hostile_json(rng, 0).into_bytes());
-                }
-                pick(
+                let route = pick(
                     rng,
                     &[
                         "/v1/identity",
                         "/v1/identity/refresh",
                         "/v1/subscribe/ticket",
+                        "/v1/accounts/register",
+                        "/v1/accounts/login",
+                        "/v1/accounts/logout",
+                        "/v1/accounts/logout_all",
+                        "/v1/accounts/password",
                     ],
-                )
-                .to_owned()
+                );
+                if rng.gen_bool(0.5) {
+                    // The accounts' own fields with hostile values, so that their checks (not
+                    // only the shape's) are reached.
+                    let fields: &[&str] = match route {
+                        "/v1/accounts/register" => &["email", "password", "username"],
+                        "/v1/accounts/login" => &["email", "password"],
+                        "/v1/accounts/password" => &["current", "new"],
+                        "/v1/identity/refresh" => &["refresh_token"],
+                        _ => &[],
+                    };
+                    let mut members = Vec::new();
+                    for field in fields {
+                        if rng.gen_bool(0.9) {
+                            members.push(format!(
+                                "{}:{}",
+                                json_string(field),
+                                hostile_json(rng, 1)
+                            ));
+                        }
+                    }
+                    body = Some(format!("{{{}}}", members.join(",")).into_bytes());
+                } else if rng.gen_bool(0.5) {
+                    body = Some(hostile_json(rng, 0).into_bytes());
+                }
+                route.to_owned()
             }
             _ => {
                 method = [Method::PUT, Method::DELETE, Method::PATCH, Method::POST]
