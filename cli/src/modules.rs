@@ -8,6 +8,7 @@ use questlog_domain::App;
 use questlog_lab_sessions::LabSessions;
 use questlog_leaderboards::Leaderboards;
 use questlog_presence::Presence;
+use questlog_storage::Storage;
 
 use crate::app::Hooks;
 use crate::config::ServeArgs;
@@ -46,5 +47,6 @@ fn with(
         season_interval: job_interval,
     });
     app.add_module(accounts);
+    app.add_module(&Storage);
     app
 }

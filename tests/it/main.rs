@@ -20,6 +20,7 @@ mod modules;
 mod presence;
 mod query;
 mod read_side;
+mod storage;
 mod store;
 mod subscribe;
 mod tickets;
