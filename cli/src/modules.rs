@@ -2,6 +2,7 @@
 //! comes from the binary's.
 
 use questlog_academy::Academy;
+use questlog_achievements::Achievements;
 use questlog_chat::Chat;
 use questlog_domain::App;
 use questlog_lab_sessions::LabSessions;
@@ -36,5 +37,7 @@ fn with(presence: &Presence, job_interval: Option<std::time::Duration>) -> App {
     app.add_module(&Leaderboards {
         season_interval: job_interval,
     });
+    // After the academy: it takes `grant_achievement` over, handing the academy's names back.
+    app.add_module(&Achievements);
     app
 }
