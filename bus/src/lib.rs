@@ -18,10 +18,64 @@ pub const EVENT_TYPE_HEADER: &str = "Questlog-Event-Type";
 /// Header with the event's stream id.
 pub const STREAM_HEADER: &str = "Questlog-Stream";
 
-/// The NATS names of one deployment.
+/// The NATS names of one deployment, and the settings its log's stream is created with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Names {
     prefix: String,
+    stream: StreamSettings,
+}
+
+/// How the log's JetStream stream is kept: its replicas on a NATS cluster, and its bound.
+///
+/// The log in Postgres is the history; the stream is a feed of it. A bounded stream drops its
+/// oldest messages (by age or size), and a projection that needs events older than its first
+/// message reads them from the log (see the projector's runner).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamSettings {
+    /// Copies of every message on a NATS cluster (1 on a single server, 3 on a cluster of three
+    /// or more: one node may then be lost without losing the stream or stopping it).
+    pub replicas: usize,
+    /// Messages older than this are dropped (`None`: kept by age for ever).
+    pub max_age: Option<std::time::Duration>,
+    /// The stream's size is kept under this many bytes by dropping its oldest messages
+    /// (`None`: no bound).
+    pub max_bytes: Option<i64>,
+}
+
+impl Default for StreamSettings {
+    fn default() -> Self {
+        Self {
+            replicas: 1,
+            max_age: None,
+            max_bytes: None,
+        }
+    }
+}
+
+impl StreamSettings {
+    /// The stream's JetStream configuration for `names`.
+    fn config(&self, names: &Names) -> async_nats::jetstream::stream::Config {
+        use async_nats::jetstream::stream;
+        stream::Config {
+            name: names.events_stream(),
+            subjects: vec![names.events_wildcard()],
+            storage: stream::StorageType::File,
+            duplicate_window: std::time::Duration::from_secs(120),
+            num_replicas: self.replicas.max(1),
+            max_age: self.max_age.unwrap_or_default(),
+            max_bytes: self.max_bytes.filter(|b| *b > 0).unwrap_or(-1),
+            discard: stream::DiscardPolicy::Old,
+            ..Default::default()
+        }
+    }
+
+    /// Whether `config` (a stream's, as JetStream reports it) keeps messages as these settings say.
+    fn matches(&self, config: &async_nats::jetstream::stream::Config) -> bool {
+        let bytes = |b: i64| if b > 0 { b } else { -1 };
+        config.num_replicas.max(1) == self.replicas.max(1)
+            && config.max_age == self.max_age.unwrap_or_default()
+            && bytes(config.max_bytes) == bytes(self.max_bytes.unwrap_or(-1))
+    }
 }
 
 impl Names {
@@ -37,7 +91,22 @@ impl Names {
                 }
             })
             .collect();
-        Self { prefix: clean }
+        Self {
+            prefix: clean,
+            stream: StreamSettings::default(),
+        }
+    }
+
+    /// The same names, with the stream created (and, by the relay, kept) with `settings`.
+    #[must_use]
+    pub fn with_stream(mut self, settings: StreamSettings) -> Self {
+        self.stream = settings;
+        self
+    }
+
+    /// The settings the log's stream is created with.
+    pub fn stream_settings(&self) -> &StreamSettings {
+        &self.stream
     }
 
     pub fn prefix(&self) -> &str {
@@ -178,19 +247,57 @@ pub enum ChangeOp {
     Delete,
 }
 
-/// Connects to NATS, retrying in the background for ever when the server is away.
+/// Connects to NATS, retrying in the background for ever when the server is away. `urls` is one
+/// URL or a comma-separated list of them (the servers of a cluster: the client connects to any
+/// and moves to another when it is lost; it also learns the cluster's other servers from the one
+/// it reaches).
 ///
 /// # Errors
-/// When the URL is malformed.
-pub async fn connect(url: &str) -> Result<async_nats::Client, async_nats::ConnectError> {
+/// When a URL is malformed.
+pub async fn connect(urls: &str) -> Result<async_nats::Client, async_nats::ConnectError> {
+    let servers = server_urls(urls).map_err(async_nats::ConnectError::from)?;
     async_nats::ConnectOptions::new()
         .retry_on_initial_connect()
         .connection_timeout(std::time::Duration::from_secs(2))
-        .connect(url)
+        .connect(servers)
         .await
 }
 
-/// Creates the log's JetStream stream if it does not exist.
+/// The servers of a comma-separated list of NATS URLs (blanks around each ignored).
+///
+/// # Errors
+/// When one is malformed, or the list is empty.
+pub fn server_urls(urls: &str) -> std::io::Result<Vec<async_nats::ServerAddr>> {
+    let servers = urls
+        .split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .map(str::parse::<async_nats::ServerAddr>)
+        .collect::<std::io::Result<Vec<_>>>()?;
+    if servers.is_empty() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "no NATS URL given",
+        ));
+    }
+    Ok(servers)
+}
+
+/// How long a JetStream API request (stream and consumer look-ups, not publish acknowledgements)
+/// may take. A stream with a leader answers within milliseconds; while a NATS cluster elects a
+/// new leader (after losing a node) requests go unanswered, and a short timeout asks again
+/// sooner than the client's default of 5 s.
+pub const API_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// A JetStream context for looking up and opening the stream and its consumers, whose requests
+/// time out after [`API_TIMEOUT`].
+pub fn jetstream_api(client: async_nats::Client) -> async_nats::jetstream::Context {
+    let mut js = async_nats::jetstream::new(client);
+    js.set_timeout(API_TIMEOUT);
+    js
+}
+
+/// Creates the log's JetStream stream, with the settings `names` carry, if it does not exist.
 ///
 /// # Errors
 /// When JetStream cannot be reached or refuses the stream.
@@ -199,13 +306,55 @@ pub async fn ensure_stream(
     names: &Names,
 ) -> Result<async_nats::jetstream::stream::Stream, async_nats::jetstream::context::CreateStreamError>
 {
-    use async_nats::jetstream::stream;
-    js.get_or_create_stream(stream::Config {
-        name: names.events_stream(),
-        subjects: vec![names.events_wildcard()],
-        storage: stream::StorageType::File,
-        duplicate_window: std::time::Duration::from_secs(120),
-        ..Default::default()
-    })
-    .await
+    js.get_or_create_stream(names.stream.config(names)).await
+}
+
+/// [`ensure_stream`], then brings an existing stream's replicas and bound to the settings `names`
+/// carry (JetStream moves a stream to more or fewer replicas, and applies a new bound, in
+/// place). The relay does it as it starts leading, so one process decides.
+///
+/// # Errors
+/// When JetStream cannot be reached or refuses the stream or the change.
+pub async fn ensure_stream_settings(
+    js: &async_nats::jetstream::Context,
+    names: &Names,
+) -> anyhow::Result<async_nats::jetstream::stream::Stream> {
+    let mut stream = ensure_stream(js, names).await.map_err(|e| {
+        anyhow::anyhow!(
+            "creating the JetStream stream {}: {e}",
+            names.events_stream()
+        )
+    })?;
+    let info = stream
+        .info()
+        .await
+        .map_err(|e| anyhow::anyhow!("reading the JetStream stream's settings: {e}"))?;
+    if !names.stream.matches(&info.config) {
+        let mut config = info.config.clone();
+        let wanted = names.stream.config(names);
+        config.num_replicas = wanted.num_replicas;
+        config.max_age = wanted.max_age;
+        config.max_bytes = wanted.max_bytes;
+        config.discard = wanted.discard;
+        tracing::info!(
+            stream = %names.events_stream(),
+            replicas = config.num_replicas,
+            max_age_secs = config.max_age.as_secs(),
+            max_bytes = config.max_bytes,
+            "changing the event stream's replicas and bound"
+        );
+        js.update_stream(&config).await.map_err(|e| {
+            anyhow::anyhow!(
+                "changing the JetStream stream {}: {e}",
+                names.events_stream()
+            )
+        })?;
+        stream = js.get_stream(names.events_stream()).await.map_err(|e| {
+            anyhow::anyhow!(
+                "opening the JetStream stream {}: {e}",
+                names.events_stream()
+            )
+        })?;
+    }
+    Ok(stream)
 }

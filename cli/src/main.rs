@@ -122,7 +122,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             prepare_database(&cli.store.database_url).await?;
             let nats = async_nats::ConnectOptions::new()
                 .connection_timeout(std::time::Duration::from_secs(5))
-                .connect(&cli.store.nats_url)
+                .connect(
+                    questlog_bus::server_urls(&cli.store.nats_url)
+                        .with_context(|| format!("reading the NATS URLs {}", cli.store.nats_url))?,
+                )
                 .await
                 .with_context(|| format!("connecting to NATS at {}", cli.store.nats_url))?;
             let repair = questlog::admin::repair::repair(

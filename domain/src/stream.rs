@@ -4,7 +4,10 @@
 //! for a stream of which there is one.
 
 use std::any::{Any, TypeId};
+use std::borrow::Cow;
 use std::fmt;
+
+use uuid::Uuid;
 
 use crate::event::Event;
 
@@ -36,7 +39,16 @@ impl StreamKind {
     pub fn stream(self, key: impl Into<String>) -> StreamId {
         StreamId {
             kind: self,
-            key: key.into(),
+            key: Key::of(key.into()),
+        }
+    }
+
+    /// The stream of this kind keyed by `id`: the same stream as `self.stream(id.to_string())`,
+    /// named without writing the id out.
+    pub fn uuid(self, id: Uuid) -> StreamId {
+        StreamId {
+            kind: self,
+            key: Key::Uuid(id),
         }
     }
 }
@@ -48,10 +60,41 @@ impl fmt::Display for StreamKind {
 }
 
 /// The id of a stream, written `<kind>-<key>`, or `<kind>` when the key is empty.
+///
+/// Streams are named for every command the writer decides (the streams it reads, the views it
+/// looks up, the streams its events land on), so the key is held typed: a key that is a UUID
+/// written the canonical way (lowercase, hyphenated) is held as the UUID — naming such a stream
+/// neither allocates nor hashes text —, any other key as its text. Both ways of naming one
+/// stream give one value ([`StreamKind::stream`] recognises the written UUID).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct StreamId {
     kind: StreamKind,
-    key: String,
+    key: Key,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+enum Key {
+    /// The kind's one stream.
+    None,
+    Uuid(Uuid),
+    Text(Box<str>),
+}
+
+impl Key {
+    fn of(key: String) -> Self {
+        if key.is_empty() {
+            return Self::None;
+        }
+        if key.len() == uuid::fmt::Hyphenated::LENGTH {
+            if let Ok(id) = Uuid::try_parse(&key) {
+                let mut canonical = [0; uuid::fmt::Hyphenated::LENGTH];
+                if *id.hyphenated().encode_lower(&mut canonical) == *key {
+                    return Self::Uuid(id);
+                }
+            }
+        }
+        Self::Text(key.into_boxed_str())
+    }
 }
 
 impl StreamId {
@@ -59,8 +102,13 @@ impl StreamId {
         self.kind
     }
 
-    pub fn key(&self) -> &str {
-        &self.key
+    /// The key as written (empty for the kind's one stream).
+    pub fn key(&self) -> Cow<'_, str> {
+        match &self.key {
+            Key::None => Cow::Borrowed(""),
+            Key::Uuid(id) => Cow::Owned(id.to_string()),
+            Key::Text(text) => Cow::Borrowed(text),
+        }
     }
 
     /// Splits a written id into its kind's name and its key (the kind ends at the first `-`).
@@ -71,10 +119,10 @@ impl StreamId {
 
 impl fmt::Display for StreamId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.key.is_empty() {
-            f.write_str(self.kind.0)
-        } else {
-            write!(f, "{}-{}", self.kind.0, self.key)
+        match &self.key {
+            Key::None => f.write_str(self.kind.0),
+            Key::Uuid(id) => write!(f, "{}-{id}", self.kind.0),
+            Key::Text(text) => write!(f, "{}-{text}", self.kind.0),
         }
     }
 }

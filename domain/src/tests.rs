@@ -196,13 +196,37 @@ fn events_decode_once_to_their_modules_type_and_an_unknown_type_is_kept_as_store
 fn a_stream_id_parses_only_for_a_registered_kind_and_a_valid_key() {
     let domain = domain();
     let id = domain.stream("counter-a-b").expect("a counter");
-    assert_eq!((id.kind(), id.key()), (COUNTER, "a-b"));
+    assert_eq!((id.kind(), &*id.key()), (COUNTER, "a-b"));
     assert_eq!(id.to_string(), "counter-a-b");
     assert!(domain.stream("counter").is_err(), "the key must be valid");
     assert!(
         domain.stream("player-1").is_err(),
         "the kind must be registered"
     );
+}
+
+#[test]
+fn a_stream_keyed_by_a_uuid_is_one_stream_however_it_is_named() {
+    use std::hash::BuildHasher as _;
+
+    let id = uuid::Uuid::from_u128(0x67e5_5044_10b1_426f_9247_bb68_0e5f_e0c8);
+    let written = "67e55044-10b1-426f-9247-bb680e5fe0c8";
+    let by_uuid = COUNTER.uuid(id);
+    let by_text = COUNTER.stream(written);
+    assert_eq!(by_uuid, by_text);
+    let hasher = std::collections::hash_map::RandomState::new();
+    assert_eq!(hasher.hash_one(&by_uuid), hasher.hash_one(&by_text));
+    assert_eq!(by_uuid.to_string(), format!("counter-{written}"));
+    assert_eq!(by_uuid.key(), written);
+    assert_eq!(domain().stream(&format!("counter-{written}")), Ok(by_uuid));
+    // Another spelling of the UUID is another key, kept as written.
+    let upper = COUNTER.stream(written.to_uppercase());
+    assert_ne!(upper, by_text);
+    assert_eq!(
+        upper.to_string(),
+        format!("counter-{}", written.to_uppercase())
+    );
+    assert_eq!(COUNTER.stream("").to_string(), "counter");
 }
 
 #[test]

@@ -13,6 +13,7 @@
 //! projection's writes made on the lock's own connection).
 
 pub mod replay;
+pub mod rows;
 pub mod runner;
 pub mod verify;
 

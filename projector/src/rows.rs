@@ -1,0 +1,146 @@
+//! How a projection persists a batch: it reads the rows the batch touches in one statement
+//! ([`Rows::load`]), folds them in memory, and writes what the fold decided in one statement
+//! ([`Rows::upsert`], or [`Rows::insert`] for rows only ever added), the same SQL shape for every
+//! read model; and, for a read model that keeps its history as versions, the closing of the open
+//! versions a batch supersedes ([`close_open_versions`]).
+
+use std::collections::BTreeMap;
+
+use anyhow::Context as _;
+use sqlx::postgres::PgRow;
+use sqlx::query_builder::Separated;
+use sqlx::{PgConnection, Postgres, QueryBuilder};
+use uuid::Uuid;
+
+/// A read model's table as its projection reads and writes it.
+#[derive(Debug, Clone, Copy)]
+pub struct Rows {
+    pub table: &'static str,
+    /// Its columns, in the order [`Rows::upsert`]'s `bind` binds them.
+    pub columns: &'static [&'static str],
+    /// The unique key a row is found by (a single UUID column for [`Rows::load`]).
+    pub key: &'static [&'static str],
+    /// The columns a write replaces when the row is there already.
+    pub update: &'static [&'static str],
+}
+
+/// One row's values, bound in [`Rows::columns`]' order.
+pub type Values<'q, 'args> = Separated<'q, 'args, Postgres, &'static str>;
+
+impl Rows {
+    /// The rows whose key is one of `ids`, each read by `read` into its key and row.
+    ///
+    /// # Errors
+    /// When the database fails or `read` refuses a stored row.
+    pub async fn load<K: Ord, R>(
+        &self,
+        tx: &mut PgConnection,
+        ids: &[Uuid],
+        mut read: impl FnMut(&PgRow) -> anyhow::Result<(K, R)>,
+    ) -> anyhow::Result<BTreeMap<K, R>> {
+        let sql = format!(
+            "SELECT {} FROM {} WHERE {} = ANY($1)",
+            self.columns.join(", "),
+            self.table,
+            self.key.join(", ")
+        );
+        let found = sqlx::query(&sql)
+            .bind(ids)
+            .fetch_all(&mut *tx)
+            .await
+            .with_context(|| format!("loading {}", self.table))?;
+        found.iter().map(&mut read).collect()
+    }
+
+    /// Writes `rows` in one statement, each row's values bound by `bind`: added, or its
+    /// [`Rows::update`] columns replaced where a row with its key is there. No rows, no
+    /// statement.
+    ///
+    /// # Errors
+    /// When the database refuses the statement.
+    pub async fn upsert<'args, R>(
+        &self,
+        tx: &mut PgConnection,
+        rows: impl IntoIterator<Item = R>,
+        bind: impl FnMut(Values<'_, 'args>, R),
+    ) -> anyhow::Result<()> {
+        let update: Vec<String> = self
+            .update
+            .iter()
+            .map(|c| format!("{c} = EXCLUDED.{c}"))
+            .collect();
+        let conflict = format!(
+            " ON CONFLICT ({}) DO UPDATE SET {}",
+            self.key.join(", "),
+            update.join(", ")
+        );
+        self.write(tx, rows, bind, &conflict).await
+    }
+
+    /// Adds `rows` in one statement, each row's values bound by `bind`. No rows, no statement.
+    ///
+    /// # Errors
+    /// When the database refuses the statement.
+    pub async fn insert<'args, R>(
+        &self,
+        tx: &mut PgConnection,
+        rows: impl IntoIterator<Item = R>,
+        bind: impl FnMut(Values<'_, 'args>, R),
+    ) -> anyhow::Result<()> {
+        self.write(tx, rows, bind, "").await
+    }
+
+    async fn write<'args, R>(
+        &self,
+        tx: &mut PgConnection,
+        rows: impl IntoIterator<Item = R>,
+        bind: impl FnMut(Values<'_, 'args>, R),
+        then: &str,
+    ) -> anyhow::Result<()> {
+        let mut rows = rows.into_iter().peekable();
+        if rows.peek().is_none() {
+            return Ok(());
+        }
+        let mut query: QueryBuilder<'args, Postgres> = QueryBuilder::new(format!(
+            "INSERT INTO {} ({}) ",
+            self.table,
+            self.columns.join(", ")
+        ));
+        query.push_values(rows, bind);
+        query.push(then);
+        query
+            .build()
+            .execute(&mut *tx)
+            .await
+            .with_context(|| format!("writing {}", self.table))?;
+        Ok(())
+    }
+}
+
+/// Closes the open version (`valid_to` = `i64::MAX`) of each key in `table` at the position its
+/// first new version of the batch is valid from.
+///
+/// # Errors
+/// When the database fails.
+pub async fn close_open_versions(
+    tx: &mut PgConnection,
+    table: &str,
+    key: &str,
+    firsts: impl IntoIterator<Item = (Uuid, i64)>,
+) -> anyhow::Result<()> {
+    let (ids, froms): (Vec<Uuid>, Vec<i64>) = firsts.into_iter().unzip();
+    if ids.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(&format!(
+        "UPDATE {table} h SET valid_to = v.valid_from \
+           FROM unnest($1::uuid[], $2::bigint[]) AS v({key}, valid_from) \
+          WHERE h.{key} = v.{key} AND h.valid_to = 9223372036854775807"
+    ))
+    .bind(&ids)
+    .bind(&froms)
+    .execute(&mut *tx)
+    .await
+    .with_context(|| format!("closing the open versions of {table}"))?;
+    Ok(())
+}

@@ -142,7 +142,7 @@ async fn feed(
     mut requests: mpsc::Receiver<Join>,
     shutdown: CancellationToken,
 ) {
-    let js = jetstream::new(client);
+    let js = questlog_bus::jetstream_api(client);
     let mut lanes: Vec<Join> = Vec::new();
     let mut open: Option<Open> = None;
     let mut reopen = false;
@@ -275,7 +275,9 @@ async fn pull_from(
     consumer
         .stream()
         .max_messages_per_batch(config.batch)
-        .heartbeat(Duration::from_secs(5))
+        // A consumer whose node was lost (on a NATS cluster) is noticed by its missed
+        // heartbeats: the feed then opens another.
+        .heartbeat(Duration::from_secs(2))
         .expires(Duration::from_secs(30))
         .messages()
         .await
@@ -474,7 +476,7 @@ impl Lane<'_> {
             }
             .into());
         }
-        let js = jetstream::new(self.client.clone());
+        let js = questlog_bus::jetstream_api(self.client.clone());
         let stream = ensure_stream(&js, &self.config.names)
             .await
             .map_err(|e| anyhow::anyhow!("opening the event stream: {e}"))?;
@@ -581,7 +583,7 @@ impl Lane<'_> {
             behind = start.last_sequence - start.applied,
             "projection catching up on its own consumer"
         );
-        let js = jetstream::new(self.client.clone());
+        let js = questlog_bus::jetstream_api(self.client.clone());
         let stream = ensure_stream(&js, &self.config.names)
             .await
             .map_err(|e| anyhow::anyhow!("opening the event stream: {e}"))?;

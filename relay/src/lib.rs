@@ -24,7 +24,9 @@ use anyhow::Context as _;
 use async_nats::jetstream::{self, context::Publish};
 use async_nats::HeaderMap;
 use questlog_bus::lineage::{self, Mismatch};
-use questlog_bus::{ensure_stream, Names, EVENT_TYPE_HEADER, POSITION_HEADER, STREAM_HEADER};
+use questlog_bus::{
+    ensure_stream_settings, Names, EVENT_TYPE_HEADER, POSITION_HEADER, STREAM_HEADER,
+};
 use questlog_store::{leader, read_after, RecordedEvent};
 use sqlx::postgres::PgListener;
 use sqlx::PgConnection;
@@ -61,6 +63,7 @@ impl RelayConfig {
 /// Runs the relay until `shutdown` fires: stands by while another replica leads, publishes while
 /// this one does, and starts over after any failure of Postgres or NATS.
 pub async fn run(config: RelayConfig, client: async_nats::Client, shutdown: CancellationToken) {
+    let api = questlog_bus::jetstream_api(client.clone());
     let js = jetstream::new(client);
     while !shutdown.is_cancelled() {
         let Some(conn) =
@@ -68,7 +71,7 @@ pub async fn run(config: RelayConfig, client: async_nats::Client, shutdown: Canc
         else {
             break;
         };
-        match lead(&config, &js, conn, &shutdown).await {
+        match lead(&config, &api, &js, conn, &shutdown).await {
             Ok(()) => break,
             Err(e) => {
                 let wait = if let Some(mismatch) = e.downcast_ref::<Mismatch>() {
@@ -109,6 +112,7 @@ async fn resume_point(
 
 async fn lead(
     config: &RelayConfig,
+    api: &jetstream::Context,
     js: &jetstream::Context,
     mut conn: PgConnection,
     shutdown: &CancellationToken,
@@ -120,12 +124,8 @@ async fn lead(
         .listen("questlog_appended")
         .await
         .context("listening for appends")?;
-    let stream = ensure_stream(js, &config.names).await.map_err(|e| {
-        anyhow::anyhow!(
-            "creating the JetStream stream {}: {e}",
-            config.names.events_stream()
-        )
-    })?;
+    // The stream's look-ups time out sooner than publishes (see `questlog_bus::API_TIMEOUT`).
+    let stream = ensure_stream_settings(api, &config.names).await?;
     let (mut after, mut last_id, mut sequence) =
         resume_point(&stream, &config.names, &mut conn).await?;
     tracing::info!(after, "relay publishing");

@@ -232,7 +232,8 @@ async fn stats_match_the_database_and_the_projections_route() {
             "labs",
             "leaderboards",
             "players",
-            "presence"
+            "presence",
+            "storage"
         ]
     );
     assert!(stats["projections"]

@@ -23,14 +23,14 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 /// How long any awaited condition may take.
-const DEADLINE: Duration = Duration::from_secs(25);
-const LABS: usize = 6;
-const XP: u32 = 40;
+pub(crate) const DEADLINE: Duration = Duration::from_secs(25);
+pub(crate) const LABS: usize = 6;
+pub(crate) const XP: u32 = 40;
 /// Times Postgres crashes in the crash test.
 const CRASHES: usize = 2;
 
 /// Polls `probe` until it finds something; fails naming `what` after the deadline.
-async fn wait_for<T, F, Fut>(what: &str, mut probe: F) -> T
+pub(crate) async fn wait_for<T, F, Fut>(what: &str, mut probe: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
@@ -46,7 +46,7 @@ where
 }
 
 /// Polls `condition` until it holds; fails naming `what` after the deadline.
-async fn wait_until<F, Fut>(what: &str, mut condition: F)
+pub(crate) async fn wait_until<F, Fut>(what: &str, mut condition: F)
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = bool>,
@@ -59,7 +59,7 @@ where
 }
 
 /// The test configuration without the chat flood limit: the load sends many messages per player.
-fn serve_args() -> ServeArgs {
+pub(crate) fn serve_args() -> ServeArgs {
     let many = NonZeroU32::new(1_000_000).expect("positive");
     ServeArgs {
         chat: questlog_chat::ChatArgs {
@@ -71,7 +71,7 @@ fn serve_args() -> ServeArgs {
 }
 
 /// A command the server acknowledged: the key it was sent with and the answer.
-struct Acked {
+pub(crate) struct Acked {
     key: String,
     command_id: Uuid,
     events: Vec<Value>,
@@ -79,10 +79,10 @@ struct Acked {
 
 /// What the clients went through.
 #[derive(Default)]
-struct Tally {
-    acknowledged: AtomicUsize,
+pub(crate) struct Tally {
+    pub(crate) acknowledged: AtomicUsize,
     /// 503s and broken connections, each followed by a retry with the same key.
-    troubles: AtomicUsize,
+    pub(crate) troubles: AtomicUsize,
 }
 
 /// Sends a command with an `Idempotency-Key` until it is acknowledged, as a careful client does:
@@ -150,7 +150,7 @@ async fn send_until_acknowledged(
 /// One client's load until `stop`: its player completes the catalog's labs between chat messages,
 /// then keeps chatting, `burst` commands at a time (each with a key of its own). Each burst goes to
 /// the next of `apps`.
-async fn client(
+pub(crate) async fn client(
     apps: &[&TestApp],
     player: &Player,
     index: usize,
@@ -191,7 +191,7 @@ async fn client(
 }
 
 /// The whole log, by position.
-async fn read_log(db: &TestDb) -> Vec<RecordedEvent> {
+pub(crate) async fn read_log(db: &TestDb) -> Vec<RecordedEvent> {
     let pool = db.pool(1);
     let log = PgEventStore::new(pool.clone())
         .read_all(0, i64::MAX)
@@ -203,7 +203,7 @@ async fn read_log(db: &TestDb) -> Vec<RecordedEvent> {
 
 /// Every acknowledged command's events are in the log as its answer said, and the log holds no
 /// other `complete_lab` or `send_message` command: nothing lost, nothing applied twice.
-fn assert_each_acknowledged_command_is_in_the_log_once(
+pub(crate) fn assert_each_acknowledged_command_is_in_the_log_once(
     log: &[RecordedEvent],
     acked: &[Vec<Acked>],
 ) {
@@ -261,7 +261,7 @@ fn assert_each_acknowledged_command_is_in_the_log_once(
 }
 
 /// Waits until every projection has applied `head`.
-async fn wait_caught_up(app: &TestApp, head: i64) {
+pub(crate) async fn wait_caught_up(app: &TestApp, head: i64) {
     let admin = app.admin_token();
     wait_until("every projection has applied the log's head", || async {
         let (_, _, body) = app.get(&admin, "/v1/admin/projections").await;
@@ -273,7 +273,7 @@ async fn wait_caught_up(app: &TestApp, head: i64) {
 }
 
 /// `questlog verify` finds every read model equal to a replay of the log.
-async fn assert_verify_is_clean(db: &TestDb) {
+pub(crate) async fn assert_verify_is_clean(db: &TestDb) {
     let mut out = Vec::new();
     let drifted = questlog::admin::rebuild::verify(&db.url, true, &mut out)
         .await
@@ -287,7 +287,12 @@ async fn assert_verify_is_clean(db: &TestDb) {
 
 /// This test's event stream (created as the relay would, if it has not yet).
 async fn events_stream(db: &TestDb) -> jetstream::stream::Stream {
-    let client = async_nats::connect(nats_url()).await.expect("NATS");
+    events_stream_on(&nats_url(), db).await
+}
+
+/// This test's event stream on the NATS servers of `urls` (comma-separated).
+pub(crate) async fn events_stream_on(urls: &str, db: &TestDb) -> jetstream::stream::Stream {
+    let client = questlog_bus::connect(urls).await.expect("NATS");
     questlog_bus::ensure_stream(
         &jetstream::new(client),
         &questlog_bus::Names::new(&db.nats_prefix),
@@ -296,7 +301,7 @@ async fn events_stream(db: &TestDb) -> jetstream::stream::Stream {
     .expect("the event stream")
 }
 
-async fn last_sequence(stream: &mut jetstream::stream::Stream) -> u64 {
+pub(crate) async fn last_sequence(stream: &mut jetstream::stream::Stream) -> u64 {
     stream
         .info()
         .await
@@ -308,7 +313,12 @@ async fn last_sequence(stream: &mut jetstream::stream::Stream) -> u64 {
 /// The stream is the log: message n is the log's n-th event, whole, with nothing before, between
 /// or after.
 async fn assert_stream_equals_log(db: &TestDb, log: &[RecordedEvent]) {
-    let mut stream = events_stream(db).await;
+    assert_stream_equals_log_on(&nats_url(), db, log).await;
+}
+
+/// [`assert_stream_equals_log`] on the NATS servers of `urls`.
+pub(crate) async fn assert_stream_equals_log_on(urls: &str, db: &TestDb, log: &[RecordedEvent]) {
+    let mut stream = events_stream_on(urls, db).await;
     let n = u64::try_from(log.len()).expect("length");
     wait_until("the relay has published the whole log", || {
         let mut stream = stream.clone();
@@ -321,13 +331,21 @@ async fn assert_stream_equals_log(db: &TestDb, log: &[RecordedEvent]) {
         (n, 1, n),
         "the stream holds exactly the log's events"
     );
-    let mut messages = stream
-        .create_consumer(jetstream::consumer::pull::OrderedConfig::default())
-        .await
-        .expect("a reader of the stream")
-        .messages()
-        .await
-        .expect("messages");
+    // On a cluster that lost a node, JetStream may place a new consumer on the lost node until
+    // it is known to be gone: asked again, it places it elsewhere.
+    let mut messages = wait_for("a reader of the stream", || {
+        let stream = stream.clone();
+        async move {
+            stream
+                .create_consumer(jetstream::consumer::pull::OrderedConfig::default())
+                .await
+                .ok()?
+                .messages()
+                .await
+                .ok()
+        }
+    })
+    .await;
     for (sequence, event) in (1..).zip(log) {
         let message = tokio::time::timeout(DEADLINE, messages.next())
             .await
@@ -345,7 +363,7 @@ async fn assert_stream_equals_log(db: &TestDb, log: &[RecordedEvent]) {
 }
 
 /// Every player's profile has the XP of the lab completions it was acknowledged for, once each.
-async fn assert_xp_is_the_acknowledged_completions(
+pub(crate) async fn assert_xp_is_the_acknowledged_completions(
     app: &TestApp,
     players: &[Player],
     acked: &[Vec<Acked>],

@@ -96,7 +96,12 @@ impl Sub {
 
     /// The next event, failing the test after [`WAIT`].
     pub(crate) async fn next(&mut self) -> Ev {
-        let event = tokio::time::timeout(WAIT, self.events.next())
+        self.next_within(WAIT).await
+    }
+
+    /// The next event, failing the test after `wait`.
+    pub(crate) async fn next_within(&mut self, wait: Duration) -> Ev {
+        let event = tokio::time::timeout(wait, self.events.next())
             .await
             .expect("an event in time")
             .expect("the stream goes on")

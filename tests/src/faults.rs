@@ -445,3 +445,160 @@ impl Drop for PgProxy {
         self.up.send_replace(false);
     }
 }
+
+/// A nats-server cluster of this test's own: `n` nodes on loopback, each with its own client and
+/// route ports and its own JetStream store, that the test can kill one by one
+/// ([`NatsCluster::kill`], as a crash would). Dropping it kills every node and removes their
+/// directories.
+pub struct NatsCluster {
+    nodes: Vec<ClusterNode>,
+    dir: PathBuf,
+}
+
+struct ClusterNode {
+    name: String,
+    port: u16,
+    child: Option<Child>,
+}
+
+impl NatsCluster {
+    /// Starts `n` nodes and waits until each accepts connections and JetStream answers through
+    /// every one (the cluster has elected its meta leader).
+    ///
+    /// # Panics
+    /// When nats-server is missing or the cluster does not come up within 60 s.
+    pub async fn start(n: usize) -> Self {
+        let dir = std::env::temp_dir().join(format!(
+            "questlog-nats-cluster-{}",
+            uuid::Uuid::new_v4().simple()
+        ));
+        std::fs::create_dir_all(&dir).expect("a temporary directory");
+        let ports: Vec<(u16, u16)> = (0..n).map(|_| (free_port(), free_port())).collect();
+        let cluster_name = format!("qlc{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+        let mut cluster = Self {
+            nodes: Vec::new(),
+            dir,
+        };
+        for (i, (port, route)) in ports.iter().enumerate() {
+            let name = format!("n{}", i + 1);
+            let store = cluster.dir.join(&name);
+            std::fs::create_dir_all(&store).expect("a node's store");
+            let routes: Vec<String> = ports
+                .iter()
+                .enumerate()
+                .filter(|(j, _)| *j != i)
+                .map(|(_, (_, r))| format!("\"nats-route://127.0.0.1:{r}\""))
+                .collect();
+            let config = format!(
+                "server_name: {name}\n\
+                 listen: \"127.0.0.1:{port}\"\n\
+                 jetstream {{\n  store_dir: \"{}\"\n  max_memory_store: 64MB\n  max_file_store: 1GB\n}}\n\
+                 cluster {{\n  name: {cluster_name}\n  listen: \"127.0.0.1:{route}\"\n  \
+                 routes: [{}]\n}}\n",
+                store.display(),
+                routes.join(", ")
+            );
+            let file = cluster.dir.join(format!("{name}.conf"));
+            std::fs::write(&file, config).expect("a node's configuration");
+            let child = Command::new(nats_binary())
+                .arg("-c")
+                .arg(&file)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("nats-server must be installed (scripts/test.sh installs it)");
+            cluster.nodes.push(ClusterNode {
+                name,
+                port: *port,
+                child: Some(child),
+            });
+        }
+        for node in &cluster.nodes {
+            wait_for_port(node.port, true).await;
+        }
+        cluster.wait_for_jetstream().await;
+        cluster
+    }
+
+    /// Waits until JetStream answers through every running node.
+    async fn wait_for_jetstream(&self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        for node in self.nodes.iter().filter(|n| n.child.is_some()) {
+            let client = async_nats::connect(format!("nats://127.0.0.1:{}", node.port))
+                .await
+                .expect("connecting to a cluster node");
+            let js = async_nats::jetstream::new(client);
+            // A stream that does not exist: JetStream answering "not found" is JetStream up.
+            let ready = || async {
+                matches!(
+                    js.get_stream("QUESTLOG_CLUSTER_PROBE").await,
+                    Err(e) if matches!(
+                        e.kind(),
+                        async_nats::jetstream::context::GetStreamErrorKind::JetStream(j)
+                            if j.error_code() == async_nats::jetstream::ErrorCode::STREAM_NOT_FOUND
+                    )
+                )
+            };
+            while !ready().await {
+                assert!(
+                    Instant::now() < deadline,
+                    "the NATS cluster's JetStream did not come up within 60 s"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+
+    /// Every node's client URL, comma-separated, as `QUESTLOG_NATS_URL` takes them.
+    pub fn urls(&self) -> String {
+        self.nodes
+            .iter()
+            .map(|n| format!("nats://127.0.0.1:{}", n.port))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// The node called `name` (`n1`, `n2`, …: JetStream reports leaders by these names).
+    ///
+    /// # Panics
+    /// When there is none.
+    pub fn index_of(&self, name: &str) -> usize {
+        self.nodes
+            .iter()
+            .position(|n| n.name == name)
+            .unwrap_or_else(|| panic!("no node {name} in the cluster"))
+    }
+
+    /// Kills node `i` (SIGKILL) and waits until its port is closed.
+    pub async fn kill(&mut self, i: usize) {
+        let node = &mut self.nodes[i];
+        if let Some(mut child) = node.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        wait_for_port(node.port, false).await;
+    }
+}
+
+impl Drop for NatsCluster {
+    fn drop(&mut self) {
+        for node in &mut self.nodes {
+            if let Some(mut child) = node.child.take() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn nats_binary() -> &'static str {
+    [
+        "/usr/sbin/nats-server",
+        "/usr/bin/nats-server",
+        "nats-server",
+    ]
+    .into_iter()
+    .find(|b| !b.starts_with('/') || Path::new(b).exists())
+    .unwrap_or("nats-server")
+}

@@ -37,12 +37,11 @@ impl StreamId {
 
     /// The stream as the kernel names it.
     pub fn id(&self) -> questlog_domain::StreamId {
-        let key = match self {
-            Self::Catalog => String::new(),
-            Self::Player(id) => id.to_string(),
-            Self::Username(key) => key.clone(),
-        };
-        self.kind().stream(key)
+        match self {
+            Self::Catalog => CATALOG.stream(String::new()),
+            Self::Player(id) => PLAYER.uuid(id.0),
+            Self::Username(key) => USERNAME.stream(key.clone()),
+        }
     }
 }
 

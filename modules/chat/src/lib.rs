@@ -29,7 +29,7 @@ pub const MESSAGE: StreamKind = StreamKind::new("message");
 
 /// The stream of one message.
 pub fn message_stream(id: MessageId) -> questlog_domain::StreamId {
-    MESSAGE.stream(id.to_string())
+    MESSAGE.uuid(id.0)
 }
 
 /// The message a stream id names, if it is a message's stream.

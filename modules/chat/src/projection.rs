@@ -7,8 +7,9 @@ use anyhow::Context as _;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use questlog_bus::{Change, ChangeOp, ProjectionName};
+use questlog_projector::rows::Rows;
 use questlog_projector::{Decoded, Projection};
-use sqlx::{PgConnection, QueryBuilder, Row};
+use sqlx::{PgConnection, Row};
 use uuid::Uuid;
 
 use questlog_academy::values::PlayerId;
@@ -123,40 +124,49 @@ impl Projection for Chat {
     }
 }
 
+/// `rm_messages`: one row per message sent (its text gone once deleted).
+const MESSAGE_ROWS: Rows = Rows {
+    table: "rm_messages",
+    columns: &[
+        "message_id",
+        "channel",
+        "sender",
+        "content",
+        "deleted",
+        "sent_at",
+        "edited_at",
+        "position",
+    ],
+    key: &["message_id"],
+    update: &["content", "deleted", "edited_at"],
+};
+
 async fn load(
     tx: &mut PgConnection,
     ids: &[Uuid],
 ) -> anyhow::Result<BTreeMap<Uuid, Option<MessageRow>>> {
-    let found = sqlx::query(
-        "SELECT message_id, channel, sender, content, sent_at, edited_at, position FROM rm_messages \
-          WHERE message_id = ANY($1)",
-    )
-    .bind(ids)
-    .fetch_all(&mut *tx)
-    .await
-    .context("loading messages")?;
-    let mut rows = BTreeMap::new();
-    for row in found {
-        let channel: String = row.try_get("channel")?;
-        rows.insert(
-            row.try_get("message_id")?,
-            Some(MessageRow {
-                message: Message {
-                    channel: Channel::from_canonical(&channel)
-                        .with_context(|| format!("a stored channel {channel:?}"))?,
-                    sender: PlayerId(row.try_get("sender")?),
-                    content: row
-                        .try_get::<Option<String>, _>("content")?
-                        .map(|c| MessageContent::parse(&c).context("a stored message"))
-                        .transpose()?,
-                },
-                sent_at: row.try_get("sent_at")?,
-                edited_at: row.try_get("edited_at")?,
-                position: row.try_get("position")?,
-            }),
-        );
-    }
-    Ok(rows)
+    MESSAGE_ROWS
+        .load(tx, ids, |row| {
+            let channel: String = row.try_get("channel")?;
+            Ok((
+                row.try_get("message_id")?,
+                Some(MessageRow {
+                    message: Message {
+                        channel: Channel::from_canonical(&channel)
+                            .with_context(|| format!("a stored channel {channel:?}"))?,
+                        sender: PlayerId(row.try_get("sender")?),
+                        content: row
+                            .try_get::<Option<String>, _>("content")?
+                            .map(|c| MessageContent::parse(&c).context("a stored message"))
+                            .transpose()?,
+                    },
+                    sent_at: row.try_get("sent_at")?,
+                    edited_at: row.try_get("edited_at")?,
+                    position: row.try_get("position")?,
+                }),
+            ))
+        })
+        .await
 }
 
 async fn save(
@@ -167,33 +177,19 @@ async fn save(
         .iter()
         .filter_map(|(id, row)| row.as_ref().map(|r| (id, r)))
         .collect();
-    if present.is_empty() {
-        return Ok(());
-    }
-    let mut query = QueryBuilder::new(
-        "INSERT INTO rm_messages (message_id, channel, sender, content, deleted, sent_at, edited_at, position) ",
-    );
-    query.push_values(present, |mut b, (id, row)| {
-        let m = &row.message;
-        b.push_bind(*id)
-            .push_bind(m.channel.to_string())
-            .push_bind(m.sender.0)
-            .push_bind(m.content.as_ref().map(|c| c.as_str().to_owned()))
-            .push_bind(m.content.is_none())
-            .push_bind(row.sent_at)
-            .push_bind(row.edited_at)
-            .push_bind(row.position);
-    });
-    query.push(
-        " ON CONFLICT (message_id) DO UPDATE SET content = EXCLUDED.content, \
-         deleted = EXCLUDED.deleted, edited_at = EXCLUDED.edited_at",
-    );
-    query
-        .build()
-        .execute(&mut *tx)
+    MESSAGE_ROWS
+        .upsert(tx, present, |mut b, (id, row)| {
+            let m = &row.message;
+            b.push_bind(*id)
+                .push_bind(m.channel.to_string())
+                .push_bind(m.sender.0)
+                .push_bind(m.content.as_ref().map(|c| c.as_str().to_owned()))
+                .push_bind(m.content.is_none())
+                .push_bind(row.sent_at)
+                .push_bind(row.edited_at)
+                .push_bind(row.position);
+        })
         .await
-        .context("saving messages")?;
-    Ok(())
 }
 
 #[cfg(test)]

@@ -10,8 +10,9 @@ use chrono::{DateTime, Utc};
 use questlog_academy::stream::StreamId as AcademyStream;
 use questlog_academy::values::LabId;
 use questlog_bus::{Change, ChangeOp, ProjectionName};
+use questlog_projector::rows::Rows;
 use questlog_projector::{Decoded, Projection};
-use sqlx::{PgConnection, QueryBuilder, Row};
+use sqlx::{PgConnection, Row};
 use uuid::Uuid;
 
 use crate::event::Event;
@@ -165,30 +166,40 @@ async fn save(
     tx: &mut PgConnection,
     rows: &BTreeMap<(Uuid, LabId), SessionRow>,
 ) -> anyhow::Result<()> {
-    let mut query = QueryBuilder::new(
-        "INSERT INTO rm_lab_sessions (player_id, lab_id, active, started_at, furthest_step, completed_at, updated_position) ",
-    );
-    query.push_values(rows, |mut b, ((player, lab), row)| {
-        b.push_bind(*player)
-            .push_bind(lab.as_str().to_owned())
-            .push_bind(row.session.active)
-            .push_bind(row.started_at)
-            .push_bind(int(row.session.furthest_step))
-            .push_bind(row.completed_at)
-            .push_bind(row.updated_position);
-    });
-    query.push(
-        " ON CONFLICT (player_id, lab_id) DO UPDATE SET active = EXCLUDED.active, \
-         started_at = EXCLUDED.started_at, furthest_step = EXCLUDED.furthest_step, \
-         completed_at = EXCLUDED.completed_at, updated_position = EXCLUDED.updated_position",
-    );
-    query
-        .build()
-        .execute(&mut *tx)
+    SESSION_ROWS
+        .upsert(tx, rows, |mut b, ((player, lab), row)| {
+            b.push_bind(*player)
+                .push_bind(lab.as_str().to_owned())
+                .push_bind(row.session.active)
+                .push_bind(row.started_at)
+                .push_bind(int(row.session.furthest_step))
+                .push_bind(row.completed_at)
+                .push_bind(row.updated_position);
+        })
         .await
-        .context("saving lab sessions")?;
-    Ok(())
 }
+
+/// `rm_lab_sessions`: one row per player and lab started or completed.
+const SESSION_ROWS: Rows = Rows {
+    table: "rm_lab_sessions",
+    columns: &[
+        "player_id",
+        "lab_id",
+        "active",
+        "started_at",
+        "furthest_step",
+        "completed_at",
+        "updated_position",
+    ],
+    key: &["player_id", "lab_id"],
+    update: &[
+        "active",
+        "started_at",
+        "furthest_step",
+        "completed_at",
+        "updated_position",
+    ],
+};
 
 #[cfg(test)]
 mod tests {

@@ -8,8 +8,9 @@ use anyhow::Context as _;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use questlog_bus::{Change, ChangeOp, ProjectionName};
+use questlog_projector::rows::{close_open_versions, Rows};
 use questlog_projector::{Decoded, Projection};
-use sqlx::{PgConnection, QueryBuilder, Row};
+use sqlx::{PgConnection, Row};
 use uuid::Uuid;
 
 use questlog_academy::player::PlayerState;
@@ -178,35 +179,50 @@ impl Projection for Presence {
     }
 }
 
+/// `rm_presence`: one row per registered player.
+const PRESENCE_ROWS: Rows = Rows {
+    table: "rm_presence",
+    columns: &["player_id", "username", "online", "since", "current_lab"],
+    key: &["player_id"],
+    update: &["online", "since", "current_lab"],
+};
+
+/// `rm_presence_history`: every version of a player's presence, valid over its positions.
+const PRESENCE_HISTORY: Rows = Rows {
+    table: "rm_presence_history",
+    columns: &[
+        "player_id",
+        "username",
+        "current_lab",
+        "since",
+        "valid_from",
+        "valid_to",
+    ],
+    key: &[],
+    update: &[],
+};
+
 async fn load(
     tx: &mut PgConnection,
     ids: &[Uuid],
 ) -> anyhow::Result<BTreeMap<Uuid, Option<PresenceRow>>> {
-    let found = sqlx::query(
-        "SELECT player_id, username, online, since, current_lab FROM rm_presence \
-          WHERE player_id = ANY($1)",
-    )
-    .bind(ids)
-    .fetch_all(&mut *tx)
-    .await
-    .context("loading presence")?;
-    let mut rows = BTreeMap::new();
-    for row in found {
-        let username: String = row.try_get("username")?;
-        rows.insert(
-            row.try_get("player_id")?,
-            Some(PresenceRow {
-                username: Username::parse(&username).context("a stored username")?,
-                online: row.try_get("online")?,
-                since: row.try_get("since")?,
-                current_lab: row
-                    .try_get::<Option<String>, _>("current_lab")?
-                    .map(|l| LabId::parse(&l).context("a stored lab id"))
-                    .transpose()?,
-            }),
-        );
-    }
-    Ok(rows)
+    PRESENCE_ROWS
+        .load(tx, ids, |row| {
+            let username: String = row.try_get("username")?;
+            Ok((
+                row.try_get("player_id")?,
+                Some(PresenceRow {
+                    username: Username::parse(&username).context("a stored username")?,
+                    online: row.try_get("online")?,
+                    since: row.try_get("since")?,
+                    current_lab: row
+                        .try_get::<Option<String>, _>("current_lab")?
+                        .map(|l| LabId::parse(&l).context("a stored lab id"))
+                        .transpose()?,
+                }),
+            ))
+        })
+        .await
 }
 
 async fn save(
@@ -217,29 +233,15 @@ async fn save(
         .iter()
         .filter_map(|(id, row)| row.as_ref().map(|r| (id, r)))
         .collect();
-    if present.is_empty() {
-        return Ok(());
-    }
-    let mut query = QueryBuilder::new(
-        "INSERT INTO rm_presence (player_id, username, online, since, current_lab) ",
-    );
-    query.push_values(present, |mut b, (id, row)| {
-        b.push_bind(*id)
-            .push_bind(row.username.as_str().to_owned())
-            .push_bind(row.online)
-            .push_bind(row.since)
-            .push_bind(row.current_lab.as_ref().map(|l| l.as_str().to_owned()));
-    });
-    query.push(
-        " ON CONFLICT (player_id) DO UPDATE SET online = EXCLUDED.online, since = EXCLUDED.since, \
-         current_lab = EXCLUDED.current_lab",
-    );
-    query
-        .build()
-        .execute(&mut *tx)
+    PRESENCE_ROWS
+        .upsert(tx, present, |mut b, (id, row)| {
+            b.push_bind(*id)
+                .push_bind(row.username.as_str().to_owned())
+                .push_bind(row.online)
+                .push_bind(row.since)
+                .push_bind(row.current_lab.as_ref().map(|l| l.as_str().to_owned()));
+        })
         .await
-        .context("saving presence")?;
-    Ok(())
 }
 
 /// Closes each player's open version at the batch's first presence event of the player, and adds
@@ -249,37 +251,23 @@ async fn save_history(
     first_boundary: &BTreeMap<Uuid, i64>,
     versions: &[Version],
 ) -> anyhow::Result<()> {
-    let (ids, froms): (Vec<Uuid>, Vec<i64>) = first_boundary.iter().map(|(k, v)| (*k, *v)).unzip();
-    sqlx::query(
-        "UPDATE rm_presence_history h SET valid_to = v.valid_from \
-           FROM unnest($1::uuid[], $2::bigint[]) AS v(player_id, valid_from) \
-          WHERE h.player_id = v.player_id AND h.valid_to = 9223372036854775807",
+    close_open_versions(
+        tx,
+        PRESENCE_HISTORY.table,
+        "player_id",
+        first_boundary.iter().map(|(k, v)| (*k, *v)),
     )
-    .bind(&ids)
-    .bind(&froms)
-    .execute(&mut *tx)
-    .await
-    .context("closing presence versions")?;
-    if versions.is_empty() {
-        return Ok(());
-    }
-    let mut query = QueryBuilder::new(
-        "INSERT INTO rm_presence_history (player_id, username, current_lab, since, valid_from, valid_to) ",
-    );
-    query.push_values(versions, |mut b, v| {
-        b.push_bind(v.player_id)
-            .push_bind(v.username.clone())
-            .push_bind(v.current_lab.clone())
-            .push_bind(v.since)
-            .push_bind(v.valid_from)
-            .push_bind(v.valid_to);
-    });
-    query
-        .build()
-        .execute(&mut *tx)
+    .await?;
+    PRESENCE_HISTORY
+        .insert(tx, versions, |mut b, v| {
+            b.push_bind(v.player_id)
+                .push_bind(v.username.clone())
+                .push_bind(v.current_lab.clone())
+                .push_bind(v.since)
+                .push_bind(v.valid_from)
+                .push_bind(v.valid_to);
+        })
         .await
-        .context("saving presence versions")?;
-    Ok(())
 }
 
 #[cfg(test)]

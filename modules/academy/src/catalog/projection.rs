@@ -1,11 +1,11 @@
 //! Modules and labs (`rm_modules`, `rm_labs`): the catalog stream folded by the domain's own
 //! `CatalogState::evolve`, written once per batch.
 
-use anyhow::Context as _;
 use async_trait::async_trait;
 use questlog_bus::{Change, ChangeOp, ProjectionName};
+use questlog_projector::rows::Rows;
 use questlog_projector::{Decoded, Projection};
-use sqlx::{PgConnection, QueryBuilder};
+use sqlx::PgConnection;
 
 use crate::catalog::CatalogState;
 use crate::event::Event;
@@ -73,42 +73,39 @@ impl Projection for Catalog {
     }
 }
 
+/// `rm_modules`: one row per module of the catalog.
+const MODULE_ROWS: Rows = Rows {
+    table: "rm_modules",
+    columns: &["module", "title", "requires"],
+    key: &["module"],
+    update: &["title", "requires"],
+};
+
+/// `rm_labs`: one row per lab of the catalog.
+const LAB_ROWS: Rows = Rows {
+    table: "rm_labs",
+    columns: &["lab_id", "module", "title", "xp"],
+    key: &["lab_id"],
+    update: &["module", "title", "xp"],
+};
+
 /// One statement per table for the rows the batch touched.
 async fn save(tx: &mut PgConnection, rows: &CatalogState) -> anyhow::Result<()> {
     let modules: Vec<_> = rows.modules.iter().collect();
-    if !modules.is_empty() {
-        let mut query = QueryBuilder::new("INSERT INTO rm_modules (module, title, requires) ");
-        query.push_values(modules, |mut b, (module, def)| {
+    MODULE_ROWS
+        .upsert(tx, modules, |mut b, (module, def)| {
             b.push_bind(int(*module))
                 .push_bind(def.title.clone())
                 .push_bind(def.requires.iter().map(|m| int(*m)).collect::<Vec<_>>());
-        });
-        query.push(
-            " ON CONFLICT (module) DO UPDATE SET title = EXCLUDED.title, requires = EXCLUDED.requires",
-        );
-        query
-            .build()
-            .execute(&mut *tx)
-            .await
-            .context("saving modules")?;
-    }
+        })
+        .await?;
     let labs: Vec<_> = rows.labs.iter().collect();
-    if !labs.is_empty() {
-        let mut query = QueryBuilder::new("INSERT INTO rm_labs (lab_id, module, title, xp) ");
-        query.push_values(labs, |mut b, (lab, def)| {
+    LAB_ROWS
+        .upsert(tx, labs, |mut b, (lab, def)| {
             b.push_bind(lab.as_str().to_owned())
                 .push_bind(int(def.module))
                 .push_bind(def.title.clone())
                 .push_bind(int(def.xp));
-        });
-        query.push(
-            " ON CONFLICT (lab_id) DO UPDATE SET module = EXCLUDED.module, title = EXCLUDED.title, xp = EXCLUDED.xp",
-        );
-        query
-            .build()
-            .execute(&mut *tx)
-            .await
-            .context("saving labs")?;
-    }
-    Ok(())
+        })
+        .await
 }

@@ -7,8 +7,10 @@ use anyhow::Context as _;
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
 use questlog_bus::{Change, ChangeOp, ProjectionName};
+use questlog_projector::rows::{close_open_versions, Rows};
 use questlog_projector::{Decoded, Projection};
-use sqlx::{PgConnection, QueryBuilder, Row};
+use sqlx::postgres::PgRow;
+use sqlx::{PgConnection, Row};
 use uuid::Uuid;
 
 use crate::event::Event;
@@ -89,62 +91,111 @@ pub async fn load_players(
     tx: &mut PgConnection,
     ids: &[Uuid],
 ) -> anyhow::Result<BTreeMap<Uuid, PlayerRow>> {
-    let rows = sqlx::query(
-        "SELECT player_id, username, xp, level, xp_position, streak, longest_streak, streak_day, timezone, \
-         last_activity, completed_labs, completed_modules, achievements, updated_position, online, current_lab \
-         FROM rm_players WHERE player_id = ANY($1)",
-    )
-    .bind(ids)
-    .fetch_all(&mut *tx)
-    .await
-    .context("loading players")?;
-    let mut out = BTreeMap::new();
-    for row in rows {
-        let id: Uuid = row.try_get("player_id")?;
-        let username: String = row.try_get("username")?;
-        let labs: Vec<String> = row.try_get("completed_labs")?;
-        let modules: Vec<i32> = row.try_get("completed_modules")?;
-        let achievements: Vec<String> = row.try_get("achievements")?;
-        let timezone: String = row.try_get("timezone")?;
-        let state = PlayerState {
-            registered: Some(Registration {
-                player_id: PlayerId(id),
-                username: Username::parse(&username).context("stored username")?,
-            }),
-            timezone: Timezone::parse(&timezone).unwrap_or_default(),
-            xp: u64::try_from(row.try_get::<i64, _>("xp")?).unwrap_or(0),
-            level: u32::try_from(row.try_get::<i32, _>("level")?).unwrap_or(1),
-            completed_labs: labs.iter().filter_map(|l| LabId::parse(l).ok()).collect(),
-            completed_modules: modules
-                .iter()
-                .filter_map(|m| u32::try_from(*m).ok())
-                .collect(),
-            achievements: achievements
-                .iter()
-                .filter_map(|a| Achievement::parse(a).ok())
-                .collect(),
-            streak: Streak {
-                current: u32::try_from(row.try_get::<i32, _>("streak")?).unwrap_or(0),
-                longest: u32::try_from(row.try_get::<i32, _>("longest_streak")?).unwrap_or(0),
-                last_day: row.try_get::<Option<NaiveDate>, _>("streak_day")?,
-            },
-            last_activity: row.try_get::<Option<DateTime<Utc>>, _>("last_activity")?,
-            online: row.try_get("online")?,
-            current_lab: row
-                .try_get::<Option<String>, _>("current_lab")?
-                .and_then(|l| LabId::parse(&l).ok()),
-        };
-        out.insert(
-            id,
-            PlayerRow {
-                state,
-                xp_position: row.try_get("xp_position")?,
-                updated_position: row.try_get("updated_position")?,
-            },
-        );
-    }
-    Ok(out)
+    PLAYER_ROWS.load(tx, ids, read_player).await
 }
+
+/// A stored player's row.
+fn read_player(row: &PgRow) -> anyhow::Result<(Uuid, PlayerRow)> {
+    let id: Uuid = row.try_get("player_id")?;
+    let username: String = row.try_get("username")?;
+    let labs: Vec<String> = row.try_get("completed_labs")?;
+    let modules: Vec<i32> = row.try_get("completed_modules")?;
+    let achievements: Vec<String> = row.try_get("achievements")?;
+    let timezone: String = row.try_get("timezone")?;
+    let state = PlayerState {
+        registered: Some(Registration {
+            player_id: PlayerId(id),
+            username: Username::parse(&username).context("stored username")?,
+        }),
+        timezone: Timezone::parse(&timezone).unwrap_or_default(),
+        xp: u64::try_from(row.try_get::<i64, _>("xp")?).unwrap_or(0),
+        level: u32::try_from(row.try_get::<i32, _>("level")?).unwrap_or(1),
+        completed_labs: labs.iter().filter_map(|l| LabId::parse(l).ok()).collect(),
+        completed_modules: modules
+            .iter()
+            .filter_map(|m| u32::try_from(*m).ok())
+            .collect(),
+        achievements: achievements
+            .iter()
+            .filter_map(|a| Achievement::parse(a).ok())
+            .collect(),
+        streak: Streak {
+            current: u32::try_from(row.try_get::<i32, _>("streak")?).unwrap_or(0),
+            longest: u32::try_from(row.try_get::<i32, _>("longest_streak")?).unwrap_or(0),
+            last_day: row.try_get::<Option<NaiveDate>, _>("streak_day")?,
+        },
+        last_activity: row.try_get::<Option<DateTime<Utc>>, _>("last_activity")?,
+        online: row.try_get("online")?,
+        current_lab: row
+            .try_get::<Option<String>, _>("current_lab")?
+            .and_then(|l| LabId::parse(&l).ok()),
+    };
+    Ok((
+        id,
+        PlayerRow {
+            state,
+            xp_position: row.try_get("xp_position")?,
+            updated_position: row.try_get("updated_position")?,
+        },
+    ))
+}
+
+/// `rm_players`: one row per registered player.
+const PLAYER_ROWS: Rows = Rows {
+    table: "rm_players",
+    columns: &[
+        "player_id",
+        "username",
+        "xp",
+        "level",
+        "xp_position",
+        "streak",
+        "longest_streak",
+        "streak_day",
+        "timezone",
+        "last_activity",
+        "completed_labs",
+        "completed_modules",
+        "achievements",
+        "updated_position",
+        "online",
+        "current_lab",
+    ],
+    key: &["player_id"],
+    update: &[
+        "username",
+        "xp",
+        "level",
+        "xp_position",
+        "streak",
+        "longest_streak",
+        "streak_day",
+        "timezone",
+        "last_activity",
+        "completed_labs",
+        "completed_modules",
+        "achievements",
+        "updated_position",
+        "online",
+        "current_lab",
+    ],
+};
+
+/// `rm_leaderboard_history`: every version of a player's standing, valid over its positions.
+const LEADERBOARD_HISTORY: Rows = Rows {
+    table: "rm_leaderboard_history",
+    columns: &[
+        "player_id",
+        "username",
+        "xp",
+        "level",
+        "xp_position",
+        "valid_from",
+        "valid_to",
+    ],
+    key: &[],
+    update: &[],
+};
 
 fn int(n: impl TryInto<i32>) -> i32 {
     n.try_into().unwrap_or(i32::MAX)
@@ -158,61 +209,42 @@ async fn save_players(
         .iter()
         .filter_map(|(id, r)| r.state.registered.as_ref().map(|reg| (id, r, reg)))
         .collect();
-    if registered.is_empty() {
-        return Ok(());
-    }
-    let mut query = QueryBuilder::new(
-        "INSERT INTO rm_players (player_id, username, xp, level, xp_position, streak, longest_streak, streak_day, \
-         timezone, last_activity, completed_labs, completed_modules, achievements, updated_position, online, current_lab) ",
-    );
-    query.push_values(registered, |mut b, (id, row, reg)| {
-        let s = &row.state;
-        b.push_bind(*id)
-            .push_bind(reg.username.as_str().to_owned())
-            .push_bind(i64::try_from(s.xp).unwrap_or(i64::MAX))
-            .push_bind(int(s.level))
-            .push_bind(row.xp_position)
-            .push_bind(int(s.streak.current))
-            .push_bind(int(s.streak.longest))
-            .push_bind(s.streak.last_day)
-            .push_bind(s.timezone.name())
-            .push_bind(s.last_activity)
-            .push_bind(
-                s.completed_labs
-                    .iter()
-                    .map(|l| l.as_str().to_owned())
-                    .collect::<Vec<_>>(),
-            )
-            .push_bind(
-                s.completed_modules
-                    .iter()
-                    .map(|m| int(*m))
-                    .collect::<Vec<_>>(),
-            )
-            .push_bind(
-                s.achievements
-                    .iter()
-                    .map(|a| a.as_str().to_owned())
-                    .collect::<Vec<_>>(),
-            )
-            .push_bind(row.updated_position)
-            .push_bind(s.online)
-            .push_bind(s.current_lab.as_ref().map(|l| l.as_str().to_owned()));
-    });
-    query.push(
-        " ON CONFLICT (player_id) DO UPDATE SET username = EXCLUDED.username, xp = EXCLUDED.xp, \
-         level = EXCLUDED.level, xp_position = EXCLUDED.xp_position, streak = EXCLUDED.streak, \
-         longest_streak = EXCLUDED.longest_streak, streak_day = EXCLUDED.streak_day, timezone = EXCLUDED.timezone, \
-         last_activity = EXCLUDED.last_activity, completed_labs = EXCLUDED.completed_labs, \
-         completed_modules = EXCLUDED.completed_modules, achievements = EXCLUDED.achievements, \
-         updated_position = EXCLUDED.updated_position, online = EXCLUDED.online, current_lab = EXCLUDED.current_lab",
-    );
-    query
-        .build()
-        .execute(&mut *tx)
+    PLAYER_ROWS
+        .upsert(tx, registered, |mut b, (id, row, reg)| {
+            let s = &row.state;
+            b.push_bind(*id)
+                .push_bind(reg.username.as_str().to_owned())
+                .push_bind(i64::try_from(s.xp).unwrap_or(i64::MAX))
+                .push_bind(int(s.level))
+                .push_bind(row.xp_position)
+                .push_bind(int(s.streak.current))
+                .push_bind(int(s.streak.longest))
+                .push_bind(s.streak.last_day)
+                .push_bind(s.timezone.name())
+                .push_bind(s.last_activity)
+                .push_bind(
+                    s.completed_labs
+                        .iter()
+                        .map(|l| l.as_str().to_owned())
+                        .collect::<Vec<_>>(),
+                )
+                .push_bind(
+                    s.completed_modules
+                        .iter()
+                        .map(|m| int(*m))
+                        .collect::<Vec<_>>(),
+                )
+                .push_bind(
+                    s.achievements
+                        .iter()
+                        .map(|a| a.as_str().to_owned())
+                        .collect::<Vec<_>>(),
+                )
+                .push_bind(row.updated_position)
+                .push_bind(s.online)
+                .push_bind(s.current_lab.as_ref().map(|l| l.as_str().to_owned()));
+        })
         .await
-        .context("saving players")?;
-    Ok(())
 }
 
 fn upsert(topic: String, key: String, position: i64) -> Change {
@@ -313,33 +345,16 @@ async fn save_leaderboard_history(
             until[previous] = v.valid_from;
         }
     }
-    let (ids, froms): (Vec<Uuid>, Vec<i64>) = first.into_iter().unzip();
-    sqlx::query(
-        "UPDATE rm_leaderboard_history h SET valid_to = v.valid_from \
-           FROM unnest($1::uuid[], $2::bigint[]) AS v(player_id, valid_from) \
-          WHERE h.player_id = v.player_id AND h.valid_to = 9223372036854775807",
-    )
-    .bind(&ids)
-    .bind(&froms)
-    .execute(&mut *tx)
-    .await
-    .context("closing leaderboard versions")?;
-    let mut query = QueryBuilder::new(
-        "INSERT INTO rm_leaderboard_history (player_id, username, xp, level, xp_position, valid_from, valid_to) ",
-    );
-    query.push_values(versions.iter().zip(until), |mut b, (v, to)| {
-        b.push_bind(v.player_id)
-            .push_bind(v.username.clone())
-            .push_bind(v.xp)
-            .push_bind(v.level)
-            .push_bind(v.xp_position)
-            .push_bind(v.valid_from)
-            .push_bind(to);
-    });
-    query
-        .build()
-        .execute(&mut *tx)
+    close_open_versions(tx, LEADERBOARD_HISTORY.table, "player_id", first).await?;
+    LEADERBOARD_HISTORY
+        .insert(tx, versions.iter().zip(until), |mut b, (v, to)| {
+            b.push_bind(v.player_id)
+                .push_bind(v.username.clone())
+                .push_bind(v.xp)
+                .push_bind(v.level)
+                .push_bind(v.xp_position)
+                .push_bind(v.valid_from)
+                .push_bind(to);
+        })
         .await
-        .context("saving leaderboard versions")?;
-    Ok(())
 }
