@@ -71,6 +71,22 @@ const COMMANDS: &[(&str, &[&str], &[&str])] = &[
         &["subscore", "metadata", "player_id"],
     ),
     (
+        "define_achievement",
+        &["achievement", "title"],
+        &["description", "hidden", "goal", "rule", "authoritative"],
+    ),
+    (
+        "set_achievement_progress",
+        &["achievement", "progress"],
+        &["player_id"],
+    ),
+    ("unlock_achievement", &["achievement"], &["player_id"]),
+    (
+        "revoke_achievement",
+        &["player_id", "achievement", "reason"],
+        &[],
+    ),
+    (
         "define_collection",
         &["collection"],
         &[
@@ -458,6 +474,20 @@ impl World {
             "reset" => pick(rng, &["null", "\"0 0 * * 1\"", "\"*/15 * * * *\""]).to_owned(),
             "authoritative" => pick(rng, &["true", "false"]).to_owned(),
             "metadata" => json!({"car": "red", "laps": [1, 2.5]}).to_string(),
+            "progress" => pick(rng, &["0", "5", "100"]).to_owned(),
+            "goal" => pick(rng, &["1", "10"]).to_owned(),
+            "hidden" => pick(rng, &["true", "false"]).to_owned(),
+            "description" => json_string(pick(rng, &["", "Find the door", "🚪"])),
+            "rule" => pick(
+                rng,
+                &[
+                    "null",
+                    r#"{"count": "lab_completed"}"#,
+                    r#"{"count": "lab_completed", "where": {"lab_id": "lab-1"}}"#,
+                    r#"{"score": "high_scores", "at_least": 100}"#,
+                ],
+            )
+            .to_owned(),
             "collection" => json_string(pick(rng, &["saves", "world", "nope", "Saves"])),
             "read" => json_string(pick(rng, &["owner", "public"])),
             "write" => json_string(pick(rng, &["owner", "server"])),
