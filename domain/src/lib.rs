@@ -17,7 +17,7 @@ mod tests;
 
 use std::fmt;
 
-pub use app::{App, Domain, Module};
+pub use app::{App, Domain, Module, Parser};
 pub use command::{body, Actor, Beside, Command, Context, Edge, Role, States};
 pub use event::{DecodeError, DomainEvent, Event};
 pub use stream::{StreamId, StreamKind, StreamState, UnknownStream, View};

@@ -226,6 +226,7 @@ async fn stats_match_the_database_and_the_projections_route() {
     assert_eq!(
         names,
         [
+            "achievements",
             "catalog",
             "chat",
             "labs",

@@ -71,6 +71,22 @@ const COMMANDS: &[(&str, &[&str], &[&str])] = &[
         &["subscore", "metadata", "player_id"],
     ),
     (
+        "define_achievement",
+        &["achievement", "title"],
+        &["description", "hidden", "goal", "rule", "authoritative"],
+    ),
+    (
+        "set_achievement_progress",
+        &["achievement", "progress"],
+        &["player_id"],
+    ),
+    ("unlock_achievement", &["achievement"], &["player_id"]),
+    (
+        "revoke_achievement",
+        &["player_id", "achievement", "reason"],
+        &[],
+    ),
+    (
         "define_collection",
         &["collection"],
         &[
@@ -458,6 +474,20 @@ impl World {
             "reset" => pick(rng, &["null", "\"0 0 * * 1\"", "\"*/15 * * * *\""]).to_owned(),
             "authoritative" => pick(rng, &["true", "false"]).to_owned(),
             "metadata" => json!({"car": "red", "laps": [1, 2.5]}).to_string(),
+            "progress" => pick(rng, &["0", "5", "100"]).to_owned(),
+            "goal" => pick(rng, &["1", "10"]).to_owned(),
+            "hidden" => pick(rng, &["true", "false"]).to_owned(),
+            "description" => json_string(pick(rng, &["", "Find the door", "🚪"])),
+            "rule" => pick(
+                rng,
+                &[
+                    "null",
+                    r#"{"count": "lab_completed"}"#,
+                    r#"{"count": "lab_completed", "where": {"lab_id": "lab-1"}}"#,
+                    r#"{"score": "high_scores", "at_least": 100}"#,
+                ],
+            )
+            .to_owned(),
             "collection" => json_string(pick(rng, &["saves", "world", "nope", "Saves"])),
             "read" => json_string(pick(rng, &["owner", "public"])),
             "write" => json_string(pick(rng, &["owner", "server"])),
@@ -850,18 +880,44 @@ impl World {
             },
             13 => {
                 method = Method::POST;
-                if rng.gen_bool(0.5) {
-                    body = Some(hostile_json(rng, 0).into_bytes());
-                }
-                pick(
+                let route = pick(
                     rng,
                     &[
                         "/v1/identity",
                         "/v1/identity/refresh",
                         "/v1/subscribe/ticket",
+                        "/v1/accounts/register",
+                        "/v1/accounts/login",
+                        "/v1/accounts/logout",
+                        "/v1/accounts/logout_all",
+                        "/v1/accounts/password",
                     ],
-                )
-                .to_owned()
+                );
+                if rng.gen_bool(0.5) {
+                    // The accounts' own fields with hostile values, so that their checks (not
+                    // only the shape's) are reached.
+                    let fields: &[&str] = match route {
+                        "/v1/accounts/register" => &["email", "password", "username"],
+                        "/v1/accounts/login" => &["email", "password"],
+                        "/v1/accounts/password" => &["current", "new"],
+                        "/v1/identity/refresh" => &["refresh_token"],
+                        _ => &[],
+                    };
+                    let mut members = Vec::new();
+                    for field in fields {
+                        if rng.gen_bool(0.9) {
+                            members.push(format!(
+                                "{}:{}",
+                                json_string(field),
+                                hostile_json(rng, 1)
+                            ));
+                        }
+                    }
+                    body = Some(format!("{{{}}}", members.join(",")).into_bytes());
+                } else if rng.gen_bool(0.5) {
+                    body = Some(hostile_json(rng, 0).into_bytes());
+                }
+                route.to_owned()
             }
             _ => {
                 method = [Method::PUT, Method::DELETE, Method::PATCH, Method::POST]
