@@ -5,6 +5,7 @@
 
 mod history;
 mod live;
+mod logins;
 mod peer;
 mod report;
 mod setup;
@@ -64,7 +65,8 @@ pub struct Args {
     #[arg(long, default_value_t = 1_000_000)]
     pub history_events: i64,
     /// Run one group of workloads only: `commands` (throughput and latency), `visibility`,
-    /// `live` (push lag and fan-out) or `history` (rebuild and as-of reads).
+    /// `live` (push lag and fan-out), `history` (rebuild and as-of reads) or `logins` (account logins
+    /// per second against bare argon2id).
     #[arg(long)]
     pub only: Option<String>,
     /// Internal: serve instead of measuring (`query-api` or `baseline`), for the fan-out run's
@@ -82,7 +84,7 @@ impl Args {
         self.only.as_deref().is_none_or(|only| only == name)
     }
 
-    fn duration(&self) -> Duration {
+    pub fn duration(&self) -> Duration {
         Duration::from_secs(if self.quick { 2 } else { self.seconds })
     }
 }

@@ -47,6 +47,12 @@ impl Env {
             service: args
                 .write_only
                 .then_some(questlog::config::Service::CommandApi),
+            // Every simulated player comes from this one address.
+            sessions: questlog::config::SessionArgs {
+                identity_per_minute: std::num::NonZeroU32::MAX,
+                identity_burst: std::num::NonZeroU32::MAX,
+                ..questlog::config::SessionArgs::default()
+            },
             ..ServeArgs::on("127.0.0.1:0".parse()?)
         };
         let shutdown = CancellationToken::new();

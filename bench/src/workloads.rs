@@ -38,6 +38,9 @@ pub async fn run_all(args: &Args, env: &Env, rows: &mut Vec<Row>) -> anyhow::Res
     if args.runs("commands") {
         commands_rows(args, env, rows, labs, duration).await?;
     }
+    if args.runs("logins") {
+        crate::logins::login_rows(args, env, rows).await?;
+    }
     if args.write_only {
         return Ok(());
     }

@@ -11,7 +11,11 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
 use questlog_command_api::jobs::{JobContext, Jobs};
-use questlog_command_api::{AppState, Clock, SenderLimiter, WriterConfig, WriterHandle};
+use questlog_command_api::routes::{WriteContext, WriteRoutes};
+use questlog_command_api::{
+    AddressLimiter, AppState, ClientAddresses, Clock, SenderLimiter, Sessions, WriterConfig,
+    WriterHandle,
+};
 use questlog_domain::{App, Module};
 use questlog_store::{EventStore, PgEventStore};
 use questlog_web::{Problem, TokenKeys};
@@ -139,7 +143,7 @@ impl Application {
         crate::metrics::recorder();
         // A bad secret is refused before anything is created, connected or bound.
         crate::secret::configured_secret(store.token_secret.as_deref())?;
-        let mut modules = crate::modules::configured(serve, &hooks);
+        let mut modules = crate::modules::configured(serve, &hooks)?;
         for module in &hooks.modules {
             modules.add_module(module.as_ref());
         }
@@ -149,7 +153,25 @@ impl Application {
             .await;
         let pool = questlog_store::connect(&store.database_url, serve.db_pool)
             .context("parsing the database URL")?;
-        let keys = token_keys(store, &pool).await?;
+        let clock = hooks.clock.clone().unwrap_or_default();
+        let keys = {
+            let clock = clock.clone();
+            token_keys(store, &pool)
+                .await?
+                .with_session_ttls(
+                    chrono::Duration::seconds(i64::from(serve.sessions.access_ttl_secs)),
+                    chrono::Duration::seconds(i64::from(serve.sessions.refresh_ttl_secs)),
+                )
+                .with_clock(move || clock.now())
+        };
+        let clients = ClientAddresses {
+            trusted_header: match &serve.sessions.trusted_proxy_header {
+                Some(name) => Some(axum::http::HeaderName::try_from(name.trim()).with_context(
+                    || format!("QUESTLOG_TRUSTED_PROXY_HEADER: {name:?} is not a header name"),
+                )?),
+                None => None,
+            },
+        };
         let names = Names::new(&store.nats_prefix).with_stream(serve.stream.settings());
         let needs_nats =
             runs(Service::Relay) || runs(Service::Projector) || runs(Service::QueryApi);
@@ -170,7 +192,6 @@ impl Application {
         let mut live_hub = None;
         if runs(Service::CommandApi) {
             let event_store: Arc<dyn EventStore> = Arc::new(PgEventStore::new(pool.clone()));
-            let clock = hooks.clock.clone().unwrap_or_default();
             let (writer, writer_task) = questlog_command_api::writer::spawn(
                 domain.clone(),
                 event_store.clone(),
@@ -188,9 +209,19 @@ impl Application {
                 database_url: store.database_url.clone(),
                 pool: pool.clone(),
                 writer: writer.clone(),
-                clock,
+                clock: clock.clone(),
                 shutdown: shutdown.clone(),
             }));
+            let sessions = Sessions::new(pool.clone(), keys.clone());
+            let extra = modules.take::<WriteRoutes>().build(&WriteContext {
+                pool: pool.clone(),
+                writer: writer.clone(),
+                domain: domain.clone(),
+                tokens: keys.clone(),
+                sessions: sessions.clone(),
+                clock: clock.clone(),
+                clients: clients.clone(),
+            });
             router = router.merge(questlog_command_api::router(
                 AppState {
                     domain: domain.clone(),
@@ -201,8 +232,15 @@ impl Application {
                         serve.chat.chat_per_minute,
                         serve.chat.chat_burst,
                     )),
+                    sessions,
+                    identity_limiter: Arc::new(AddressLimiter::new(
+                        serve.sessions.identity_per_minute,
+                        serve.sessions.identity_burst,
+                    )),
+                    clients,
                 },
                 serve.body_limit,
+                extra,
             ));
         }
         if let Some(client) = &nats {
@@ -242,18 +280,30 @@ impl Application {
                     shutdown.clone(),
                 )
                 .await;
-                router = router.merge(
-                    questlog_query_api::router(questlog_query_api::QueryState::new(
-                        pool.clone(),
-                        keys.clone(),
-                        positions,
-                        &modules,
-                    ))
-                    .layer(axum::middleware::from_fn_with_state(
-                        monitor,
-                        crate::lineage::gate,
-                    )),
+                let read_models = questlog_projector::Projections::of(&modules)
+                    .iter()
+                    .flat_map(|p| p.tables().iter().map(|t| (*t).to_owned()))
+                    .collect();
+                let beside = questlog_store::archive::ArchiveSections::of(&modules)
+                    .iter()
+                    .map(|s| s.table.to_owned())
+                    .collect();
+                let state = questlog_query_api::QueryState::new(
+                    pool.clone(),
+                    keys.clone(),
+                    positions,
+                    &modules,
                 );
+                let export = questlog_query_api::export::router(
+                    pool.clone(),
+                    keys.clone(),
+                    read_models,
+                    beside,
+                    &mut modules,
+                );
+                router = router.merge(questlog_query_api::router(state).merge(export).layer(
+                    axum::middleware::from_fn_with_state(monitor, crate::lineage::gate),
+                ));
             }
         }
         let scrape = crate::metrics::Scrape {
@@ -319,10 +369,18 @@ impl Application {
     pub async fn run(self) -> anyhow::Result<()> {
         let shutdown = self.shutdown.clone();
         tracing::info!(address = %self.listener.local_addr()?, "questlog is listening");
-        axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(async move { shutdown.cancelled().await })
-            .await
-            .context("serving HTTP")?;
+        // One router for every connection (serving the `Router` itself would rebuild it, every
+        // route, boxed service and layer, for each connection accepted, which an idle live
+        // subscriber then holds for as long as it stays connected), with the peer's address,
+        // which per-address limits count when no trusted proxy header is configured.
+        axum::serve(
+            self.listener,
+            self.router
+                .into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await
+        .context("serving HTTP")?;
         self.shutdown.cancel();
         for task in self.tasks {
             let _ = task.await;

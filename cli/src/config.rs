@@ -188,6 +188,14 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub chat: questlog_chat::ChatArgs,
 
+    /// The accounts module's settings.
+    #[command(flatten)]
+    pub accounts: questlog_accounts::AccountsArgs,
+
+    /// Sessions' tokens and the limit on anonymous identities.
+    #[command(flatten)]
+    pub sessions: SessionArgs,
+
     /// The JetStream stream's replicas (and, later, its bound).
     #[command(flatten)]
     pub stream: StreamArgs,
@@ -215,8 +223,49 @@ impl ServeArgs {
             db_pool: 16,
             presence: questlog_presence::PresenceArgs::default(),
             chat: questlog_chat::ChatArgs::default(),
+            accounts: questlog_accounts::AccountsArgs::default(),
+            sessions: SessionArgs::default(),
             stream: StreamArgs::default(),
             cors_origins: vec!["*".to_owned()],
+        }
+    }
+}
+
+/// Sessions' tokens, and how anonymous identities are limited per client address.
+#[derive(Debug, Clone, Args)]
+pub struct SessionArgs {
+    /// Seconds a session's access token lives (a login's, a refresh's).
+    #[arg(long, env = "QUESTLOG_ACCESS_TTL_SECS", default_value_t = 900)]
+    pub access_ttl_secs: u32,
+
+    /// Seconds a refresh token lives (each refresh hands out a new one).
+    #[arg(long, env = "QUESTLOG_REFRESH_TTL_SECS", default_value_t = 30 * 24 * 3600)]
+    pub refresh_ttl_secs: u32,
+
+    /// Anonymous identities (`POST /v1/identity`) one client address may create per minute, on
+    /// average.
+    #[arg(long, env = "QUESTLOG_IDENTITY_PER_MINUTE", default_value_t = std::num::NonZeroU32::new(10).expect("positive"))]
+    pub identity_per_minute: std::num::NonZeroU32,
+
+    /// Anonymous identities one client address may create at once.
+    #[arg(long, env = "QUESTLOG_IDENTITY_BURST", default_value_t = std::num::NonZeroU32::new(20).expect("positive"))]
+    pub identity_burst: std::num::NonZeroU32,
+
+    /// The header a trusted reverse proxy puts the client's address in (`X-Forwarded-For`:
+    /// its last address counts; `X-Real-IP`). Unset: clients connect directly and the peer's
+    /// address counts; no header is believed.
+    #[arg(long, env = "QUESTLOG_TRUSTED_PROXY_HEADER")]
+    pub trusted_proxy_header: Option<String>,
+}
+
+impl Default for SessionArgs {
+    fn default() -> Self {
+        Self {
+            access_ttl_secs: 900,
+            refresh_ttl_secs: 30 * 24 * 3600,
+            identity_per_minute: std::num::NonZeroU32::new(10).expect("positive"),
+            identity_burst: std::num::NonZeroU32::new(20).expect("positive"),
+            trusted_proxy_header: None,
         }
     }
 }

@@ -2,6 +2,7 @@
 //! comes from the binary's.
 
 use questlog_academy::Academy;
+use questlog_accounts::Accounts;
 use questlog_chat::Chat;
 use questlog_domain::App;
 use questlog_lab_sessions::LabSessions;
@@ -15,18 +16,26 @@ use crate::config::ServeArgs;
 /// (for what needs the modules' commands, events, migrations or archive sections, not their jobs'
 /// settings).
 pub fn app() -> App {
-    with(&Presence::default(), None)
+    with(&Presence::default(), &Accounts::default(), None)
 }
 
 /// The app for a serving process: each module configured from `serve` (and the test hooks).
-pub fn configured(serve: &ServeArgs, hooks: &Hooks) -> App {
-    with(
+///
+/// # Errors
+/// When a module's settings are out of range.
+pub fn configured(serve: &ServeArgs, hooks: &Hooks) -> anyhow::Result<App> {
+    Ok(with(
         &serve.presence.module(hooks.job_interval),
+        &serve.accounts.module()?,
         hooks.job_interval,
-    )
+    ))
 }
 
-fn with(presence: &Presence, job_interval: Option<std::time::Duration>) -> App {
+fn with(
+    presence: &Presence,
+    accounts: &Accounts,
+    job_interval: Option<std::time::Duration>,
+) -> App {
     let mut app = App::new();
     app.add_module(&Academy);
     // Before presence: an archive's working copies come before its presence times.
@@ -36,5 +45,6 @@ fn with(presence: &Presence, job_interval: Option<std::time::Duration>) -> App {
     app.add_module(&Leaderboards {
         season_interval: job_interval,
     });
+    app.add_module(accounts);
     app
 }

@@ -1,14 +1,19 @@
-//! questlog's write side over HTTP: anonymous identities, token refresh, and commands that are
-//! decided by the pure domain and committed together by the group-commit [`writer`].
+//! questlog's write side over HTTP: anonymous identities, token refresh (sessions' rotation), and
+//! commands that are decided by the pure domain and committed together by the group-commit
+//! [`writer`]; the routes modules add beside them ([`routes`]).
 
+pub mod clients;
 pub mod jobs;
 pub mod limits;
+pub mod routes;
+pub mod sessions;
 pub mod writer;
 
 use std::sync::Arc;
 
 use axum::extract::rejection::{BytesRejection, PathRejection};
-use axum::extract::{DefaultBodyLimit, FromRef, Path, State};
+use axum::extract::{DefaultBodyLimit, FromRef, FromRequestParts, Path, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -22,7 +27,9 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
+pub use clients::{AddressLimiter, ClientAddresses};
 pub use limits::SenderLimiter;
+pub use sessions::Sessions;
 pub use writer::{Clock, CommandError, CommandOutcome, WriterConfig, WriterHandle};
 
 /// The default limit on a request body: 64 KiB.
@@ -41,6 +48,12 @@ pub struct AppState {
     pub tokens: TokenKeys,
     /// The per-sender limit on rate-limited commands.
     pub limiter: Arc<SenderLimiter>,
+    /// Refresh-token sessions.
+    pub sessions: Sessions,
+    /// The per-address limit on creating anonymous identities.
+    pub identity_limiter: Arc<AddressLimiter>,
+    /// How a client's address is found.
+    pub clients: ClientAddresses,
 }
 
 impl FromRef<AppState> for TokenKeys {
@@ -49,14 +62,29 @@ impl FromRef<AppState> for TokenKeys {
     }
 }
 
-/// The command API's routes.
-pub fn router(state: AppState, body_limit: usize) -> Router {
+/// The command API's routes, with the modules' write routes (`extra`), all under `body_limit`.
+pub fn router(state: AppState, body_limit: usize, extra: Router) -> Router {
     Router::new()
         .route("/v1/identity", post(create_identity))
         .route("/v1/identity/refresh", post(refresh_identity))
         .route("/v1/commands/{name}", post(command))
-        .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state)
+        .merge(extra)
+        .layer(DefaultBodyLimit::max(body_limit))
+}
+
+/// The client's network address, as [`ClientAddresses`] finds it.
+struct ClientAddress(Option<std::net::IpAddr>);
+
+impl FromRequestParts<AppState> for ClientAddress {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(Self(state.clients.of(parts)))
+    }
 }
 
 #[derive(Serialize)]
@@ -65,24 +93,98 @@ struct IdentityOut {
     token: String,
 }
 
-/// `POST /v1/identity`: a new anonymous player identity and its token.
-async fn create_identity(State(state): State<AppState>) -> impl IntoResponse {
+/// `POST /v1/identity`: a new anonymous player identity and its token, at most so many per client
+/// address.
+async fn create_identity(
+    State(state): State<AppState>,
+    ClientAddress(address): ClientAddress,
+) -> Result<impl IntoResponse, Problem> {
+    if let Some(address) = address {
+        if let Err(wait) = state.identity_limiter.check(address) {
+            return Err(Problem::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                "too many identities created from this address; wait before creating more",
+            )
+            .retry_after(clients::retry_after_secs(wait)));
+        }
+    }
     let identity = Uuid::new_v4();
     let token = state.tokens.issue(identity, Role::Player);
-    (StatusCode::CREATED, Json(IdentityOut { identity, token }))
+    Ok((StatusCode::CREATED, Json(IdentityOut { identity, token })))
 }
 
-/// `POST /v1/identity/refresh`: the same identity and role with a fresh expiry.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RefreshIn {
+    refresh_token: String,
+}
+
+#[derive(Serialize)]
+struct RefreshOut {
+    identity: Uuid,
+    #[serde(flatten)]
+    pair: questlog_web::TokenPair,
+}
+
+/// `POST /v1/identity/refresh`: with `{"refresh_token"}`, the session's next token pair
+/// (rotation); with only a Bearer identity token (no session), the same identity and role with a
+/// fresh expiry.
 async fn refresh_identity(
     State(state): State<AppState>,
-    auth: Result<Authenticated, Problem>,
-) -> Result<Json<IdentityOut>, Problem> {
-    let Authenticated(actor) = auth?;
+    auth: Result<questlog_web::Bearer, Problem>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, Problem> {
+    let body = body.map_err(|e| body_rejection(&e))?;
+    if !body.iter().all(u8::is_ascii_whitespace) {
+        let RefreshIn { refresh_token } = questlog_domain::body(&body).map_err(Problem::from)?;
+        let identity = state
+            .tokens
+            .verify_refresh(&refresh_token)?
+            .actor
+            .identity
+            .0;
+        let pair = state.sessions.rotate(&refresh_token).await?;
+        return Ok(Json(RefreshOut { identity, pair }).into_response());
+    }
+    let bearer = auth?;
+    if bearer.session.is_some() {
+        // A session's access token is short-lived on purpose: only its refresh token renews it,
+        // so that ending the session ends the renewals.
+        return Err(Problem::unauthorized(
+            "this access token belongs to a session: send its refresh token as {\"refresh_token\"}",
+        ));
+    }
+    let actor = bearer.actor;
     let token = state.tokens.issue(actor.identity.0, actor.role);
     Ok(Json(IdentityOut {
         identity: actor.identity.0,
         token,
-    }))
+    })
+    .into_response())
+}
+
+/// The answer to a command the writer did not accept, for routes that submit commands of their
+/// own (a module's write routes).
+pub fn command_problem(error: CommandError) -> Problem {
+    match error {
+        CommandError::Rejected(rejection) => rejection.into(),
+        CommandError::IdempotencyRace => Problem::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            "a request with the same Idempotency-Key is still in flight; retry",
+        ),
+        CommandError::Contended => Problem::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            "the command kept conflicting with concurrent writes; retry",
+        )
+        .retry_after(1),
+        CommandError::Unavailable | CommandError::Stopped => {
+            Problem::unavailable("the event store is unavailable; retry shortly")
+        }
+        CommandError::Internal => Problem::internal(),
+    }
 }
 
 fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, Problem> {

@@ -29,6 +29,7 @@
 mod admin;
 pub mod as_of;
 pub mod error;
+pub mod export;
 pub mod live;
 pub mod params;
 pub mod positions;

@@ -1,5 +1,6 @@
 //! Every integration test in one binary: the real services on port 0, real Postgres, real NATS.
 
+mod accounts;
 mod admin_cli;
 mod archive;
 mod chat;

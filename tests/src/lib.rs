@@ -188,10 +188,18 @@ impl TestApp {
         Self::spawn_serving(db, store, hooks, Self::serve_args()).await
     }
 
-    /// The service configuration tests run with: the defaults on port 0, a smaller pool.
+    /// The service configuration tests run with: the defaults on port 0, a smaller pool, no
+    /// practical limit on identities per address (every test client is 127.0.0.1; the limit's
+    /// own tests set one).
     pub fn serve_args() -> ServeArgs {
+        let unlimited = std::num::NonZeroU32::new(1_000_000).expect("positive");
         ServeArgs {
             db_pool: 8,
+            sessions: questlog::config::SessionArgs {
+                identity_per_minute: unlimited,
+                identity_burst: unlimited,
+                ..questlog::config::SessionArgs::default()
+            },
             ..ServeArgs::on("127.0.0.1:0".parse().expect("valid address"))
         }
     }

@@ -6,5 +6,5 @@ pub mod problem;
 pub mod shutdown;
 pub mod telemetry;
 
-pub use auth::{Authenticated, TokenKeys};
+pub use auth::{Authenticated, Bearer, RefreshClaims, TokenKeys, TokenPair};
 pub use problem::Problem;
