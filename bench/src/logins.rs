@@ -47,7 +47,7 @@ pub async fn login_rows(args: &Args, env: &Env, rows: &mut Vec<Row>) -> anyhow::
         ms(&latency, 0.99)
     );
     let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
-    let verifies = bare_verifications(cost, cores, duration)?;
+    let verifies = bare_verifications(cost, cores, duration).await?;
     eprintln!("  bare argon2id: {verifies:.0} verifications/s on {cores} cores");
     rows.push(Row::new(
         &format!("logins (POST /v1/accounts/login, {clients} clients; {cost})"),
@@ -125,12 +125,11 @@ async fn logins(
 }
 
 /// argon2id verifications per second with `cost`, one thread per core, for `duration`.
-fn bare_verifications(cost: Cost, cores: usize, duration: Duration) -> anyhow::Result<f64> {
+async fn bare_verifications(cost: Cost, cores: usize, duration: Duration) -> anyhow::Result<f64> {
     let hasher = Hasher::new(cost)?;
-    let runtime = tokio::runtime::Builder::new_current_thread().build()?;
     let password = questlog_accounts::values::Password::parse(PASSWORD.to_owned())
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let hash = runtime.block_on(hasher.hash(&password))?;
+    let hash = hasher.hash(&password).await?;
     let stop = Arc::new(AtomicBool::new(false));
     let done = Arc::new(AtomicU64::new(0));
     let threads: Vec<_> = (0..cores)
@@ -146,7 +145,7 @@ fn bare_verifications(cost: Cost, cores: usize, duration: Duration) -> anyhow::R
         })
         .collect();
     let started = Instant::now();
-    std::thread::sleep(duration);
+    tokio::time::sleep(duration).await;
     let counted = done.load(Ordering::Relaxed);
     let elapsed = started.elapsed();
     stop.store(true, Ordering::Relaxed);

@@ -3,11 +3,13 @@
 
 use questlog_academy::Academy;
 use questlog_accounts::Accounts;
+use questlog_achievements::Achievements;
 use questlog_chat::Chat;
 use questlog_domain::App;
 use questlog_lab_sessions::LabSessions;
 use questlog_leaderboards::Leaderboards;
 use questlog_presence::Presence;
+use questlog_storage::Storage;
 
 use crate::app::Hooks;
 use crate::config::ServeArgs;
@@ -45,6 +47,9 @@ fn with(
     app.add_module(&Leaderboards {
         season_interval: job_interval,
     });
+    // After the academy: it takes `grant_achievement` over, handing the academy's names back.
+    app.add_module(&Achievements);
     app.add_module(accounts);
+    app.add_module(&Storage);
     app
 }

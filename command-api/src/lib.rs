@@ -32,8 +32,9 @@ pub use limits::SenderLimiter;
 pub use sessions::Sessions;
 pub use writer::{Clock, CommandError, CommandOutcome, WriterConfig, WriterHandle};
 
-/// The default limit on a request body: 64 KiB.
-pub const DEFAULT_BODY_LIMIT: usize = 64 * 1024;
+/// The default limit on a request body: 1 MiB of content a command may carry (the largest JSON
+/// value a module accepts in one command) and 64 KiB for the rest of its body.
+pub const DEFAULT_BODY_LIMIT: usize = 1024 * 1024 + 64 * 1024;
 
 /// The longest `Idempotency-Key` accepted.
 pub const MAX_IDEMPOTENCY_KEY: usize = 128;
@@ -224,11 +225,28 @@ fn request_hash(name: &str, body: &[u8]) -> String {
     hex::encode(hasher.finalize())
 }
 
-fn replayed(stored: StoredResponse) -> Response {
+/// What a command says beside its events, as it said it the first time: [`Command::result`] of
+/// the stored events, decoded by the modules' domain (`None` when one cannot be decoded, which a
+/// stored answer of this log never is).
+fn result_of(
+    domain: &questlog_domain::Domain,
+    command: &dyn questlog_domain::Command,
+    events: &[questlog_store::RecordedEvent],
+) -> Option<serde_json::Value> {
+    let decoded = events
+        .iter()
+        .map(|e| domain.decode(&e.event_type, e.schema_version, e.data.clone()))
+        .collect::<Result<Vec<_>, _>>()
+        .ok()?;
+    command.result(&decoded)
+}
+
+fn replayed(stored: StoredResponse, result: Option<serde_json::Value>) -> Response {
     let outcome = CommandOutcome {
         command_id: stored.command_id,
         position: stored.events.last().map_or(stored.head, |e| e.position),
         events: stored.events.into_iter().map(Into::into).collect(),
+        result,
     };
     let mut response = Json(outcome).into_response();
     response
@@ -242,6 +260,7 @@ async fn stored_answer(
     identity: Uuid,
     key: &str,
     hash: &str,
+    command: &dyn questlog_domain::Command,
 ) -> Result<Option<Response>, Problem> {
     let stored = state
         .store
@@ -254,7 +273,10 @@ async fn stored_answer(
             "idempotency_key_reused",
             "this Idempotency-Key was used with another request",
         )),
-        Some(s) => Ok(Some(replayed(s))),
+        Some(s) => {
+            let result = result_of(&state.domain, command, &s.events);
+            Ok(Some(replayed(s, result)))
+        }
         None => Ok(None),
     }
 }
@@ -304,7 +326,9 @@ async fn command(
     let idempotency = match key {
         Some(key) => {
             let hash = request_hash(&name, &body);
-            if let Some(answer) = stored_answer(&state, actor.identity.0, &key, &hash).await? {
+            if let Some(answer) =
+                stored_answer(&state, actor.identity.0, &key, &hash, command.as_ref()).await?
+            {
                 return Ok(answer);
             }
             Some((key, hash))
@@ -324,7 +348,11 @@ async fn command(
             // A twin request with the same key may have committed after our look-up; its
             // answer, not a refusal caused by its own effects, is what this retry should get.
             if let Some((key, hash)) = &raced {
-                if let Some(answer) = stored_answer(&state, actor.identity.0, key, hash).await? {
+                // The command went to the writer; parsing the same body again gives the same one.
+                let command = state.domain.parse(&name, &body, &edge)?;
+                if let Some(answer) =
+                    stored_answer(&state, actor.identity.0, key, hash, command.as_ref()).await?
+                {
                     return Ok(answer);
                 }
             }
@@ -332,7 +360,8 @@ async fn command(
         }
         Err(CommandError::IdempotencyRace) => {
             let (key, hash) = raced.unwrap_or_default();
-            match stored_answer(&state, actor.identity.0, &key, &hash).await? {
+            let command = state.domain.parse(&name, &body, &edge)?;
+            match stored_answer(&state, actor.identity.0, &key, &hash, command.as_ref()).await? {
                 Some(answer) => Ok(answer),
                 None => Err(Problem::new(
                     StatusCode::CONFLICT,

@@ -65,6 +65,10 @@ pub struct CommandOutcome {
     /// The last appended event's position, or the log's head when nothing was appended.
     pub position: i64,
     pub events: Vec<EventOut>,
+    /// What the command says of its events beside them ([`Command::result`]), when it says
+    /// anything.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub result: Option<serde_json::Value>,
 }
 
 /// Why a command was not accepted.
@@ -448,7 +452,16 @@ impl Writer {
                 });
             }
             let count = events.len();
-            decided.push((s, Verdict::Accepted { first, count }));
+            let decided_events: Vec<_> = events.into_iter().map(|(_, e)| e).collect();
+            let result = s.command.result(&decided_events);
+            decided.push((
+                s,
+                Verdict::Accepted {
+                    first,
+                    count,
+                    result,
+                },
+            ));
         }
         if decided
             .iter()
@@ -491,8 +504,12 @@ impl Writer {
                     self.cache.put(stream, Cached { version, state });
                 }
                 for (s, verdict) in decided {
-                    let (first, count) = match verdict {
-                        Verdict::Accepted { first, count } => (first, count),
+                    let (first, count, result) = match verdict {
+                        Verdict::Accepted {
+                            first,
+                            count,
+                            result,
+                        } => (first, count, result),
                         Verdict::Refused(rejection) => {
                             let _ = s.reply.send(Err(CommandError::Rejected(rejection)));
                             continue;
@@ -512,6 +529,7 @@ impl Writer {
                         command_id: s.command_id,
                         position,
                         events: out,
+                        result,
                     }));
                 }
                 Attempt::Done
@@ -569,6 +587,7 @@ enum Verdict {
     Accepted {
         first: usize,
         count: usize,
+        result: Option<serde_json::Value>,
     },
     Refused(Rejection),
 }

@@ -83,16 +83,35 @@ impl App {
     /// Registers commands by their wire names, all parsed by `parse`.
     ///
     /// # Panics
-    /// When another module registered one of the names: two modules cannot own one command.
+    /// When another module registered one of the names: two modules cannot own one command
+    /// (a module extends another's with [`App::extend_command`]).
     pub fn add_commands(&mut self, names: &'static [&'static str], parse: ParseFn) -> &mut Self {
         let domain = self.part_mut::<Domain>();
         for name in names {
             assert!(
-                domain.commands.insert(name, parse).is_none(),
+                domain.commands.insert(name, Arc::new(parse)).is_none(),
                 "command {name} is registered twice"
             );
             domain.command_names.push(name);
         }
+        self
+    }
+
+    /// Registers the command `name`, extending the one a module registered under it before (if
+    /// any): `extend` gets that parser and returns the one the name parses with from now on, so
+    /// a later module can take over a name and hand the cases it does not know to the earlier
+    /// owner (command names are one namespace).
+    pub fn extend_command(
+        &mut self,
+        name: &'static str,
+        extend: impl FnOnce(Option<Parser>) -> Parser,
+    ) -> &mut Self {
+        let domain = self.part_mut::<Domain>();
+        let previous = domain.commands.remove(name);
+        if previous.is_none() {
+            domain.command_names.push(name);
+        }
+        domain.commands.insert(name, extend(previous));
         self
     }
 
@@ -154,6 +173,10 @@ impl App {
 /// Parses a command's body (its name is one the parser was registered for).
 pub type ParseFn = fn(&str, &[u8], &Edge) -> Result<Box<dyn Command>, Rejection>;
 
+/// A registered parser, as [`App::extend_command`] hands it over.
+pub type Parser =
+    Arc<dyn Fn(&str, &[u8], &Edge) -> Result<Box<dyn Command>, Rejection> + Send + Sync>;
+
 type DecodeFn = fn(&str, i32, serde_json::Value) -> Result<Event, DecodeError>;
 
 #[derive(Clone)]
@@ -166,7 +189,7 @@ struct StreamDef {
 /// The commands, events and streams of the running modules.
 #[derive(Clone, Default)]
 pub struct Domain {
-    commands: HashMap<&'static str, ParseFn>,
+    commands: HashMap<&'static str, Parser>,
     command_names: Vec<&'static str>,
     events: HashMap<&'static str, DecodeFn>,
     streams: HashMap<&'static str, StreamDef>,

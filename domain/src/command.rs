@@ -81,6 +81,13 @@ pub trait Command: Send + Sync + fmt::Debug + 'static {
         Vec::new()
     }
 
+    /// What the command's answer carries beside its events (`result`), computed from the events it
+    /// decided: a summary a client would otherwise count itself. `None` (the default) leaves it
+    /// out.
+    fn result(&self, _events: &[Event]) -> Option<serde_json::Value> {
+        None
+    }
+
     /// The answer to a conflict the append reported that is this command's own (a claim its
     /// [`Command::beside`] made that no longer holds), or `None` to decide it again.
     fn conflict(&self, _conflict: &str) -> Option<Rejection> {

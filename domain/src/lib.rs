@@ -17,7 +17,7 @@ mod tests;
 
 use std::fmt;
 
-pub use app::{App, Domain, Module};
+pub use app::{App, Domain, Module, Parser};
 pub use command::{body, Actor, Beside, Command, Context, Edge, Role, States};
 pub use event::{DecodeError, DomainEvent, Event};
 pub use stream::{StreamId, StreamKind, StreamState, UnknownStream, View};
@@ -53,14 +53,19 @@ pub enum RejectionKind {
     Conflict,
     /// Well-formed but invalid values (422).
     Invalid,
+    /// A value over a size limit the domain enforces (413).
+    TooLarge,
 }
 
-/// A command refused by the domain, with a stable snake_case `code` a client can switch on.
+/// A command refused by the domain, with a stable snake_case `code` a client can switch on, and
+/// any members the refusal carries beside it for the client to act on (problem+json extension
+/// members, such as the current state a conflicting write lost to).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rejection {
     pub kind: RejectionKind,
     pub code: &'static str,
     pub detail: String,
+    pub extensions: serde_json::Map<String, serde_json::Value>,
 }
 
 impl Rejection {
@@ -69,7 +74,15 @@ impl Rejection {
             kind,
             code,
             detail: detail.into(),
+            extensions: serde_json::Map::new(),
         }
+    }
+    /// This refusal with the extension member `name` (never `type`, `title`, `status`, `detail`
+    /// or `code`, which the problem itself carries).
+    #[must_use]
+    pub fn with(mut self, name: &str, value: serde_json::Value) -> Self {
+        self.extensions.insert(name.to_owned(), value);
+        self
     }
     pub fn bad_request(detail: impl Into<String>) -> Self {
         Self::new(RejectionKind::BadRequest, "bad_request", detail)
@@ -85,6 +98,9 @@ impl Rejection {
     }
     pub fn invalid(code: &'static str, detail: impl Into<String>) -> Self {
         Self::new(RejectionKind::Invalid, code, detail)
+    }
+    pub fn too_large(code: &'static str, detail: impl Into<String>) -> Self {
+        Self::new(RejectionKind::TooLarge, code, detail)
     }
 }
 

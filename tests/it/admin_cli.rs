@@ -226,12 +226,14 @@ async fn stats_match_the_database_and_the_projections_route() {
     assert_eq!(
         names,
         [
+            "achievements",
             "catalog",
             "chat",
             "labs",
             "leaderboards",
             "players",
-            "presence"
+            "presence",
+            "storage"
         ]
     );
     assert!(stats["projections"]

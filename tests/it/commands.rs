@@ -281,7 +281,7 @@ async fn bad_input_gets_a_problem_with_its_code_and_appends_nothing() {
     let p = app.player("taken").await;
     let fresh = app.identity().await;
     let long_name = "x".repeat(31);
-    let big = format!("{{\"username\":\"{}\"}}", "a".repeat(70 * 1024));
+    let big = format!("{{\"username\":\"{}\"}}", "a".repeat(1100 * 1024));
     use StatusCode as S;
     let cases: Vec<(Who, &str, String, StatusCode, &str)> = vec![
         (

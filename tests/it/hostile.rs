@@ -70,6 +70,51 @@ const COMMANDS: &[(&str, &[&str], &[&str])] = &[
         &["leaderboard", "score"],
         &["subscore", "metadata", "player_id"],
     ),
+    (
+        "define_achievement",
+        &["achievement", "title"],
+        &["description", "hidden", "goal", "rule", "authoritative"],
+    ),
+    (
+        "set_achievement_progress",
+        &["achievement", "progress"],
+        &["player_id"],
+    ),
+    ("unlock_achievement", &["achievement"], &["player_id"]),
+    (
+        "revoke_achievement",
+        &["player_id", "achievement", "reason"],
+        &[],
+    ),
+    (
+        "define_collection",
+        &["collection"],
+        &[
+            "read",
+            "write",
+            "max_bytes",
+            "max_objects",
+            "indexed",
+            "personal",
+            "schema",
+        ],
+    ),
+    (
+        "put_object",
+        &["collection", "key", "value"],
+        &["owner", "expected_version"],
+    ),
+    (
+        "delete_object",
+        &["collection", "key"],
+        &["owner", "expected_version"],
+    ),
+    ("delete_objects", &["collection", "keys"], &["owner"]),
+    (
+        "restore_object",
+        &["collection", "key", "version"],
+        &["owner"],
+    ),
 ];
 
 /// Strings a careless parser chokes on.
@@ -429,6 +474,47 @@ impl World {
             "reset" => pick(rng, &["null", "\"0 0 * * 1\"", "\"*/15 * * * *\""]).to_owned(),
             "authoritative" => pick(rng, &["true", "false"]).to_owned(),
             "metadata" => json!({"car": "red", "laps": [1, 2.5]}).to_string(),
+            "progress" => pick(rng, &["0", "5", "100"]).to_owned(),
+            "goal" => pick(rng, &["1", "10"]).to_owned(),
+            "hidden" => pick(rng, &["true", "false"]).to_owned(),
+            "description" => json_string(pick(rng, &["", "Find the door", "🚪"])),
+            "rule" => pick(
+                rng,
+                &[
+                    "null",
+                    r#"{"count": "lab_completed"}"#,
+                    r#"{"count": "lab_completed", "where": {"lab_id": "lab-1"}}"#,
+                    r#"{"score": "high_scores", "at_least": 100}"#,
+                ],
+            )
+            .to_owned(),
+            "collection" => json_string(pick(rng, &["saves", "world", "nope", "Saves"])),
+            "read" => json_string(pick(rng, &["owner", "public"])),
+            "write" => json_string(pick(rng, &["owner", "server"])),
+            "max_bytes" => pick(rng, &["64", "65536", "1048576", "1048577", "0"]).to_owned(),
+            "max_objects" => pick(rng, &["1", "100", "10000", "10001"]).to_owned(),
+            "indexed" => pick(rng, &["[]", "[\"class\"]", "[\"class\", \"level\"]"]).to_owned(),
+            "personal" => pick(rng, &["true", "false"]).to_owned(),
+            "schema" => pick(
+                rng,
+                &[
+                    "{\"type\": \"object\"}",
+                    "{\"type\": \"object\", \"properties\": {\"level\": {\"type\": \"integer\"}}}",
+                    "null",
+                ],
+            )
+            .to_owned(),
+            "key" => json_string(pick(rng, &["slot1", "slot2", "a.b:c-d_e", "x"])),
+            "keys" => pick(rng, &["[\"slot1\"]", "[\"slot1\", \"slot2\", \"nope\"]"]).to_owned(),
+            "value" => json!({"level": rng.gen_range(0..50), "class": "mage", "deep": {"a": [1, "x", null]}}).to_string(),
+            "owner" => json_string(&match rng.gen_range(0..4) {
+                0 => "me".to_owned(),
+                1 => "game".to_owned(),
+                2 => self.ada.id.to_string(),
+                _ => self.bob.id.to_string(),
+            }),
+            "expected_version" => pick(rng, &["0", "1", "2", "7"]).to_owned(),
+            "version" => pick(rng, &["1", "2", "3", "9"]).to_owned(),
             other => panic!("no valid value for {other}"),
         }
     }
@@ -486,10 +572,10 @@ impl World {
             0 => Vec::new(),
             1 => hostile_bytes(rng),
             2 => hostile_json(rng, 0).into_bytes(),
-            // Over the 64 KiB limit.
+            // Over the body limit (1 MiB and 64 KiB).
             3 => format!(
                 "{{\"content\": {}}}",
-                json_string(&"z".repeat(rng.gen_range(65_536..80_000)))
+                json_string(&"z".repeat(rng.gen_range(1_114_112..1_130_000)))
             )
             .into_bytes(),
             4 => {
@@ -629,7 +715,7 @@ impl World {
     }
 
     fn topic(&self, rng: &mut StdRng) -> String {
-        match rng.gen_range(0..10) {
+        match rng.gen_range(0..11) {
             0 => "leaderboard".to_owned(),
             1 => "presence".to_owned(),
             2 => "player:me".to_owned(),
@@ -638,6 +724,11 @@ impl World {
             5 => format!("channel:{}", self.dm),
             6 => "lab:me:lab-1".to_owned(),
             7 => format!("lab:{}:lab-1", self.bob.id),
+            8 => format!(
+                "storage:{}:{}",
+                pick(rng, &["saves", "world", "nope"]),
+                pick(rng, &["me", "game", "x"])
+            ),
             _ => pct(&hostile_bytes(rng)),
         }
     }
@@ -654,7 +745,7 @@ impl World {
                 pct(&hostile_bytes(rng))
             }
         };
-        let path = match rng.gen_range(0..15) {
+        let path = match rng.gen_range(0..16) {
             0 => format!("/v1/players/{}", self.player_ref(rng)),
             1 => {
                 if rng.gen_bool(0.5) {
@@ -748,6 +839,37 @@ impl World {
                 "/v1/subscribe".to_owned()
             }
             11 => pick(rng, &["/metrics", "/healthz", "/readyz"]).to_owned(),
+            15 => {
+                for (name, valid) in [
+                    ("limit", &["1", "20", "100", "0", "101"][..]),
+                    ("class", &["mage", "mage,rogue", ""][..]),
+                    ("level[gte]", &["3", "x", "-1e400"][..]),
+                    ("level[lte]", &["30"][..]),
+                    ("class[contains]", &["ag", "%", "_\\"][..]),
+                    ("sort", &["level", "class", "bio"][..]),
+                    ("order", &["asc", "desc", "up"][..]),
+                    ("after", &["5b22222c2261225d", "zz"][..]),
+                    ("bio[near]", &["1"][..]),
+                    ("as_of", &["1", "3"][..]),
+                ] {
+                    if rng.gen_bool(0.3) {
+                        query.push((name.into(), value(rng, valid)));
+                    }
+                }
+                let collection = pick(rng, &["saves", "world", "nope", "Bad"]);
+                let owner = pick(rng, &["me", "game", "x"]).to_owned();
+                match rng.gen_range(0..5) {
+                    0 => format!("/v1/storage/{collection}"),
+                    1 => format!("/v1/storage/{collection}/{owner}"),
+                    2 => format!("/v1/storage/{collection}/{owner}/slot1"),
+                    3 => format!("/v1/storage/{collection}/{owner}/slot1/versions"),
+                    _ => format!(
+                        "/v1/storage/{collection}/{}/{}",
+                        self.ada.id,
+                        pct(&hostile_bytes(rng))
+                    ),
+                }
+            }
             12 => match rng.gen_range(0..6) {
                 0 => format!("/v1/{}", pct(&hostile_bytes(rng))),
                 1 => "/v1/commands".to_owned(),
@@ -758,18 +880,44 @@ impl World {
             },
             13 => {
                 method = Method::POST;
-                if rng.gen_bool(0.5) {
-                    body = Some(hostile_json(rng, 0).into_bytes());
-                }
-                pick(
+                let route = pick(
                     rng,
                     &[
                         "/v1/identity",
                         "/v1/identity/refresh",
                         "/v1/subscribe/ticket",
+                        "/v1/accounts/register",
+                        "/v1/accounts/login",
+                        "/v1/accounts/logout",
+                        "/v1/accounts/logout_all",
+                        "/v1/accounts/password",
                     ],
-                )
-                .to_owned()
+                );
+                if rng.gen_bool(0.5) {
+                    // The accounts' own fields with hostile values, so that their checks (not
+                    // only the shape's) are reached.
+                    let fields: &[&str] = match route {
+                        "/v1/accounts/register" => &["email", "password", "username"],
+                        "/v1/accounts/login" => &["email", "password"],
+                        "/v1/accounts/password" => &["current", "new"],
+                        "/v1/identity/refresh" => &["refresh_token"],
+                        _ => &[],
+                    };
+                    let mut members = Vec::new();
+                    for field in fields {
+                        if rng.gen_bool(0.9) {
+                            members.push(format!(
+                                "{}:{}",
+                                json_string(field),
+                                hostile_json(rng, 1)
+                            ));
+                        }
+                    }
+                    body = Some(format!("{{{}}}", members.join(",")).into_bytes());
+                } else if rng.gen_bool(0.5) {
+                    body = Some(hostile_json(rng, 0).into_bytes());
+                }
+                route.to_owned()
             }
             _ => {
                 method = [Method::PUT, Method::DELETE, Method::PATCH, Method::POST]
@@ -929,6 +1077,20 @@ async fn world() -> World {
     let stranger = app.identity().await;
     app.ok(&ada.token, "start_lab", json!({ "lab_id": "lab-1" }))
         .await;
+    for (collection, read, write) in [("saves", "owner", "owner"), ("world", "public", "server")] {
+        app.ok(
+            &admin,
+            "define_collection",
+            json!({ "collection": collection, "read": read, "write": write, "indexed": ["class", "level"], "max_objects": 5 }),
+        )
+        .await;
+    }
+    app.ok(
+        &ada.token,
+        "put_object",
+        json!({ "collection": "saves", "key": "slot1", "value": {"class": "mage", "level": 3} }),
+    )
+    .await;
     let sent = app
         .ok(
             &ada.token,

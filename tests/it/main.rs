@@ -1,6 +1,7 @@
 //! Every integration test in one binary: the real services on port 0, real Postgres, real NATS.
 
 mod accounts;
+mod achievements;
 mod admin_cli;
 mod archive;
 mod chat;
@@ -20,6 +21,7 @@ mod modules;
 mod presence;
 mod query;
 mod read_side;
+mod storage;
 mod store;
 mod subscribe;
 mod tickets;

@@ -7,13 +7,15 @@ use axum::response::{IntoResponse, Response};
 use questlog_domain::{Rejection, RejectionKind};
 use serde::Serialize;
 
-/// An error answer: status, stable code, human detail, and an optional `Retry-After`.
+/// An error answer: status, stable code, human detail, an optional `Retry-After`, and any
+/// extension members (RFC 9457 §3.2) a client acts on beside the code.
 #[derive(Debug, Clone)]
 pub struct Problem {
     pub status: StatusCode,
     pub code: Cow<'static, str>,
     pub detail: String,
     pub retry_after_secs: Option<u64>,
+    pub extensions: serde_json::Map<String, serde_json::Value>,
 }
 
 #[derive(Serialize)]
@@ -24,6 +26,8 @@ struct Body<'a> {
     status: u16,
     detail: &'a str,
     code: &'a str,
+    #[serde(flatten)]
+    extensions: &'a serde_json::Map<String, serde_json::Value>,
 }
 
 impl Problem {
@@ -37,6 +41,7 @@ impl Problem {
             code: code.into(),
             detail: detail.into(),
             retry_after_secs: None,
+            extensions: serde_json::Map::new(),
         }
     }
 
@@ -85,8 +90,15 @@ impl From<Rejection> for Problem {
             RejectionKind::NotFound => StatusCode::NOT_FOUND,
             RejectionKind::Conflict => StatusCode::CONFLICT,
             RejectionKind::Invalid => StatusCode::UNPROCESSABLE_ENTITY,
+            RejectionKind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         };
-        Self::new(status, r.code, r.detail)
+        let mut problem = Self::new(status, r.code, r.detail);
+        // The problem's own members win over an extension of the same name.
+        problem.extensions = r.extensions;
+        for own in ["type", "title", "status", "detail", "code"] {
+            problem.extensions.remove(own);
+        }
+        problem
     }
 }
 
@@ -99,6 +111,7 @@ impl IntoResponse for Problem {
             status: self.status.as_u16(),
             detail: &self.detail,
             code: &self.code,
+            extensions: &self.extensions,
         };
         let bytes = serde_json::to_vec(&body).unwrap_or_default();
         let mut response = (self.status, bytes).into_response();

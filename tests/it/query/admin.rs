@@ -63,7 +63,7 @@ async fn projections_show_their_lag_behind_the_log() {
             .unwrap_or_else(|| panic!("{name} listed"))
             .clone()
     };
-    assert_eq!(projections.len(), 6);
+    assert_eq!(projections.len(), 8);
     assert_eq!(by_name("players")["position"], 3);
     assert_eq!(by_name("players")["lag"], 0);
     assert!(by_name("players")["updated_at"].is_string());

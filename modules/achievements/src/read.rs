@@ -1,0 +1,160 @@
+//! The achievements' reads, from the achievements projection: a player's achievements
+//! (`GET /v1/players/{id|me}/achievements`) and the catalog with how many players unlocked each
+//! and its rarity (`GET /v1/achievements`). A hidden achievement shows to others only once the
+//! player unlocked it; in the catalog its texts and rule show only to an admin and to the
+//! players who unlocked it. Both read now only (`as_of` is 400 `as_of_unsupported`): the
+//! projection keeps no versions yet.
+
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::response::Response;
+use axum::routing::get;
+use axum::Router;
+use chrono::{DateTime, Utc};
+use questlog_bus::ProjectionName;
+use questlog_domain::{App, Role};
+use questlog_query_api::params::{query, Consistency, ReadParams};
+use questlog_query_api::snapshot::{answer, begin, checkpoint};
+use questlog_query_api::{ApiError, QueryApp as _, QueryState};
+use questlog_web::{Authenticated, Problem};
+use serde::Serialize;
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::names::ACHIEVEMENTS;
+
+const READS: &[ProjectionName] = &[ACHIEVEMENTS];
+
+pub(crate) fn register(app: &mut App) {
+    app.add_read_routes(
+        Router::new()
+            .route("/v1/players/{id}/achievements", get(of_player))
+            .route("/v1/achievements", get(catalog)),
+    )
+    .add_read_projections(READS);
+}
+
+#[derive(Debug, Serialize, sqlx::FromRow)]
+struct Line {
+    achievement: String,
+    title: String,
+    description: String,
+    goal: i64,
+    progress: i64,
+    unlocked_at: Option<DateTime<Utc>>,
+    position: Option<i64>,
+}
+
+/// `GET /v1/players/{id|me}/achievements`: every achievement with the player's progress, in
+/// definition order.
+#[tracing::instrument(skip_all)]
+async fn of_player(
+    State(state): State<QueryState>,
+    auth: Result<Authenticated, Problem>,
+    id: Result<Path<String>, PathRejection>,
+    read: Result<Query<ReadParams>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Authenticated(actor) = auth?;
+    let Path(id) = id?;
+    let player = if id == "me" {
+        actor.identity.0
+    } else {
+        Uuid::parse_str(&id)
+            .map_err(|_| ApiError::not_found("player_not_found", "there is no such player"))?
+    };
+    let consistency = Consistency::parse(query(read)?)?;
+    consistency.now_only("a player's achievements")?;
+    consistency.wait(&state.positions, READS).await?;
+    let sees_hidden = actor.role == Role::Admin || actor.identity.0 == player;
+    let mut tx = begin(&state.pool).await?;
+    let position = checkpoint(&mut tx, READS).await?;
+    let lines: Vec<Line> = sqlx::query_as(
+        "SELECT a.achievement, a.title, a.description, a.goal, \
+                coalesce(p.progress, 0) AS progress, p.unlocked_at, \
+                p.unlocked_position AS position \
+           FROM rm_achievements a \
+           LEFT JOIN rm_player_achievements p \
+             ON p.achievement = a.achievement AND p.player_id = $1 \
+          WHERE NOT a.hidden OR p.unlocked_at IS NOT NULL OR $2 \
+          ORDER BY a.defined_position",
+    )
+    .bind(player)
+    .bind(sees_hidden)
+    .fetch_all(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(answer(position, &lines))
+}
+
+#[derive(Debug, Serialize, sqlx::FromRow)]
+struct Entry {
+    achievement: String,
+    title: Option<String>,
+    description: Option<String>,
+    hidden: bool,
+    goal: i64,
+    rule: Option<Value>,
+    authoritative: bool,
+    unlocked_by: i64,
+    #[sqlx(skip)]
+    rarity: Option<f64>,
+}
+
+#[derive(Debug, Serialize)]
+struct Catalog {
+    position: i64,
+    /// The registered players rarity is a share of.
+    players: i64,
+    achievements: Vec<Entry>,
+}
+
+/// `GET /v1/achievements`: the catalog, with `unlocked_by` (players who hold it now) and
+/// `rarity` (their share of registered players; `null` while there are none).
+#[tracing::instrument(skip_all)]
+async fn catalog(
+    State(state): State<QueryState>,
+    auth: Result<Authenticated, Problem>,
+    read: Result<Query<ReadParams>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Authenticated(actor) = auth?;
+    let consistency = Consistency::parse(query(read)?)?;
+    consistency.now_only("the achievements catalog")?;
+    consistency.wait(&state.positions, READS).await?;
+    let mut tx = begin(&state.pool).await?;
+    let position = checkpoint(&mut tx, READS).await?;
+    let players: i64 = sqlx::query_scalar("SELECT count(*) FROM rm_players")
+        .fetch_one(&mut *tx)
+        .await?;
+    let mut achievements: Vec<Entry> = sqlx::query_as(
+        "SELECT a.achievement, a.hidden, a.goal, a.authoritative, \
+                CASE WHEN shown THEN a.title END AS title, \
+                CASE WHEN shown THEN a.description END AS description, \
+                CASE WHEN shown THEN a.rule END AS rule, \
+                (SELECT count(*) FROM rm_player_achievements p \
+                  WHERE p.achievement = a.achievement AND p.unlocked_at IS NOT NULL) \
+                  AS unlocked_by \
+           FROM rm_achievements a, LATERAL (SELECT NOT a.hidden OR $1 OR EXISTS ( \
+                  SELECT 1 FROM rm_player_achievements m WHERE m.achievement = a.achievement \
+                     AND m.player_id = $2 AND m.unlocked_at IS NOT NULL) AS shown) s \
+          ORDER BY a.defined_position",
+    )
+    .bind(actor.role == Role::Admin)
+    .bind(actor.identity.0)
+    .fetch_all(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    for a in &mut achievements {
+        #[allow(clippy::cast_precision_loss)]
+        {
+            a.rarity = (players > 0).then(|| a.unlocked_by as f64 / players as f64);
+        }
+    }
+    Ok(answer(
+        position,
+        &Catalog {
+            position,
+            players,
+            achievements,
+        },
+    ))
+}
