@@ -170,3 +170,62 @@ impl<C: std::fmt::Debug> Parsing<C> {
         }
     }
 }
+
+/// What every module's commands share at the edge, checked from a valid body of each name.
+impl<C: Command> Parsing<C> {
+    /// Asserts that the valid body of each name parses into the command of that name.
+    #[track_caller]
+    pub fn each_parses_as_named(
+        &self,
+        names: &[&str],
+        valid_body: impl Fn(&str) -> serde_json::Value,
+    ) {
+        for name in names {
+            let cmd = self
+                .parse(name, &valid_body(name))
+                .unwrap_or_else(|r| panic!("{name}: {r}"));
+            assert_eq!(cmd.name(), *name);
+        }
+    }
+
+    /// Asserts that a field no command of these names knows makes each body a `bad_request`.
+    #[track_caller]
+    pub fn unknown_field_refused(
+        &self,
+        names: &[&str],
+        valid_body: impl Fn(&str) -> serde_json::Value,
+    ) {
+        for name in names {
+            let mut body = valid_body(name);
+            body["xp_bonus"] = serde_json::json!(1000);
+            self.bad_request(name, &body);
+        }
+    }
+
+    /// Asserts that each body without one of its fields (but the `optional` ones) is a
+    /// `bad_request`.
+    #[track_caller]
+    pub fn missing_field_refused(
+        &self,
+        names: &[&str],
+        valid_body: impl Fn(&str) -> serde_json::Value,
+        optional: &[&str],
+    ) {
+        for name in names {
+            let body = valid_body(name);
+            let fields = body
+                .as_object()
+                .map(|o| o.keys().cloned().collect::<Vec<_>>());
+            for field in fields.unwrap_or_default() {
+                if optional.contains(&field.as_str()) {
+                    continue;
+                }
+                let mut without = body.clone();
+                if let Some(object) = without.as_object_mut() {
+                    object.remove(&field);
+                }
+                self.bad_request(name, &without);
+            }
+        }
+    }
+}

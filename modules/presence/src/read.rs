@@ -14,7 +14,9 @@ use futures::future::BoxFuture;
 use futures::FutureExt as _;
 use questlog_bus::{Change, ProjectionName, TopicKind};
 use questlog_domain::{Actor, App};
-use questlog_query_api::live::{to_value, Options, Reading, Source, Topic, TopicKindReads, Update};
+use questlog_query_api::live::{
+    changed_ids, to_value, updates_of, Options, Reading, Source, Topic, TopicKindReads, Update,
+};
 use questlog_query_api::params::{query, Consistency, ReadParams};
 use questlog_query_api::snapshot::{answer, begin, checkpoint};
 use questlog_query_api::{ApiError, QueryApp as _, QueryState};
@@ -202,18 +204,9 @@ impl Topic for PresenceTopic {
     ) -> BoxFuture<'a, Result<Vec<Update>, ApiError>> {
         async move {
             // One update per changed player, keyed by its id, as of its change.
-            let mut at: Vec<(Uuid, i64)> = changes
-                .iter()
-                .filter_map(|c| Some((Uuid::parse_str(&c.key).ok()?, c.position)))
-                .collect();
-            at.sort_by_key(|(_, position)| *position);
-            at.dedup();
+            let at = changed_ids(changes);
             let rows = online_as_of(conn, &at).await?;
-            Ok(at
-                .into_iter()
-                .zip(rows)
-                .map(|((key, position), data)| Update::of(key.to_string(), position, data))
-                .collect())
+            Ok(updates_of(at, rows))
         }
         .boxed()
     }

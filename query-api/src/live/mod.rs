@@ -57,8 +57,8 @@ pub use metrics::render as render_metrics;
 pub(crate) use ticket::issue as issue_ticket;
 pub use ticket::TICKET_TTL;
 pub use topic::{
-    invalid_topic, span, to_value, LiveTopic, Options, Part, Reading, Source, Span, Topic,
-    TopicKindReads, Update,
+    changed_ids, invalid_topic, span, to_value, updates_of, LiveTopic, Options, Part, Reading,
+    Source, Span, Topic, TopicKindReads, Update,
 };
 
 use self::hub::{frame, Delivery, Frame};

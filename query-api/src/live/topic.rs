@@ -231,6 +231,28 @@ impl Update {
     }
 }
 
+/// The entities a topic's changes name by their UUID keys (a message, a player), each with the
+/// position of its change, in position order, each change once: what a topic with one update per
+/// changed entity reads, as of each change.
+pub fn changed_ids(changes: &[Change]) -> Vec<(uuid::Uuid, i64)> {
+    let mut at: Vec<(uuid::Uuid, i64)> = changes
+        .iter()
+        .filter_map(|c| Some((uuid::Uuid::parse_str(&c.key).ok()?, c.position)))
+        .collect();
+    at.sort_by_key(|(_, position)| *position);
+    at.dedup();
+    at
+}
+
+/// One update per entity of [`changed_ids`], keyed by its id, labelled with its change's
+/// position: `rows` holds each one's data as of then (`None` once gone), in the same order.
+pub fn updates_of<T: Serialize>(at: Vec<(uuid::Uuid, i64)>, rows: Vec<Option<T>>) -> Vec<Update> {
+    at.into_iter()
+        .zip(rows)
+        .map(|((key, position), data)| Update::of(key.to_string(), position, data))
+        .collect()
+}
+
 /// The refusal of a malformed topic name.
 pub fn invalid_topic(detail: impl Into<String>) -> ApiError {
     ApiError::bad_request("invalid_topic", detail)

@@ -37,12 +37,7 @@ fn valid_body(name: &str) -> serde_json::Value {
 
 #[test]
 fn every_command_name_parses_a_valid_body_into_the_command_of_that_name() {
-    for name in COMMAND_NAMES {
-        let cmd = P
-            .parse(name, &valid_body(name))
-            .unwrap_or_else(|r| panic!("{name}: {r}"));
-        assert_eq!(cmd.name(), *name);
-    }
+    P.each_parses_as_named(COMMAND_NAMES, valid_body);
 }
 
 #[test]
@@ -120,28 +115,13 @@ fn an_unknown_command_name_is_unknown_command() {
 
 #[test]
 fn an_unknown_field_is_a_bad_request() {
-    for name in COMMAND_NAMES {
-        let mut body = valid_body(name);
-        body["xp_bonus"] = json!(1000);
-        P.bad_request(name, &body);
-    }
+    P.unknown_field_refused(COMMAND_NAMES, valid_body);
 }
 
 #[test]
 fn a_missing_field_is_a_bad_request() {
-    for name in COMMAND_NAMES {
-        let body = valid_body(name);
-        let fields: Vec<String> = body.as_object().unwrap().keys().cloned().collect();
-        for field in fields {
-            // `requires` is optional: a module with no requirements.
-            if field == "requires" {
-                continue;
-            }
-            let mut without = body.clone();
-            without.as_object_mut().unwrap().remove(&field);
-            P.bad_request(name, &without);
-        }
-    }
+    // `requires` is optional: a module with no requirements.
+    P.missing_field_refused(COMMAND_NAMES, valid_body, &["requires"]);
 }
 
 #[test]

@@ -27,12 +27,7 @@ fn valid_body(name: &str) -> serde_json::Value {
 
 #[test]
 fn every_command_name_parses_a_valid_body_into_the_command_of_that_name() {
-    for name in COMMAND_NAMES {
-        let cmd = P
-            .parse(name, &valid_body(name))
-            .unwrap_or_else(|r| panic!("{name}: {r}"));
-        assert_eq!(questlog_domain::Command::name(&cmd), *name);
-    }
+    P.each_parses_as_named(COMMAND_NAMES, valid_body);
 }
 
 #[test]
@@ -68,24 +63,12 @@ fn valid_bodies_carry_their_values_into_the_command() {
 
 #[test]
 fn an_unknown_field_is_a_bad_request() {
-    for name in COMMAND_NAMES {
-        let mut body = valid_body(name);
-        body["xp_bonus"] = json!(1000);
-        P.bad_request(name, &body);
-    }
+    P.unknown_field_refused(COMMAND_NAMES, valid_body);
 }
 
 #[test]
 fn a_missing_field_is_a_bad_request() {
-    for name in COMMAND_NAMES {
-        let body = valid_body(name);
-        let fields: Vec<String> = body.as_object().unwrap().keys().cloned().collect();
-        for field in fields {
-            let mut without = body.clone();
-            without.as_object_mut().unwrap().remove(&field);
-            P.bad_request(name, &without);
-        }
-    }
+    P.missing_field_refused(COMMAND_NAMES, valid_body, &[]);
 }
 
 #[test]

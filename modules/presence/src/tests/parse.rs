@@ -3,7 +3,7 @@
 
 use questlog_academy::fixtures::lab_id;
 use questlog_domain::testing::Parsing;
-use questlog_domain::{Command as _, RejectionKind};
+use questlog_domain::RejectionKind;
 use serde_json::json;
 
 use crate::command::COMMAND_NAMES;
@@ -22,12 +22,7 @@ fn valid_body(name: &str) -> serde_json::Value {
 
 #[test]
 fn every_command_name_parses_a_valid_body_into_the_command_of_that_name() {
-    for name in COMMAND_NAMES {
-        let cmd = P
-            .parse(name, &valid_body(name))
-            .unwrap_or_else(|r| panic!("{name}: {r}"));
-        assert_eq!(cmd.name(), *name);
-    }
+    P.each_parses_as_named(COMMAND_NAMES, valid_body);
 }
 
 #[test]
