@@ -1,6 +1,6 @@
 //! HTTP routes that modules add to the write side beside `POST /v1/commands/{name}`: routes that
-//! are not one command each (a login checks a password, then opens a session; a registration
-//! hashes one, then submits a command). A module registers a builder on the [`App`] with
+//! are not one command each (a route that checks a credential, then opens a session, or that
+//! prepares what it submits as a command). A module registers a builder on the [`App`] with
 //! [`WriteRoutesExt::add_write_routes`]; the process that runs the command API calls each with
 //! what it has ([`WriteContext`]) and serves the routes beside its own, under the same body limit.
 

@@ -10,8 +10,8 @@
 //! - `beside`: every row of the tables modules keep beside the log (their archive sections) that
 //!   holds the caller's id, by table, except the tables a module exports itself;
 //! - `sessions`: the caller's sessions (no token: none is stored);
-//! - one entry per [`PlayerExport`] a module registers, for what only it can say (an account's
-//!   email and username, without its password hash).
+//! - one entry per [`PlayerExport`] a module registers, for what only it can say (data it keeps
+//!   in its own shape, without the secrets it keeps).
 //!
 //! Finding the caller in every row means scanning the log and the read models: an export costs a
 //! pass over them. Each identity may export twice a minute (per process).
