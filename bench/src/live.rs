@@ -5,7 +5,6 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::process::Stdio;
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -15,7 +14,7 @@ use futures::{Stream, StreamExt};
 use hdrhistogram::Histogram;
 use serde_json::json;
 use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::sync::{broadcast, mpsc, Semaphore};
+use tokio::sync::{broadcast, mpsc, watch, Semaphore};
 
 use crate::setup::Env;
 use crate::workloads::{histogram, micros, Player};
@@ -80,15 +79,17 @@ pub async fn push_lag(
         "{}/v1/subscribe?topic=player:{}&access_token={}",
         env.base, player.id, player.token
     );
-    let last = Arc::new(AtomicI64::new(i64::MAX));
+    // The last command's position, once it is known: a subscriber that already holds it when it
+    // becomes known stops then, not at an event that will never come.
+    let (last_tx, last_rx) = watch::channel(i64::MAX);
     let (ready_tx, mut ready_rx) = mpsc::channel::<()>(subscribers);
     let connecting = Arc::new(Semaphore::new(128));
     let mut tasks = Vec::with_capacity(subscribers);
     for _ in 0..subscribers {
-        let (client, url, last, ready_tx, connecting) = (
+        let (client, url, mut last, ready_tx, connecting) = (
             client.clone(),
             url.clone(),
-            last.clone(),
+            last_rx.clone(),
             ready_tx.clone(),
             connecting.clone(),
         );
@@ -97,10 +98,22 @@ pub async fn push_lag(
                 let _permit = connecting.acquire().await?;
                 subscribe(&client, &url).await?
             };
-            let mut received = Vec::new();
+            let mut received: Vec<(i64, Instant)> = Vec::new();
             let mut snapshots = 0;
-            while let Some(event) = events.next().await {
-                let event = event.map_err(|e| anyhow::anyhow!("{e}"))?;
+            loop {
+                if received.last().is_some_and(|(p, _)| *p >= *last.borrow()) {
+                    break;
+                }
+                let event = tokio::select! {
+                    event = events.next() => match event {
+                        Some(event) => event.map_err(|e| anyhow::anyhow!("{e}"))?,
+                        None => break,
+                    },
+                    changed = last.changed() => {
+                        changed?;
+                        continue;
+                    }
+                };
                 let at = Instant::now();
                 let position: i64 = event.id.parse().context("event id")?;
                 if event.event == "snapshot" {
@@ -112,9 +125,6 @@ pub async fn push_lag(
                     // A re-sync: the fresh snapshot is how the changes up to it arrive.
                 }
                 received.push((position, at));
-                if position >= last.load(Ordering::SeqCst) {
-                    break;
-                }
             }
             anyhow::Ok(received)
         }));
@@ -148,7 +158,7 @@ pub async fn push_lag(
         }
     }
     let final_position = sent.last().map_or(0, |(p, _)| *p);
-    last.store(final_position, Ordering::SeqCst);
+    last_tx.send_replace(final_position);
     let mut lag = histogram();
     for task in tasks {
         let received = tokio::time::timeout(Duration::from_secs(60), task)
