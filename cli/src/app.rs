@@ -13,8 +13,7 @@ use axum::{Json, Router};
 use questlog_command_api::jobs::{JobContext, Jobs};
 use questlog_command_api::routes::{WriteContext, WriteRoutes};
 use questlog_command_api::{
-    AddressLimiter, AppState, ClientAddresses, Clock, SenderLimiter, Sessions, WriterConfig,
-    WriterHandle,
+    AddressLimiter, AppState, ClientAddresses, Clock, Sessions, WriterConfig, WriterHandle,
 };
 use questlog_domain::{App, Module};
 use questlog_store::{EventStore, PgEventStore};
@@ -228,10 +227,7 @@ impl Application {
                     store: event_store,
                     writer,
                     tokens: keys.clone(),
-                    limiter: Arc::new(SenderLimiter::new(
-                        serve.chat.chat_per_minute,
-                        serve.chat.chat_burst,
-                    )),
+                    limiter: Arc::new(crate::modules::sender_limiter(serve)),
                     sessions,
                     identity_limiter: Arc::new(AddressLimiter::new(
                         serve.sessions.identity_per_minute,

@@ -53,3 +53,9 @@ fn with(
     app.add_module(&Storage);
     app
 }
+
+/// The per-sender limit on the commands modules mark rate-limited, configured from the module
+/// whose settings carry it (the chat's).
+pub fn sender_limiter(serve: &ServeArgs) -> questlog_command_api::SenderLimiter {
+    questlog_command_api::SenderLimiter::new(serve.chat.chat_per_minute, serve.chat.chat_burst)
+}
