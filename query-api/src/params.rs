@@ -22,10 +22,16 @@ pub const DEFAULT_WAIT_MS: u64 = 5_000;
 pub const MAX_WAIT_MS: u64 = 30_000;
 
 /// The query string as every read accepts it.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ReadParams {
+    /// Read your writes: wait (up to `wait_ms`) until the read models have applied this position,
+    /// else `504 not_caught_up`.
     min_position: Option<i64>,
+    /// How long a `min_position` wait may take, in milliseconds (default 5000, at most 30000).
+    #[param(maximum = 30000)]
     wait_ms: Option<u64>,
+    /// Time travel: answer as the read stood at this log position or RFC 3339 time.
     as_of: Option<String>,
 }
 

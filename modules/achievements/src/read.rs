@@ -23,8 +23,15 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::names::ACHIEVEMENTS;
+use questlog_web::openapi::ApiDocsExt as _;
+use utoipa::OpenApi as _;
 
 const READS: &[ProjectionName] = &[ACHIEVEMENTS];
+
+/// The module's reads in the API's document.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(of_player, catalog))]
+struct ApiDoc;
 
 pub(crate) fn register(app: &mut App) {
     app.add_read_routes(
@@ -33,6 +40,7 @@ pub(crate) fn register(app: &mut App) {
             .route("/v1/achievements", get(catalog)),
     )
     .add_read_projections(READS);
+    app.add_api_docs(ApiDoc::openapi());
 }
 
 /// The definitions a read shows, as a `FROM` item named `a`.
@@ -57,7 +65,8 @@ fn lines(at: At, alias: &str) -> String {
     }
 }
 
-#[derive(Debug, Serialize, sqlx::FromRow)]
+#[derive(Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+#[schema(as = PlayerAchievement)]
 struct Line {
     achievement: String,
     title: String,
@@ -70,6 +79,10 @@ struct Line {
 
 /// `GET /v1/players/{id|me}/achievements`: every achievement with the player's progress, in
 /// definition order.
+#[utoipa::path(get, path = "/v1/players/{id}/achievements", tag = "achievements",
+    params(("id" = String, Path, description = "A player id, or `me`"), ReadParams),
+    summary = "Every achievement with the player's progress",
+    responses((status = 200, body = Vec<Line>)))]
 #[tracing::instrument(skip_all)]
 async fn of_player(
     State(state): State<QueryState>,
@@ -110,7 +123,8 @@ async fn of_player(
     Ok(answer(position, &lines))
 }
 
-#[derive(Debug, Serialize, sqlx::FromRow)]
+#[derive(Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+#[schema(as = AchievementEntry)]
 struct Entry {
     achievement: String,
     title: Option<String>,
@@ -124,7 +138,8 @@ struct Entry {
     rarity: Option<f64>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = AchievementCatalog)]
 struct Catalog {
     position: i64,
     /// The registered players rarity is a share of.
@@ -134,6 +149,9 @@ struct Catalog {
 
 /// `GET /v1/achievements`: the catalog, with `unlocked_by` (players who hold it now) and
 /// `rarity` (their share of registered players; `null` while there are none).
+#[utoipa::path(get, path = "/v1/achievements", tag = "achievements", params(ReadParams),
+    summary = "The catalog, with who unlocked each and its rarity",
+    responses((status = 200, body = Catalog)))]
 #[tracing::instrument(skip_all)]
 async fn catalog(
     State(state): State<QueryState>,

@@ -43,6 +43,8 @@ use uuid::Uuid;
 
 use crate::names::{BOARD_TOPIC, CHANGES, LEADERBOARDS};
 use crate::values::BoardId;
+use questlog_web::openapi::ApiDocsExt as _;
+use utoipa::OpenApi as _;
 
 /// The projection every read follows.
 const READS: &[ProjectionName] = &[LEADERBOARDS];
@@ -58,6 +60,11 @@ pub const MAX_RADIUS: i64 = 50;
 /// The most players a friends board ranks; more is 422 `too_many_players`.
 pub const MAX_PLAYERS: usize = 100;
 
+/// The module's reads in the API's document.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(list, page, around, seasons))]
+struct ApiDoc;
+
 /// Registers the routes and the topic.
 pub(crate) fn register(app: &mut App) {
     app.add_read_routes(
@@ -69,10 +76,12 @@ pub(crate) fn register(app: &mut App) {
     )
     .add_topic(BoardTopics)
     .add_read_projections(READS);
+    app.add_api_docs(ApiDoc::openapi());
 }
 
 /// One line of a board.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+#[schema(as = BoardEntry)]
 pub struct Entry {
     #[sqlx(skip)]
     pub rank: i64,
@@ -327,7 +336,8 @@ impl Scope {
 }
 
 /// A board's page, as `GET /v1/leaderboards/{id}` answers it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = BoardPage)]
 pub struct Page {
     leaderboard: String,
     /// `null` when the board is not defined (a live topic on a board defined later).
@@ -398,9 +408,12 @@ async fn current_season(
     .await
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ScopeParams {
+    /// A season's number, or `current` (the default).
     season: Option<String>,
+    /// A friends board: up to 100 player ids, comma-separated, ranked among themselves.
     players: Option<String>,
 }
 
@@ -463,13 +476,19 @@ impl ScopeParams {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct PageParams {
+    /// 1–100 (default 10).
     limit: Option<i64>,
+    /// The `next` cursor of the previous page.
     after: Option<String>,
 }
 
 /// `GET /v1/leaderboards/{id}`: one page of a season's standings.
+#[utoipa::path(get, path = "/v1/leaderboards/{id}", tag = "leaderboards",
+    params(("id" = String, Path, description = "The leaderboard"), ReadParams, ScopeParams, PageParams),
+    summary = "A page of a season's standings", responses((status = 200, body = Page)))]
 #[tracing::instrument(skip_all)]
 async fn page(
     State(state): State<QueryState>,
@@ -503,12 +522,15 @@ async fn page(
     Ok(answer(position, &page))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct AroundParams {
+    /// Neighbours each side, 0–50 (default 5).
     radius: Option<i64>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = BoardAround)]
 struct Around {
     leaderboard: String,
     season: i32,
@@ -518,6 +540,10 @@ struct Around {
 
 /// `GET /v1/leaderboards/{id}/players/{id|me}?radius=5`: a player's entry and up to `radius`
 /// neighbours each side, with their ranks.
+#[utoipa::path(get, path = "/v1/leaderboards/{id}/players/{player}", tag = "leaderboards",
+    params(("id" = String, Path, description = "The leaderboard"), ("player" = String, Path, description = "A player id, or `me`"), ReadParams,
+        ScopeParams, AroundParams),
+    summary = "A player's entry with neighbours", responses((status = 200, body = Around)))]
 #[tracing::instrument(skip_all)]
 async fn around(
     State(state): State<QueryState>,
@@ -577,7 +603,8 @@ async fn around(
     Ok(answer(position, &body))
 }
 
-#[derive(Debug, Serialize, sqlx::FromRow)]
+#[derive(Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+#[schema(as = BoardSeason)]
 struct Season {
     season: i32,
     started_at: DateTime<Utc>,
@@ -585,6 +612,9 @@ struct Season {
 }
 
 /// `GET /v1/leaderboards/{id}/seasons`: every season, oldest first.
+#[utoipa::path(get, path = "/v1/leaderboards/{id}/seasons", tag = "leaderboards",
+    params(("id" = String, Path, description = "The leaderboard"), ReadParams),
+    summary = "Every season of a board, oldest first", responses((status = 200, body = Vec<Season>)))]
 #[tracing::instrument(skip_all)]
 async fn seasons(
     State(state): State<QueryState>,
@@ -620,7 +650,7 @@ async fn seasons(
     Ok(answer(position, &seasons))
 }
 
-#[derive(Debug, Serialize, sqlx::FromRow)]
+#[derive(Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 struct Board {
     leaderboard: String,
     title: String,
@@ -633,13 +663,15 @@ struct Board {
     recomputed: Option<Value>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct Boards {
     position: i64,
     leaderboards: Vec<Board>,
 }
 
 /// `GET /v1/leaderboards`: every board as defined now, or as it stood `as_of` a position.
+#[utoipa::path(get, path = "/v1/leaderboards", tag = "leaderboards", params(ReadParams),
+    summary = "Every leaderboard as defined now, or as of a position", responses((status = 200, body = Boards)))]
 #[tracing::instrument(skip_all)]
 async fn list(
     State(state): State<QueryState>,

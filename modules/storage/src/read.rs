@@ -40,6 +40,8 @@ use crate::projection::field_expression;
 use crate::state::{CollectionState, Definition};
 use crate::values::{CollectionName, FieldName, ObjectKey, Owner, Read};
 use crate::{collection_stream, STORAGE, TOPIC};
+use questlog_web::openapi::ApiDocsExt as _;
+use utoipa::OpenApi as _;
 
 /// The projections every storage read uses.
 const READS: &[ProjectionName] = &[STORAGE];
@@ -48,6 +50,11 @@ const READS: &[ProjectionName] = &[STORAGE];
 pub const DEFAULT_LIMIT: i64 = 20;
 /// The largest page; more (or less than 1) is 422 `invalid_limit`.
 pub const MAX_LIMIT: i64 = 100;
+
+/// The module's reads in the API's document.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(object, versions, owner_listing, public_listing))]
+struct ApiDoc;
 
 /// Registers the storage's routes and topic.
 pub(crate) fn register(app: &mut App) {
@@ -63,6 +70,7 @@ pub(crate) fn register(app: &mut App) {
     )
     .add_topic(StorageTopics)
     .add_read_projections(READS);
+    app.add_api_docs(ApiDoc::openapi());
 }
 
 /// The condition on `rm_storage_versions` (aliased `v`) for the versions valid `at`.
@@ -135,13 +143,40 @@ fn key_of(raw: &str) -> Result<ObjectKey, ApiError> {
     ObjectKey::parse(raw).map_err(|r| ApiError::invalid(r.code, r.detail))
 }
 
+/// A listing's query string beside its filters on indexed fields (`field=v`, `field=a,b`,
+/// `field[gte]=v`, `field[lte]=v`, `field[contains]=text`), for the API's document.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)] // Documentation: the listing reads the pairs as they come.
+struct ListingParams {
+    /// 1–100 (default 20).
+    limit: Option<i64>,
+    /// The `next` cursor of the previous page.
+    after: Option<String>,
+    /// An indexed field to sort on (default: by key).
+    sort: Option<String>,
+    /// `asc` (default) or `desc`.
+    order: Option<String>,
+}
+
+/// The public listing's query string beside the owner listing's.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)] // Documentation, as [`ListingParams`].
+struct OwnerParam {
+    /// Only this owner's objects: a player id, `me` or `game`.
+    owner: Option<String>,
+}
+
 /// One object as every read shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(as = StoredObject)]
 pub struct ObjectOut {
     collection: String,
     owner: String,
     key: String,
     version: i64,
+    #[schema(value_type = Object)]
     value: Value,
     updated_at: DateTime<Utc>,
     position: i64,
@@ -199,6 +234,9 @@ async fn read_object(
 }
 
 /// `GET /v1/storage/{collection}/{owner|me}/{key}`.
+#[utoipa::path(get, path = "/v1/storage/{collection}/{owner}/{key}", tag = "storage",
+    params(("collection" = String, Path), ("owner" = String, Path, description = "A player id, `me` or `game`"), ("key" = String, Path), ReadParams),
+    summary = "An object's latest version", responses((status = 200, body = ObjectOut)))]
 async fn object(
     State(state): State<QueryState>,
     auth: Result<Authenticated, Problem>,
@@ -229,14 +267,18 @@ async fn object(
     Ok(answer(position, &found))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct VersionsParams {
+    /// 1–100 (default 20).
     limit: Option<i64>,
+    /// The `next` of the newer page: versions before this one.
     before: Option<i64>,
 }
 
 /// One version as the history shows it.
-#[derive(Debug, Serialize, sqlx::FromRow)]
+#[derive(Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+#[schema(as = ObjectVersion)]
 struct VersionOut {
     version: i64,
     value: Option<Value>,
@@ -246,7 +288,8 @@ struct VersionOut {
     op: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = ObjectVersions)]
 struct VersionsPage {
     collection: String,
     owner: String,
@@ -270,6 +313,10 @@ fn limit(raw: Option<i64>) -> Result<i64, ApiError> {
 
 /// `GET /v1/storage/{collection}/{owner|me}/{key}/versions?limit=20&before=<version>`: every
 /// version, newest first (as of `as_of`: those written by then).
+#[utoipa::path(get, path = "/v1/storage/{collection}/{owner}/{key}/versions", tag = "storage",
+    params(("collection" = String, Path), ("owner" = String, Path, description = "A player id, `me` or `game`"), ("key" = String, Path), ReadParams, VersionsParams),
+    summary = "Every version of an object, newest first",
+    responses((status = 200, body = VersionsPage)))]
 async fn versions(
     State(state): State<QueryState>,
     auth: Result<Authenticated, Problem>,
@@ -532,7 +579,8 @@ fn push_conditions(
 }
 
 /// A page of a listing.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = ObjectPage)]
 pub struct Page {
     objects: Vec<ObjectOut>,
     total: i64,
@@ -645,6 +693,10 @@ async fn read_page(
 }
 
 /// `GET /v1/storage/{collection}/{owner|me}` with `limit`, `after`, `sort`, `order` and filters.
+#[utoipa::path(get, path = "/v1/storage/{collection}/{owner}", tag = "storage",
+    params(("collection" = String, Path), ("owner" = String, Path, description = "A player id, `me` or `game`"), ReadParams, ListingParams),
+    summary = "An owner's objects, filtered on indexed fields, a page at a time",
+    responses((status = 200, body = Page)))]
 async fn owner_listing(
     State(state): State<QueryState>,
     auth: Result<Authenticated, Problem>,
@@ -678,6 +730,10 @@ async fn owner_listing(
 
 /// `GET /v1/storage/{collection}`: a `read: public` collection across owners (any collection for
 /// an admin), with the owner listing's parameters and `owner=`.
+#[utoipa::path(get, path = "/v1/storage/{collection}", tag = "storage",
+    params(("collection" = String, Path), ReadParams, ListingParams, OwnerParam),
+    summary = "A public collection's objects across owners",
+    responses((status = 200, body = Page)))]
 async fn public_listing(
     State(state): State<QueryState>,
     auth: Result<Authenticated, Problem>,

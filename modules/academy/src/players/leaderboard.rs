@@ -47,7 +47,8 @@ pub const DEFAULT_RADIUS: i64 = 5;
 pub const MAX_RADIUS: i64 = 50;
 
 /// One leaderboard line.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+#[schema(as = XpEntry)]
 pub struct Entry {
     #[sqlx(skip)]
     rank: i64,
@@ -228,14 +229,18 @@ async fn rank_of(conn: &mut PgConnection, at: At, key: Key) -> Result<i64, sqlx:
     .await
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct PageParams {
+    /// 1–100 (default 10).
     limit: Option<i64>,
+    /// The `next` cursor of the previous page.
     after: Option<String>,
 }
 
 /// One page of the leaderboard, as `GET /v1/leaderboard` answers it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = XpPage)]
 pub struct Page {
     position: i64,
     entries: Vec<Entry>,
@@ -243,6 +248,9 @@ pub struct Page {
 }
 
 /// `GET /v1/leaderboard?limit=10&after=<cursor>`: one page of the leaderboard.
+#[utoipa::path(get, path = "/v1/leaderboard", tag = "academy",
+    params(ReadParams, PageParams), summary = "The XP leaderboard, a page at a time",
+    responses((status = 200, body = Page)))]
 #[tracing::instrument(skip_all)]
 pub(crate) async fn page(
     State(state): State<QueryState>,
@@ -300,12 +308,15 @@ pub(crate) async fn read_page(
     })
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct AroundParams {
+    /// Neighbours each side, 0–50 (default 5).
     radius: Option<i64>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = XpAround)]
 struct Around {
     position: i64,
     entries: Vec<Entry>,
@@ -313,6 +324,10 @@ struct Around {
 
 /// `GET /v1/leaderboard/players/{id}?radius=5`: a player's entry and up to `radius` neighbours
 /// each side, with their ranks.
+#[utoipa::path(get, path = "/v1/leaderboard/players/{id}", tag = "academy",
+    params(("id" = String, Path, description = "A player id, or `me`"), ReadParams, AroundParams),
+    summary = "A player's place on the XP leaderboard, with neighbours",
+    responses((status = 200, body = Around)))]
 #[tracing::instrument(skip_all, fields(player = tracing::field::Empty))]
 pub(crate) async fn around(
     State(state): State<QueryState>,
