@@ -19,6 +19,7 @@ mod leaderboards;
 mod lineage;
 mod metrics;
 mod modules;
+mod openapi;
 mod presence;
 mod query;
 mod read_side;
