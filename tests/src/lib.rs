@@ -331,6 +331,22 @@ impl TestApp {
         body
     }
 
+    /// `path` as of the past position `at`, which must answer 200 exactly at it (the read
+    /// waits for its projections to have applied it).
+    ///
+    /// # Panics
+    /// When the read fails or answers at another position.
+    pub async fn read_as_of(&self, token: &str, path: &str, at: i64) -> Value {
+        let sep = if path.contains('?') { '&' } else { '?' };
+        let (status, position, body) = self.get(token, &format!("{path}{sep}as_of={at}")).await;
+        assert_eq!(
+            (status, position),
+            (StatusCode::OK, Some(at)),
+            "{path} as of {at}: {body}"
+        );
+        body
+    }
+
     /// A new identity.
     ///
     /// # Panics

@@ -32,13 +32,13 @@ use questlog_domain::{Actor, App};
 use questlog_query_api::live::{
     invalid_topic, to_value, Options, Reading, Source, Topic, TopicKindReads, Update,
 };
-use questlog_query_api::params::{query, Consistency, ReadParams};
-use questlog_query_api::snapshot::{answer, begin, checkpoint};
+use questlog_query_api::params::{query, At, Consistency, ReadParams};
+use questlog_query_api::snapshot::answer;
 use questlog_query_api::{ApiError, QueryApp as _, QueryState};
 use questlog_web::{Authenticated, Problem};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use sqlx::{PgConnection, Postgres, Transaction};
+use sqlx::{PgConnection, Postgres};
 use uuid::Uuid;
 
 use crate::names::{BOARD_TOPIC, CHANGES, LEADERBOARDS};
@@ -169,23 +169,14 @@ impl Cursor {
     }
 }
 
-/// Which versions a read ranks: the live ones, or those valid at a past position.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Rows {
-    Live,
-    AsOf(i64),
-}
-
-impl Rows {
-    /// The entries to rank, as a `FROM` item named `e` (the live filter written out, so the
-    /// planner matches the partial indexes).
-    fn from(self) -> String {
-        let filter = match self {
-            Self::Live => format!("valid_to = {}", crate::projection::OPEN),
-            Self::AsOf(p) => format!("int8range(valid_from, valid_to) @> {p}::bigint"),
-        };
-        format!("(SELECT * FROM rm_leaderboard_entries WHERE {filter}) e")
-    }
+/// The entries a read ranks, as a `FROM` item named `e` (the live filter written out, so the
+/// planner matches the partial indexes).
+fn entries(at: At) -> String {
+    let filter = match at {
+        At::Now => format!("valid_to = {}", crate::projection::OPEN),
+        At::AsOf(p) => format!("int8range(valid_from, valid_to) @> {p}::bigint"),
+    };
+    format!("(SELECT * FROM rm_leaderboard_entries WHERE {filter}) e")
 }
 
 /// What one read ranks: a board's season as of a point, all of it or a set of players.
@@ -193,7 +184,7 @@ impl Rows {
 struct Scope {
     board: BoardId,
     season: i32,
-    rows: Rows,
+    rows: At,
     players: Option<Vec<Uuid>>,
 }
 
@@ -213,7 +204,7 @@ impl Scope {
             "(SELECT {COLUMNS} FROM {} LEFT JOIN rm_players p ON p.player_id = e.player_id \
               WHERE e.leaderboard = $1 AND e.season = $2{players} AND {condition} \
               ORDER BY {order} LIMIT $8)",
-            self.rows.from()
+            entries(self.rows)
         )
     }
 
@@ -294,7 +285,7 @@ impl Scope {
         } else {
             ""
         };
-        let from = self.rows.from();
+        let from = entries(self.rows);
         let count = |condition: &str| {
             format!(
                 "(SELECT count(*) FROM {from} WHERE e.leaderboard = $1 AND e.season = $2\
@@ -397,33 +388,15 @@ fn unknown_leaderboard() -> ApiError {
     ApiError::not_found("unknown_leaderboard", "there is no such leaderboard")
 }
 
-/// The snapshot a read runs in, the position it reflects and the versions it ranks.
-async fn snapshot(
-    state: &QueryState,
-    consistency: &Consistency,
-) -> Result<(Transaction<'static, Postgres>, i64, Rows), ApiError> {
-    if let Some(position) = consistency
-        .as_of_applied(&state.pool, &state.positions, READS)
-        .await?
-    {
-        let tx = begin(&state.pool).await?;
-        return Ok((tx, position, Rows::AsOf(position)));
-    }
-    consistency.wait(&state.positions, READS).await?;
-    let mut tx = begin(&state.pool).await?;
-    let position = checkpoint(&mut tx, READS).await?;
-    Ok((tx, position, Rows::Live))
-}
-
 /// The board's current season as the versions stand (`None`: not defined then).
 async fn current_season(
     conn: &mut PgConnection,
     board: &BoardId,
-    rows: Rows,
+    rows: At,
 ) -> Result<Option<i32>, sqlx::Error> {
     let upto = match rows {
-        Rows::Live => i64::MAX,
-        Rows::AsOf(p) => p,
+        At::Now => i64::MAX,
+        At::AsOf(p) => p,
     };
     sqlx::query_scalar(
         "SELECT max(season) FROM rm_leaderboard_seasons \
@@ -473,7 +446,7 @@ impl ScopeParams {
         &self,
         conn: &mut PgConnection,
         board: BoardId,
-        rows: Rows,
+        rows: At,
     ) -> Result<Scope, ApiError> {
         let players = self.players()?;
         let current = current_season(conn, &board, rows)
@@ -540,7 +513,9 @@ async fn page(
     }
     let cursor = params.after.as_deref().map(Cursor::decode).transpose()?;
     scope_params.players()?;
-    let (mut tx, position, rows) = snapshot(&state, &consistency).await?;
+    let (mut tx, position, rows) = consistency
+        .open(&state.pool, &state.positions, READS)
+        .await?;
     let scope = scope_params.scope(&mut tx, board, rows).await?;
     let page = read_page(&mut tx, &scope, position, cursor, limit).await?;
     tx.commit().await?;
@@ -597,7 +572,9 @@ async fn around(
         Uuid::parse_str(&player).map_err(|_| not_ranked())?
     };
     scope_params.players()?;
-    let (mut tx, position, rows) = snapshot(&state, &consistency).await?;
+    let (mut tx, position, rows) = consistency
+        .open(&state.pool, &state.positions, READS)
+        .await?;
     let scope = scope_params.scope(&mut tx, board, rows).await?;
     let mut me = scope
         .entry(&mut tx, player_id)
@@ -649,10 +626,12 @@ async fn seasons(
     let Path(id) = id?;
     let board = board_in_path(&id)?;
     let consistency = Consistency::parse(query(read)?)?;
-    let (mut tx, position, rows) = snapshot(&state, &consistency).await?;
+    let (mut tx, position, rows) = consistency
+        .open(&state.pool, &state.positions, READS)
+        .await?;
     let upto = match rows {
-        Rows::Live => i64::MAX,
-        Rows::AsOf(p) => p,
+        At::Now => i64::MAX,
+        At::AsOf(p) => p,
     };
     let seasons: Vec<Season> = sqlx::query_as(
         "SELECT season, started_at, \
@@ -690,9 +669,9 @@ struct Boards {
     leaderboards: Vec<Board>,
 }
 
-/// `GET /v1/leaderboards`: every board as defined now (no past: `as_of` is refused).
+/// `GET /v1/leaderboards`: every board as defined now, or as it stood `as_of` a position.
 #[utoipa::path(get, path = "/v1/leaderboards", tag = "leaderboards", params(ReadParams),
-    summary = "Every leaderboard as defined now", responses((status = 200, body = Boards)))]
+    summary = "Every leaderboard as defined now, or as of a position", responses((status = 200, body = Boards)))]
 #[tracing::instrument(skip_all)]
 async fn list(
     State(state): State<QueryState>,
@@ -701,17 +680,23 @@ async fn list(
 ) -> Result<Response, ApiError> {
     auth?;
     let consistency = Consistency::parse(query(read)?)?;
-    consistency.now_only("the list of leaderboards")?;
-    consistency.wait(&state.positions, READS).await?;
-    let mut tx = begin(&state.pool).await?;
-    let position = checkpoint(&mut tx, READS).await?;
-    let leaderboards: Vec<Board> = sqlx::query_as(
+    let (mut tx, position, at) = consistency
+        .open(&state.pool, &state.positions, READS)
+        .await?;
+    let boards = match at {
+        At::Now => "rm_leaderboards".to_owned(),
+        At::AsOf(p) => format!(
+            "(SELECT * FROM rm_leaderboard_versions \
+               WHERE valid_from <= {p} AND valid_to > {p}) b"
+        ),
+    };
+    let leaderboards: Vec<Board> = sqlx::query_as(&format!(
         "SELECT leaderboard, title, sort_order, operator, reset, authoritative, season, \
                 CASE WHEN recomputed_position IS NULL THEN NULL ELSE \
                   jsonb_build_object('position', recomputed_position, 'moved', moved) END \
                   AS recomputed \
-           FROM rm_leaderboards ORDER BY leaderboard",
-    )
+           FROM {boards} ORDER BY leaderboard"
+    ))
     .fetch_all(&mut *tx)
     .await?;
     tx.commit().await?;
@@ -792,7 +777,7 @@ struct BoardTopic {
 
 impl BoardTopic {
     async fn read(&self, conn: &mut PgConnection, position: i64) -> Result<Value, ApiError> {
-        let Some(season) = current_season(conn, &self.board, Rows::Live).await? else {
+        let Some(season) = current_season(conn, &self.board, At::Now).await? else {
             return Ok(to_value(&Page {
                 leaderboard: self.board.to_string(),
                 season: None,
@@ -804,7 +789,7 @@ impl BoardTopic {
         let scope = Scope {
             board: self.board.clone(),
             season,
-            rows: Rows::Live,
+            rows: At::Now,
             players: None,
         };
         Ok(to_value(

@@ -25,8 +25,8 @@ use questlog_query_api::as_of::events_until;
 use questlog_query_api::live::{
     invalid_topic, to_value, Options, Reading, Source, Topic, TopicKindReads, Update,
 };
-use questlog_query_api::params::{query, Consistency, ReadParams};
-use questlog_query_api::snapshot::{answer, begin, checkpoint};
+use questlog_query_api::params::{query, At, Consistency, ReadParams};
+use questlog_query_api::snapshot::answer;
 use questlog_query_api::{ApiError, QueryApp as _, QueryState};
 use questlog_web::{Authenticated, Problem};
 use serde::{Deserialize, Serialize};
@@ -73,47 +73,20 @@ pub(crate) fn register(app: &mut App) {
     app.add_api_docs(ApiDoc::openapi());
 }
 
-/// Which versions a read sees: the current ones, or those valid at a position of the log.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum At {
-    Now,
-    AsOf(i64),
-}
-
-impl At {
-    /// The condition on `rm_storage_versions` (aliased `v`) for the versions valid then.
-    fn push(self, q: &mut QueryBuilder<'_, Postgres>) {
-        match self {
-            Self::Now => {
-                q.push(" AND v.valid_to IS NULL");
-            }
-            Self::AsOf(p) => {
-                q.push(" AND v.position <= ")
-                    .push_bind(p)
-                    .push(" AND (v.valid_to IS NULL OR v.valid_to > ")
-                    .push_bind(p)
-                    .push(")");
-            }
+/// The condition on `rm_storage_versions` (aliased `v`) for the versions valid `at`.
+fn push_valid(at: At, q: &mut QueryBuilder<'_, Postgres>) {
+    match at {
+        At::Now => {
+            q.push(" AND v.valid_to IS NULL");
+        }
+        At::AsOf(p) => {
+            q.push(" AND v.position <= ")
+                .push_bind(p)
+                .push(" AND (v.valid_to IS NULL OR v.valid_to > ")
+                .push_bind(p)
+                .push(")");
         }
     }
-}
-
-/// The snapshot a read answers in, the position its answer is exact at, and which versions.
-async fn open(
-    state: &QueryState,
-    consistency: &Consistency,
-) -> Result<(sqlx::Transaction<'static, Postgres>, i64, At), ApiError> {
-    if let Some(position) = consistency
-        .as_of_applied(&state.pool, &state.positions, READS)
-        .await?
-    {
-        let tx = begin(&state.pool).await?;
-        return Ok((tx, position, At::AsOf(position)));
-    }
-    consistency.wait(&state.positions, READS).await?;
-    let mut tx = begin(&state.pool).await?;
-    let position = checkpoint(&mut tx, READS).await?;
-    Ok((tx, position, At::Now))
 }
 
 /// A collection's definition as of `position`, folded from its stream in the log.
@@ -255,7 +228,7 @@ async fn read_object(
         .push(" AND v.key = ")
         .push_bind(key.to_owned())
         .push(" AND v.value IS NOT NULL");
-    at.push(&mut q);
+    push_valid(at, &mut q);
     let row: Option<ObjectRow> = q.build_query_as().fetch_optional(&mut *conn).await?;
     Ok(row.map(|r| r.out(definition)))
 }
@@ -278,7 +251,9 @@ async fn object(
         owner_of(&owner, &actor)?,
         key_of(&key)?,
     );
-    let (mut tx, position, at) = open(&state, &consistency).await?;
+    let (mut tx, position, at) = consistency
+        .open(&state.pool, &state.positions, READS)
+        .await?;
     let definition = definition_at(&mut tx, &collection, position).await?;
     may_read(&actor, &definition, owner)?;
     let found = read_object(&mut tx, &collection, owner, key.as_str(), at, &definition).await?;
@@ -359,7 +334,9 @@ async fn versions(
         owner_of(&owner, &actor)?,
         key_of(&key)?,
     );
-    let (mut tx, position, at) = open(&state, &consistency).await?;
+    let (mut tx, position, at) = consistency
+        .open(&state.pool, &state.positions, READS)
+        .await?;
     let definition = definition_at(&mut tx, &collection, position).await?;
     may_read(&actor, &definition, owner)?;
     let mut q = QueryBuilder::new(
@@ -569,7 +546,7 @@ fn push_conditions(
         q.push(" AND v.owner = ").push_bind(owner.to_owned());
     }
     q.push(" AND v.value IS NOT NULL");
-    at.push(q);
+    push_valid(at, q);
     for filter in &listing.filters {
         let expression = field_expression("v.value", &filter.field);
         match &filter.condition {
@@ -732,7 +709,9 @@ async fn owner_listing(
     let pairs = query(pairs)?;
     let Path((collection, owner)) = path?;
     let (collection, owner) = (collection_of(&collection)?, owner_of(&owner, &actor)?);
-    let (mut tx, position, at) = open(&state, &consistency).await?;
+    let (mut tx, position, at) = consistency
+        .open(&state.pool, &state.positions, READS)
+        .await?;
     let definition = definition_at(&mut tx, &collection, position).await?;
     may_read(&actor, &definition, owner)?;
     let listing = Listing::parse(&pairs, &definition, false)?;
@@ -767,7 +746,9 @@ async fn public_listing(
     let pairs = query(pairs)?;
     let Path(collection) = path?;
     let collection = collection_of(&collection)?;
-    let (mut tx, position, at) = open(&state, &consistency).await?;
+    let (mut tx, position, at) = consistency
+        .open(&state.pool, &state.positions, READS)
+        .await?;
     let definition = definition_at(&mut tx, &collection, position).await?;
     if definition.access.read != Read::Public && actor.role != Role::Admin {
         return Err(ApiError::Client(Problem::forbidden(
