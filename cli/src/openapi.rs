@@ -2,11 +2,8 @@
 //! start from the kernel's parts (the write side's, with a path per registered command, the read
 //! side's, the process's own routes here) and every running module's (`questlog_web::openapi`).
 
-use std::sync::Arc;
-
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use questlog_domain::App;
 use questlog_web::openapi::{document as assemble, ApiDocs};
 use utoipa::openapi::OpenApi;
@@ -32,7 +29,7 @@ pub fn document(app: &App) -> OpenApi {
 
 /// The document as served: rendered once.
 #[derive(Clone)]
-pub struct Served(pub Arc<serde_json::Value>);
+pub struct Served(pub bytes::Bytes);
 
 impl Served {
     /// The rendered document of `app`'s modules.
@@ -40,9 +37,12 @@ impl Served {
     /// # Panics
     /// Never: a document is plain data that always renders as JSON.
     pub fn of(app: &App) -> Self {
-        Self(Arc::new(
-            serde_json::to_value(document(app)).expect("an OpenAPI document renders as JSON"),
-        ))
+        Self(
+            document(app)
+                .to_json()
+                .expect("an OpenAPI document renders as JSON")
+                .into(),
+        )
     }
 }
 
@@ -51,7 +51,11 @@ impl Served {
     summary = "This document (OpenAPI 3.1)",
     responses((status = 200, description = "The OpenAPI document", body = Object)))]
 pub async fn openapi(State(served): State<Served>) -> Response {
-    Json(served.0.as_ref().clone()).into_response()
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        served.0,
+    )
+        .into_response()
 }
 
 // The process's own routes are served in `app.rs`; these describe them.
