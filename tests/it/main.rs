@@ -29,4 +29,5 @@ mod store;
 mod subscribe;
 mod tickets;
 mod time_travel;
+mod typescript;
 mod verify;
