@@ -23,6 +23,7 @@ mod openapi;
 mod presence;
 mod query;
 mod read_side;
+mod replicas;
 mod schemathesis;
 mod storage;
 mod store;
