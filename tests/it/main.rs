@@ -30,4 +30,5 @@ mod store;
 mod subscribe;
 mod tickets;
 mod time_travel;
+mod typescript;
 mod verify;
