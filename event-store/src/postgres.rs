@@ -239,6 +239,31 @@ impl EventStore for PgEventStore {
         self.events(sqlx::query(&sql).bind(streams)).await
     }
 
+    async fn open(
+        &self,
+        domain: &questlog_domain::Domain,
+        events: &mut [RecordedEvent],
+    ) -> Result<(), StoreError> {
+        let legacy = domain.legacy_personal();
+        if crate::sealing::subjects(legacy, events).is_empty() {
+            return Ok(());
+        }
+        let mut conn = self.pool.acquire().await?;
+        crate::sealing::open_all(&mut conn, legacy, events).await
+    }
+
+    async fn load_keys(
+        &self,
+        ring: &mut crate::sealing::KeyRing,
+        subjects: &[Uuid],
+    ) -> Result<(), StoreError> {
+        if subjects.is_empty() {
+            return Ok(());
+        }
+        let mut conn = self.pool.acquire().await?;
+        ring.load_missing(&mut conn, subjects).await
+    }
+
     async fn read_all(&self, after: i64, limit: i64) -> Result<Vec<RecordedEvent>, StoreError> {
         let sql = format!(
             "SELECT {EVENT_COLUMNS} FROM events WHERE position > $1 ORDER BY position LIMIT $2"

@@ -70,6 +70,50 @@ impl Decoded {
     pub fn position(&self) -> i64 {
         self.recorded.position
     }
+
+    /// Opens the personal fields of events as recorded (with the keys as `conn` sees them:
+    /// `questlog_store::sealing`), then decodes them.
+    ///
+    /// # Errors
+    /// When the keys cannot be read, or as [`Decoded::decode`].
+    pub async fn open_all(
+        conn: &mut PgConnection,
+        domain: &Domain,
+        mut events: Vec<RecordedEvent>,
+    ) -> anyhow::Result<Vec<Self>> {
+        questlog_store::sealing::open_all(conn, domain.legacy_personal(), &mut events)
+            .await
+            .context("reading the keys of personal data")?;
+        Self::decode_all(domain, events)
+    }
+
+    /// Up to `limit` events of the log after `after`, opened and decoded.
+    ///
+    /// # Errors
+    /// As [`Decoded::open_all`], or when the log cannot be read.
+    pub async fn read_after(
+        conn: &mut PgConnection,
+        domain: &Domain,
+        after: i64,
+        limit: i64,
+    ) -> anyhow::Result<Vec<Self>> {
+        let events = questlog_store::read_after(&mut *conn, after, limit)
+            .await
+            .context("reading the log")?;
+        Self::open_all(conn, domain, events).await
+    }
+}
+
+/// The players `events` erase (`player_erased`), each with the position of its erasure: a
+/// projection that derived anything from their personal data drops it (see
+/// `questlog_domain::personal`).
+pub fn erasures(events: &[&Decoded]) -> Vec<(uuid::Uuid, i64)> {
+    events
+        .iter()
+        .filter_map(|d| {
+            questlog_domain::personal::erased_player(&d.event).map(|p| (p.0, d.position()))
+        })
+        .collect()
 }
 
 /// A read model fed by events. `apply` runs inside the projector's transaction.

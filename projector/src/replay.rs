@@ -18,7 +18,6 @@ use std::collections::HashMap;
 
 use anyhow::Context as _;
 use questlog_domain::Domain;
-use questlog_store::read_after;
 use sqlx::{Connection, PgConnection};
 
 use crate::{Decoded, Projection};
@@ -114,7 +113,7 @@ pub async fn build_until(
         sqlx::query(&format!("SET LOCAL search_path = {schema}, public"))
             .execute(&mut *tx)
             .await?;
-        let events = Decoded::decode_all(domain, read_after(&mut *tx, after, PAGE).await?)?;
+        let events = Decoded::read_after(&mut tx, domain, after, PAGE).await?;
         let Some(last) = events.last().map(Decoded::position) else {
             break;
         };

@@ -13,7 +13,6 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use questlog_domain::Domain;
-use questlog_store::read_after;
 use serde::Serialize;
 use serde_json::Value;
 use sqlx::{Connection, PgConnection};
@@ -89,7 +88,7 @@ pub async fn verify(
         .unwrap_or(0);
     let mut after = 0;
     while after < end {
-        let events = Decoded::decode_all(domain, read_after(&mut *tx, after, PAGE).await?)?;
+        let events = Decoded::read_after(&mut tx, domain, after, PAGE).await?;
         let Some(last) = events.last().map(Decoded::position) else {
             break;
         };

@@ -9,6 +9,7 @@ mod chat;
 mod clusters;
 mod commands;
 mod cors;
+mod erasure;
 mod faults;
 mod guestbook;
 mod hostile;

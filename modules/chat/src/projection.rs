@@ -95,7 +95,8 @@ impl Projection for Chat {
                 message_of(&d.recorded.stream_id).map(|id| (id.0, event, *d))
             })
             .collect();
-        if touched.is_empty() {
+        let erased = questlog_projector::erasures(events);
+        if touched.is_empty() && erased.is_empty() {
             return Ok(Vec::new());
         }
         let ids: Vec<Uuid> = touched
@@ -120,6 +121,26 @@ impl Projection for Chat {
             }
         }
         save(tx, &rows).await?;
+        // An erased sender's texts are gone, as a replay (where they open as erased) has them.
+        for (sender, position) in erased {
+            let scrubbed: Vec<(Uuid, String)> = sqlx::query_as(
+                "UPDATE rm_messages SET content = NULL \
+                  WHERE sender = $1 AND content IS NOT NULL RETURNING message_id, channel",
+            )
+            .bind(sender)
+            .fetch_all(&mut *tx)
+            .await?;
+            for (id, channel) in scrubbed {
+                let channel = Channel::from_canonical(&channel)
+                    .with_context(|| format!("a stored channel {channel:?}"))?;
+                changes.push(Change {
+                    topic: CHANNEL_TOPIC.topic(&channel),
+                    key: id.to_string(),
+                    op: ChangeOp::Upsert,
+                    position,
+                });
+            }
+        }
         Ok(changes)
     }
 }
@@ -159,6 +180,7 @@ async fn load(
                             .try_get::<Option<String>, _>("content")?
                             .map(|c| MessageContent::parse(&c).context("a stored message"))
                             .transpose()?,
+                        deleted: row.try_get("deleted")?,
                     },
                     sent_at: row.try_get("sent_at")?,
                     edited_at: row.try_get("edited_at")?,
@@ -184,7 +206,7 @@ async fn save(
                 .push_bind(m.channel.to_string())
                 .push_bind(m.sender.0)
                 .push_bind(m.content.as_ref().map(|c| c.as_str().to_owned()))
-                .push_bind(m.content.is_none())
+                .push_bind(m.deleted)
                 .push_bind(row.sent_at)
                 .push_bind(row.edited_at)
                 .push_bind(row.position);
@@ -214,7 +236,7 @@ mod tests {
         let mut row = None;
         let edit = Event::MessageEdited {
             message_id,
-            content: text("hello!"),
+            content: questlog_domain::Personal::new(sender, text("hello!")),
         };
         assert!(
             !MessageRow::apply(&mut row, &edit, at(1), 1),
@@ -224,7 +246,7 @@ mod tests {
             message_id,
             channel: Channel::Global,
             sender,
-            content: text("hello"),
+            content: questlog_domain::Personal::new(sender, text("hello")),
         };
         assert!(MessageRow::apply(&mut row, &sent, at(2), 2));
         assert!(MessageRow::apply(&mut row, &edit, at(3), 3));
@@ -234,6 +256,7 @@ mod tests {
                 channel: Channel::Global,
                 sender,
                 content: Some(text("hello!")),
+                deleted: false,
             },
             sent_at: at(2),
             edited_at: Some(at(3)),
@@ -250,6 +273,7 @@ mod tests {
             Some(MessageRow {
                 message: Message {
                     content: None,
+                    deleted: true,
                     ..edited.message
                 },
                 ..edited

@@ -22,8 +22,8 @@ use crate::names::{PRESENCE, PRESENCE_TOPIC};
 /// A row of `rm_presence`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PresenceRow {
-    /// The name the player registered.
-    pub username: Username,
+    /// The name the player registered (`None` once the player is erased).
+    pub username: Option<Username>,
     pub online: bool,
     /// When the player came online; `None` while offline.
     pub since: Option<DateTime<Utc>>,
@@ -40,7 +40,7 @@ impl PresenceRow {
         match event {
             Event::PlayerRegistered { username, .. } => {
                 row.get_or_insert_with(|| Self {
-                    username: username.clone(),
+                    username: username.value().cloned(),
                     online: false,
                     since: None,
                     current_lab: None,
@@ -86,7 +86,7 @@ impl PresenceRow {
 /// event.
 struct Version {
     player_id: Uuid,
-    username: String,
+    username: Option<String>,
     current_lab: Option<String>,
     since: Option<DateTime<Utc>>,
     valid_from: i64,
@@ -130,7 +130,8 @@ impl Projection for Presence {
                 }
             })
             .collect();
-        if touched.is_empty() {
+        let erased = questlog_projector::erasures(events);
+        if touched.is_empty() && erased.is_empty() {
             return Ok(Vec::new());
         }
         let ids: Vec<Uuid> = touched
@@ -165,7 +166,7 @@ impl Projection for Presence {
                 open.insert(id, versions.len());
                 versions.push(Version {
                     player_id: id,
-                    username: row.username.as_str().to_owned(),
+                    username: row.username.as_ref().map(|u| u.as_str().to_owned()),
                     current_lab: row.current_lab.as_ref().map(|l| l.as_str().to_owned()),
                     since: row.since,
                     valid_from: position,
@@ -175,6 +176,24 @@ impl Projection for Presence {
         }
         save(tx, &rows).await?;
         save_history(tx, &first_boundary, &versions).await?;
+        // An erased player's name is gone from its row and every version of its history.
+        for (id, position) in erased {
+            let online: Option<bool> = sqlx::query_scalar(
+                "WITH h AS (UPDATE rm_presence_history SET username = NULL WHERE player_id = $1) \
+                 UPDATE rm_presence SET username = NULL WHERE player_id = $1 RETURNING online",
+            )
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if online == Some(true) {
+                changes.push(Change {
+                    topic: PRESENCE_TOPIC.as_str().to_owned(),
+                    key: id.to_string(),
+                    op: ChangeOp::Upsert,
+                    position,
+                });
+            }
+        }
         Ok(changes)
     }
 }
@@ -208,11 +227,15 @@ async fn load(
 ) -> anyhow::Result<BTreeMap<Uuid, Option<PresenceRow>>> {
     PRESENCE_ROWS
         .load(tx, ids, |row| {
-            let username: String = row.try_get("username")?;
+            let username: Option<String> = row.try_get("username")?;
             Ok((
                 row.try_get("player_id")?,
                 Some(PresenceRow {
-                    username: Username::parse(&username).context("a stored username")?,
+                    username: username
+                        .as_deref()
+                        .map(Username::parse)
+                        .transpose()
+                        .context("a stored username")?,
                     online: row.try_get("online")?,
                     since: row.try_get("since")?,
                     current_lab: row
@@ -236,7 +259,7 @@ async fn save(
     PRESENCE_ROWS
         .upsert(tx, present, |mut b, (id, row)| {
             b.push_bind(*id)
-                .push_bind(row.username.as_str().to_owned())
+                .push_bind(row.username.as_ref().map(|u| u.as_str().to_owned()))
                 .push_bind(row.online)
                 .push_bind(row.since)
                 .push_bind(row.current_lab.as_ref().map(|l| l.as_str().to_owned()));
@@ -294,7 +317,10 @@ mod tests {
         let username = Username::parse("ada").expect("name");
         let registered = Event::PlayerRegistered {
             player_id: PlayerId(Uuid::from_u128(1)),
-            username: username.clone(),
+            username: questlog_domain::Personal::new(
+                PlayerId(Uuid::from_u128(1)),
+                username.clone(),
+            ),
         };
         PresenceRow::apply(&mut row, &registered, at(2));
         PresenceRow::apply(&mut row, &online, at(3));
@@ -306,7 +332,7 @@ mod tests {
         assert_eq!(
             row,
             Some(PresenceRow {
-                username: username.clone(),
+                username: Some(username.clone()),
                 online: true,
                 since: Some(at(3)),
                 current_lab: None,
@@ -317,7 +343,7 @@ mod tests {
         assert_eq!(
             row,
             Some(PresenceRow {
-                username,
+                username: Some(username),
                 online: false,
                 since: None,
                 current_lab: None,

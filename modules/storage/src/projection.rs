@@ -126,7 +126,9 @@ impl VersionRow {
             key,
             version: i64::try_from(version).unwrap_or(i64::MAX),
             op,
-            value: value.map(|v| serde_json::Value::Object(v.clone())),
+            value: value
+                .and_then(|v| v.value())
+                .map(|v| serde_json::Value::Object(v.clone())),
             by: by.0,
             written_at: at,
             position,
@@ -225,7 +227,8 @@ impl Projection for Versions {
                 None => {}
             }
         }
-        if objects.is_empty() {
+        let erased = questlog_projector::erasures(events);
+        if objects.is_empty() && erased.is_empty() {
             return Ok(Vec::new());
         }
         load(tx, &mut objects).await?;
@@ -259,8 +262,50 @@ impl Projection for Versions {
             }
         }
         save(tx, &closed, new.values().flatten()).await?;
+        for (player, position) in erased {
+            changes.extend(erase(tx, player, position).await?);
+        }
         Ok(changes)
     }
+}
+
+/// Drops the values of every version of `player`'s objects in the collections that are personal
+/// as of its erasure at `position` (as the log defines them up to there), as a replay has them:
+/// there, the sealed values open as erased.
+async fn erase(
+    tx: &mut PgConnection,
+    player: uuid::Uuid,
+    position: i64,
+) -> anyhow::Result<Vec<Change>> {
+    let scrubbed: Vec<(String, String)> = sqlx::query_as(
+        "WITH defined AS ( \
+             SELECT DISTINCT ON (stream_id) data->>'collection' AS collection, \
+                    (data->>'personal')::boolean AS personal \
+               FROM events WHERE event_type = 'collection_defined' AND position <= $2 \
+              ORDER BY stream_id, position DESC) \
+         UPDATE rm_storage_versions v SET value = NULL FROM defined d \
+          WHERE d.personal AND v.collection = d.collection AND v.owner = $1 \
+            AND v.value IS NOT NULL \
+         RETURNING v.collection, v.key",
+    )
+    .bind(player.to_string())
+    .bind(position)
+    .fetch_all(&mut *tx)
+    .await
+    .context("erasing a player's personal objects")?;
+    let mut objects = scrubbed;
+    objects.sort_unstable();
+    objects.dedup();
+    // The current version of each reads as a deletion now.
+    Ok(objects
+        .into_iter()
+        .map(|(collection, key)| Change {
+            topic: TOPIC.topic(format!("{collection}:{player}")),
+            key,
+            op: ChangeOp::Delete,
+            position,
+        })
+        .collect())
 }
 
 /// Loads the current version of each of `objects`.

@@ -87,7 +87,9 @@ impl ObjectState {
     pub fn value(&self, version: u64) -> Option<&Map<String, Value>> {
         let index = usize::try_from(version.checked_sub(1)?).ok()?;
         match self.versions.get(index)?.as_ref()?.get::<Event>()? {
-            Event::ObjectWritten { value, .. } | Event::ObjectRestored { value, .. } => Some(value),
+            Event::ObjectWritten { value, .. } | Event::ObjectRestored { value, .. } => {
+                value.value()
+            }
             _ => None,
         }
     }

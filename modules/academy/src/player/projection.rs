@@ -97,7 +97,7 @@ pub async fn load_players(
 /// A stored player's row.
 fn read_player(row: &PgRow) -> anyhow::Result<(Uuid, PlayerRow)> {
     let id: Uuid = row.try_get("player_id")?;
-    let username: String = row.try_get("username")?;
+    let username: Option<String> = row.try_get("username")?;
     let labs: Vec<String> = row.try_get("completed_labs")?;
     let modules: Vec<i32> = row.try_get("completed_modules")?;
     let achievements: Vec<String> = row.try_get("achievements")?;
@@ -105,7 +105,11 @@ fn read_player(row: &PgRow) -> anyhow::Result<(Uuid, PlayerRow)> {
     let state = PlayerState {
         registered: Some(Registration {
             player_id: PlayerId(id),
-            username: Username::parse(&username).context("stored username")?,
+            username: username
+                .as_deref()
+                .map(Username::parse)
+                .transpose()
+                .context("stored username")?,
         }),
         timezone: Timezone::parse(&timezone).unwrap_or_default(),
         xp: u64::try_from(row.try_get::<i64, _>("xp")?).unwrap_or(0),
@@ -213,7 +217,7 @@ async fn save_players(
         .upsert(tx, registered, |mut b, (id, row, reg)| {
             let s = &row.state;
             b.push_bind(*id)
-                .push_bind(reg.username.as_str().to_owned())
+                .push_bind(reg.username.as_ref().map(|u| u.as_str().to_owned()))
                 .push_bind(i64::try_from(s.xp).unwrap_or(i64::MAX))
                 .push_bind(int(s.level))
                 .push_bind(row.xp_position)
@@ -275,7 +279,8 @@ impl Projection for Players {
             .iter()
             .filter_map(|d| of_player(d).map(|(id, event)| (id, event, d.position())))
             .collect();
-        if touched.is_empty() {
+        let erased = questlog_projector::erasures(events);
+        if touched.is_empty() && erased.is_empty() {
             return Ok(Vec::new());
         }
         let ids: Vec<Uuid> = touched
@@ -294,7 +299,7 @@ impl Projection for Players {
                 if let Some(reg) = &row.state.registered {
                     versions.push(EntryVersion {
                         player_id: id,
-                        username: reg.username.as_str().to_owned(),
+                        username: reg.username.as_ref().map(|u| u.as_str().to_owned()),
                         xp: i64::try_from(row.state.xp).unwrap_or(i64::MAX),
                         level: int(row.state.level),
                         xp_position: row.xp_position,
@@ -313,6 +318,25 @@ impl Projection for Players {
         }
         save_players(tx, &rows).await?;
         save_leaderboard_history(tx, &versions).await?;
+        // An erased player's name is gone from every version, as a replay (where it opens as
+        // erased) has it; nothing after the erasure can bring it back.
+        for (id, position) in erased {
+            let found = sqlx::query(
+                "WITH p AS (UPDATE rm_players SET username = NULL WHERE player_id = $1 RETURNING 1) \
+                 UPDATE rm_leaderboard_history SET username = NULL WHERE player_id = $1",
+            )
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+            if found.rows_affected() > 0 {
+                changes.push(upsert(PLAYER_TOPIC.topic(id), id.to_string(), position));
+                changes.push(upsert(
+                    LEADERBOARD_TOPIC.as_str().to_owned(),
+                    id.to_string(),
+                    position,
+                ));
+            }
+        }
         Ok(changes)
     }
 }
@@ -320,7 +344,7 @@ impl Projection for Players {
 /// One version of a leaderboard entry, valid from `valid_from` until the player's next one.
 struct EntryVersion {
     player_id: Uuid,
-    username: String,
+    username: Option<String>,
     xp: i64,
     level: i32,
     xp_position: i64,

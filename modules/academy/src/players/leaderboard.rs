@@ -52,7 +52,10 @@ pub struct Entry {
     #[sqlx(skip)]
     rank: i64,
     player_id: Uuid,
-    username: String,
+    /// `null` once the player is erased.
+    username: Option<String>,
+    /// Whether the player was erased (the entry keeps its place).
+    erased: bool,
     xp: i64,
     level: i32,
     #[serde(skip)]
@@ -132,7 +135,7 @@ impl Cursor {
 /// The highest rank a cursor may carry: the entries after it are numbered without overflow.
 const MAX_CURSOR_RANK: i64 = i64::MAX - MAX_LIMIT - 1;
 
-const COLUMNS: &str = "player_id, username, xp, level, xp_position";
+const COLUMNS: &str = "player_id, username, username IS NULL AS erased, xp, level, xp_position";
 
 /// Which leaderboard a read ranks: the live one, or the one that stood at a past position (the
 /// versions of `rm_leaderboard_history` valid there; see `questlog_query_api::as_of`).
