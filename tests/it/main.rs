@@ -22,6 +22,7 @@ mod modules;
 mod presence;
 mod query;
 mod read_side;
+mod rebuild;
 mod storage;
 mod store;
 mod subscribe;
