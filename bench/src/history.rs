@@ -169,8 +169,8 @@ fn rate(n: u64, elapsed: Duration) -> f64 {
 }
 
 /// Writes about `events` events: every player registers, then each round every player completes
-/// one more lab. Returns the log's head.
-async fn generate(conn: &mut PgConnection, events: i64) -> anyhow::Result<i64> {
+/// one more lab (its metadata naming the player, as a command's does). Returns the log's head.
+pub async fn generate(conn: &mut PgConnection, events: i64) -> anyhow::Result<i64> {
     let players = (events / (ROUNDS + 2)).max(1);
     sqlx::query(
         "INSERT INTO events (event_id, stream_id, stream_version, event_type, schema_version, data, metadata, recorded_at)
@@ -194,7 +194,7 @@ async fn generate(conn: &mut PgConnection, events: i64) -> anyhow::Result<i64> {
             "INSERT INTO events (event_id, stream_id, stream_version, event_type, schema_version, data, metadata, recorded_at)
              SELECT gen_random_uuid(), 'player-' || md5('p' || i)::uuid, 1 + $2, 'lab_completed', 1,
                     jsonb_build_object('lab_id', 'lab-' || $2, 'module', 1, 'xp', 10 + (i * 7 + $2 * 13) % 90),
-                    '{}'::jsonb,
+                    jsonb_build_object('command', 'complete_lab', 'role', 'player', 'identity', md5('p' || i)::uuid),
                     timestamptz '2026-01-01' + (($2 + 1) * $1 + i) * interval '1 ms'
                FROM generate_series(1, $1::bigint) AS i
               ORDER BY i",

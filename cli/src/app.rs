@@ -327,6 +327,11 @@ impl Application {
                 Router::new()
                     .route("/metrics", get(crate::metrics::route))
                     .with_state(scrape),
+            )
+            .merge(
+                Router::new()
+                    .route("/v1/openapi.json", get(crate::openapi::openapi))
+                    .with_state(crate::openapi::Served::of(&modules)),
             );
         let mut router = health
             .merge(router)
@@ -351,6 +356,11 @@ impl Application {
     /// The port it listens on (useful when bound to port 0).
     pub fn port(&self) -> u16 {
         self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
+    }
+
+    /// Every route it serves, layers and all.
+    pub fn router(&self) -> &Router {
+        &self.router
     }
 
     /// The command writer, when this process runs the command API (its queue can be watched).

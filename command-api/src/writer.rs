@@ -36,7 +36,7 @@ use uuid::Uuid;
 const MAX_ATTEMPTS: usize = 8;
 
 /// One event of a command's answer.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct EventOut {
     pub position: i64,
     pub stream: String,
@@ -59,7 +59,7 @@ impl From<RecordedEvent> for EventOut {
 }
 
 /// The answer to an accepted command.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct CommandOutcome {
     pub command_id: Uuid,
     /// The last appended event's position, or the log's head when nothing was appended.

@@ -182,3 +182,38 @@ pub async fn close_open_versions(
     .with_context(|| format!("closing the open versions of {table}"))?;
     Ok(())
 }
+
+/// Keeps the row of `live` whose text key `key_column` is `key`, as it stands after the event at
+/// `position`, as its version from there on in `versions` (the same `columns`, then
+/// `valid_from` and `valid_to`), closing the version it supersedes. For read models small enough
+/// to keep a version per change of a row; no row, no new version.
+///
+/// # Errors
+/// When the database fails.
+pub async fn record_version(
+    tx: &mut PgConnection,
+    live: &str,
+    versions: &str,
+    columns: &[&str],
+    key_column: &str,
+    key: &str,
+    position: i64,
+) -> anyhow::Result<()> {
+    let columns = columns.join(", ");
+    sqlx::query(&format!(
+        "WITH closed AS (UPDATE {versions} SET valid_to = $2 \
+                          WHERE {key_column} = $1 AND valid_to = {OPEN} AND valid_from < $2) \
+         INSERT INTO {versions} ({columns}, valid_from) \
+         SELECT {columns}, $2 FROM {live} WHERE {key_column} = $1 \
+         ON CONFLICT ({key_column}, valid_from) DO NOTHING"
+    ))
+    .bind(key)
+    .bind(position)
+    .execute(&mut *tx)
+    .await
+    .with_context(|| format!("recording a version of {live}"))?;
+    Ok(())
+}
+
+/// The end of an open version's range: valid until a later event changes it.
+pub const OPEN: i64 = i64::MAX;

@@ -31,6 +31,7 @@ pub mod as_of;
 pub mod error;
 pub mod export;
 pub mod live;
+pub mod openapi;
 pub mod params;
 pub mod positions;
 pub mod registry;

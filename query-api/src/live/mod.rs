@@ -28,7 +28,7 @@
 
 mod hub;
 mod metrics;
-mod ticket;
+pub(crate) mod ticket;
 mod topic;
 
 use std::collections::VecDeque;
@@ -81,6 +81,15 @@ const STRIKE_WINDOW: Duration = Duration::from_secs(30);
 const STRIKES: u8 = 3;
 
 /// `GET /v1/subscribe`: see the module docs.
+#[utoipa::path(get, path = "/v1/subscribe", tag = "live", params(crate::openapi::SubscribeParams),
+    security((), ("bearer" = [])),
+    summary = "Follow topics live (Server-Sent Events)",
+    description = "Authenticated by a Bearer token, `access_token`, or a `ticket` \
+        (`POST /v1/subscribe/ticket`), which names the topics itself. Per topic first \
+        `event: snapshot` (`LiveSnapshot`), then `event: change` (`LiveChange`); every event's \
+        `id:` is a position to resume after with `Last-Event-ID` (or `last_event_id`).",
+    responses((status = 200, description = "The event stream", content_type = "text/event-stream",
+        body = String)))]
 #[tracing::instrument(skip_all, fields(topics = tracing::field::Empty))]
 pub(crate) async fn subscribe(
     State(state): State<QueryState>,
