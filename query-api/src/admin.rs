@@ -145,6 +145,14 @@ pub(crate) async fn stream(
     // The head first: events are visible in position order, so every event at or below it is
     // read below, and the ones after it are left out to keep the answer at one point of the log.
     let mut head = store.head().await?;
+    if let Some((min_position, timeout)) = consistency.wait {
+        if min_position > head {
+            // A position a client holds is in the primary's log already; a standby read from
+            // holds it a moment later.
+            state.positions.log(min_position, head, timeout).await?;
+            head = store.head().await?;
+        }
+    }
     // The stream as it stood then: its events at or below that position.
     if let Some(position) = consistency
         .as_of_applied(&state.pool, &state.positions, &[])

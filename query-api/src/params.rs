@@ -86,10 +86,7 @@ impl Consistency {
         let Some(as_of) = self.as_of else {
             return Ok(None);
         };
-        let position = {
-            let mut conn = pool.acquire().await?;
-            as_of.resolve(&mut conn).await?
-        };
+        let position = positions.resolve(as_of, pool, self.wait_for).await?;
         if !projections.is_empty() {
             positions
                 .wait_for(projections, position, self.wait_for)

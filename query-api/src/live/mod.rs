@@ -119,7 +119,7 @@ pub(crate) async fn subscribe(
                 "a ticket carries its topics: name none beside it",
             ));
         }
-        ticket::redeem(&state.pool, &state.reads, ticket).await?
+        ticket::redeem(&state.primary, &state.reads, ticket).await?
     } else {
         let Authenticated(actor) = auth?;
         let topics = topics(&state.reads, &raw_topics, &options, &actor)?;
@@ -326,6 +326,8 @@ impl Connection {
         if slots.is_empty() {
             return Ok(());
         }
+        let topics: Vec<&LiveTopic> = slots.iter().map(|&slot| &self.slots[slot].topic).collect();
+        self.hub.settled(&topics).await?;
         let mut tx = begin(&self.pool).await?;
         let mut reading = Reading::new(&mut tx).await?;
         let mut snapshots = Vec::with_capacity(slots.len());

@@ -106,7 +106,7 @@ pub(crate) async fn issue(
     let ticket = hex::encode(ticket);
     let names: Vec<String> = topics.iter().map(LiveTopic::name).collect();
     sqlx::query("DELETE FROM subscribe_tickets WHERE expires_at < now()")
-        .execute(&state.pool)
+        .execute(&state.primary)
         .await?;
     sqlx::query(
         "INSERT INTO subscribe_tickets \
@@ -119,7 +119,7 @@ pub(crate) async fn issue(
     .bind(&names)
     .bind(sqlx::types::Json(&options))
     .bind(TICKET_TTL.as_secs_f64())
-    .execute(&state.pool)
+    .execute(&state.primary)
     .await?;
     Ok((
         StatusCode::CREATED,
