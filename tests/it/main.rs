@@ -31,4 +31,5 @@ mod store;
 mod subscribe;
 mod tickets;
 mod time_travel;
+mod typescript;
 mod verify;
