@@ -3,12 +3,14 @@
 //!
 //! Run: `cargo run --release -p questlog-bench -- [--quick] [--json]`.
 
+mod boards;
 mod history;
 mod live;
 mod logins;
 mod peer;
 mod report;
 mod setup;
+mod storage;
 mod workloads;
 
 use std::time::Duration;
@@ -64,9 +66,17 @@ pub struct Args {
     /// Events in the generated log of the history workloads (rebuild, as-of reads).
     #[arg(long, default_value_t = 1_000_000)]
     pub history_events: i64,
+    /// Objects in the storage group's listed collection.
+    #[arg(long, default_value_t = 100_000)]
+    pub storage_objects: usize,
+    /// Entries on the boards group's read board.
+    #[arg(long, default_value_t = 100_000)]
+    pub board_entries: usize,
     /// Run one group of workloads only: `commands` (throughput and latency), `visibility`,
-    /// `live` (push lag and fan-out), `history` (rebuild and as-of reads) or `logins` (account logins
-    /// per second against bare argon2id).
+    /// `live` (push lag and fan-out), `history` (rebuild and as-of reads), `logins` (account logins
+    /// per second against bare argon2id), `storage` (`put_object`, a listing of 100,000
+    /// objects, a large object written 1,000 times) or `boards` (`submit_score`, a board of
+    /// 100,000 entries, commands during a retroactive achievement award over the history log).
     #[arg(long)]
     pub only: Option<String>,
     /// Internal: serve instead of measuring (`query-api` or `baseline`), for the fan-out run's

@@ -96,15 +96,37 @@ impl Env {
         name: &str,
         body: &Value,
     ) -> anyhow::Result<(u16, Value)> {
+        self.command_at(&self.base, token, name, body).await
+    }
+
+    /// Sends a command to the command API at `base` (another process on the same store).
+    pub async fn command_at(
+        &self,
+        base: &str,
+        token: &str,
+        name: &str,
+        body: &Value,
+    ) -> anyhow::Result<(u16, Value)> {
         let response = self
             .client
-            .post(format!("{}/v1/commands/{name}", self.base))
+            .post(format!("{base}/v1/commands/{name}"))
             .bearer_auth(token)
             .json(body)
             .send()
             .await?;
         let status = response.status().as_u16();
         Ok((status, response.json().await?))
+    }
+
+    /// Reads `url` as `token`'s bearer: the answer's JSON, which must be a success.
+    pub async fn get(&self, token: &str, url: &str) -> anyhow::Result<Value> {
+        let response = self.client.get(url).bearer_auth(token).send().await?;
+        anyhow::ensure!(
+            response.status().is_success(),
+            "{url}: {}",
+            response.status()
+        );
+        Ok(response.json().await?)
     }
 
     /// A new player: its token and id.

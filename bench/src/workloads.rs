@@ -19,11 +19,30 @@ pub fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds")
 }
 
-fn ms(h: &Histogram<u64>, q: f64) -> f64 {
+pub fn ms(h: &Histogram<u64>, q: f64) -> f64 {
     // Recorded in microseconds.
     #[allow(clippy::cast_precision_loss)]
     let v = h.value_at_quantile(q) as f64;
     v / 1000.0
+}
+
+/// Two rows, p50 and p99, of a latency `figure` beside its `baseline`'s.
+pub fn latency_rows(
+    rows: &mut Vec<Row>,
+    figure: &str,
+    value: &Histogram<u64>,
+    baseline_name: &str,
+    baseline: &Histogram<u64>,
+) {
+    for (q, name) in [(0.5, "p50"), (0.99, "p99")] {
+        rows.push(Row::new(
+            &format!("{figure}: {name}"),
+            ms(value, q),
+            baseline_name,
+            ms(baseline, q),
+            "ms",
+        ));
+    }
 }
 
 pub fn micros(d: Duration) -> u64 {
@@ -53,6 +72,12 @@ pub async fn run_all(args: &Args, env: &Env, rows: &mut Vec<Row>) -> anyhow::Res
     if args.runs("history") {
         crate::history::history_rows(args, rows).await?;
     }
+    if args.runs("storage") {
+        crate::storage::storage_rows(args, env, rows).await?;
+    }
+    if args.runs("boards") {
+        crate::boards::board_rows(args, env, rows).await?;
+    }
     Ok(())
 }
 
@@ -73,7 +98,13 @@ async fn commands_rows(
         args.clients
     );
     let (scratch, scratch_url) = scratch_database(&env.maintenance_url).await?;
-    let inserts = insert_throughput(&scratch_url, args.clients, duration).await;
+    let inserts = insert_throughput(
+        &scratch_url,
+        args.clients,
+        duration,
+        &RawEvent::lab_completed(),
+    )
+    .await;
     eprintln!("  {:.0} inserts/s", inserts.as_ref().map_or(0.0, |v| *v));
     rows.push(
         Row::new(
@@ -291,30 +322,53 @@ async fn command_throughput(
 }
 
 const INSERT_SQL: &str = "INSERT INTO events (event_id, stream_id, stream_version, event_type, schema_version, data, metadata) \
-     VALUES ($1, $2, 1, 'lab_completed', 1, $3, $4)";
+     VALUES ($1, $2, 1, $3, 1, $4, $5)";
 
-async fn insert_one(pool: &sqlx::PgPool) -> anyhow::Result<()> {
-    let id = Uuid::now_v7();
-    sqlx::query(INSERT_SQL)
-        .bind(id)
-        .bind(format!("player-{id}"))
-        .bind(json!({ "lab_id": "lab-1", "module": 1, "xp": 10 }))
-        .bind(json!({ "command_id": id, "command": "complete_lab", "correlation_id": id, "causation_id": id, "identity": id, "role": "player" }))
-        .execute(pool)
-        .await?;
-    Ok(())
+/// An event row the raw INSERT baselines write, one per durable transaction, each on a stream of
+/// its own: its type and data (the metadata is a command's).
+#[derive(Debug, Clone)]
+pub struct RawEvent {
+    pub event_type: &'static str,
+    pub data: serde_json::Value,
 }
 
-/// The baseline: the same event rows inserted one per durable transaction by `clients`
-/// connections.
-async fn insert_throughput(url: &str, clients: usize, duration: Duration) -> anyhow::Result<f64> {
+impl RawEvent {
+    /// The row `complete_lab` appends.
+    pub fn lab_completed() -> Self {
+        Self {
+            event_type: "lab_completed",
+            data: json!({ "lab_id": "lab-1", "module": 1, "xp": 10 }),
+        }
+    }
+
+    pub async fn insert(&self, pool: &sqlx::PgPool) -> anyhow::Result<()> {
+        let id = Uuid::now_v7();
+        sqlx::query(INSERT_SQL)
+            .bind(id)
+            .bind(format!("bench-{id}"))
+            .bind(self.event_type)
+            .bind(&self.data)
+            .bind(json!({ "command_id": id, "command": self.event_type, "correlation_id": id, "causation_id": id, "identity": id, "role": "player" }))
+            .execute(pool)
+            .await?;
+        Ok(())
+    }
+}
+
+/// The baseline: `event` rows inserted one per durable transaction by `clients` connections.
+pub async fn insert_throughput(
+    url: &str,
+    clients: usize,
+    duration: Duration,
+    event: &RawEvent,
+) -> anyhow::Result<f64> {
     let pool = questlog_store_pool(url, clients)?;
     let meter = Meter::default();
     let tasks = (0..clients).map(|_| {
         let (pool, meter) = (pool.clone(), &meter);
         async move {
             while meter.running() {
-                insert_one(&pool).await?;
+                event.insert(&pool).await?;
                 meter.count();
             }
             anyhow::Ok(())
@@ -345,6 +399,22 @@ impl Meter {
         !self.stop.load(Ordering::Relaxed)
     }
 
+    /// Whether the operations are being counted (the warm-up is over).
+    pub fn measuring(&self) -> bool {
+        self.measuring.load(Ordering::Relaxed)
+    }
+
+    /// Counts from now on, until [`Meter::stop`] (instead of [`Meter::measure`]'s clock).
+    pub fn start(&self) {
+        self.measuring.store(true, Ordering::SeqCst);
+    }
+
+    /// Stops the clients.
+    pub fn stop(&self) {
+        self.measuring.store(false, Ordering::SeqCst);
+        self.stop.store(true, Ordering::SeqCst);
+    }
+
     /// One operation done (counted only while measuring).
     pub fn count(&self) {
         if self.measuring.load(Ordering::Relaxed) {
@@ -359,8 +429,7 @@ impl Meter {
         let start = Instant::now();
         tokio::time::sleep(duration).await;
         let n = self.done.load(Ordering::SeqCst);
-        self.measuring.store(false, Ordering::SeqCst);
-        self.stop.store(true, Ordering::SeqCst);
+        self.stop();
         #[allow(clippy::cast_precision_loss)]
         let rate = n as f64 / start.elapsed().as_secs_f64();
         rate
@@ -456,13 +525,94 @@ async fn insert_latency(
     duration: Duration,
 ) -> anyhow::Result<Histogram<u64>> {
     let pool = questlog_store_pool(url, 64)?;
+    let event = RawEvent::lab_completed();
     let h = open_loop(rate, duration, |_| {
-        let pool = pool.clone();
-        async move { insert_one(&pool).await }
+        let (pool, event) = (pool.clone(), event.clone());
+        async move { event.insert(&pool).await }
     })
     .await;
     pool.close().await;
     h
+}
+
+/// When the positions of commands become visible in a projection's read model: each position
+/// is timed from its command's sending to the projection's first announcement of a commit at or
+/// past it.
+pub struct Visibility {
+    pending: Arc<Mutex<BTreeMap<i64, Instant>>>,
+    visible: Arc<Mutex<Histogram<u64>>>,
+    highest: Arc<std::sync::atomic::AtomicI64>,
+    watcher: tokio::task::JoinHandle<()>,
+}
+
+impl Visibility {
+    /// Starts listening to `projection`'s announcements.
+    pub async fn watch(env: &Env, projection: &str) -> anyhow::Result<Self> {
+        let names = questlog_bus::Names::new(&env.prefix);
+        let client = async_nats::connect(&env.nats_url).await?;
+        let mut announcements = client.subscribe(names.changes_subject(projection)).await?;
+        client.flush().await?;
+        let pending: Arc<Mutex<BTreeMap<i64, Instant>>> = Arc::new(Mutex::new(BTreeMap::new()));
+        let visible = Arc::new(Mutex::new(histogram()));
+        let highest = Arc::new(std::sync::atomic::AtomicI64::new(0));
+        let watcher = {
+            let (pending, visible, highest) = (pending.clone(), visible.clone(), highest.clone());
+            tokio::spawn(async move {
+                // Held so the subscription lives as long as the watcher.
+                let _client = client;
+                while let Some(message) = announcements.next().await {
+                    let Ok(a) = serde_json::from_slice::<questlog_bus::ChangeAnnouncement>(
+                        &message.payload,
+                    ) else {
+                        continue;
+                    };
+                    let now = Instant::now();
+                    let mut pending = pending.lock().expect("pending");
+                    highest.fetch_max(a.position, Ordering::SeqCst);
+                    let done: Vec<i64> = pending.range(..=a.position).map(|(p, _)| *p).collect();
+                    for p in done {
+                        if let Some(sent) = pending.remove(&p) {
+                            let _ = visible.lock().expect("hist").record(micros(now - sent));
+                        }
+                    }
+                }
+            })
+        };
+        Ok(Self {
+            pending,
+            visible,
+            highest,
+            watcher,
+        })
+    }
+
+    /// A command sent at `sent` was answered with `position`.
+    pub fn sent(&self, position: i64, sent: Instant) -> anyhow::Result<()> {
+        let mut pending = self.pending.lock().expect("pending");
+        // Announced before its answer was read: visible now.
+        if position <= self.highest.load(Ordering::SeqCst) {
+            self.visible
+                .lock()
+                .expect("hist")
+                .record(micros(sent.elapsed()))?;
+        } else {
+            pending.insert(position, sent);
+        }
+        Ok(())
+    }
+
+    /// Waits (30 s at most) for every position to become visible; their latencies.
+    pub async fn finish(self) -> anyhow::Result<Histogram<u64>> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !self.pending.lock().expect("pending").is_empty() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        self.watcher.abort();
+        let left = self.pending.lock().expect("pending").len();
+        anyhow::ensure!(left == 0, "{left} commands never became visible");
+        let h = self.visible.lock().expect("hist").clone();
+        Ok(h)
+    }
 }
 
 /// Sends `n` commands one after another; measures when each one's position is announced as
@@ -472,58 +622,14 @@ async fn visibility(
     n: usize,
     labs: usize,
 ) -> anyhow::Result<(Histogram<u64>, Histogram<u64>)> {
-    let names = questlog_bus::Names::new(&env.prefix);
-    let client = async_nats::connect(&env.nats_url).await?;
-    let mut announcements = client.subscribe(names.changes_subject("players")).await?;
-    client.flush().await?;
-    let pending: Arc<Mutex<BTreeMap<i64, Instant>>> = Arc::new(Mutex::new(BTreeMap::new()));
-    let visible = Arc::new(Mutex::new(histogram()));
-    let highest = Arc::new(std::sync::atomic::AtomicI64::new(0));
-    let watcher = {
-        let (pending, visible, highest) = (pending.clone(), visible.clone(), highest.clone());
-        tokio::spawn(async move {
-            while let Some(message) = announcements.next().await {
-                let Ok(a) =
-                    serde_json::from_slice::<questlog_bus::ChangeAnnouncement>(&message.payload)
-                else {
-                    continue;
-                };
-                let now = Instant::now();
-                let mut pending = pending.lock().expect("pending");
-                highest.fetch_max(a.position, Ordering::SeqCst);
-                let done: Vec<i64> = pending.range(..=a.position).map(|(p, _)| *p).collect();
-                for p in done {
-                    if let Some(sent) = pending.remove(&p) {
-                        let _ = visible.lock().expect("hist").record(micros(now - sent));
-                    }
-                }
-            }
-        })
-    };
+    let watch = Visibility::watch(env, "players").await?;
     let mut answered = histogram();
     let mut player = Player::new(env).await?;
     for _ in 0..n {
         let sent = Instant::now();
         let position = player.complete_next(env, labs).await?;
         answered.record(micros(sent.elapsed()))?;
-        let mut p = pending.lock().expect("pending");
-        // Announced before its answer was read: visible now.
-        if position <= highest.load(Ordering::SeqCst) {
-            visible
-                .lock()
-                .expect("hist")
-                .record(micros(sent.elapsed()))?;
-        } else {
-            p.insert(position, sent);
-        }
+        watch.sent(position, sent)?;
     }
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !pending.lock().expect("pending").is_empty() && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    watcher.abort();
-    let left = pending.lock().expect("pending").len();
-    anyhow::ensure!(left == 0, "{left} commands never became visible");
-    let h = visible.lock().expect("hist").clone();
-    Ok((h, answered))
+    Ok((watch.finish().await?, answered))
 }

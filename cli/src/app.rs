@@ -97,6 +97,8 @@ pub struct Application {
 #[derive(Clone)]
 struct Health {
     pool: PgPool,
+    /// The streaming replica the query API reads from, when it reads from one.
+    reads: Option<PgPool>,
     nats: Option<async_nats::Client>,
     names: Names,
 }
@@ -184,6 +186,14 @@ impl Application {
         } else {
             None
         };
+        // The query API's reads, from a streaming replica when one is named.
+        let read_pool = match &serve.read_database_url {
+            Some(url) if runs(Service::QueryApi) => Some(
+                questlog_store::connect(url, serve.db_pool)
+                    .context("parsing QUESTLOG_READ_DATABASE_URL")?,
+            ),
+            _ => None,
+        };
         let domain = modules.domain();
         let mut tasks = Vec::new();
         let mut router = Router::new();
@@ -261,15 +271,21 @@ impl Application {
                 )));
             }
             if runs(Service::QueryApi) {
-                let positions = questlog_query_api::Positions::spawn_listener(
+                let standby = read_pool.clone().map(|replica| {
+                    questlog_query_api::Standby::spawn(replica, pool.clone(), shutdown.clone())
+                });
+                let reads = read_pool.clone().unwrap_or_else(|| pool.clone());
+                let positions = questlog_query_api::Positions::spawn_listener_on(
                     client.clone(),
                     names.clone(),
-                    pool.clone(),
+                    reads.clone(),
+                    standby,
                     shutdown.clone(),
                 );
                 live_hub = Some(positions.live().clone());
                 let monitor = crate::lineage::Monitor::spawn(
                     pool.clone(),
+                    read_pool.clone(),
                     client.clone(),
                     names.clone(),
                     Duration::from_secs(2),
@@ -285,13 +301,14 @@ impl Application {
                     .map(|s| s.table.to_owned())
                     .collect();
                 let state = questlog_query_api::QueryState::new(
-                    pool.clone(),
+                    reads.clone(),
                     keys.clone(),
                     positions,
                     &modules,
-                );
+                )
+                .with_primary(pool.clone());
                 let export = questlog_query_api::export::router(
-                    pool.clone(),
+                    reads,
                     keys.clone(),
                     read_models,
                     beside,
@@ -322,11 +339,21 @@ impl Application {
         let health = Router::new()
             .route("/healthz", get(healthz))
             .route("/readyz", get(readyz))
-            .with_state(Health { pool, nats, names })
+            .with_state(Health {
+                pool,
+                reads: read_pool,
+                nats,
+                names,
+            })
             .merge(
                 Router::new()
                     .route("/metrics", get(crate::metrics::route))
                     .with_state(scrape),
+            )
+            .merge(
+                Router::new()
+                    .route("/v1/openapi.json", get(crate::openapi::openapi))
+                    .with_state(crate::openapi::Served::of(&modules)),
             );
         let mut router = health
             .merge(router)
@@ -351,6 +378,11 @@ impl Application {
     /// The port it listens on (useful when bound to port 0).
     pub fn port(&self) -> u16 {
         self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
+    }
+
+    /// Every route it serves, layers and all.
+    pub fn router(&self) -> &Router {
+        &self.router
     }
 
     /// The command writer, when this process runs the command API (its queue can be watched).
@@ -479,6 +511,21 @@ async fn readyz(State(health): State<Health>) -> Result<impl IntoResponse, Probl
         .execute(&health.pool)
         .await
         .map_err(|_| Problem::unavailable("Postgres is not reachable"))?;
+    if let Some(reads) = &health.reads {
+        sqlx::query("SELECT 1")
+            .execute(reads)
+            .await
+            .map_err(|_| Problem::unavailable("the read database is not reachable"))?;
+        let why = crate::lineage::read_database(&health.pool, reads)
+            .await
+            .map_err(|e| Problem::unavailable(format!("cannot check the read database: {e:#}")))?;
+        if let Some(why) = why {
+            return Err(crate::lineage::problem_of(&crate::lineage::Verdict {
+                mismatches: Vec::new(),
+                read_database: Some(why),
+            }));
+        }
+    }
     if let Some(nats) = &health.nats {
         if nats.connection_state() != async_nats::connection::State::Connected {
             return Err(Problem::unavailable("NATS is not reachable"));

@@ -180,6 +180,14 @@ pub struct ServeArgs {
     #[arg(long, env = "QUESTLOG_DB_POOL", default_value_t = 16)]
     pub db_pool: u32,
 
+    /// Postgres URL of a streaming replica of `QUESTLOG_DATABASE_URL`'s server (the same
+    /// database on a hot standby) for the query API to read the read models and the log from;
+    /// writes (commands, projectors, the relay, subscription tickets) stay on the primary. Reads
+    /// with `min_position` wait until the standby shows the position. Name one standby per
+    /// process (not a pool of them behind one address). Unset: reads go to the primary.
+    #[arg(long, env = "QUESTLOG_READ_DATABASE_URL")]
+    pub read_database_url: Option<String>,
+
     /// The presence module's settings.
     #[command(flatten)]
     pub presence: questlog_presence::PresenceArgs,
@@ -221,6 +229,7 @@ impl ServeArgs {
             body_limit: questlog_command_api::DEFAULT_BODY_LIMIT,
             max_batch: 256,
             db_pool: 16,
+            read_database_url: None,
             presence: questlog_presence::PresenceArgs::default(),
             chat: questlog_chat::ChatArgs::default(),
             accounts: questlog_accounts::AccountsArgs::default(),

@@ -7,6 +7,7 @@ pub mod config;
 pub mod lineage;
 pub mod metrics;
 pub mod modules;
+pub mod openapi;
 pub mod secret;
 
 pub use app::Application;

@@ -5,6 +5,7 @@
 pub mod clients;
 pub mod jobs;
 pub mod limits;
+pub mod openapi;
 pub mod routes;
 pub mod sessions;
 pub mod writer;
@@ -88,7 +89,8 @@ impl FromRequestParts<AppState> for ClientAddress {
     }
 }
 
-#[derive(Serialize)]
+/// A new or renewed identity's token.
+#[derive(Serialize, utoipa::ToSchema)]
 struct IdentityOut {
     identity: Uuid,
     token: String,
@@ -96,6 +98,10 @@ struct IdentityOut {
 
 /// `POST /v1/identity`: a new anonymous player identity and its token, at most so many per client
 /// address.
+#[utoipa::path(post, path = "/v1/identity", tag = "identity", security(()),
+    summary = "A new anonymous player identity and its token",
+    description = "Limited per client address: beyond it `429 rate_limited` with `Retry-After`.",
+    responses((status = 201, description = "The identity and its token", body = IdentityOut)))]
 async fn create_identity(
     State(state): State<AppState>,
     ClientAddress(address): ClientAddress,
@@ -115,13 +121,15 @@ async fn create_identity(
     Ok((StatusCode::CREATED, Json(IdentityOut { identity, token })))
 }
 
-#[derive(serde::Deserialize)]
+/// A session's rotation.
+#[derive(serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct RefreshIn {
     refresh_token: String,
 }
 
-#[derive(Serialize)]
+/// A session's next token pair.
+#[derive(Serialize, utoipa::ToSchema)]
 struct RefreshOut {
     identity: Uuid,
     #[serde(flatten)]
@@ -131,6 +139,14 @@ struct RefreshOut {
 /// `POST /v1/identity/refresh`: with `{"refresh_token"}`, the session's next token pair
 /// (rotation); with only a Bearer identity token (no session), the same identity and role with a
 /// fresh expiry.
+#[utoipa::path(post, path = "/v1/identity/refresh", tag = "identity", security((), ("bearer" = [])),
+    summary = "Renew a token, or rotate a session's refresh token",
+    description = "With `{\"refresh_token\"}` (no Bearer needed): the session's next token pair; \
+        a refresh token presented after it was rotated ends its session (`401 refresh_reused`). \
+        Without a body, a Bearer identity token (not a session's access token) is renewed.",
+    request_body(content = Option<RefreshIn>, content_type = "application/json"),
+    responses((status = 200, description = "The renewed token, or the session's next pair",
+        body = RefreshAnswer)))]
 async fn refresh_identity(
     State(state): State<AppState>,
     auth: Result<questlog_web::Bearer, Problem>,
@@ -163,6 +179,15 @@ async fn refresh_identity(
         token,
     })
     .into_response())
+}
+
+/// What `POST /v1/identity/refresh` answers: a renewed identity token, or a session's next pair.
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)] // A schema only: the handler answers one of the two.
+enum RefreshAnswer {
+    Renewed(IdentityOut),
+    Rotated(RefreshOut),
 }
 
 /// The answer to a command the writer did not accept, for routes that submit commands of their

@@ -26,7 +26,8 @@ fn admin(auth: Result<Authenticated, Problem>) -> Result<(), ApiError> {
     }
 }
 
-#[derive(Debug, Serialize, sqlx::FromRow)]
+/// A projection's progress.
+#[derive(Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 struct ProjectionOut {
     name: String,
     position: i64,
@@ -35,7 +36,8 @@ struct ProjectionOut {
     updated_at: Option<DateTime<Utc>>,
 }
 
-#[derive(Debug, Serialize)]
+/// Every projection's progress against the log's head.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct Projections {
     head: i64,
     projections: Vec<ProjectionOut>,
@@ -44,6 +46,9 @@ struct Projections {
 /// `GET /v1/admin/projections`: each projection's applied position and its lag behind the log's
 /// head. The known projections are always listed (position 0 before their first commit), and any
 /// other projection with a checkpoint too.
+#[utoipa::path(get, path = "/v1/admin/projections", tag = "admin", params(ReadParams),
+    summary = "Each projection's applied position and lag (admin)",
+    responses((status = 200, body = Projections)))]
 #[tracing::instrument(skip_all)]
 pub(crate) async fn projections(
     State(state): State<QueryState>,
@@ -78,12 +83,16 @@ pub(crate) async fn projections(
     Ok(answer(position, &Projections { head, projections }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct StreamParams {
+    /// The version to fold to (the stream's latest without it).
     to_version: Option<u64>,
 }
 
-#[derive(Debug, Serialize)]
+/// One stored event of a stream.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = StoredEvent)]
 struct EventOut {
     position: i64,
     version: i64,
@@ -94,7 +103,8 @@ struct EventOut {
     recorded_at: DateTime<Utc>,
 }
 
-#[derive(Debug, Serialize)]
+/// A stream's events up to a version, and the state they fold to.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct StreamOut {
     stream: String,
     version: i64,
@@ -105,6 +115,10 @@ struct StreamOut {
 /// `GET /v1/admin/streams/{stream}?to_version=N`: the stream as it stood at version N (its latest
 /// without N): its events up to N and the state they fold to. The answer reflects the log up to
 /// its head at the time of the read, which is the `Questlog-Position`.
+#[utoipa::path(get, path = "/v1/admin/streams/{stream}", tag = "admin",
+    params(("stream" = String, Path, description = "`<kind>` or `<kind>-<key>`"), ReadParams, StreamParams),
+    summary = "A stream's events and the state they fold to (admin)",
+    responses((status = 200, body = StreamOut)))]
 #[tracing::instrument(skip_all, fields(stream = tracing::field::Empty))]
 pub(crate) async fn stream(
     State(state): State<QueryState>,
@@ -131,6 +145,14 @@ pub(crate) async fn stream(
     // The head first: events are visible in position order, so every event at or below it is
     // read below, and the ones after it are left out to keep the answer at one point of the log.
     let mut head = store.head().await?;
+    if let Some((min_position, timeout)) = consistency.wait {
+        if min_position > head {
+            // A position a client holds is in the primary's log already; a standby read from
+            // holds it a moment later.
+            state.positions.log(min_position, head, timeout).await?;
+            head = store.head().await?;
+        }
+    }
     // The stream as it stood then: its events at or below that position.
     if let Some(position) = consistency
         .as_of_applied(&state.pool, &state.positions, &[])

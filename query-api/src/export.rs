@@ -84,7 +84,7 @@ impl PlayerExportExt for App {
 }
 
 #[derive(Clone)]
-struct ExportState {
+pub(crate) struct ExportState {
     pool: PgPool,
     tokens: TokenKeys,
     read_models: Arc<Vec<String>>,
@@ -153,7 +153,12 @@ async fn rows_naming(
     .await
 }
 
-async fn export(
+#[utoipa::path(get, path = "/v1/players/me/export", tag = "players",
+    summary = "Everything the log and the read models hold about the caller",
+    description = "At most two a minute per identity (`429 rate_limited`).",
+    responses((status = 200, description = "The caller's events, rows and sessions",
+        body = Object)))]
+pub(crate) async fn export(
     State(state): State<ExportState>,
     auth: Result<Authenticated, Problem>,
 ) -> Result<Response, ApiError> {

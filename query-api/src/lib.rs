@@ -4,7 +4,8 @@
 //! [`App`](questlog_domain::App) through [`QueryApp`] and merged here.
 //!
 //! Layers, each pointing only down: [`error`]; [`snapshot`] (one consistent look at the read
-//! models) and [`as_of`] (time travel); the live hub ([`live::Hub`], with the [`live::Topic`]
+//! models) and [`as_of`] (time travel); [`standby`] (what a streaming replica read from has
+//! replayed); the live hub ([`live::Hub`], with the [`live::Topic`]
 //! traits); [`positions`] (read-your-writes, feeding the hub); [`params`] (the shared query
 //! parameters); [`QueryState`] and the [`registry`]; the routes (subscribe and tickets in
 //! [`live`], admin views).
@@ -31,10 +32,12 @@ pub mod as_of;
 pub mod error;
 pub mod export;
 pub mod live;
+pub mod openapi;
 pub mod params;
 pub mod positions;
 pub mod registry;
 pub mod snapshot;
+pub mod standby;
 
 use std::sync::Arc;
 
@@ -51,12 +54,16 @@ pub use params::{DEFAULT_WAIT_MS, MAX_WAIT_MS};
 pub use positions::{spawn_listener, NotCaughtUp, Positions, WaitError};
 pub use registry::{QueryApp, Reads};
 pub use snapshot::POSITION_HEADER;
+pub use standby::Standby;
 
 /// What the query API's handlers share.
 #[derive(Clone)]
 pub struct QueryState {
-    /// The database holding the read models and the log.
+    /// The database reads come from: the read models and the log (the primary, or a streaming
+    /// replica of it).
     pub pool: PgPool,
+    /// The primary, for what the read side writes (subscription tickets).
+    pub primary: PgPool,
     /// Checks the callers' tokens.
     pub tokens: TokenKeys,
     /// The projections' applied positions, for `min_position` waits.
@@ -71,12 +78,20 @@ impl QueryState {
     /// The state of a query API serving what the modules of `app` registered.
     pub fn new(pool: PgPool, tokens: TokenKeys, positions: Positions, app: &App) -> Self {
         Self {
+            primary: pool.clone(),
             pool,
             tokens,
             positions,
             domain: app.domain(),
             reads: Reads::of(app),
         }
+    }
+
+    /// Reads from `self.pool`, a streaming replica of `primary`, where it writes.
+    #[must_use]
+    pub fn with_primary(mut self, primary: PgPool) -> Self {
+        self.primary = primary;
+        self
     }
 }
 

@@ -9,11 +9,12 @@ use axum::extract::Query;
 use questlog_bus::ProjectionName;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
-use sqlx::PgPool;
+use sqlx::{PgPool, Postgres, Transaction};
 
 use crate::as_of::AsOf;
 use crate::error::ApiError;
 use crate::positions::Positions;
+use crate::snapshot::{begin, checkpoint};
 
 /// How long a read waits for `min_position` unless told otherwise.
 pub const DEFAULT_WAIT_MS: u64 = 5_000;
@@ -21,11 +22,25 @@ pub const DEFAULT_WAIT_MS: u64 = 5_000;
 pub const MAX_WAIT_MS: u64 = 30_000;
 
 /// The query string as every read accepts it.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ReadParams {
+    /// Read your writes: wait (up to `wait_ms`) until the read models have applied this position,
+    /// else `504 not_caught_up`.
     min_position: Option<i64>,
+    /// How long a `min_position` wait may take, in milliseconds (default 5000, at most 30000).
+    #[param(maximum = 30000)]
     wait_ms: Option<u64>,
+    /// Time travel: answer as the read stood at this log position or RFC 3339 time.
     as_of: Option<String>,
+}
+
+/// Which rows a read answers from: the read models as they stand, or the versions their
+/// projections keep that were valid at a past position of the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum At {
+    Now,
+    AsOf(i64),
 }
 
 /// What a read must wait for before it answers, or the past point it answers as of.
@@ -71,16 +86,31 @@ impl Consistency {
         let Some(as_of) = self.as_of else {
             return Ok(None);
         };
-        let position = {
-            let mut conn = pool.acquire().await?;
-            as_of.resolve(&mut conn).await?
-        };
+        let position = positions.resolve(as_of, pool, self.wait_for).await?;
         if !projections.is_empty() {
             positions
                 .wait_for(projections, position, self.wait_for)
                 .await?;
         }
         Ok(Some(position))
+    }
+
+    /// Opens the snapshot a read of `projections` answers in, with the position its answer is
+    /// exact at and which rows it reads: the versions valid at `as_of` once every one of them
+    /// applied it, else the read models as they stand once they applied `min_position`.
+    pub async fn open(
+        &self,
+        pool: &PgPool,
+        positions: &Positions,
+        projections: &[ProjectionName],
+    ) -> Result<(Transaction<'static, Postgres>, i64, At), ApiError> {
+        if let Some(position) = self.as_of_applied(pool, positions, projections).await? {
+            return Ok((begin(pool).await?, position, At::AsOf(position)));
+        }
+        self.wait(positions, projections).await?;
+        let mut tx = begin(pool).await?;
+        let position = checkpoint(&mut tx, projections).await?;
+        Ok((tx, position, At::Now))
     }
 
     /// Refuses `as_of` on a read that has no past (400 `as_of_unsupported`).

@@ -20,8 +20,11 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::as_of::AsOf;
+use crate::error::ApiError;
 pub use crate::error::{NotCaughtUp, WaitError};
 use crate::live::Hub;
+use crate::standby::Standby;
 
 /// The applied position of each projection, as far as this process knows. Cheap to clone; every
 /// clone shares the same knowledge.
@@ -38,6 +41,8 @@ struct Inner {
     pool: PgPool,
     /// The live subscriptions fed by the same announcements.
     live: Hub,
+    /// The streaming replica `pool` is, when reads come from one.
+    standby: Option<Standby>,
 }
 
 impl Positions {
@@ -45,10 +50,14 @@ impl Positions {
     /// progress only when it reads the checkpoints, before it waits and at its deadline.
     /// Live subscriptions then answer 503: they need the announcements.
     pub fn new(pool: PgPool) -> Self {
-        Self::with_hub(pool, |_, _| Hub::detached())
+        Self::with_hub(pool, None, |_, _| Hub::detached())
     }
 
-    fn with_hub(pool: PgPool, hub: impl FnOnce(&PgPool, watch::Receiver<bool>) -> Hub) -> Self {
+    fn with_hub(
+        pool: PgPool,
+        standby: Option<Standby>,
+        hub: impl FnOnce(&PgPool, watch::Receiver<bool>) -> Hub,
+    ) -> Self {
         let listening = watch::Sender::new(false);
         let live = hub(&pool, listening.subscribe());
         Self {
@@ -57,6 +66,7 @@ impl Positions {
                 listening,
                 pool,
                 live,
+                standby,
             }),
         }
     }
@@ -70,11 +80,30 @@ impl Positions {
         pool: PgPool,
         shutdown: CancellationToken,
     ) -> Self {
-        let positions = Self::with_hub(pool, |pool, listening| {
-            Hub::spawn(pool.clone(), listening, shutdown.clone())
+        Self::spawn_listener_on(client, names, pool, None, shutdown)
+    }
+
+    /// [`Positions::spawn_listener`] for reads from `pool`, which is `standby` when that is
+    /// given: a streaming replica of the primary the projectors commit to. A wait for a position
+    /// then ends only once the standby shows it, and the live hub reads a change only once the
+    /// standby holds it (see [`crate::standby`]).
+    pub fn spawn_listener_on(
+        client: async_nats::Client,
+        names: Names,
+        pool: PgPool,
+        standby: Option<Standby>,
+        shutdown: CancellationToken,
+    ) -> Self {
+        let positions = Self::with_hub(pool, standby.clone(), |pool, listening| {
+            Hub::spawn(pool.clone(), standby, listening, shutdown.clone())
         });
         tokio::spawn(listen(client, names, positions.clone(), shutdown));
         positions
+    }
+
+    /// The standby reads come from, when they come from one.
+    pub fn standby(&self) -> Option<&Standby> {
+        self.inner.standby.as_ref()
     }
 
     /// The live subscriptions' hub.
@@ -143,6 +172,27 @@ impl Positions {
         let projections: Vec<&str> = projections.iter().map(|p| p.as_str()).collect();
         let projections = projections.as_slice();
         let deadline = Instant::now() + timeout;
+        let least = self.announced(projections, min_position, deadline).await?;
+        match &self.inner.standby {
+            // The primary has it; the standby shows it a moment later.
+            Some(standby) => {
+                standby
+                    .checkpoints(projections, min_position, deadline)
+                    .await
+            }
+            None => Ok(least),
+        }
+    }
+
+    /// Waits until every one of `projections` is known to have applied `min_position` (on the
+    /// primary: from the announcements, or from the checkpoints `pool` shows, never beyond the
+    /// primary's).
+    async fn announced(
+        &self,
+        projections: &[&str],
+        min_position: i64,
+        deadline: Instant,
+    ) -> Result<i64, WaitError> {
         // Subscribed before anything is read, so no change between a check and the wait is missed.
         let mut rx = self.inner.applied.subscribe();
         if let Some(least) = caught_up(&rx.borrow_and_update(), projections, min_position) {
@@ -173,6 +223,67 @@ impl Positions {
                 wanted: min_position,
             })
         })
+    }
+
+    /// The log position `as_of` stands for, in the log reads come from. On a standby, a position
+    /// beyond what it has replayed — and any time, which the primary's log places exactly — is
+    /// placed by the primary's log and then waited for (up to `timeout`), so that an answer as of
+    /// a point is the same whichever database it is read from.
+    ///
+    /// # Errors
+    /// 422 `invalid_as_of` as [`AsOf::resolve`] on the primary; 504 when the standby does not
+    /// hold the point in time; 503 when a database is out of reach.
+    pub async fn resolve(
+        &self,
+        as_of: AsOf,
+        pool: &PgPool,
+        timeout: Duration,
+    ) -> Result<i64, ApiError> {
+        let Some(standby) = &self.inner.standby else {
+            let mut conn = pool.acquire().await?;
+            return as_of.resolve(&mut conn).await;
+        };
+        if let AsOf::Position(_) = as_of {
+            let mut conn = pool.acquire().await?;
+            if let Ok(position) = as_of.resolve(&mut conn).await {
+                return Ok(position);
+            }
+        }
+        let position = {
+            let mut conn = standby.primary().acquire().await?;
+            as_of.resolve(&mut conn).await?
+        };
+        standby.log(position, Instant::now() + timeout).await?;
+        Ok(position)
+    }
+
+    /// Waits (up to `timeout`) until the log reads come from holds `position`, which a log `head`
+    /// long does not: on a standby, when the primary's log holds it (a position a client holds
+    /// is in the primary's log, and in the standby's a moment later).
+    ///
+    /// # Errors
+    /// [`WaitError::NotCaughtUp`] when the log does not hold it in time (at once without a
+    /// standby, or when the primary's log does not hold it either).
+    pub async fn log(&self, position: i64, head: i64, timeout: Duration) -> Result<(), WaitError> {
+        let beyond = || {
+            WaitError::NotCaughtUp(NotCaughtUp {
+                projection: "events".to_owned(),
+                applied: head,
+                wanted: position,
+            })
+        };
+        let Some(standby) = &self.inner.standby else {
+            return Err(beyond());
+        };
+        let primary_head: i64 =
+            sqlx::query_scalar("SELECT coalesce(max(position), 0)::bigint FROM events")
+                .fetch_one(standby.primary())
+                .await
+                .map_err(|e| WaitError::Store(StoreError::from_sqlx(e)))?;
+        if primary_head < position {
+            return Err(beyond());
+        }
+        standby.log(position, Instant::now() + timeout).await
     }
 
     /// Learns the checkpoints of `projections` from the database.

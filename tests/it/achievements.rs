@@ -228,6 +228,16 @@ async fn a_rule_defined_late_awards_every_player_whose_history_meets_it_where_th
     assert_eq!(two["progress"], 2, "progress is the count toward the goal");
     assert_eq!(two["position"], second, "awarded where the goal was met");
     assert_eq!(two["unlocked_at"], second_at.as_str());
+    // A replay up to just before the definition knows no such achievement; from it on, the
+    // award sits where the goal was met.
+    let before = app
+        .read_as_of(&ada.token, "/v1/players/me/achievements", defined - 1)
+        .await;
+    assert!(line(&before, "two_labs").is_none(), "{before}");
+    let at = app
+        .read_as_of(&ada.token, "/v1/players/me/achievements", defined)
+        .await;
+    assert_eq!(line(&at, "two_labs"), Some(two));
     let bobs = app
         .read_at(&bob.token, "/v1/players/me/achievements", defined)
         .await;
@@ -246,6 +256,15 @@ async fn a_rule_defined_late_awards_every_player_whose_history_meets_it_where_th
     assert_eq!(
         line(&bobs, "two_labs").expect("listed")["position"],
         bob_second
+    );
+    // As of the definition bob still stood at one lab.
+    let bobs = app
+        .read_as_of(&bob.token, "/v1/players/me/achievements", bob_second - 1)
+        .await;
+    let two = line(&bobs, "two_labs").expect("listed");
+    assert_eq!(
+        (two["progress"].as_i64(), &two["unlocked_at"]),
+        (Some(1), &Value::Null)
     );
 
     // A filtered rule: labs of module 1 named lab-3 only.
@@ -372,10 +391,53 @@ async fn hidden_achievements_show_to_others_once_unlocked_and_rarity_is_a_share_
         (hello["unlocked_by"].as_i64(), hello["rarity"].as_f64()),
         (Some(3), Some(0.75))
     );
-    let (s, _, body) = app.get(&finder.token, "/v1/achievements?as_of=1").await;
+
+    // As of the finder's unlock, before anyone said hello: the catalog and the lines as then.
+    let unlocked = position(&out);
+    let then = app
+        .read_as_of(&other.token, "/v1/achievements", unlocked)
+        .await;
+    assert_eq!(then["players"], 4);
+    let (egg, hello) = (&then["achievements"][0], &then["achievements"][1]);
     assert_eq!(
-        (s, body["code"].as_str()),
-        (StatusCode::BAD_REQUEST, Some("as_of_unsupported"))
+        (egg["title"].as_str(), egg["unlocked_by"].as_i64()),
+        (None, Some(1)),
+        "hidden from another player who has not unlocked it: {then}"
+    );
+    assert_eq!(
+        (hello["unlocked_by"].as_i64(), hello["rarity"].as_f64()),
+        (Some(0), Some(0.0))
+    );
+    let seen = app
+        .read_as_of(
+            &other.token,
+            &format!("/v1/players/{}/achievements", finder.id),
+            unlocked - 1,
+        )
+        .await;
+    assert!(
+        line(&seen, "easter_egg").is_none(),
+        "not unlocked yet: {seen}"
+    );
+    let seen = app
+        .read_as_of(
+            &other.token,
+            &format!("/v1/players/{}/achievements", finder.id),
+            unlocked,
+        )
+        .await;
+    assert_eq!(
+        line(&seen, "easter_egg").expect("unlocked")["position"],
+        unlocked
+    );
+    // Before the players registered there was no one to share rarity among.
+    let before = app.read_as_of(&other.token, "/v1/achievements", 2).await;
+    assert_eq!(
+        (
+            before["players"].as_i64(),
+            &before["achievements"][1]["rarity"]
+        ),
+        (Some(0), &Value::Null)
     );
 }
 

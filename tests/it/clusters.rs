@@ -19,7 +19,7 @@ use tokio::time::Instant;
 use crate::faults::{
     assert_each_acknowledged_command_is_in_the_log_once, assert_stream_equals_log_on,
     assert_verify_is_clean, assert_xp_is_the_acknowledged_completions, client, read_log,
-    serve_args, wait_caught_up, wait_for, wait_until, Tally,
+    serve_args, the_loads, wait_caught_up, wait_for, wait_until, Tally,
 };
 use crate::subscribe::Sub;
 
@@ -160,12 +160,7 @@ async fn losing_the_streams_leader_node_under_load_loses_and_doubles_nothing_and
     assert!(now.is_some_and(|l| l != lost), "a surviving node leads");
 
     let log = read_log(&app.db).await;
-    // The watcher's own messages are not the load's.
-    let load: Vec<_> = log
-        .iter()
-        .filter(|e| e.metadata["identity"] != json!(watcher.id.to_string()))
-        .cloned()
-        .collect();
+    let load = the_loads(&log, &watcher);
     assert_each_acknowledged_command_is_in_the_log_once(&load, &acked);
     let head = log.last().map_or(0, |e| e.position);
     wait_caught_up(&app, head).await;

@@ -260,6 +260,14 @@ pub(crate) fn assert_each_acknowledged_command_is_in_the_log_once(
     );
 }
 
+/// The events of `log` but those `watcher` appended: a watcher's own commands are not the load's.
+pub(crate) fn the_loads(log: &[RecordedEvent], watcher: &Player) -> Vec<RecordedEvent> {
+    log.iter()
+        .filter(|e| e.metadata["identity"] != json!(watcher.id.to_string()))
+        .cloned()
+        .collect()
+}
+
 /// Waits until every projection has applied `head`.
 pub(crate) async fn wait_caught_up(app: &TestApp, head: i64) {
     let admin = app.admin_token();

@@ -516,10 +516,12 @@ async fn a_read_as_of_a_position_is_the_board_as_it_stood_then() {
     let now = submit(&app, &b, "tt", 5).await;
     let live = app.read_at(&a.token, "/v1/leaderboards/tt", now).await;
     assert_eq!(lines(&live), [(id(&a), 30, 1), (id(&b), 20, 2)]);
-    let past = as_of(&app, &a.token, "/v1/leaderboards/tt", then).await;
+    let past = app.read_as_of(&a.token, "/v1/leaderboards/tt", then).await;
     assert_eq!(lines(&past), [(id(&b), 20, 1), (id(&a), 10, 2)]);
     assert_eq!(past["position"], then);
-    let around = as_of(&app, &a.token, "/v1/leaderboards/tt/players/me", then).await;
+    let around = app
+        .read_as_of(&a.token, "/v1/leaderboards/tt/players/me", then)
+        .await;
     assert_eq!(lines(&around), [(id(&b), 20, 1), (id(&a), 10, 2)]);
     let (s, _, body) = app
         .get(&a.token, &format!("/v1/leaderboards/tt?as_of={}", then - 3))
@@ -528,18 +530,6 @@ async fn a_read_as_of_a_position_is_the_board_as_it_stood_then() {
         (s, body["code"].as_str()),
         (StatusCode::NOT_FOUND, Some("unknown_leaderboard"))
     );
-}
-
-/// A read as of a past position (the read waits for the projection to have applied it).
-async fn as_of(app: &TestApp, token: &str, path: &str, at: i64) -> Value {
-    let sep = if path.contains('?') { '&' } else { '?' };
-    let (status, position, body) = app.get(token, &format!("{path}{sep}as_of={at}")).await;
-    assert_eq!(
-        (status, position),
-        (StatusCode::OK, Some(at)),
-        "{path} as of {at}: {body}"
-    );
-    body
 }
 
 /// Polls `path` until `done` holds, failing after 30 s.
@@ -756,8 +746,22 @@ async fn redefining_the_operator_recomputes_every_season_and_says_how_many_entri
     // Season 1: c 3→2, b 2→3; season 2: c 3→2, a 2→3.
     assert_eq!(boards["leaderboards"][0]["recomputed"]["moved"], 4);
     // The past is kept: as of before the redefinitions, season 1 reads as it did.
-    let past = as_of(&app, &a.token, "/v1/leaderboards/re?season=1", before).await;
+    let past = app
+        .read_as_of(&a.token, "/v1/leaderboards/re?season=1", before)
+        .await;
     assert_eq!(lines(&past), lines(&old1));
+    // And the list of boards as of then shows the definition that stood, never recomputed.
+    let boards = app.read_as_of(&a.token, "/v1/leaderboards", before).await;
+    let re = &boards["leaderboards"][0];
+    assert_eq!(
+        (
+            re["operator"].as_str(),
+            re["order"].as_str(),
+            &re["recomputed"]
+        ),
+        (Some("best"), Some("desc"), &Value::Null),
+        "{boards}"
+    );
     let (drifted, checks) = app.verify().await;
     assert!(!drifted, "{checks}");
 }

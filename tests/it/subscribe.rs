@@ -75,6 +75,28 @@ impl Sub {
         .await
     }
 
+    /// [`Sub::open`], or `None` when the subscription is refused (as a reconnecting
+    /// `EventSource` meets a server that cannot serve it yet).
+    pub(crate) async fn try_open(
+        app: &TestApp,
+        token: &str,
+        query: &str,
+        last_event_id: Option<i64>,
+    ) -> Option<Self> {
+        let mut request = app
+            .client
+            .get(app.url(&format!("/v1/subscribe?{query}")))
+            .bearer_auth(token)
+            .header("accept", "text/event-stream");
+        if let Some(id) = last_event_id {
+            request = request.header("last-event-id", id.to_string());
+        }
+        let response = request.send().await.ok()?;
+        (response.status() == StatusCode::OK).then(|| Self {
+            events: Box::pin(response.bytes_stream().eventsource()),
+        })
+    }
+
     async fn send(request: reqwest::RequestBuilder, query: &str) -> Self {
         let response = request
             .header("accept", "text/event-stream")
@@ -111,6 +133,20 @@ impl Sub {
             id: event.id.parse().expect("numeric id"),
             data: serde_json::from_str(&event.data).expect("JSON data"),
         }
+    }
+
+    /// The next event, or `None` when the stream ends (or breaks, or sends nothing) within
+    /// `wait`.
+    pub(crate) async fn try_next_within(&mut self, wait: Duration) -> Option<Ev> {
+        let event = tokio::time::timeout(wait, self.events.next())
+            .await
+            .ok()??
+            .ok()?;
+        Some(Ev {
+            kind: event.event,
+            id: event.id.parse().expect("numeric id"),
+            data: serde_json::from_str(&event.data).expect("JSON data"),
+        })
     }
 
     /// Events until one satisfies `done`, all of them, failing after [`WAIT`] overall.

@@ -1,5 +1,6 @@
 //! Real faults for tests: a private nats-server that can be stopped and started again, a private
-//! PostgreSQL that can be crashed and started again, and a TCP proxy in front of Postgres that can
+//! PostgreSQL that can be crashed and started again (and a hot standby streaming from it), and a
+//! TCP proxy in front of Postgres that can
 //! cut every connection and refuse new ones.
 
 use std::net::SocketAddr;
@@ -143,24 +144,7 @@ impl PrivatePostgres {
     /// When the server binaries are missing (the message says what to install), or the cluster
     /// cannot be created or started.
     pub async fn start() -> Self {
-        let bin = server_binaries();
-        let user = running_as_root().then(|| "postgres".to_owned());
-        let dir =
-            std::env::temp_dir().join(format!("questlog-pg-{}", uuid::Uuid::new_v4().simple()));
-        std::fs::create_dir_all(&dir).expect("a temporary directory");
-        if let Some(user) = &user {
-            let (uid, gid) = os_user_ids(user);
-            std::os::unix::fs::chown(&dir, Some(uid), Some(gid))
-                .expect("giving the cluster's directory to its OS user");
-        }
-        // Built before anything can fail, so that its drop cleans up after a failed start.
-        let mut server = Self {
-            port: free_port(),
-            bin,
-            dir,
-            user,
-            running: false,
-        };
+        let mut server = Self::in_new_directory();
         let data = server.data_dir();
         server
             .run(&[
@@ -178,6 +162,84 @@ impl PrivatePostgres {
                 "--no-sync".as_ref(),
             ])
             .await;
+        server.configure("");
+        server.resume().await;
+        server
+    }
+
+    /// A hot standby of this server: a base backup of it (`pg_basebackup -R`, with a
+    /// replication slot of its own so that the primary keeps the WAL it has not received yet),
+    /// started on a port of its own, streaming from this one. Like any private server it can be
+    /// crashed and started again; started again, it goes on streaming.
+    ///
+    /// # Panics
+    /// When the backup or the start fails.
+    pub async fn standby(&self) -> Self {
+        let mut standby = Self::in_new_directory();
+        let data = standby.data_dir();
+        let port = self.port.to_string();
+        let slot = format!(
+            "questlog_standby_{}",
+            &uuid::Uuid::new_v4().simple().to_string()[..8]
+        );
+        standby
+            .run(&[
+                "pg_basebackup".as_ref(),
+                "-h".as_ref(),
+                "127.0.0.1".as_ref(),
+                "-p".as_ref(),
+                port.as_ref(),
+                "-U".as_ref(),
+                "postgres".as_ref(),
+                "-D".as_ref(),
+                data.as_os_str(),
+                // standby.signal and primary_conninfo (with primary_slot_name).
+                "-R".as_ref(),
+                "-X".as_ref(),
+                "stream".as_ref(),
+                "-C".as_ref(),
+                "-S".as_ref(),
+                slot.as_ref(),
+                "-c".as_ref(),
+                "fast".as_ref(),
+                "--no-sync".as_ref(),
+            ])
+            .await;
+        // The backup carries the primary's settings; these come after them, so they win.
+        standby.configure(
+            "hot_standby = on\n\
+             hot_standby_feedback = on\n\
+             wal_retrieve_retry_interval = '200ms'\n",
+        );
+        standby.resume().await;
+        standby
+    }
+
+    /// A server's directory, given to its OS user, and a free port, not started yet.
+    fn in_new_directory() -> Self {
+        let bin = server_binaries();
+        let user = running_as_root().then(|| "postgres".to_owned());
+        let dir =
+            std::env::temp_dir().join(format!("questlog-pg-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).expect("a temporary directory");
+        if let Some(user) = &user {
+            let (uid, gid) = os_user_ids(user);
+            std::os::unix::fs::chown(&dir, Some(uid), Some(gid))
+                .expect("giving the cluster's directory to its OS user");
+        }
+        // Built before anything can fail, so that its drop cleans up after a failed start.
+        Self {
+            port: free_port(),
+            bin,
+            dir,
+            user,
+            running: false,
+        }
+    }
+
+    /// Appends the tests' settings (its port, durable commits) and `more` to the cluster's
+    /// configuration.
+    fn configure(&self, more: &str) {
         let settings = format!(
             "\n# questlog's fault tests\n\
              listen_addresses = '127.0.0.1'\n\
@@ -186,19 +248,20 @@ impl PrivatePostgres {
              fsync = on\n\
              synchronous_commit = on\n\
              full_page_writes = on\n\
-             shared_buffers = 32MB\n",
-            server.port
+             shared_buffers = 32MB\n{more}",
+            self.port
         );
-        {
-            use std::io::Write as _;
-            std::fs::OpenOptions::new()
-                .append(true)
-                .open(data.join("postgresql.conf"))
-                .and_then(|mut f| f.write_all(settings.as_bytes()))
-                .expect("configuring the private cluster");
-        }
-        server.resume().await;
-        server
+        use std::io::Write as _;
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(self.data_dir().join("postgresql.conf"))
+            .and_then(|mut f| f.write_all(settings.as_bytes()))
+            .expect("configuring the private cluster");
+    }
+
+    /// The URL of `database` on this server.
+    pub fn url_of(&self, database: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{database}", self.port)
     }
 
     /// `pg_ctl stop -m immediate` for this cluster.
@@ -212,7 +275,7 @@ impl PrivatePostgres {
 
     /// The URL of its maintenance database, to create test databases from.
     pub fn admin_url(&self) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+        self.url_of("postgres")
     }
 
     /// Crashes it: `pg_ctl stop -m immediate` (every process quits at once, no checkpoint; the next

@@ -153,6 +153,8 @@ pub struct TestApp {
     pub shutdown: CancellationToken,
     /// The command writer, whose queue a test can watch.
     pub writer: Option<WriterHandle>,
+    /// The paths its router serves (parameters as `{name}`).
+    pub paths: Vec<String>,
     task: Option<JoinHandle<anyhow::Result<()>>>,
     // Declared last: dropped after the app is stopped.
     pub db: TestDb,
@@ -221,6 +223,7 @@ impl TestApp {
             .expect("questlog starts");
         let address = format!("http://127.0.0.1:{}", app.port());
         let writer = app.writer();
+        let paths = mounted_paths(app.router());
         let task = tokio::spawn(app.run());
         Self {
             address,
@@ -228,6 +231,7 @@ impl TestApp {
             keys: TokenKeys::new(TEST_SECRET.as_bytes(), chrono::Duration::days(30)),
             shutdown,
             writer,
+            paths,
             task: Some(task),
             db,
         }
@@ -323,6 +327,22 @@ impl TestApp {
         assert!(
             at.is_some_and(|p| p >= position),
             "Questlog-Position {at:?} is below {position}"
+        );
+        body
+    }
+
+    /// `path` as of the past position `at`, which must answer 200 exactly at it (the read
+    /// waits for its projections to have applied it).
+    ///
+    /// # Panics
+    /// When the read fails or answers at another position.
+    pub async fn read_as_of(&self, token: &str, path: &str, at: i64) -> Value {
+        let sep = if path.contains('?') { '&' } else { '?' };
+        let (status, position, body) = self.get(token, &format!("{path}{sep}as_of={at}")).await;
+        assert_eq!(
+            (status, position),
+            (StatusCode::OK, Some(at)),
+            "{path} as of {at}: {body}"
         );
         body
     }
@@ -464,6 +484,30 @@ pub fn store_args(db: &TestDb) -> StoreArgs {
         token_secret: Some(TEST_SECRET.to_owned()),
         token_ttl_days: 30,
     }
+}
+
+/// The paths `router` serves, as axum's own description of it lists them (axum offers no other
+/// way to enumerate a router's routes); its fallbacks' internal paths left out.
+pub fn mounted_paths(router: &axum::Router) -> Vec<String> {
+    let described = format!("{router:?}");
+    // The fallback's own paths are described after the routes'.
+    let routes = described
+        .split("fallback_router")
+        .next()
+        .unwrap_or_default();
+    let mut paths: Vec<String> = routes
+        .split("RouteId(")
+        .skip(1)
+        .filter_map(|entry| {
+            let start = entry.find(": \"")? + 3;
+            let end = start + entry[start..].find('"')?;
+            Some(entry[start..end].to_owned())
+        })
+        .filter(|path| path.starts_with('/') && !path.contains("__private__"))
+        .collect();
+    paths.sort();
+    paths.dedup();
+    paths
 }
 
 /// Counts the events in a test database's log.

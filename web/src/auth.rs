@@ -59,7 +59,7 @@ struct Keys {
 pub struct TokenKeys(Arc<Keys>);
 
 /// A session's tokens, as a client receives them.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct TokenPair {
     pub access_token: String,
     pub refresh_token: String,

@@ -2,6 +2,7 @@
 //! and telemetry.
 
 pub mod auth;
+pub mod openapi;
 pub mod problem;
 pub mod shutdown;
 pub mod telemetry;

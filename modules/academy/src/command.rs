@@ -4,6 +4,7 @@
 //! and so does text the log could not store (a NUL character, see [`crate::values::storable`]).
 
 use questlog_domain::{body, Actor, Edge, Rejection};
+use questlog_web::openapi::CommandDoc;
 use serde::Deserialize;
 use uuid::Uuid;
 
@@ -59,59 +60,89 @@ pub const COMMAND_NAMES: &[&str] = &[
     "revoke_xp",
 ];
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct RegisterPlayerBody {
+    /// 1–30 of `[A-Za-z0-9_.-]`, unique case-insensitively.
     username: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct SetTimezoneBody {
+    /// An IANA time zone name (`Europe/Paris`).
     timezone: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct LabBody {
     lab_id: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct EmptyBody {}
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct DefineModuleBody {
+    /// 1..2147483647.
     module: i64,
+    /// 1–200 characters.
     title: String,
+    /// The modules that must be complete first.
     #[serde(default)]
     requires: Vec<i64>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct DefineLabBody {
     lab_id: String,
     module: i64,
+    /// 1–200 characters.
     title: String,
+    /// 1..100000.
     xp: i64,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct GrantAchievementBody {
     player_id: Uuid,
+    /// `[a-z0-9_]{1,64}`.
     achievement: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct RevokeXpBody {
     player_id: Uuid,
+    /// The XP to take back (at most what the player has).
     xp: i64,
+    /// 1–500 characters.
     reason: String,
+}
+
+/// The bodies of the academy's commands, for the API's document.
+pub(crate) fn docs() -> Vec<CommandDoc> {
+    vec![
+        CommandDoc::of::<RegisterPlayerBody>("register_player", "Register the caller as a player"),
+        CommandDoc::of::<SetTimezoneBody>(
+            "set_timezone",
+            "Set the player's time zone (streak days)",
+        ),
+        CommandDoc::of::<LabBody>(
+            "complete_lab",
+            "Complete a lab: XP, levels, modules, achievements",
+        ),
+        CommandDoc::of::<EmptyBody>("update_streak", "Record today's activity for the streak"),
+        CommandDoc::of::<DefineModuleBody>("define_module", "Define a catalog module").admin(),
+        CommandDoc::of::<DefineLabBody>("define_lab", "Define a lab of a module").admin(),
+        CommandDoc::of::<GrantAchievementBody>("grant_achievement", "Grant an achievement").admin(),
+        CommandDoc::of::<RevokeXpBody>("revoke_xp", "Take XP back (a compensating event)").admin(),
+    ]
 }
 
 fn module_no(raw: i64) -> Result<ModuleNo, Rejection> {

@@ -39,6 +39,7 @@ pub use stream::{StreamId, UsernameHolder};
 use questlog_domain as kernel;
 use questlog_projector::ProjectorExt as _;
 use questlog_store::MigrationsExt as _;
+use questlog_web::openapi::ApiDocsExt as _;
 
 /// The academy's own SQL (`modules/academy/migrations/`), run with the kernel's.
 static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -73,6 +74,7 @@ impl kernel::Module for Academy {
         app.add_projection(player::projection::Players)
             .add_projection(catalog::projection::Catalog);
         read::register(app);
+        app.add_command_docs(command::docs());
         app.add_migrations(self.name(), &MIGRATIONS);
     }
 }

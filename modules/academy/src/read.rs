@@ -2,14 +2,27 @@
 
 use questlog_domain::App;
 use questlog_query_api::QueryApp as _;
+use questlog_web::openapi::ApiDocsExt as _;
+use utoipa::OpenApi as _;
 
 use crate::{state_json, stream};
+
+/// The academy's reads in the API's document.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(
+    crate::players::profile::route,
+    crate::players::leaderboard::page,
+    crate::players::leaderboard::around,
+    crate::catalog::read::labs,
+))]
+struct Reads;
 
 /// Every feature's reads: routes, live topics (in the order `invalid_topic` lists them), state
 /// views and the projections they follow.
 pub(crate) fn register(app: &mut App) {
     crate::players::register_reads(app);
     crate::catalog::read::register(app);
+    app.add_api_docs(Reads::openapi());
     app.add_state_json(stream::CATALOG, state_json::catalog)
         .add_state_json(stream::PLAYER, state_json::player)
         .add_state_json(stream::USERNAME, state_json::username);

@@ -23,6 +23,7 @@ use questlog_domain::{App, Module, StreamKind};
 use questlog_query_api::export::{PlayerExport, PlayerExportExt as _};
 use questlog_store::archive::{ArchiveExt as _, ArchiveSection, Column};
 use questlog_store::MigrationsExt as _;
+use questlog_web::openapi::ApiDocsExt as _;
 
 pub use password::{Cost, Hasher};
 
@@ -116,6 +117,7 @@ impl Module for Accounts {
         let module = self.clone();
         // A hasher per process, its dummy hash made once.
         let hasher = std::sync::OnceLock::<Hasher>::new();
+        app.add_api_docs(<routes::ApiDoc as utoipa::OpenApi>::openapi());
         app.add_write_routes(move |ctx| {
             let hasher = hasher
                 .get_or_init(|| {

@@ -38,6 +38,11 @@ impl axum::extract::FromRef<AccountsState> for questlog_web::TokenKeys {
     }
 }
 
+/// The accounts' routes in the API's document.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(register, login, logout, logout_all, change_password))]
+pub(crate) struct ApiDoc;
+
 /// The accounts' routes.
 pub fn router(state: AccountsState) -> Router {
     Router::new()
@@ -68,7 +73,9 @@ mod bytes_body {
     }
 }
 
-#[derive(Serialize)]
+/// A session's tokens.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = AccountSession)]
 struct SessionOut {
     identity: Uuid,
     #[serde(flatten)]
@@ -137,17 +144,23 @@ async fn submit(
         .map_err(command_problem)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct RegisterIn {
     email: String,
+    /// At least 8 characters, not a common password, at most 256.
     password: String,
+    /// Registers the player under this name too.
     #[serde(default)]
     username: Option<String>,
 }
 
 /// `POST /v1/accounts/register`: an account for a new identity, or — with the Bearer token of an
 /// anonymous identity — for that identity, which keeps everything it did.
+#[utoipa::path(post, path = "/v1/accounts/register", tag = "accounts", security((), ("bearer" = [])),
+    request_body = RegisterIn,
+    summary = "An account: for a new identity, or (with its Bearer token) an anonymous one's",
+    responses((status = 201, body = SessionOut)))]
 async fn register(
     State(state): State<AccountsState>,
     headers: HeaderMap,
@@ -240,7 +253,7 @@ async fn register(
         .into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct LoginIn {
     email: String,
@@ -248,6 +261,12 @@ struct LoginIn {
 }
 
 /// `POST /v1/accounts/login`: a new session for the account of an email and its password.
+#[utoipa::path(post, path = "/v1/accounts/login", tag = "accounts", security(()),
+    request_body = LoginIn,
+    summary = "A new session for an email and its password",
+    description = "`401 invalid_credentials` whether the email exists or not; after 5 failures \
+        within 15 minutes, `429 locked` with `Retry-After`.",
+    responses((status = 200, body = SessionOut)))]
 async fn login(
     State(state): State<AccountsState>,
     raw: Result<bytes::Bytes, BytesRejection>,
@@ -311,6 +330,8 @@ async fn login(
 }
 
 /// `POST /v1/accounts/logout`: ends the session of the caller's access token.
+#[utoipa::path(post, path = "/v1/accounts/logout", tag = "accounts",
+    summary = "End the caller's session", responses((status = 204, description = "Ended")))]
 async fn logout(
     State(state): State<AccountsState>,
     auth: Result<Bearer, Problem>,
@@ -327,13 +348,18 @@ async fn logout(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-#[derive(Serialize)]
+/// Sessions ended.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = SessionsEnded)]
 struct Ended {
     /// How many sessions ended.
     ended: u64,
 }
 
 /// `POST /v1/accounts/logout_all`: ends every session of the caller's identity.
+#[utoipa::path(post, path = "/v1/accounts/logout_all", tag = "accounts",
+    summary = "End every session of the caller's identity",
+    responses((status = 200, body = Ended)))]
 async fn logout_all(
     State(state): State<AccountsState>,
     auth: Result<Bearer, Problem>,
@@ -347,7 +373,7 @@ async fn logout_all(
     Ok(Json(Ended { ended }).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct PasswordIn {
     current: String,
@@ -372,6 +398,9 @@ async fn account_of(pool: &PgPool, player: PlayerId) -> Result<(String, String),
 
 /// `POST /v1/accounts/password`: a new password, given the current one; every other session of
 /// the identity ends.
+#[utoipa::path(post, path = "/v1/accounts/password", tag = "accounts", request_body = PasswordIn,
+    summary = "A new password, given the current one; every other session ends",
+    responses((status = 200, body = Ended)))]
 async fn change_password(
     State(state): State<AccountsState>,
     auth: Result<Bearer, Problem>,

@@ -121,7 +121,7 @@ pub enum Command {
     },
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct DefineBody {
     achievement: String,
@@ -130,44 +130,76 @@ struct DefineBody {
     description: String,
     #[serde(default)]
     hidden: bool,
+    /// An integer ≥ 1 (default 1).
     #[serde(default)]
+    #[schema(value_type = Option<i64>)]
     goal: Option<Value>,
+    /// `{"count": "<event type>", "where"?: {…}}` or `{"score": "<leaderboard>", "at_least": int}`.
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     rule: Option<Value>,
     #[serde(default)]
     authoritative: bool,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ProgressBody {
     achievement: String,
+    /// An integer ≥ 0; progress only rises.
+    #[schema(value_type = i64)]
     progress: Value,
+    /// An admin acts for this player.
     #[serde(default)]
+    #[schema(value_type = Option<uuid::Uuid>)]
     player_id: Option<PlayerId>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct UnlockBody {
     achievement: String,
+    /// An admin acts for this player.
     #[serde(default)]
+    #[schema(value_type = Option<uuid::Uuid>)]
     player_id: Option<PlayerId>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct GrantBody {
+    #[schema(value_type = uuid::Uuid)]
     player_id: PlayerId,
     achievement: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct RevokeBody {
+    #[schema(value_type = uuid::Uuid)]
     player_id: PlayerId,
     achievement: String,
     reason: String,
+}
+
+/// The bodies of the achievements' commands, for the API's document.
+pub(crate) fn docs() -> Vec<questlog_web::openapi::CommandDoc> {
+    use questlog_web::openapi::CommandDoc;
+    vec![
+        CommandDoc::of::<DefineBody>("define_achievement", "Define or redefine an achievement")
+            .admin(),
+        CommandDoc::of::<ProgressBody>(
+            "set_achievement_progress",
+            "Raise the progress toward an achievement without a rule",
+        ),
+        CommandDoc::of::<UnlockBody>("unlock_achievement", "Unlock an achievement without a rule"),
+        CommandDoc::of::<GrantBody>(
+            "grant_achievement",
+            "Grant an achievement (one defined as data, or any of the academy's)",
+        )
+        .admin(),
+        CommandDoc::of::<RevokeBody>("revoke_achievement", "Revoke an achievement").admin(),
+    ]
 }
 
 /// A count: a JSON integer from `min` to int64's largest.

@@ -21,6 +21,7 @@ use questlog_domain::values::PlayerId;
 use questlog_domain::{App, Module, StreamId, StreamKind};
 use questlog_projector::ProjectorExt as _;
 use questlog_store::MigrationsExt as _;
+use questlog_web::openapi::ApiDocsExt as _;
 
 pub use command::{AchievementView, Command, ProgressView, COMMAND_NAMES};
 pub use event::Event;
@@ -59,6 +60,7 @@ impl Module for Achievements {
     fn build(&self, app: &mut App) {
         app.add_events::<Event>()
             .add_commands(COMMAND_NAMES, Command::parse_boxed)
+            .add_command_docs(command::docs())
             .extend_command("grant_achievement", command::grant_parser)
             .add_stream(ACHIEVEMENT, AchievementId::valid)
             .add_stream(PLAYER_ACHIEVEMENT, valid_progress_key)

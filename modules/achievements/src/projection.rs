@@ -11,12 +11,17 @@
 //! log before the definition in one scan of the log (an index-free sequential scan of `events`,
 //! in the projection's transaction: the writer and the other projections never wait for it),
 //! then folds on from the definition like any other rule.
+//!
+//! Every change of a definition or of a player's line is also kept as a version valid from the
+//! event that made it (`rm_achievement_versions`, `rm_player_achievement_versions`), which is
+//! what an `as_of` read answers from.
 
 use std::collections::HashMap;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use questlog_bus::{Change, ChangeOp, ProjectionName};
+use questlog_projector::rows::{record_version, OPEN};
 use questlog_projector::{Decoded, Projection};
 use serde_json::Value;
 use sqlx::PgConnection;
@@ -65,7 +70,12 @@ impl Projection for Achievements {
     }
 
     fn tables(&self) -> &'static [&'static str] {
-        &["rm_achievements", "rm_player_achievements"]
+        &[
+            "rm_achievements",
+            "rm_player_achievements",
+            "rm_achievement_versions",
+            "rm_player_achievement_versions",
+        ]
     }
 
     async fn apply(
@@ -115,6 +125,16 @@ impl Projection for Achievements {
                         .bind(authoritative)
                         .bind(position)
                         .execute(&mut *tx)
+                        .await?;
+                        record_version(
+                            tx,
+                            "rm_achievements",
+                            "rm_achievement_versions",
+                            DEFINITION,
+                            "achievement",
+                            id,
+                            position,
+                        )
                         .await?;
                         let rederive =
                             rule.is_some() && before.as_ref() != Some(&(*goal, rule_json.clone()));
@@ -216,6 +236,7 @@ impl Projection for Achievements {
                     }
                 }
             }
+            record_lines(tx, &touched, position).await?;
             for (achievement, player) in touched {
                 changes.push(Change {
                     topic: CHANGES.to_owned(),
@@ -227,6 +248,52 @@ impl Projection for Achievements {
         }
         Ok(changes)
     }
+}
+
+/// The columns of a definition, live and versioned.
+const DEFINITION: &[&str] = &[
+    "achievement",
+    "title",
+    "description",
+    "hidden",
+    "goal",
+    "rule",
+    "authoritative",
+    "defined_position",
+];
+
+/// Records the lines of `touched` (achievement, player) as they stand after the event at
+/// `position` as their versions from there on.
+async fn record_lines(
+    tx: &mut PgConnection,
+    touched: &[(String, Uuid)],
+    position: i64,
+) -> anyhow::Result<()> {
+    if touched.is_empty() {
+        return Ok(());
+    }
+    let (achievements, players): (Vec<&str>, Vec<Uuid>) =
+        touched.iter().map(|(a, p)| (a.as_str(), *p)).unzip();
+    sqlx::query(&format!(
+        "WITH k AS (SELECT DISTINCT * FROM unnest($1::text[], $2::uuid[]) AS k(achievement, player_id)), \
+              closed AS (UPDATE rm_player_achievement_versions v SET valid_to = $3 FROM k \
+                          WHERE v.achievement = k.achievement AND v.player_id = k.player_id \
+                            AND v.valid_to = {OPEN} AND v.valid_from < $3) \
+         INSERT INTO rm_player_achievement_versions (achievement, player_id, progress, \
+                unlocked_at, unlocked_position, revoked, valid_from) \
+         SELECT a.achievement, a.player_id, a.progress, a.unlocked_at, a.unlocked_position, \
+                a.revoked, $3 \
+           FROM rm_player_achievements a JOIN k USING (achievement, player_id) \
+         ON CONFLICT (achievement, player_id, valid_from) DO UPDATE SET \
+           progress = EXCLUDED.progress, unlocked_at = EXCLUDED.unlocked_at, \
+           unlocked_position = EXCLUDED.unlocked_position, revoked = EXCLUDED.revoked"
+    ))
+    .bind(&achievements)
+    .bind(&players)
+    .bind(position)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
 }
 
 /// The rules defined so far.
@@ -379,6 +446,24 @@ async fn retroactive(
         .await?
         .rows_affected(),
     };
+    sqlx::query(&format!(
+        "UPDATE rm_player_achievement_versions SET valid_to = $2 \
+          WHERE achievement = $1 AND valid_to = {OPEN} AND valid_from < $2"
+    ))
+    .bind(achievement)
+    .bind(position)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(
+        "INSERT INTO rm_player_achievement_versions (achievement, player_id, progress, \
+                unlocked_at, unlocked_position, revoked, valid_from) \
+         SELECT achievement, player_id, progress, unlocked_at, unlocked_position, revoked, $2 \
+           FROM rm_player_achievements WHERE achievement = $1",
+    )
+    .bind(achievement)
+    .bind(position)
+    .execute(&mut *tx)
+    .await?;
     tracing::info!(
         achievement,
         players = awarded,

@@ -2,8 +2,9 @@
 //! (`GET /v1/players/{id|me}/achievements`) and the catalog with how many players unlocked each
 //! and its rarity (`GET /v1/achievements`). A hidden achievement shows to others only once the
 //! player unlocked it; in the catalog its texts and rule show only to an admin and to the
-//! players who unlocked it. Both read now only (`as_of` is 400 `as_of_unsupported`): the
-//! projection keeps no versions yet.
+//! players who unlocked it. Both answer `as_of` any position from the versions the projection
+//! keeps: as a replay of the log up to it would (an achievement defined later is not there yet;
+//! one derived retroactively shows from its definition on, with the position it was met at).
 
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
@@ -13,8 +14,8 @@ use axum::Router;
 use chrono::{DateTime, Utc};
 use questlog_bus::ProjectionName;
 use questlog_domain::{App, Role};
-use questlog_query_api::params::{query, Consistency, ReadParams};
-use questlog_query_api::snapshot::{answer, begin, checkpoint};
+use questlog_query_api::params::{query, At, Consistency, ReadParams};
+use questlog_query_api::snapshot::answer;
 use questlog_query_api::{ApiError, QueryApp as _, QueryState};
 use questlog_web::{Authenticated, Problem};
 use serde::Serialize;
@@ -22,8 +23,15 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::names::ACHIEVEMENTS;
+use questlog_web::openapi::ApiDocsExt as _;
+use utoipa::OpenApi as _;
 
 const READS: &[ProjectionName] = &[ACHIEVEMENTS];
+
+/// The module's reads in the API's document.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(of_player, catalog))]
+struct ApiDoc;
 
 pub(crate) fn register(app: &mut App) {
     app.add_read_routes(
@@ -32,9 +40,33 @@ pub(crate) fn register(app: &mut App) {
             .route("/v1/achievements", get(catalog)),
     )
     .add_read_projections(READS);
+    app.add_api_docs(ApiDoc::openapi());
 }
 
-#[derive(Debug, Serialize, sqlx::FromRow)]
+/// The definitions a read shows, as a `FROM` item named `a`.
+fn definitions(at: At) -> String {
+    match at {
+        At::Now => "rm_achievements a".to_owned(),
+        At::AsOf(p) => format!(
+            "(SELECT * FROM rm_achievement_versions \
+               WHERE valid_from <= {p} AND valid_to > {p}) a"
+        ),
+    }
+}
+
+/// The players' lines a read shows, as a `FROM` item named `alias`.
+fn lines(at: At, alias: &str) -> String {
+    match at {
+        At::Now => format!("rm_player_achievements {alias}"),
+        At::AsOf(p) => format!(
+            "(SELECT * FROM rm_player_achievement_versions \
+               WHERE valid_from <= {p} AND valid_to > {p}) {alias}"
+        ),
+    }
+}
+
+#[derive(Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+#[schema(as = PlayerAchievement)]
 struct Line {
     achievement: String,
     title: String,
@@ -47,6 +79,10 @@ struct Line {
 
 /// `GET /v1/players/{id|me}/achievements`: every achievement with the player's progress, in
 /// definition order.
+#[utoipa::path(get, path = "/v1/players/{id}/achievements", tag = "achievements",
+    params(("id" = String, Path, description = "A player id, or `me`"), ReadParams),
+    summary = "Every achievement with the player's progress",
+    responses((status = 200, body = Vec<Line>)))]
 #[tracing::instrument(skip_all)]
 async fn of_player(
     State(state): State<QueryState>,
@@ -63,21 +99,22 @@ async fn of_player(
             .map_err(|_| ApiError::not_found("player_not_found", "there is no such player"))?
     };
     let consistency = Consistency::parse(query(read)?)?;
-    consistency.now_only("a player's achievements")?;
-    consistency.wait(&state.positions, READS).await?;
+    let (mut tx, position, at) = consistency
+        .open(&state.pool, &state.positions, READS)
+        .await?;
     let sees_hidden = actor.role == Role::Admin || actor.identity.0 == player;
-    let mut tx = begin(&state.pool).await?;
-    let position = checkpoint(&mut tx, READS).await?;
-    let lines: Vec<Line> = sqlx::query_as(
+    let lines: Vec<Line> = sqlx::query_as(&format!(
         "SELECT a.achievement, a.title, a.description, a.goal, \
                 coalesce(p.progress, 0) AS progress, p.unlocked_at, \
                 p.unlocked_position AS position \
-           FROM rm_achievements a \
-           LEFT JOIN rm_player_achievements p \
+           FROM {} \
+           LEFT JOIN {} \
              ON p.achievement = a.achievement AND p.player_id = $1 \
           WHERE NOT a.hidden OR p.unlocked_at IS NOT NULL OR $2 \
           ORDER BY a.defined_position",
-    )
+        definitions(at),
+        lines(at, "p")
+    ))
     .bind(player)
     .bind(sees_hidden)
     .fetch_all(&mut *tx)
@@ -86,7 +123,8 @@ async fn of_player(
     Ok(answer(position, &lines))
 }
 
-#[derive(Debug, Serialize, sqlx::FromRow)]
+#[derive(Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+#[schema(as = AchievementEntry)]
 struct Entry {
     achievement: String,
     title: Option<String>,
@@ -100,7 +138,8 @@ struct Entry {
     rarity: Option<f64>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = AchievementCatalog)]
 struct Catalog {
     position: i64,
     /// The registered players rarity is a share of.
@@ -110,6 +149,9 @@ struct Catalog {
 
 /// `GET /v1/achievements`: the catalog, with `unlocked_by` (players who hold it now) and
 /// `rarity` (their share of registered players; `null` while there are none).
+#[utoipa::path(get, path = "/v1/achievements", tag = "achievements", params(ReadParams),
+    summary = "The catalog, with who unlocked each and its rarity",
+    responses((status = 200, body = Catalog)))]
 #[tracing::instrument(skip_all)]
 async fn catalog(
     State(state): State<QueryState>,
@@ -118,26 +160,35 @@ async fn catalog(
 ) -> Result<Response, ApiError> {
     let Authenticated(actor) = auth?;
     let consistency = Consistency::parse(query(read)?)?;
-    consistency.now_only("the achievements catalog")?;
-    consistency.wait(&state.positions, READS).await?;
-    let mut tx = begin(&state.pool).await?;
-    let position = checkpoint(&mut tx, READS).await?;
-    let players: i64 = sqlx::query_scalar("SELECT count(*) FROM rm_players")
-        .fetch_one(&mut *tx)
+    let (mut tx, position, at) = consistency
+        .open(&state.pool, &state.positions, READS)
         .await?;
-    let mut achievements: Vec<Entry> = sqlx::query_as(
+    let players: i64 = sqlx::query_scalar(&match at {
+        At::Now => "SELECT count(*) FROM rm_players".to_owned(),
+        // Every registered player has a version of its leaderboard entry from registration on.
+        At::AsOf(p) => format!(
+            "SELECT count(*) FROM rm_leaderboard_history \
+              WHERE int8range(valid_from, valid_to) @> {p}::bigint"
+        ),
+    })
+    .fetch_one(&mut *tx)
+    .await?;
+    let mut achievements: Vec<Entry> = sqlx::query_as(&format!(
         "SELECT a.achievement, a.hidden, a.goal, a.authoritative, \
                 CASE WHEN shown THEN a.title END AS title, \
                 CASE WHEN shown THEN a.description END AS description, \
                 CASE WHEN shown THEN a.rule END AS rule, \
-                (SELECT count(*) FROM rm_player_achievements p \
+                (SELECT count(*) FROM {lines} \
                   WHERE p.achievement = a.achievement AND p.unlocked_at IS NOT NULL) \
                   AS unlocked_by \
-           FROM rm_achievements a, LATERAL (SELECT NOT a.hidden OR $1 OR EXISTS ( \
-                  SELECT 1 FROM rm_player_achievements m WHERE m.achievement = a.achievement \
+           FROM {definitions}, LATERAL (SELECT NOT a.hidden OR $1 OR EXISTS ( \
+                  SELECT 1 FROM {mine} WHERE m.achievement = a.achievement \
                      AND m.player_id = $2 AND m.unlocked_at IS NOT NULL) AS shown) s \
           ORDER BY a.defined_position",
-    )
+        lines = lines(at, "p"),
+        definitions = definitions(at),
+        mine = lines(at, "m"),
+    ))
     .bind(actor.role == Role::Admin)
     .bind(actor.identity.0)
     .fetch_all(&mut *tx)

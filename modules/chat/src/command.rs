@@ -38,24 +38,36 @@ pub enum Command {
 /// The names `POST /v1/commands/{name}` accepts for the chat.
 pub const COMMAND_NAMES: &[&str] = &["send_message", "edit_message", "delete_message"];
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct SendMessageBody {
+    /// `global`, `lab:<lab_id>`, `dm:<player_id>` or `dm:<a>:<b>`.
     channel: String,
+    /// 1–2000 characters, not blank.
     content: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct EditMessageBody {
     message_id: Uuid,
     content: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct DeleteMessageBody {
     message_id: Uuid,
+}
+
+/// The bodies of the chat's commands, for the API's document.
+pub(crate) fn docs() -> Vec<questlog_web::openapi::CommandDoc> {
+    use questlog_web::openapi::CommandDoc;
+    vec![
+        CommandDoc::of::<SendMessageBody>("send_message", "Send a message to a channel"),
+        CommandDoc::of::<EditMessageBody>("edit_message", "Edit one's own message"),
+        CommandDoc::of::<DeleteMessageBody>("delete_message", "Delete a message (soft)"),
+    ]
 }
 
 impl Command {

@@ -18,6 +18,7 @@ mod tests;
 use questlog_domain::{App, Module, StreamKind};
 use questlog_projector::ProjectorExt as _;
 use questlog_query_api::QueryApp as _;
+use questlog_web::openapi::ApiDocsExt as _;
 
 pub use command::{Command, COMMAND_NAMES};
 pub use event::Event;
@@ -50,6 +51,7 @@ impl Module for Chat {
     fn build(&self, app: &mut App) {
         app.add_events::<Event>()
             .add_commands(COMMAND_NAMES, Command::parse_boxed)
+            .add_command_docs(command::docs())
             .add_stream(MESSAGE, |key| uuid::Uuid::parse_str(key).is_ok())
             .add_view::<MessageState>(MESSAGE);
         app.add_projection(projection::Chat);

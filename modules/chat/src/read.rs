@@ -42,15 +42,23 @@ use crate::message_stream;
 use crate::names::{CHANNEL_TOPIC, CHAT};
 use crate::state::MessageState;
 use crate::values::{Channel, MessageId};
+use questlog_web::openapi::ApiDocsExt as _;
+use utoipa::OpenApi as _;
 
 /// The projections a channel's history is read from (messages, and their senders' names).
 pub(crate) const HISTORY: &[ProjectionName] = &[CHAT, PLAYERS];
+
+/// The module's reads in the API's document.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(messages))]
+struct ApiDoc;
 
 /// Registers the chat's route and topic.
 pub(crate) fn register(app: &mut App) {
     app.add_read_routes(Router::new().route("/v1/channels/{channel}/messages", get(messages)))
         .add_topic(ChannelTopics)
         .add_read_projections(HISTORY);
+    app.add_api_docs(ApiDoc::openapi());
 }
 /// The page size unless told otherwise.
 pub const DEFAULT_MESSAGES: i64 = 50;
@@ -58,7 +66,7 @@ pub const DEFAULT_MESSAGES: i64 = 50;
 pub const MAX_MESSAGES: i64 = 200;
 
 /// One message as every read shows it. A deleted message keeps its place without its content.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct MessageOut {
     message_id: Uuid,
     channel: String,
@@ -74,7 +82,7 @@ pub struct MessageOut {
 }
 
 /// A page of a channel's history.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct History {
     position: i64,
     channel: String,
@@ -83,9 +91,12 @@ pub struct History {
     next: Option<Uuid>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct HistoryParams {
+    /// 1–200 (default 50).
     limit: Option<i64>,
+    /// The `next` of the newer page: messages before this one.
     before: Option<Uuid>,
 }
 
@@ -108,8 +119,13 @@ fn forbidden() -> ApiError {
 }
 
 /// `GET /v1/channels/{channel}/messages?limit=50&before=<message_id>`.
+#[utoipa::path(get, path = "/v1/channels/{channel}/messages", tag = "chat",
+    params(("channel" = String, Path,
+        description = "`global`, `lab:<lab_id>`, `dm:<player_id>` or `dm:<a>:<b>`"),
+        ReadParams, HistoryParams),
+    summary = "A channel's messages, newest first", responses((status = 200, body = History)))]
 #[tracing::instrument(skip_all, fields(channel = tracing::field::Empty))]
-async fn messages(
+pub(crate) async fn messages(
     State(state): State<QueryState>,
     auth: Result<Authenticated, Problem>,
     channel: Result<Path<String>, PathRejection>,

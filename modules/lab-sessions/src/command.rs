@@ -45,26 +45,42 @@ pub const COMMAND_NAMES: &[&str] = &["start_lab", "save_lab_state", "delete_lab_
 /// session (or removes it).
 pub const WORKSPACE: &str = "lab_workspace";
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct StartLabBody {
     lab_id: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct SaveLabStateBody {
     lab_id: String,
+    /// The lab's virtual file system: a JSON object of at most 32 KiB as compact JSON.
+    #[schema(value_type = Object)]
     vfs_snapshot: serde_json::Value,
+    /// 0..1000.
     current_step: i64,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct DeleteLabStateBody {
     lab_id: String,
     #[serde(default)]
     player_id: Option<Uuid>,
+}
+
+/// The bodies of the lab sessions' commands, for the API's document.
+pub(crate) fn docs() -> Vec<questlog_web::openapi::CommandDoc> {
+    use questlog_web::openapi::CommandDoc;
+    vec![
+        CommandDoc::of::<StartLabBody>("start_lab", "Start (or resume) a session of a lab"),
+        CommandDoc::of::<SaveLabStateBody>("save_lab_state", "Save the session's working copy"),
+        CommandDoc::of::<DeleteLabStateBody>(
+            "delete_lab_state",
+            "Delete a session (an admin may name any player)",
+        ),
+    ]
 }
 
 impl Command {

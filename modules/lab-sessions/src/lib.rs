@@ -27,6 +27,7 @@ use questlog_projector::ProjectorExt as _;
 use questlog_query_api::QueryApp as _;
 use questlog_store::archive::{ArchiveExt as _, ArchiveSection, Column};
 use questlog_store::MigrationsExt as _;
+use questlog_web::openapi::ApiDocsExt as _;
 use uuid::Uuid;
 
 pub use command::{Command, COMMAND_NAMES, WORKSPACE};
@@ -93,6 +94,7 @@ impl Module for LabSessions {
     fn build(&self, app: &mut App) {
         app.add_events::<Event>()
             .add_commands(COMMAND_NAMES, Command::parse_boxed)
+            .add_command_docs(command::docs())
             .add_stream(LAB, |key| session_key(key).is_some())
             .add_view::<LabSession>(LAB);
         app.add_projection(projection::Labs);

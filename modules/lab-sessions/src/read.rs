@@ -37,19 +37,27 @@ use crate::event::Event;
 use crate::lab_stream;
 use crate::names::{LABS, LAB_TOPIC};
 use crate::session::LabSession;
+use questlog_web::openapi::ApiDocsExt as _;
+use utoipa::OpenApi as _;
 
 /// The projection a session's facts are read from.
 const SESSIONS: &[ProjectionName] = &[LABS];
+
+/// The module's reads in the API's document.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(session))]
+struct ApiDoc;
 
 /// Registers the module's route and topic.
 pub(crate) fn register(app: &mut App) {
     app.add_read_routes(Router::new().route("/v1/players/{id}/labs/{lab_id}", get(session)))
         .add_topic(LabTopics)
         .add_read_projections(SESSIONS);
+    app.add_api_docs(ApiDoc::openapi());
 }
 
 /// A lab session as the route answers it.
-#[derive(Debug, Serialize, sqlx::FromRow)]
+#[derive(Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct LabSessionOut {
     player_id: Uuid,
     lab_id: String,
@@ -59,13 +67,19 @@ pub struct LabSessionOut {
     completed_at: Option<DateTime<Utc>>,
     furthest_step: i32,
     current_step: i32,
+    #[schema(value_type = Object)]
     vfs_snapshot: Value,
     saved_at: Option<DateTime<Utc>>,
 }
 
 /// `GET /v1/players/{id}/labs/{lab_id}` (`me` for self).
+#[utoipa::path(get, path = "/v1/players/{id}/labs/{lab_id}", tag = "lab_sessions",
+    params(("id" = String, Path, description = "A player id, or `me`"), ("lab_id" = String, Path),
+        ReadParams),
+    summary = "A player's session of a lab (the player or an admin)",
+    responses((status = 200, body = LabSessionOut)))]
 #[tracing::instrument(skip_all)]
-async fn session(
+pub(crate) async fn session(
     State(state): State<QueryState>,
     auth: Result<Authenticated, Problem>,
     path: Result<Path<(String, String)>, PathRejection>,

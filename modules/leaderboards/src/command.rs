@@ -37,32 +37,54 @@ pub enum Command {
     RollSeasons { board: BoardId },
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct DefineBody {
+    /// `[a-z0-9_]{1,64}`.
     leaderboard: String,
     title: String,
+    /// `desc` (default) or `asc`.
     #[serde(default)]
     order: Option<String>,
+    /// `best` (default), `set`, `incr` or `decr`.
     #[serde(default)]
     operator: Option<String>,
+    /// A 5-field UTC cron schedule starting a new season at each tick, or `null`.
     #[serde(default)]
     reset: Option<String>,
     #[serde(default)]
     authoritative: bool,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct SubmitBody {
     leaderboard: String,
+    /// An int64.
+    #[schema(value_type = i64)]
     score: Value,
+    /// An int64 breaking ties of scores.
     #[serde(default)]
+    #[schema(value_type = Option<i64>)]
     subscore: Option<Value>,
+    /// A JSON object of at most 1 KiB.
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     metadata: Option<Value>,
+    /// An admin submits for this player.
     #[serde(default)]
+    #[schema(value_type = Option<uuid::Uuid>)]
     player_id: Option<PlayerId>,
+}
+
+/// The bodies of the leaderboards' commands, for the API's document.
+pub(crate) fn docs() -> Vec<questlog_web::openapi::CommandDoc> {
+    use questlog_web::openapi::CommandDoc;
+    vec![
+        CommandDoc::of::<DefineBody>("define_leaderboard", "Define or redefine a leaderboard")
+            .admin(),
+        CommandDoc::of::<SubmitBody>("submit_score", "Submit a score to a leaderboard"),
+    ]
 }
 
 impl Command {

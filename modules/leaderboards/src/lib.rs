@@ -28,6 +28,7 @@ use questlog_domain::values::PlayerId;
 use questlog_domain::{App, Module, StreamId, StreamKind};
 use questlog_projector::ProjectorExt as _;
 use questlog_store::MigrationsExt as _;
+use questlog_web::openapi::ApiDocsExt as _;
 
 pub use board::BoardView;
 pub use command::{Command, COMMAND_NAMES};
@@ -73,6 +74,7 @@ impl Module for Leaderboards {
     fn build(&self, app: &mut App) {
         app.add_events::<Event>()
             .add_commands(COMMAND_NAMES, Command::parse_boxed)
+            .add_command_docs(command::docs())
             .add_stream(LEADERBOARD, BoardId::valid)
             .add_stream(LEADERBOARD_ENTRY, valid_entry_key)
             .add_view::<BoardView>(LEADERBOARD);

@@ -1,5 +1,6 @@
 //! The leaderboards' read model (`rm_leaderboards`, `rm_leaderboard_seasons`,
-//! `rm_leaderboard_entries`), announced per board on the `leaderboards` change topic.
+//! `rm_leaderboard_entries`, and each board row's versions, `rm_leaderboard_versions`),
+//! announced per board on the `leaderboards` change topic.
 //!
 //! An entry's record is the season's submissions folded by [`Summary`] and shown by the board's
 //! order and operator ([`Summary::record`]); each change of what a board shows is a new version
@@ -12,6 +13,7 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use questlog_bus::{Change, ChangeOp, ProjectionName};
+use questlog_projector::rows::record_version;
 use questlog_projector::{Decoded, Projection};
 use serde_json::Value;
 use sqlx::{PgConnection, Row as _};
@@ -22,11 +24,26 @@ use crate::names::{CHANGES, LEADERBOARDS};
 use crate::record::{Record, Submission, Summary};
 use crate::values::{Operator, Order};
 
-/// The open end of a version's range.
-pub const OPEN: i64 = i64::MAX;
+pub(crate) use questlog_projector::rows::OPEN;
 
 /// The leaderboards projection.
 pub struct Leaderboards;
+
+/// A board's columns, live and versioned.
+const BOARD: &[&str] = &[
+    "leaderboard",
+    "title",
+    "sort_order",
+    "operator",
+    "reset",
+    "authoritative",
+    "season",
+    "tick_base",
+    "defined_position",
+    "updated_position",
+    "recomputed_position",
+    "moved",
+];
 
 #[async_trait]
 impl Projection for Leaderboards {
@@ -39,6 +56,7 @@ impl Projection for Leaderboards {
             "rm_leaderboards",
             "rm_leaderboard_seasons",
             "rm_leaderboard_entries",
+            "rm_leaderboard_versions",
         ]
     }
 
@@ -189,6 +207,18 @@ impl Projection for Leaderboards {
                     board
                 }
             };
+            if !matches!(event, Event::ScoreSubmitted { .. }) {
+                record_version(
+                    tx,
+                    "rm_leaderboards",
+                    "rm_leaderboard_versions",
+                    BOARD,
+                    "leaderboard",
+                    board,
+                    position,
+                )
+                .await?;
+            }
             changes.push(Change {
                 topic: CHANGES.to_owned(),
                 key: board.to_owned(),

@@ -32,17 +32,19 @@ use questlog_domain::{Actor, App};
 use questlog_query_api::live::{
     invalid_topic, to_value, Options, Reading, Source, Topic, TopicKindReads, Update,
 };
-use questlog_query_api::params::{query, Consistency, ReadParams};
-use questlog_query_api::snapshot::{answer, begin, checkpoint};
+use questlog_query_api::params::{query, At, Consistency, ReadParams};
+use questlog_query_api::snapshot::answer;
 use questlog_query_api::{ApiError, QueryApp as _, QueryState};
 use questlog_web::{Authenticated, Problem};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use sqlx::{PgConnection, Postgres, Transaction};
+use sqlx::{PgConnection, Postgres};
 use uuid::Uuid;
 
 use crate::names::{BOARD_TOPIC, CHANGES, LEADERBOARDS};
 use crate::values::BoardId;
+use questlog_web::openapi::ApiDocsExt as _;
+use utoipa::OpenApi as _;
 
 /// The projection every read follows.
 const READS: &[ProjectionName] = &[LEADERBOARDS];
@@ -58,6 +60,11 @@ pub const MAX_RADIUS: i64 = 50;
 /// The most players a friends board ranks; more is 422 `too_many_players`.
 pub const MAX_PLAYERS: usize = 100;
 
+/// The module's reads in the API's document.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(list, page, around, seasons))]
+struct ApiDoc;
+
 /// Registers the routes and the topic.
 pub(crate) fn register(app: &mut App) {
     app.add_read_routes(
@@ -69,10 +76,12 @@ pub(crate) fn register(app: &mut App) {
     )
     .add_topic(BoardTopics)
     .add_read_projections(READS);
+    app.add_api_docs(ApiDoc::openapi());
 }
 
 /// One line of a board.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+#[schema(as = BoardEntry)]
 pub struct Entry {
     #[sqlx(skip)]
     pub rank: i64,
@@ -163,23 +172,14 @@ impl Cursor {
     }
 }
 
-/// Which versions a read ranks: the live ones, or those valid at a past position.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Rows {
-    Live,
-    AsOf(i64),
-}
-
-impl Rows {
-    /// The entries to rank, as a `FROM` item named `e` (the live filter written out, so the
-    /// planner matches the partial indexes).
-    fn from(self) -> String {
-        let filter = match self {
-            Self::Live => format!("valid_to = {}", crate::projection::OPEN),
-            Self::AsOf(p) => format!("int8range(valid_from, valid_to) @> {p}::bigint"),
-        };
-        format!("(SELECT * FROM rm_leaderboard_entries WHERE {filter}) e")
-    }
+/// The entries a read ranks, as a `FROM` item named `e` (the live filter written out, so the
+/// planner matches the partial indexes).
+fn entries(at: At) -> String {
+    let filter = match at {
+        At::Now => format!("valid_to = {}", crate::projection::OPEN),
+        At::AsOf(p) => format!("int8range(valid_from, valid_to) @> {p}::bigint"),
+    };
+    format!("(SELECT * FROM rm_leaderboard_entries WHERE {filter}) e")
 }
 
 /// What one read ranks: a board's season as of a point, all of it or a set of players.
@@ -187,7 +187,7 @@ impl Rows {
 struct Scope {
     board: BoardId,
     season: i32,
-    rows: Rows,
+    rows: At,
     players: Option<Vec<Uuid>>,
 }
 
@@ -208,7 +208,7 @@ impl Scope {
             "(SELECT {COLUMNS} FROM {} LEFT JOIN rm_players p ON p.player_id = e.player_id \
               WHERE e.leaderboard = $1 AND e.season = $2{players} AND {condition} \
               ORDER BY {order} LIMIT $8)",
-            self.rows.from()
+            entries(self.rows)
         )
     }
 
@@ -289,7 +289,7 @@ impl Scope {
         } else {
             ""
         };
-        let from = self.rows.from();
+        let from = entries(self.rows);
         let count = |condition: &str| {
             format!(
                 "(SELECT count(*) FROM {from} WHERE e.leaderboard = $1 AND e.season = $2\
@@ -340,7 +340,8 @@ impl Scope {
 }
 
 /// A board's page, as `GET /v1/leaderboards/{id}` answers it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = BoardPage)]
 pub struct Page {
     leaderboard: String,
     /// `null` when the board is not defined (a live topic on a board defined later).
@@ -391,33 +392,15 @@ fn unknown_leaderboard() -> ApiError {
     ApiError::not_found("unknown_leaderboard", "there is no such leaderboard")
 }
 
-/// The snapshot a read runs in, the position it reflects and the versions it ranks.
-async fn snapshot(
-    state: &QueryState,
-    consistency: &Consistency,
-) -> Result<(Transaction<'static, Postgres>, i64, Rows), ApiError> {
-    if let Some(position) = consistency
-        .as_of_applied(&state.pool, &state.positions, READS)
-        .await?
-    {
-        let tx = begin(&state.pool).await?;
-        return Ok((tx, position, Rows::AsOf(position)));
-    }
-    consistency.wait(&state.positions, READS).await?;
-    let mut tx = begin(&state.pool).await?;
-    let position = checkpoint(&mut tx, READS).await?;
-    Ok((tx, position, Rows::Live))
-}
-
 /// The board's current season as the versions stand (`None`: not defined then).
 async fn current_season(
     conn: &mut PgConnection,
     board: &BoardId,
-    rows: Rows,
+    rows: At,
 ) -> Result<Option<i32>, sqlx::Error> {
     let upto = match rows {
-        Rows::Live => i64::MAX,
-        Rows::AsOf(p) => p,
+        At::Now => i64::MAX,
+        At::AsOf(p) => p,
     };
     sqlx::query_scalar(
         "SELECT max(season) FROM rm_leaderboard_seasons \
@@ -429,9 +412,12 @@ async fn current_season(
     .await
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ScopeParams {
+    /// A season's number, or `current` (the default).
     season: Option<String>,
+    /// A friends board: up to 100 player ids, comma-separated, ranked among themselves.
     players: Option<String>,
 }
 
@@ -464,7 +450,7 @@ impl ScopeParams {
         &self,
         conn: &mut PgConnection,
         board: BoardId,
-        rows: Rows,
+        rows: At,
     ) -> Result<Scope, ApiError> {
         let players = self.players()?;
         let current = current_season(conn, &board, rows)
@@ -494,13 +480,20 @@ impl ScopeParams {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct PageParams {
+    /// 1–100 (default 10).
     limit: Option<i64>,
+    /// The `next` cursor of the previous page.
     after: Option<String>,
 }
 
 /// `GET /v1/leaderboards/{id}`: one page of a season's standings.
+#[utoipa::path(get, path = "/v1/leaderboards/{id}", tag = "leaderboards",
+    operation_id = "leaderboard_page",
+    params(("id" = String, Path, description = "The leaderboard"), ReadParams, ScopeParams, PageParams),
+    summary = "A page of a season's standings", responses((status = 200, body = Page)))]
 #[tracing::instrument(skip_all)]
 async fn page(
     State(state): State<QueryState>,
@@ -525,19 +518,24 @@ async fn page(
     }
     let cursor = params.after.as_deref().map(Cursor::decode).transpose()?;
     scope_params.players()?;
-    let (mut tx, position, rows) = snapshot(&state, &consistency).await?;
+    let (mut tx, position, rows) = consistency
+        .open(&state.pool, &state.positions, READS)
+        .await?;
     let scope = scope_params.scope(&mut tx, board, rows).await?;
     let page = read_page(&mut tx, &scope, position, cursor, limit).await?;
     tx.commit().await?;
     Ok(answer(position, &page))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct AroundParams {
+    /// Neighbours each side, 0–50 (default 5).
     radius: Option<i64>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = BoardAround)]
 struct Around {
     leaderboard: String,
     season: i32,
@@ -547,6 +545,11 @@ struct Around {
 
 /// `GET /v1/leaderboards/{id}/players/{id|me}?radius=5`: a player's entry and up to `radius`
 /// neighbours each side, with their ranks.
+#[utoipa::path(get, path = "/v1/leaderboards/{id}/players/{player}", tag = "leaderboards",
+    operation_id = "leaderboard_around",
+    params(("id" = String, Path, description = "The leaderboard"), ("player" = String, Path, description = "A player id, or `me`"), ReadParams,
+        ScopeParams, AroundParams),
+    summary = "A player's entry with neighbours", responses((status = 200, body = Around)))]
 #[tracing::instrument(skip_all)]
 async fn around(
     State(state): State<QueryState>,
@@ -575,7 +578,9 @@ async fn around(
         Uuid::parse_str(&player).map_err(|_| not_ranked())?
     };
     scope_params.players()?;
-    let (mut tx, position, rows) = snapshot(&state, &consistency).await?;
+    let (mut tx, position, rows) = consistency
+        .open(&state.pool, &state.positions, READS)
+        .await?;
     let scope = scope_params.scope(&mut tx, board, rows).await?;
     let mut me = scope
         .entry(&mut tx, player_id)
@@ -604,7 +609,8 @@ async fn around(
     Ok(answer(position, &body))
 }
 
-#[derive(Debug, Serialize, sqlx::FromRow)]
+#[derive(Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+#[schema(as = BoardSeason)]
 struct Season {
     season: i32,
     started_at: DateTime<Utc>,
@@ -612,6 +618,9 @@ struct Season {
 }
 
 /// `GET /v1/leaderboards/{id}/seasons`: every season, oldest first.
+#[utoipa::path(get, path = "/v1/leaderboards/{id}/seasons", tag = "leaderboards",
+    params(("id" = String, Path, description = "The leaderboard"), ReadParams),
+    summary = "Every season of a board, oldest first", responses((status = 200, body = Vec<Season>)))]
 #[tracing::instrument(skip_all)]
 async fn seasons(
     State(state): State<QueryState>,
@@ -623,10 +632,12 @@ async fn seasons(
     let Path(id) = id?;
     let board = board_in_path(&id)?;
     let consistency = Consistency::parse(query(read)?)?;
-    let (mut tx, position, rows) = snapshot(&state, &consistency).await?;
+    let (mut tx, position, rows) = consistency
+        .open(&state.pool, &state.positions, READS)
+        .await?;
     let upto = match rows {
-        Rows::Live => i64::MAX,
-        Rows::AsOf(p) => p,
+        At::Now => i64::MAX,
+        At::AsOf(p) => p,
     };
     let seasons: Vec<Season> = sqlx::query_as(
         "SELECT season, started_at, \
@@ -645,7 +656,7 @@ async fn seasons(
     Ok(answer(position, &seasons))
 }
 
-#[derive(Debug, Serialize, sqlx::FromRow)]
+#[derive(Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 struct Board {
     leaderboard: String,
     title: String,
@@ -658,13 +669,15 @@ struct Board {
     recomputed: Option<Value>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct Boards {
     position: i64,
     leaderboards: Vec<Board>,
 }
 
-/// `GET /v1/leaderboards`: every board as defined now (no past: `as_of` is refused).
+/// `GET /v1/leaderboards`: every board as defined now, or as it stood `as_of` a position.
+#[utoipa::path(get, path = "/v1/leaderboards", tag = "leaderboards", params(ReadParams),
+    summary = "Every leaderboard as defined now, or as of a position", responses((status = 200, body = Boards)))]
 #[tracing::instrument(skip_all)]
 async fn list(
     State(state): State<QueryState>,
@@ -673,17 +686,23 @@ async fn list(
 ) -> Result<Response, ApiError> {
     auth?;
     let consistency = Consistency::parse(query(read)?)?;
-    consistency.now_only("the list of leaderboards")?;
-    consistency.wait(&state.positions, READS).await?;
-    let mut tx = begin(&state.pool).await?;
-    let position = checkpoint(&mut tx, READS).await?;
-    let leaderboards: Vec<Board> = sqlx::query_as(
+    let (mut tx, position, at) = consistency
+        .open(&state.pool, &state.positions, READS)
+        .await?;
+    let boards = match at {
+        At::Now => "rm_leaderboards".to_owned(),
+        At::AsOf(p) => format!(
+            "(SELECT * FROM rm_leaderboard_versions \
+               WHERE valid_from <= {p} AND valid_to > {p}) b"
+        ),
+    };
+    let leaderboards: Vec<Board> = sqlx::query_as(&format!(
         "SELECT leaderboard, title, sort_order, operator, reset, authoritative, season, \
                 CASE WHEN recomputed_position IS NULL THEN NULL ELSE \
                   jsonb_build_object('position', recomputed_position, 'moved', moved) END \
                   AS recomputed \
-           FROM rm_leaderboards ORDER BY leaderboard",
-    )
+           FROM {boards} ORDER BY leaderboard"
+    ))
     .fetch_all(&mut *tx)
     .await?;
     tx.commit().await?;
@@ -764,7 +783,7 @@ struct BoardTopic {
 
 impl BoardTopic {
     async fn read(&self, conn: &mut PgConnection, position: i64) -> Result<Value, ApiError> {
-        let Some(season) = current_season(conn, &self.board, Rows::Live).await? else {
+        let Some(season) = current_season(conn, &self.board, At::Now).await? else {
             return Ok(to_value(&Page {
                 leaderboard: self.board.to_string(),
                 season: None,
@@ -776,7 +795,7 @@ impl BoardTopic {
         let scope = Scope {
             board: self.board.clone(),
             season,
-            rows: Rows::Live,
+            rows: At::Now,
             players: None,
         };
         Ok(to_value(

@@ -38,12 +38,22 @@ pub const GONE: &str = "presence_gone";
 /// The conflict an append reports when the presence reaper's claim on a player is stale.
 pub const PRESENCE_CONFLICT: &str = "presence: ";
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct HeartbeatBody {
     // Required, and may be null: a client says explicitly that it is in no lab.
+    /// The lab the player is in, or `null` (required).
     #[serde(deserialize_with = "present")]
+    #[schema(required = true)]
     current_lab: Option<String>,
+}
+
+/// The bodies of the presence module's commands, for the API's document.
+pub(crate) fn docs() -> Vec<questlog_web::openapi::CommandDoc> {
+    vec![questlog_web::openapi::CommandDoc::of::<HeartbeatBody>(
+        "heartbeat",
+        "Say the player is online, and in which lab",
+    )]
 }
 
 /// A field that must be present but may be `null`.

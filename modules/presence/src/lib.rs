@@ -22,6 +22,7 @@ use questlog_domain::{App, Module};
 use questlog_projector::ProjectorExt as _;
 use questlog_store::archive::{ArchiveExt as _, ArchiveSection, Column};
 use questlog_store::MigrationsExt as _;
+use questlog_web::openapi::ApiDocsExt as _;
 
 pub use command::{Command, COMMAND_NAMES, PRESENCE_CONFLICT};
 pub use reaper::ReaperConfig;
@@ -69,7 +70,8 @@ impl Module for Presence {
     }
 
     fn build(&self, app: &mut App) {
-        app.add_commands(COMMAND_NAMES, Command::parse_boxed);
+        app.add_commands(COMMAND_NAMES, Command::parse_boxed)
+            .add_command_docs(command::docs());
         app.add_projection(projection::Presence);
         read::register_reads(app);
         let timeout = self.timeout;

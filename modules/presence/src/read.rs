@@ -27,19 +27,27 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::names::{PRESENCE, PRESENCE_TOPIC};
+use questlog_web::openapi::ApiDocsExt as _;
+use utoipa::OpenApi as _;
 
 /// The projection presence is read from.
 const ONLINE: &[ProjectionName] = &[PRESENCE];
+
+/// The module's reads in the API's document.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(online))]
+struct ApiDoc;
 
 /// Registers the module's route and topic.
 pub(crate) fn register_reads(app: &mut App) {
     app.add_read_routes(Router::new().route("/v1/presence", get(online)))
         .add_topic(PresenceTopics)
         .add_read_projections(ONLINE);
+    app.add_api_docs(ApiDoc::openapi());
 }
 
 /// One player online.
-#[derive(Debug, Serialize, sqlx::FromRow)]
+#[derive(Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Online {
     player_id: Uuid,
     /// `null` once the player is erased.
@@ -49,13 +57,16 @@ pub struct Online {
 }
 
 /// The answer of `GET /v1/presence`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Presence {
     position: i64,
     online: Vec<Online>,
 }
 
 /// `GET /v1/presence`: every player online, longest online first.
+#[utoipa::path(get, path = "/v1/presence", tag = "presence", params(ReadParams),
+    summary = "Every player online, longest online first",
+    responses((status = 200, body = Presence)))]
 #[tracing::instrument(skip_all)]
 pub(crate) async fn online(
     State(state): State<QueryState>,

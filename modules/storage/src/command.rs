@@ -12,7 +12,7 @@ use serde_json::{json, Map, Value};
 use crate::event::Event;
 use crate::personal;
 use crate::schema::Schema;
-use crate::state::{CollectionState, Definition, ObjectState, OwnerState};
+use crate::state::{written_value, CollectionState, Definition, ObjectState, OwnerState};
 use crate::values::{CollectionName, FieldName, ObjectKey, Owner, Read, Write};
 use crate::{collection_stream, object_stream, owner_stream};
 
@@ -77,7 +77,7 @@ pub enum Command {
     },
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct DefineBody {
     collection: String,
@@ -85,22 +85,30 @@ struct DefineBody {
     write: Option<Write>,
     max_bytes: Option<i64>,
     max_objects: Option<i64>,
+    /// At most 8 top-level fields listings filter and sort on.
     indexed: Option<Vec<String>>,
+    /// Values are personal data, erased with the player.
     personal: Option<bool>,
+    /// A JSON Schema (2020-12) every written value must meet.
+    #[schema(value_type = Option<Object>)]
     schema: Option<Value>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct PutBody {
     collection: String,
     owner: Option<String>,
+    /// 1–128 of `[A-Za-z0-9_.:-]`.
     key: String,
+    /// A JSON object.
+    #[schema(value_type = Object)]
     value: Value,
+    /// 0: the object must not exist; n: its latest version must be n.
     expected_version: Option<i64>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct DeleteBody {
     collection: String,
@@ -109,7 +117,7 @@ struct DeleteBody {
     expected_version: Option<i64>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct DeleteManyBody {
     collection: String,
@@ -117,13 +125,29 @@ struct DeleteManyBody {
     keys: Vec<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct RestoreBody {
     collection: String,
     owner: Option<String>,
     key: String,
     version: i64,
+}
+
+/// The bodies of the storage commands, for the API's document.
+pub(crate) fn docs() -> Vec<questlog_web::openapi::CommandDoc> {
+    use questlog_web::openapi::CommandDoc;
+    vec![
+        CommandDoc::of::<DefineBody>("define_collection", "Define or redefine a collection")
+            .admin(),
+        CommandDoc::of::<PutBody>("put_object", "Write an object's next version"),
+        CommandDoc::of::<DeleteBody>("delete_object", "Delete an object (its history stays)"),
+        CommandDoc::of::<DeleteManyBody>("delete_objects", "Delete some of the owner's objects"),
+        CommandDoc::of::<RestoreBody>(
+            "restore_object",
+            "Write an earlier version's value as the next version",
+        ),
+    ]
 }
 
 /// The owner a body names (`me`, `game` or an identity), the caller when it names none.
@@ -465,6 +489,18 @@ impl questlog_domain::Command for Command {
         matches!(self, Self::DefineCollection { .. })
     }
 
+    fn earlier_events(&self, _actor: &Actor) -> Vec<(StreamId, u64)> {
+        match self {
+            Self::RestoreObject {
+                collection,
+                owner,
+                key,
+                version,
+            } => vec![(object_stream(collection, *owner, key), *version)],
+            _ => Vec::new(),
+        }
+    }
+
     fn streams(&self, _actor: &Actor) -> Vec<StreamId> {
         let collection = self.collection();
         let mut streams = vec![collection_stream(collection)];
@@ -641,7 +677,7 @@ impl questlog_domain::Command for Command {
                 may_write(&ctx.actor, definition, *owner)?;
                 let stream = object_stream(collection, *owner, key);
                 let object = ctx.view::<ObjectState>(&stream);
-                let Some(value) = object.value(*version) else {
+                let Some(value) = ctx.event(&stream, *version).and_then(written_value) else {
                     return Err(Rejection::not_found(
                         "version_not_found",
                         if *version > object.version() {

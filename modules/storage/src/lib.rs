@@ -23,6 +23,7 @@ use questlog_bus::{ProjectionName, TopicKind};
 use questlog_domain::{App, Module, StreamId, StreamKind};
 use questlog_projector::ProjectorExt as _;
 use questlog_store::MigrationsExt as _;
+use questlog_web::openapi::ApiDocsExt as _;
 
 pub use command::{Command, COMMAND_NAMES};
 pub use event::Event;
@@ -71,10 +72,12 @@ impl Module for Storage {
     fn build(&self, app: &mut App) {
         app.add_events::<Event>()
             .add_commands(COMMAND_NAMES, Command::parse_boxed)
+            .add_command_docs(command::docs())
             .add_stream(COLLECTION, |key| CollectionName::parse(key).is_ok())
             .add_view::<CollectionState>(COLLECTION)
             .add_stream(OBJECT, |key| values::split_object(key).is_some())
             .add_view::<ObjectState>(OBJECT)
+            .fold_from_latest(OBJECT)
             .add_stream(OWNER, |key| values::split_owner(key).is_some())
             .add_view::<OwnerState>(OWNER);
         app.add_projection(projection::Versions);

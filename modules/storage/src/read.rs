@@ -25,8 +25,8 @@ use questlog_query_api::as_of::events_until;
 use questlog_query_api::live::{
     invalid_topic, to_value, Options, Reading, Source, Topic, TopicKindReads, Update,
 };
-use questlog_query_api::params::{query, Consistency, ReadParams};
-use questlog_query_api::snapshot::{answer, begin, checkpoint};
+use questlog_query_api::params::{query, At, Consistency, ReadParams};
+use questlog_query_api::snapshot::answer;
 use questlog_query_api::{ApiError, QueryApp as _, QueryState};
 use questlog_web::{Authenticated, Problem};
 use serde::{Deserialize, Serialize};
@@ -40,6 +40,8 @@ use crate::projection::field_expression;
 use crate::state::{CollectionState, Definition};
 use crate::values::{CollectionName, FieldName, ObjectKey, Owner, Read};
 use crate::{collection_stream, STORAGE, TOPIC};
+use questlog_web::openapi::ApiDocsExt as _;
+use utoipa::OpenApi as _;
 
 /// The projections every storage read uses.
 const READS: &[ProjectionName] = &[STORAGE];
@@ -48,6 +50,11 @@ const READS: &[ProjectionName] = &[STORAGE];
 pub const DEFAULT_LIMIT: i64 = 20;
 /// The largest page; more (or less than 1) is 422 `invalid_limit`.
 pub const MAX_LIMIT: i64 = 100;
+
+/// The module's reads in the API's document.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(object, versions, owner_listing, public_listing))]
+struct ApiDoc;
 
 /// Registers the storage's routes and topic.
 pub(crate) fn register(app: &mut App) {
@@ -63,49 +70,23 @@ pub(crate) fn register(app: &mut App) {
     )
     .add_topic(StorageTopics)
     .add_read_projections(READS);
+    app.add_api_docs(ApiDoc::openapi());
 }
 
-/// Which versions a read sees: the current ones, or those valid at a position of the log.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum At {
-    Now,
-    AsOf(i64),
-}
-
-impl At {
-    /// The condition on `rm_storage_versions` (aliased `v`) for the versions valid then.
-    fn push(self, q: &mut QueryBuilder<'_, Postgres>) {
-        match self {
-            Self::Now => {
-                q.push(" AND v.valid_to IS NULL");
-            }
-            Self::AsOf(p) => {
-                q.push(" AND v.position <= ")
-                    .push_bind(p)
-                    .push(" AND (v.valid_to IS NULL OR v.valid_to > ")
-                    .push_bind(p)
-                    .push(")");
-            }
+/// The condition on `rm_storage_versions` (aliased `v`) for the versions valid `at`.
+fn push_valid(at: At, q: &mut QueryBuilder<'_, Postgres>) {
+    match at {
+        At::Now => {
+            q.push(" AND v.valid_to IS NULL");
+        }
+        At::AsOf(p) => {
+            q.push(" AND v.position <= ")
+                .push_bind(p)
+                .push(" AND (v.valid_to IS NULL OR v.valid_to > ")
+                .push_bind(p)
+                .push(")");
         }
     }
-}
-
-/// The snapshot a read answers in, the position its answer is exact at, and which versions.
-async fn open(
-    state: &QueryState,
-    consistency: &Consistency,
-) -> Result<(sqlx::Transaction<'static, Postgres>, i64, At), ApiError> {
-    if let Some(position) = consistency
-        .as_of_applied(&state.pool, &state.positions, READS)
-        .await?
-    {
-        let tx = begin(&state.pool).await?;
-        return Ok((tx, position, At::AsOf(position)));
-    }
-    consistency.wait(&state.positions, READS).await?;
-    let mut tx = begin(&state.pool).await?;
-    let position = checkpoint(&mut tx, READS).await?;
-    Ok((tx, position, At::Now))
 }
 
 /// A collection's definition as of `position`, folded from its stream in the log.
@@ -167,13 +148,40 @@ fn key_of(raw: &str) -> Result<ObjectKey, ApiError> {
     ObjectKey::parse(raw).map_err(|r| ApiError::invalid(r.code, r.detail))
 }
 
+/// A listing's query string beside its filters on indexed fields (`field=v`, `field=a,b`,
+/// `field[gte]=v`, `field[lte]=v`, `field[contains]=text`), for the API's document.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)] // Documentation: the listing reads the pairs as they come.
+struct ListingParams {
+    /// 1–100 (default 20).
+    limit: Option<i64>,
+    /// The `next` cursor of the previous page.
+    after: Option<String>,
+    /// An indexed field to sort on (default: by key).
+    sort: Option<String>,
+    /// `asc` (default) or `desc`.
+    order: Option<String>,
+}
+
+/// The public listing's query string beside the owner listing's.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)] // Documentation, as [`ListingParams`].
+struct OwnerParam {
+    /// Only this owner's objects: a player id, `me` or `game`.
+    owner: Option<String>,
+}
+
 /// One object as every read shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(as = StoredObject)]
 pub struct ObjectOut {
     collection: String,
     owner: String,
     key: String,
     version: i64,
+    #[schema(value_type = Object)]
     value: Value,
     updated_at: DateTime<Utc>,
     position: i64,
@@ -225,12 +233,15 @@ async fn read_object(
         .push(" AND v.key = ")
         .push_bind(key.to_owned())
         .push(" AND v.value IS NOT NULL");
-    at.push(&mut q);
+    push_valid(at, &mut q);
     let row: Option<ObjectRow> = q.build_query_as().fetch_optional(&mut *conn).await?;
     Ok(row.map(|r| r.out(definition)))
 }
 
 /// `GET /v1/storage/{collection}/{owner|me}/{key}`.
+#[utoipa::path(get, path = "/v1/storage/{collection}/{owner}/{key}", tag = "storage",
+    params(("collection" = String, Path), ("owner" = String, Path, description = "A player id, `me` or `game`"), ("key" = String, Path), ReadParams),
+    summary = "An object's latest version", responses((status = 200, body = ObjectOut)))]
 async fn object(
     State(state): State<QueryState>,
     auth: Result<Authenticated, Problem>,
@@ -245,7 +256,9 @@ async fn object(
         owner_of(&owner, &actor)?,
         key_of(&key)?,
     );
-    let (mut tx, position, at) = open(&state, &consistency).await?;
+    let (mut tx, position, at) = consistency
+        .open(&state.pool, &state.positions, READS)
+        .await?;
     let definition = definition_at(&mut tx, &collection, position).await?;
     may_read(&actor, &definition, owner)?;
     let found = read_object(&mut tx, &collection, owner, key.as_str(), at, &definition).await?;
@@ -259,14 +272,18 @@ async fn object(
     Ok(answer(position, &found))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct VersionsParams {
+    /// 1–100 (default 20).
     limit: Option<i64>,
+    /// The `next` of the newer page: versions before this one.
     before: Option<i64>,
 }
 
 /// One version as the history shows it.
-#[derive(Debug, Serialize, sqlx::FromRow)]
+#[derive(Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+#[schema(as = ObjectVersion)]
 struct VersionOut {
     version: i64,
     value: Option<Value>,
@@ -276,7 +293,8 @@ struct VersionOut {
     op: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = ObjectVersions)]
 struct VersionsPage {
     collection: String,
     owner: String,
@@ -300,6 +318,10 @@ fn limit(raw: Option<i64>) -> Result<i64, ApiError> {
 
 /// `GET /v1/storage/{collection}/{owner|me}/{key}/versions?limit=20&before=<version>`: every
 /// version, newest first (as of `as_of`: those written by then).
+#[utoipa::path(get, path = "/v1/storage/{collection}/{owner}/{key}/versions", tag = "storage",
+    params(("collection" = String, Path), ("owner" = String, Path, description = "A player id, `me` or `game`"), ("key" = String, Path), ReadParams, VersionsParams),
+    summary = "Every version of an object, newest first",
+    responses((status = 200, body = VersionsPage)))]
 async fn versions(
     State(state): State<QueryState>,
     auth: Result<Authenticated, Problem>,
@@ -317,7 +339,9 @@ async fn versions(
         owner_of(&owner, &actor)?,
         key_of(&key)?,
     );
-    let (mut tx, position, at) = open(&state, &consistency).await?;
+    let (mut tx, position, at) = consistency
+        .open(&state.pool, &state.positions, READS)
+        .await?;
     let definition = definition_at(&mut tx, &collection, position).await?;
     may_read(&actor, &definition, owner)?;
     let mut q = QueryBuilder::new(
@@ -527,7 +551,7 @@ fn push_conditions(
         q.push(" AND v.owner = ").push_bind(owner.to_owned());
     }
     q.push(" AND v.value IS NOT NULL");
-    at.push(q);
+    push_valid(at, q);
     for filter in &listing.filters {
         let expression = field_expression("v.value", &filter.field);
         match &filter.condition {
@@ -560,7 +584,8 @@ fn push_conditions(
 }
 
 /// A page of a listing.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = ObjectPage)]
 pub struct Page {
     objects: Vec<ObjectOut>,
     total: i64,
@@ -673,6 +698,10 @@ async fn read_page(
 }
 
 /// `GET /v1/storage/{collection}/{owner|me}` with `limit`, `after`, `sort`, `order` and filters.
+#[utoipa::path(get, path = "/v1/storage/{collection}/{owner}", tag = "storage",
+    params(("collection" = String, Path), ("owner" = String, Path, description = "A player id, `me` or `game`"), ReadParams, ListingParams),
+    summary = "An owner's objects, filtered on indexed fields, a page at a time",
+    responses((status = 200, body = Page)))]
 async fn owner_listing(
     State(state): State<QueryState>,
     auth: Result<Authenticated, Problem>,
@@ -685,7 +714,9 @@ async fn owner_listing(
     let pairs = query(pairs)?;
     let Path((collection, owner)) = path?;
     let (collection, owner) = (collection_of(&collection)?, owner_of(&owner, &actor)?);
-    let (mut tx, position, at) = open(&state, &consistency).await?;
+    let (mut tx, position, at) = consistency
+        .open(&state.pool, &state.positions, READS)
+        .await?;
     let definition = definition_at(&mut tx, &collection, position).await?;
     may_read(&actor, &definition, owner)?;
     let listing = Listing::parse(&pairs, &definition, false)?;
@@ -704,6 +735,10 @@ async fn owner_listing(
 
 /// `GET /v1/storage/{collection}`: a `read: public` collection across owners (any collection for
 /// an admin), with the owner listing's parameters and `owner=`.
+#[utoipa::path(get, path = "/v1/storage/{collection}", tag = "storage",
+    params(("collection" = String, Path), ReadParams, ListingParams, OwnerParam),
+    summary = "A public collection's objects across owners",
+    responses((status = 200, body = Page)))]
 async fn public_listing(
     State(state): State<QueryState>,
     auth: Result<Authenticated, Problem>,
@@ -716,7 +751,9 @@ async fn public_listing(
     let pairs = query(pairs)?;
     let Path(collection) = path?;
     let collection = collection_of(&collection)?;
-    let (mut tx, position, at) = open(&state, &consistency).await?;
+    let (mut tx, position, at) = consistency
+        .open(&state.pool, &state.positions, READS)
+        .await?;
     let definition = definition_at(&mut tx, &collection, position).await?;
     if definition.access.read != Read::Public && actor.role != Role::Admin {
         return Err(ApiError::Client(Problem::forbidden(

@@ -205,7 +205,7 @@ impl fmt::Display for FieldName {
 }
 
 /// Who may read a collection's objects.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Read {
     /// Their owner (and admins).
@@ -215,7 +215,7 @@ pub enum Read {
 }
 
 /// Who may write a collection's objects.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Write {
     /// Their owner (and admins).

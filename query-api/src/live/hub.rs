@@ -35,6 +35,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::topic::{LiveTopic as Topic, Reading, Source, Update};
 use crate::error::{cause_chain, ApiError};
+use crate::standby::Standby;
 
 /// How many events a subscriber's queue holds before it counts as lagging.
 pub const QUEUE: usize = 32;
@@ -49,6 +50,9 @@ pub const RETAIN_FOR: Duration = Duration::from_secs(300);
 pub const LINGER: Duration = Duration::from_secs(120);
 /// How many announcements may wait for the hub before it counts one as lost.
 const INBOX: usize = 4096;
+/// How long the hub waits for a standby it reads from to show an announced change (it replays
+/// in milliseconds; this is a standby that stopped replaying).
+const STANDBY_WAIT: Duration = Duration::from_secs(10);
 
 /// One change of one topic, framed once for every subscriber (without its `id:` line, which
 /// depends on the connection).
@@ -103,6 +107,8 @@ struct Shared {
     closed: CancellationToken,
     inbox: mpsc::Sender<ChangeAnnouncement>,
     metrics: Metrics,
+    /// The streaming replica the hub reads from, when it reads from one.
+    standby: Option<Standby>,
 }
 
 #[derive(Default)]
@@ -260,10 +266,10 @@ impl Hub {
     /// without NATS.
     pub fn detached() -> Self {
         let (inbox, _) = mpsc::channel(1);
-        Self::with_inbox(inbox)
+        Self::with_inbox(inbox, None)
     }
 
-    fn with_inbox(inbox: mpsc::Sender<ChangeAnnouncement>) -> Self {
+    fn with_inbox(inbox: mpsc::Sender<ChangeAnnouncement>, standby: Option<Standby>) -> Self {
         Self {
             shared: Arc::new(Shared {
                 state: Mutex::new(State::default()),
@@ -271,20 +277,23 @@ impl Hub {
                 closed: CancellationToken::new(),
                 inbox,
                 metrics: Metrics::default(),
+                standby,
             }),
         }
     }
 
     /// Starts the hub's task. It becomes ready once `listening` (the announcement subscription
     /// is confirmed) and it has read where every projection stands; it closes every subscription
-    /// at `shutdown`.
+    /// at `shutdown`. It reads from `pool`, which is `standby` when that is given: it then reads
+    /// an announced change only once the standby shows it.
     pub fn spawn(
         pool: PgPool,
+        standby: Option<Standby>,
         listening: watch::Receiver<bool>,
         shutdown: CancellationToken,
     ) -> Self {
         let (inbox, rx) = mpsc::channel(INBOX);
-        let hub = Self::with_inbox(inbox);
+        let hub = Self::with_inbox(inbox, standby);
         tokio::spawn(run(hub.clone(), pool, rx, listening, shutdown));
         hub
     }
@@ -385,6 +394,32 @@ impl Hub {
         self.lock().release(id);
     }
 
+    /// Waits until the database the hub reads from shows every change of `topics`' projections
+    /// the hub has seen: at once on the primary; on a standby, a look at it (a standby restarted
+    /// after a crash may show less than it did). A snapshot read after this holds every change
+    /// the hub handled before the registration, so that none falls between the two.
+    pub(crate) async fn settled(&self, topics: &[&Topic]) -> Result<(), ApiError> {
+        let Some(standby) = &self.shared.standby else {
+            return Ok(());
+        };
+        let wants: Vec<(String, i64)> = {
+            let state = self.lock();
+            let mut wants: Vec<(String, i64)> = Vec::new();
+            for projection in topics.iter().flat_map(|t| t.projections()) {
+                let name = projection.as_str();
+                if wants.iter().all(|(p, _)| p != name) {
+                    wants.push((name.to_owned(), state.seen.get(name).copied().unwrap_or(0)));
+                }
+            }
+            wants
+        };
+        let wants: Vec<(&str, i64)> = wants.iter().map(|(p, at)| (p.as_str(), *at)).collect();
+        standby
+            .reached(&wants, Instant::now() + STANDBY_WAIT)
+            .await
+            .map_err(ApiError::from)
+    }
+
     /// Handles one announcement: see the module docs.
     async fn process(&self, pool: &PgPool, announcement: ChangeAnnouncement) {
         // Any projection's: a topic follows those it names, and nothing names the others.
@@ -419,6 +454,18 @@ impl Hub {
         };
         if touched.is_empty() {
             return;
+        }
+        if let Some(standby) = &self.shared.standby {
+            // What the primary committed, read once the standby has replayed it.
+            let deadline = Instant::now() + STANDBY_WAIT;
+            if let Err(e) = standby.reached(&[(projection, position)], deadline).await {
+                tracing::warn!(error = %cause_chain(&e), "the standby does not show a change: re-syncing its subscribers");
+                let mut state = self.lock();
+                for (topic, _) in &touched {
+                    self.resync_topic(&mut state, topic, position);
+                }
+                return;
+            }
         }
         match read_updates(pool, &touched).await {
             Ok(updates) => self.publish(updates),

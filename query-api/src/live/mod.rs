@@ -28,7 +28,7 @@
 
 mod hub;
 mod metrics;
-mod ticket;
+pub(crate) mod ticket;
 mod topic;
 
 use std::collections::VecDeque;
@@ -81,6 +81,15 @@ const STRIKE_WINDOW: Duration = Duration::from_secs(30);
 const STRIKES: u8 = 3;
 
 /// `GET /v1/subscribe`: see the module docs.
+#[utoipa::path(get, path = "/v1/subscribe", tag = "live", params(crate::openapi::SubscribeParams),
+    security((), ("bearer" = [])),
+    summary = "Follow topics live (Server-Sent Events)",
+    description = "Authenticated by a Bearer token, `access_token`, or a `ticket` \
+        (`POST /v1/subscribe/ticket`), which names the topics itself. Per topic first \
+        `event: snapshot` (`LiveSnapshot`), then `event: change` (`LiveChange`); every event's \
+        `id:` is a position to resume after with `Last-Event-ID` (or `last_event_id`).",
+    responses((status = 200, description = "The event stream", content_type = "text/event-stream",
+        body = String)))]
 #[tracing::instrument(skip_all, fields(topics = tracing::field::Empty))]
 pub(crate) async fn subscribe(
     State(state): State<QueryState>,
@@ -110,7 +119,7 @@ pub(crate) async fn subscribe(
                 "a ticket carries its topics: name none beside it",
             ));
         }
-        ticket::redeem(&state.pool, &state.reads, ticket).await?
+        ticket::redeem(&state.primary, &state.reads, ticket).await?
     } else {
         let Authenticated(actor) = auth?;
         let topics = topics(&state.reads, &raw_topics, &options, &actor)?;
@@ -317,6 +326,8 @@ impl Connection {
         if slots.is_empty() {
             return Ok(());
         }
+        let topics: Vec<&LiveTopic> = slots.iter().map(|&slot| &self.slots[slot].topic).collect();
+        self.hub.settled(&topics).await?;
         let mut tx = begin(&self.pool).await?;
         let mut reading = Reading::new(&mut tx).await?;
         let mut snapshots = Vec::with_capacity(slots.len());

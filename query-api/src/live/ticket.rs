@@ -27,8 +27,11 @@ use crate::QueryState;
 /// How long a ticket may wait for its subscription.
 pub const TICKET_TTL: std::time::Duration = std::time::Duration::from_secs(60);
 
-#[derive(Deserialize)]
-struct TicketRequest {
+/// What a subscription follows: its topics and the options their kinds read (such as
+/// `leaderboard_limit`).
+#[derive(Deserialize, utoipa::ToSchema)]
+pub(crate) struct TicketRequest {
+    #[schema(min_items = 1, max_items = 16)]
     topics: Vec<String>,
     /// The subscription's options: only those a registered topic kind reads are accepted.
     #[serde(flatten)]
@@ -69,7 +72,22 @@ fn invalid_ticket() -> ApiError {
     ))
 }
 
+/// A single-use ticket for `GET /v1/subscribe?ticket=…`.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct Ticket {
+    ticket: String,
+    /// Seconds it stays valid.
+    expires_in: u64,
+    /// The topics it opens, as the subscription names them.
+    topics: Vec<String>,
+}
+
 /// `POST /v1/subscribe/ticket`.
+#[utoipa::path(post, path = "/v1/subscribe/ticket", tag = "live", request_body = TicketRequest,
+    summary = "A single-use ticket for one subscription, valid 60 s",
+    description = "So that a long-lived token never sits in a URL: \
+        `GET /v1/subscribe?ticket=<ticket>` opens the subscription the ticket names.",
+    responses((status = 201, body = Ticket)))]
 pub(crate) async fn issue(
     State(state): State<QueryState>,
     auth: Result<Authenticated, Problem>,
@@ -88,7 +106,7 @@ pub(crate) async fn issue(
     let ticket = hex::encode(ticket);
     let names: Vec<String> = topics.iter().map(LiveTopic::name).collect();
     sqlx::query("DELETE FROM subscribe_tickets WHERE expires_at < now()")
-        .execute(&state.pool)
+        .execute(&state.primary)
         .await?;
     sqlx::query(
         "INSERT INTO subscribe_tickets \
@@ -101,15 +119,15 @@ pub(crate) async fn issue(
     .bind(&names)
     .bind(sqlx::types::Json(&options))
     .bind(TICKET_TTL.as_secs_f64())
-    .execute(&state.pool)
+    .execute(&state.primary)
     .await?;
     Ok((
         StatusCode::CREATED,
-        Json(serde_json::json!({
-            "ticket": ticket,
-            "expires_in": TICKET_TTL.as_secs(),
-            "topics": names,
-        })),
+        Json(Ticket {
+            ticket,
+            expires_in: TICKET_TTL.as_secs(),
+            topics: names,
+        }),
     ))
 }
 

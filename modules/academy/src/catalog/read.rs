@@ -31,13 +31,14 @@ pub(crate) fn register(app: &mut App) {
         .add_read_projections(CATALOG_READ);
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct Catalog {
     position: i64,
     modules: Vec<ModuleOut>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = CatalogModule)]
 struct ModuleOut {
     module: i32,
     title: String,
@@ -45,7 +46,8 @@ struct ModuleOut {
     labs: Vec<LabOut>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = CatalogLab)]
 struct LabOut {
     lab_id: String,
     title: String,
@@ -53,8 +55,10 @@ struct LabOut {
 }
 
 /// `GET /v1/labs`: modules by number, each with its labs by id.
+#[utoipa::path(get, path = "/v1/labs", tag = "academy", params(ReadParams),
+    summary = "The catalog: modules and their labs", responses((status = 200, body = Catalog)))]
 #[tracing::instrument(skip_all)]
-async fn labs(
+pub(crate) async fn labs(
     State(state): State<QueryState>,
     auth: Result<Authenticated, Problem>,
     read: Result<Query<ReadParams>, QueryRejection>,

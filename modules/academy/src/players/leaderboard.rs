@@ -22,8 +22,8 @@ use futures::FutureExt as _;
 use questlog_bus::{Change, ChangeOp, ProjectionName, TopicKind};
 use questlog_domain::Actor;
 use questlog_query_api::live::{to_value, Options, Reading, Source, Topic, TopicKindReads, Update};
-use questlog_query_api::params::{query, Consistency, ReadParams};
-use questlog_query_api::snapshot::{answer, begin, checkpoint};
+use questlog_query_api::params::{query, At, Consistency, ReadParams};
+use questlog_query_api::snapshot::answer;
 use questlog_query_api::{ApiError, QueryState};
 use questlog_web::{Authenticated, Problem};
 use serde::{Deserialize, Serialize};
@@ -47,7 +47,8 @@ pub const DEFAULT_RADIUS: i64 = 5;
 pub const MAX_RADIUS: i64 = 50;
 
 /// One leaderboard line.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+#[schema(as = XpEntry)]
 pub struct Entry {
     #[sqlx(skip)]
     rank: i64,
@@ -137,24 +138,16 @@ const MAX_CURSOR_RANK: i64 = i64::MAX - MAX_LIMIT - 1;
 
 const COLUMNS: &str = "player_id, username, username IS NULL AS erased, xp, level, xp_position";
 
-/// Which leaderboard a read ranks: the live one, or the one that stood at a past position (the
-/// versions of `rm_leaderboard_history` valid there; see `questlog_query_api::as_of`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Board {
-    Live,
-    AsOf(i64),
-}
-
-impl Board {
-    /// The rows to rank, as a `FROM` item named like the live table.
-    fn from(self) -> String {
-        match self {
-            Self::Live => "rm_players".to_owned(),
-            Self::AsOf(position) => format!(
-                "(SELECT {COLUMNS} FROM rm_leaderboard_history \
-                   WHERE int8range(valid_from, valid_to) @> {position}::bigint) AS rm_players"
-            ),
-        }
+/// The rows a leaderboard read ranks, as a `FROM` item named like the live table: the live
+/// ones, or those that stood at a past position (the versions of `rm_leaderboard_history` valid
+/// there; see `questlog_query_api::as_of`).
+fn board(at: At) -> String {
+    match at {
+        At::Now => "rm_players".to_owned(),
+        At::AsOf(position) => format!(
+            "(SELECT {COLUMNS} FROM rm_leaderboard_history \
+               WHERE int8range(valid_from, valid_to) @> {position}::bigint) AS rm_players"
+        ),
     }
 }
 
@@ -162,11 +155,11 @@ impl Board {
 /// Two range scans, each bounded by `limit`: the rest of `key`'s XP, then lower XP.
 async fn after(
     conn: &mut PgConnection,
-    board: Board,
+    at: At,
     key: Option<Key>,
     limit: i64,
 ) -> Result<Vec<Entry>, sqlx::Error> {
-    let from = board.from();
+    let from = board(at);
     let Some(key) = key else {
         return sqlx::query_as(&format!(
             "SELECT {COLUMNS} FROM {from} ORDER BY xp DESC, xp_position, player_id LIMIT $1"
@@ -199,11 +192,11 @@ async fn after(
 /// index backwards.
 async fn before(
     conn: &mut PgConnection,
-    board: Board,
+    at: At,
     key: Key,
     limit: i64,
 ) -> Result<Vec<Entry>, sqlx::Error> {
-    let from = board.from();
+    let from = board(at);
     sqlx::query_as(&format!(
         "SELECT {COLUMNS} FROM (
             (SELECT {COLUMNS} FROM {from}
@@ -225,8 +218,8 @@ async fn before(
 }
 
 /// The rank of `key`: 1 + the players ahead, counted over the index range ahead of it only.
-async fn rank_of(conn: &mut PgConnection, board: Board, key: Key) -> Result<i64, sqlx::Error> {
-    let from = board.from();
+async fn rank_of(conn: &mut PgConnection, at: At, key: Key) -> Result<i64, sqlx::Error> {
+    let from = board(at);
     sqlx::query_scalar(&format!(
         "SELECT 1
               + (SELECT count(*) FROM {from} WHERE xp > $1)
@@ -239,14 +232,18 @@ async fn rank_of(conn: &mut PgConnection, board: Board, key: Key) -> Result<i64,
     .await
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct PageParams {
+    /// 1–100 (default 10).
     limit: Option<i64>,
+    /// The `next` cursor of the previous page.
     after: Option<String>,
 }
 
 /// One page of the leaderboard, as `GET /v1/leaderboard` answers it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = XpPage)]
 pub struct Page {
     position: i64,
     entries: Vec<Entry>,
@@ -254,6 +251,9 @@ pub struct Page {
 }
 
 /// `GET /v1/leaderboard?limit=10&after=<cursor>`: one page of the leaderboard.
+#[utoipa::path(get, path = "/v1/leaderboard", tag = "academy", operation_id = "xp_leaderboard",
+    params(ReadParams, PageParams), summary = "The XP leaderboard, a page at a time",
+    responses((status = 200, body = Page)))]
 #[tracing::instrument(skip_all)]
 pub(crate) async fn page(
     State(state): State<QueryState>,
@@ -272,43 +272,25 @@ pub(crate) async fn page(
         ));
     }
     let cursor = params.after.as_deref().map(Cursor::decode).transpose()?;
-    let (mut tx, position, board) = board_for(&state, &consistency).await?;
-    let page = read_page(&mut tx, board, position, cursor, limit).await?;
+    let (mut tx, position, at) = consistency
+        .open(&state.pool, &state.positions, LEADERBOARD)
+        .await?;
+    let page = read_page(&mut tx, at, position, cursor, limit).await?;
     tx.commit().await?;
     Ok(answer(position, &page))
-}
-
-/// The snapshot a leaderboard read runs in, the position it reflects and the board it ranks: the
-/// live one (after any `min_position` wait), or the one as of `as_of`, once the players
-/// projection has applied that far (its history holds every version up to its checkpoint).
-async fn board_for(
-    state: &QueryState,
-    consistency: &Consistency,
-) -> Result<(sqlx::Transaction<'static, sqlx::Postgres>, i64, Board), ApiError> {
-    if let Some(position) = consistency
-        .as_of_applied(&state.pool, &state.positions, LEADERBOARD)
-        .await?
-    {
-        let tx = begin(&state.pool).await?;
-        return Ok((tx, position, Board::AsOf(position)));
-    }
-    consistency.wait(&state.positions, LEADERBOARD).await?;
-    let mut tx = begin(&state.pool).await?;
-    let position = checkpoint(&mut tx, LEADERBOARD).await?;
-    Ok((tx, position, Board::Live))
 }
 
 /// The page of `limit` entries after `cursor` (from the top without one) in this snapshot, as
 /// reflecting `position`. The read behind `GET /v1/leaderboard` and the `leaderboard` live topic.
 pub(crate) async fn read_page(
     conn: &mut PgConnection,
-    board: Board,
+    at: At,
     position: i64,
     cursor: Option<Cursor>,
     limit: i64,
 ) -> Result<Page, sqlx::Error> {
     // One more than asked for tells whether there is a next page.
-    let mut entries = after(conn, board, cursor.map(|c| c.key), limit + 1).await?;
+    let mut entries = after(conn, at, cursor.map(|c| c.key), limit + 1).await?;
     let first_rank = cursor.map_or(1, |c| c.rank + 1);
     for (entry, rank) in entries.iter_mut().zip(first_rank..) {
         entry.rank = rank;
@@ -329,12 +311,15 @@ pub(crate) async fn read_page(
     })
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct AroundParams {
+    /// Neighbours each side, 0–50 (default 5).
     radius: Option<i64>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = XpAround)]
 struct Around {
     position: i64,
     entries: Vec<Entry>,
@@ -342,6 +327,11 @@ struct Around {
 
 /// `GET /v1/leaderboard/players/{id}?radius=5`: a player's entry and up to `radius` neighbours
 /// each side, with their ranks.
+#[utoipa::path(get, path = "/v1/leaderboard/players/{id}", tag = "academy",
+    operation_id = "xp_leaderboard_around",
+    params(("id" = String, Path, description = "A player id, or `me`"), ReadParams, AroundParams),
+    summary = "A player's place on the XP leaderboard, with neighbours",
+    responses((status = 200, body = Around)))]
 #[tracing::instrument(skip_all, fields(player = tracing::field::Empty))]
 pub(crate) async fn around(
     State(state): State<QueryState>,
@@ -361,18 +351,20 @@ pub(crate) async fn around(
     }
     let player_id = player_in_path(id, actor.identity.0)?;
     tracing::Span::current().record("player", tracing::field::display(player_id));
-    let (mut tx, position, board) = board_for(&state, &consistency).await?;
+    let (mut tx, position, at) = consistency
+        .open(&state.pool, &state.positions, LEADERBOARD)
+        .await?;
     let me: Option<Entry> = sqlx::query_as(&format!(
         "SELECT {COLUMNS} FROM {} WHERE player_id = $1",
-        board.from()
+        board(at)
     ))
     .bind(player_id)
     .fetch_optional(&mut *tx)
     .await?;
     let mut me = me.ok_or_else(player_not_found)?;
-    me.rank = rank_of(&mut tx, board, me.key()).await?;
-    let mut ahead = before(&mut tx, board, me.key(), radius).await?;
-    let mut behind = after(&mut tx, board, Some(me.key()), radius).await?;
+    me.rank = rank_of(&mut tx, at, me.key()).await?;
+    let mut ahead = before(&mut tx, at, me.key(), radius).await?;
+    let mut behind = after(&mut tx, at, Some(me.key()), radius).await?;
     tx.commit().await?;
 
     for (entry, rank) in ahead.iter_mut().zip((1..me.rank).rev()) {
@@ -478,7 +470,7 @@ impl Topic for LeaderboardTopic {
     ) -> BoxFuture<'a, Result<(i64, Value), ApiError>> {
         async move {
             let position = reading.checkpoint(PLAYERS);
-            let page = read_page(conn, Board::Live, position, None, self.limit).await?;
+            let page = read_page(conn, At::Now, position, None, self.limit).await?;
             Ok((position, to_value(&page)))
         }
         .boxed()
@@ -495,7 +487,7 @@ impl Topic for LeaderboardTopic {
                 return Ok(Vec::new());
             };
             let position = reading.checkpoint(PLAYERS);
-            let page = read_page(conn, Board::Live, position, None, self.limit).await?;
+            let page = read_page(conn, At::Now, position, None, self.limit).await?;
             Ok(vec![Update {
                 key: last.key.clone(),
                 op: ChangeOp::Upsert,

@@ -41,7 +41,7 @@ use crate::{Event, StreamId};
 pub(crate) const PROFILE: &[ProjectionName] = &[PLAYERS, CATALOG];
 
 /// A profile as the contract shapes it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Profile {
     player_id: Uuid,
     /// `null` once the player is erased.
@@ -57,6 +57,7 @@ pub struct Profile {
     current_lab: Option<String>,
     completed_labs: Vec<String>,
     completed_modules: Vec<i32>,
+    #[schema(value_type = Vec<u32>)]
     unlocked_modules: Vec<ModuleNo>,
     achievements: Vec<String>,
 }
@@ -100,6 +101,9 @@ impl Profile {
 }
 
 /// `GET /v1/players/{id}`: any player's profile, for any valid token.
+#[utoipa::path(get, path = "/v1/players/{id}", tag = "academy",
+    params(("id" = String, Path, description = "A player id, or `me`"), ReadParams),
+    summary = "A player's profile", responses((status = 200, body = Profile)))]
 #[tracing::instrument(skip_all, fields(player = tracing::field::Empty))]
 pub(crate) async fn route(
     State(state): State<QueryState>,
