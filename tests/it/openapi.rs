@@ -116,8 +116,18 @@ async fn the_openapi_document_describes_every_route_served_and_every_command_reg
             .and_then(|r| r.strip_prefix("#/components/schemas/"))
             .is_some_and(|name| schemas.contains_key(name))
     };
+    let mut operation_ids = BTreeSet::new();
     for (method, path) in &documented {
         let operation = &doc["paths"][path][method];
+        // A generated client names each operation by its id.
+        let id = operation["operationId"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        assert!(
+            operation_ids.insert(id.clone()),
+            "{method} {path}: operationId {id:?} is not unique"
+        );
         // Every error is problem+json with its code.
         assert!(
             resolves(

@@ -487,6 +487,7 @@ struct PageParams {
 
 /// `GET /v1/leaderboards/{id}`: one page of a season's standings.
 #[utoipa::path(get, path = "/v1/leaderboards/{id}", tag = "leaderboards",
+    operation_id = "leaderboard_page",
     params(("id" = String, Path, description = "The leaderboard"), ReadParams, ScopeParams, PageParams),
     summary = "A page of a season's standings", responses((status = 200, body = Page)))]
 #[tracing::instrument(skip_all)]
@@ -541,6 +542,7 @@ struct Around {
 /// `GET /v1/leaderboards/{id}/players/{id|me}?radius=5`: a player's entry and up to `radius`
 /// neighbours each side, with their ranks.
 #[utoipa::path(get, path = "/v1/leaderboards/{id}/players/{player}", tag = "leaderboards",
+    operation_id = "leaderboard_around",
     params(("id" = String, Path, description = "The leaderboard"), ("player" = String, Path, description = "A player id, or `me`"), ReadParams,
         ScopeParams, AroundParams),
     summary = "A player's entry with neighbours", responses((status = 200, body = Around)))]

@@ -248,7 +248,7 @@ pub struct Page {
 }
 
 /// `GET /v1/leaderboard?limit=10&after=<cursor>`: one page of the leaderboard.
-#[utoipa::path(get, path = "/v1/leaderboard", tag = "academy",
+#[utoipa::path(get, path = "/v1/leaderboard", tag = "academy", operation_id = "xp_leaderboard",
     params(ReadParams, PageParams), summary = "The XP leaderboard, a page at a time",
     responses((status = 200, body = Page)))]
 #[tracing::instrument(skip_all)]
@@ -325,6 +325,7 @@ struct Around {
 /// `GET /v1/leaderboard/players/{id}?radius=5`: a player's entry and up to `radius` neighbours
 /// each side, with their ranks.
 #[utoipa::path(get, path = "/v1/leaderboard/players/{id}", tag = "academy",
+    operation_id = "xp_leaderboard_around",
     params(("id" = String, Path, description = "A player id, or `me`"), ReadParams, AroundParams),
     summary = "A player's place on the XP leaderboard, with neighbours",
     responses((status = 200, body = Around)))]
