@@ -144,7 +144,11 @@ async fn submit_rows(args: &Args, env: &Env, rows: &mut Vec<Row>) -> anyhow::Res
 /// A board of many entries: its top page and a page around a player, over HTTP and selected
 /// straight from the read model.
 async fn read_rows(args: &Args, env: &Env, rows: &mut Vec<Row>) -> anyhow::Result<()> {
-    let entries: usize = if args.quick { 2_000 } else { 100_000 };
+    let entries: usize = if args.quick {
+        2_000
+    } else {
+        args.board_entries
+    };
     define_board(env, "big").await?;
     eprintln!(
         "filling a board with {entries} entries over HTTP, {} clients",

@@ -66,6 +66,12 @@ pub struct Args {
     /// Events in the generated log of the history workloads (rebuild, as-of reads).
     #[arg(long, default_value_t = 1_000_000)]
     pub history_events: i64,
+    /// Objects in the storage group's listed collection.
+    #[arg(long, default_value_t = 100_000)]
+    pub storage_objects: usize,
+    /// Entries on the boards group's read board.
+    #[arg(long, default_value_t = 100_000)]
+    pub board_entries: usize,
     /// Run one group of workloads only: `commands` (throughput and latency), `visibility`,
     /// `live` (push lag and fan-out), `history` (rebuild and as-of reads), `logins` (account logins
     /// per second against bare argon2id), `storage` (`put_object`, a listing of 100,000

@@ -160,7 +160,11 @@ async fn put_rows(args: &Args, env: &Env, rows: &mut Vec<Row>) -> anyhow::Result
 /// A filtered, sorted listing of a large public collection over HTTP, beside the same page and
 /// total selected straight from the read model through the collection's indexes.
 async fn listing_rows(args: &Args, env: &Env, rows: &mut Vec<Row>) -> anyhow::Result<()> {
-    let objects: usize = if args.quick { 2_000 } else { 100_000 };
+    let objects: usize = if args.quick {
+        2_000
+    } else {
+        args.storage_objects
+    };
     let per_owner = 100;
     define(
         env,

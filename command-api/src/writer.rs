@@ -20,7 +20,7 @@ use std::sync::Arc;
 use chrono::{DateTime, SubsecRound, Utc};
 use lru::LruCache;
 use questlog_domain::{
-    decide, Actor, Command, Context, Domain, Rejection, States, StreamId, StreamState,
+    decide, Actor, Command, Context, Domain, Event, Rejection, States, StreamId, StreamState,
 };
 use questlog_store::{
     AppendBatch, EventStore, ExpectedVersion, IdempotencyRecord, IdempotentCommand, NewEvent,
@@ -263,12 +263,19 @@ struct Writer {
 #[derive(Default)]
 struct Overlay {
     streams: HashMap<StreamId, (u64, u64, Arc<StreamState>)>,
+    /// The earlier events the submissions name (`Command::earlier_events`), and every event the
+    /// batch decided, by stream and version.
+    events: HashMap<(StreamId, u64), Event>,
 }
 
 impl States for Overlay {
     fn state(&self, stream: &StreamId) -> &StreamState {
         // The writer loads every stream of `Command::streams` before deciding.
         &self.streams[stream].2
+    }
+
+    fn event(&self, stream: &StreamId, version: u64) -> Option<&Event> {
+        self.events.get(&(stream.clone(), version))
     }
 }
 
@@ -337,10 +344,12 @@ impl Writer {
         None
     }
 
-    /// Loads every stream the submissions read that is not cached.
+    /// Loads every stream the submissions read that is not cached (only its latest event for a
+    /// kind folded from it), and the earlier events they name.
     async fn load(&mut self, submissions: &[Submission]) -> Result<Overlay, StoreError> {
         let mut overlay = Overlay::default();
-        let mut missing = Vec::new();
+        let (mut whole, mut latest) = (Vec::new(), Vec::new());
+        let mut earlier = Vec::new();
         for s in submissions {
             for stream in s.command.streams(&s.actor) {
                 if overlay.streams.contains_key(&stream) {
@@ -353,38 +362,72 @@ impl Writer {
                         .streams
                         .insert(stream, (c.version, c.version, c.state));
                 } else {
-                    missing.push(stream.clone());
+                    if self.domain.folds_from_latest(&stream) {
+                        latest.push(stream.clone());
+                    } else {
+                        whole.push(stream.clone());
+                    }
                     overlay.streams.insert(
                         stream.clone(),
                         (0, 0, Arc::new(self.domain.initial(&stream))),
                     );
                 }
             }
+            earlier.extend(s.command.earlier_events(&s.actor));
         }
-        if missing.is_empty() {
-            return Ok(overlay);
-        }
-        let names: Vec<String> = missing.iter().map(ToString::to_string).collect();
-        let by_name: HashMap<&str, &StreamId> = names
-            .iter()
-            .map(String::as_str)
-            .zip(missing.iter())
-            .collect();
-        for recorded in self.store.read_streams(&names).await? {
-            let Some(stream) = by_name.get(recorded.stream_id.as_str()) else {
+        for (missing, from_latest) in [(whole, false), (latest, true)] {
+            if missing.is_empty() {
                 continue;
+            }
+            let names: Vec<String> = missing.iter().map(ToString::to_string).collect();
+            let recorded = if from_latest {
+                self.store.read_latest(&names).await?
+            } else {
+                self.store.read_streams(&names).await?
             };
-            let event = self
-                .domain
-                .decode(&recorded.event_type, recorded.schema_version, recorded.data)
-                .map_err(|e| StoreError::Decode(e.to_string()))?;
-            let entry = overlay.streams.get_mut(*stream).expect("inserted above");
-            Arc::make_mut(&mut entry.2).evolve(&event);
-            let version = u64::try_from(recorded.stream_version).unwrap_or(0);
-            entry.0 = version;
-            entry.1 = version;
+            for (stream, version, event) in self.decoded(&missing, &names, recorded)? {
+                let entry = overlay.streams.get_mut(stream).expect("inserted above");
+                Arc::make_mut(&mut entry.2).evolve(&event);
+                entry.0 = version;
+                entry.1 = version;
+            }
+        }
+        if !earlier.is_empty() {
+            let streams: Vec<StreamId> = earlier.iter().map(|(s, _)| s.clone()).collect();
+            let wanted: Vec<(String, i64)> = earlier
+                .iter()
+                .map(|(s, v)| (s.to_string(), i64::try_from(*v).unwrap_or(i64::MAX)))
+                .collect();
+            let names: Vec<String> = wanted.iter().map(|(s, _)| s.clone()).collect();
+            let recorded = self.store.read_versions(&wanted).await?;
+            for (stream, version, event) in self.decoded(&streams, &names, recorded)? {
+                overlay.events.insert((stream.clone(), version), event);
+            }
         }
         Ok(overlay)
+    }
+
+    /// Recorded events of `streams` (written as `names`), decoded: each with its stream and
+    /// version.
+    fn decoded<'s>(
+        &self,
+        streams: &'s [StreamId],
+        names: &[String],
+        recorded: Vec<RecordedEvent>,
+    ) -> Result<Vec<(&'s StreamId, u64, Event)>, StoreError> {
+        let by_name: HashMap<&str, &StreamId> =
+            names.iter().map(String::as_str).zip(streams).collect();
+        recorded
+            .into_iter()
+            .filter_map(|r| by_name.get(r.stream_id.as_str()).map(|s| (*s, r)))
+            .map(|(stream, r)| {
+                let event = self
+                    .domain
+                    .decode(&r.event_type, r.schema_version, r.data)
+                    .map_err(|e| StoreError::Decode(e.to_string()))?;
+                Ok((stream, u64::try_from(r.stream_version).unwrap_or(0), event))
+            })
+            .collect()
     }
 
     /// Decides the submissions in order against the streams' states and appends what they
@@ -434,6 +477,9 @@ impl Writer {
                     .expect("decide only writes to the streams the command reads");
                 Arc::make_mut(&mut entry.2).evolve(event);
                 entry.1 += 1;
+                overlay
+                    .events
+                    .insert((stream.clone(), entry.1), event.clone());
                 batch.events.push(NewEvent {
                     event_id: Uuid::now_v7(),
                     stream_id: stream.to_string(),

@@ -146,6 +146,7 @@ impl App {
                         kind,
                         valid_key,
                         views: Vec::new(),
+                        from_latest: false,
                     }
                 )
                 .is_none(),
@@ -168,6 +169,22 @@ impl App {
         def.views.push(|state, stream| state.push::<V>(stream));
         self
     }
+
+    /// Declares that every view of `kind` — any module's — is a function of the stream's latest
+    /// event alone: the writer then loads only that event of a stream it has not cached, however
+    /// long the stream, and a command needing an older one names it
+    /// ([`crate::Command::earlier_events`]).
+    ///
+    /// # Panics
+    /// When `kind` is not registered (yet).
+    pub fn fold_from_latest(&mut self, kind: StreamKind) -> &mut Self {
+        self.part_mut::<Domain>()
+            .streams
+            .get_mut(kind.name())
+            .unwrap_or_else(|| panic!("stream kind {kind} is not registered"))
+            .from_latest = true;
+        self
+    }
 }
 
 /// Parses a command's body (its name is one the parser was registered for).
@@ -184,6 +201,8 @@ struct StreamDef {
     kind: StreamKind,
     valid_key: fn(&str) -> bool,
     views: Vec<fn(&mut StreamState, &StreamId)>,
+    /// Its views fold from the latest event alone ([`App::fold_from_latest`]).
+    from_latest: bool,
 }
 
 /// The commands, events and streams of the running modules.
@@ -251,6 +270,14 @@ impl Domain {
             .filter(|def| (def.valid_key)(key))
             .map(|def| def.kind.stream(key))
             .ok_or_else(|| UnknownStream(written.to_owned()))
+    }
+
+    /// Whether the views of `stream`'s kind fold from its latest event alone
+    /// ([`App::fold_from_latest`]).
+    pub fn folds_from_latest(&self, stream: &StreamId) -> bool {
+        self.streams
+            .get(stream.kind().name())
+            .is_some_and(|def| def.from_latest)
     }
 
     /// The state of a stream with no events: every registered view of its kind, initial.

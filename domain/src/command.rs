@@ -76,6 +76,14 @@ pub trait Command: Send + Sync + fmt::Debug + 'static {
     /// A [`Rejection`] with the contract's code when the command may not happen now.
     fn decide(&self, ctx: &Context<'_>) -> Result<Vec<(StreamId, Event)>, Rejection>;
 
+    /// Earlier events of the streams it reads that the decision needs by version, beside the
+    /// streams' views ([`Context::event`]): a stream of a kind folded from its latest event alone
+    /// ([`crate::App::fold_from_latest`]) keeps no older ones in its views. Read for this
+    /// decision only.
+    fn earlier_events(&self, _actor: &Actor) -> Vec<(StreamId, u64)> {
+        Vec::new()
+    }
+
     /// What the accepted command keeps beside the log.
     fn beside(&self, _actor: &Actor) -> Vec<Beside> {
         Vec::new()
@@ -97,9 +105,15 @@ pub trait Command: Send + Sync + fmt::Debug + 'static {
     fn as_any(&self) -> &dyn Any;
 }
 
-/// The folded state of every stream a command reads ([`Command::streams`]).
+/// The folded state of every stream a command reads ([`Command::streams`]), and the earlier
+/// events it names ([`Command::earlier_events`]).
 pub trait States {
     fn state(&self, stream: &StreamId) -> &StreamState;
+
+    /// The event at `version` of `stream`, when the command names it in
+    /// [`Command::earlier_events`] and the stream has that version (or a decision before it in
+    /// the same batch wrote it).
+    fn event(&self, stream: &StreamId, version: u64) -> Option<&Event>;
 }
 
 /// Everything a decision may depend on besides the command: who sends it, when, and the states.
@@ -110,6 +124,12 @@ pub struct Context<'a> {
 }
 
 impl Context<'_> {
+    /// The event at `version` of `stream`, which the command names in
+    /// [`Command::earlier_events`]; `None` when the stream has no such version.
+    pub fn event(&self, stream: &StreamId, version: u64) -> Option<&Event> {
+        self.states.event(stream, version)
+    }
+
     /// The view `V` of `stream`, which the command lists in [`Command::streams`].
     ///
     /// # Panics

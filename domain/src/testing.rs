@@ -27,34 +27,64 @@ pub fn given(domain: &Domain, events: Vec<(StreamId, Event)>) -> Given<'_> {
 }
 
 /// The states of exactly the streams a command declares it reads.
-struct Folded(HashMap<StreamId, StreamState>);
+struct Folded<'a> {
+    states: HashMap<StreamId, StreamState>,
+    /// The earlier events the command names that the given history has.
+    earlier: HashMap<(StreamId, u64), &'a Event>,
+}
 
-impl States for Folded {
+impl States for Folded<'_> {
     fn state(&self, stream: &StreamId) -> &StreamState {
-        self.0.get(stream).unwrap_or_else(|| {
+        self.states.get(stream).unwrap_or_else(|| {
             panic!("decide read {stream}, which the command does not list in its streams")
         })
+    }
+
+    fn event(&self, stream: &StreamId, version: u64) -> Option<&Event> {
+        self.earlier.get(&(stream.clone(), version)).copied()
     }
 }
 
 impl Given<'_> {
+    /// The given events of `stream`, in order.
+    fn history<'s, 'a>(
+        &'s self,
+        stream: &'a StreamId,
+    ) -> impl Iterator<Item = &'s Event> + use<'s, 'a> {
+        self.events
+            .iter()
+            .filter(move |(s, _)| s == stream)
+            .map(|(_, e)| e)
+    }
+
     /// Decides `command`, sent by `actor` at `now`, as the writer would (an admin-only command
     /// from a player is refused before its decision).
     #[track_caller]
     pub fn when(self, actor: Actor, now: DateTime<Utc>, command: &dyn Command) -> Then {
         let read = command.streams(&actor);
-        let states = Folded(
-            read.iter()
+        let states = Folded {
+            // As the writer loads them: a kind folded from its latest event gets only that one.
+            states: read
+                .iter()
                 .map(|stream| {
-                    let events = self
-                        .events
-                        .iter()
-                        .filter(|(s, _)| s == stream)
-                        .map(|(_, e)| e);
-                    (stream.clone(), self.domain.fold(stream, events))
+                    let state = if self.domain.folds_from_latest(stream) {
+                        self.domain.fold(stream, self.history(stream).last())
+                    } else {
+                        self.domain.fold(stream, self.history(stream))
+                    };
+                    (stream.clone(), state)
                 })
                 .collect(),
-        );
+            earlier: command
+                .earlier_events(&actor)
+                .into_iter()
+                .filter_map(|(stream, version)| {
+                    let index = usize::try_from(version.checked_sub(1)?).ok()?;
+                    let event = self.history(&stream).nth(index)?;
+                    Some(((stream, version), event))
+                })
+                .collect(),
+        };
         let ctx = Context {
             actor,
             now,

@@ -134,6 +134,15 @@ pub trait EventStore: Send + Sync {
     /// Every event of the given streams, by stream and then version.
     async fn read_streams(&self, streams: &[String]) -> Result<Vec<RecordedEvent>, StoreError>;
 
+    /// The latest event of each of the given streams that has one.
+    async fn read_latest(&self, streams: &[String]) -> Result<Vec<RecordedEvent>, StoreError>;
+
+    /// The events at the given `(stream, version)`s that exist.
+    async fn read_versions(
+        &self,
+        versions: &[(String, i64)],
+    ) -> Result<Vec<RecordedEvent>, StoreError>;
+
     /// Up to `limit` events after `position`, in log order. Never skips an event that commits
     /// later with a lower position: a reader may tail the log by position alone.
     async fn read_all(&self, after: i64, limit: i64) -> Result<Vec<RecordedEvent>, StoreError>;

@@ -239,6 +239,32 @@ impl EventStore for PgEventStore {
         self.events(sqlx::query(&sql).bind(streams)).await
     }
 
+    async fn read_latest(&self, streams: &[String]) -> Result<Vec<RecordedEvent>, StoreError> {
+        // One backward probe of (stream_id, stream_version) per stream: the older events (and
+        // their values) are never read.
+        let sql = format!(
+            "SELECT e.* FROM unnest($1::text[]) AS s(id) CROSS JOIN LATERAL \
+               (SELECT {EVENT_COLUMNS} FROM events WHERE stream_id = s.id \
+                 ORDER BY stream_version DESC LIMIT 1) e"
+        );
+        self.events(sqlx::query(&sql).bind(streams)).await
+    }
+
+    async fn read_versions(
+        &self,
+        versions: &[(String, i64)],
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let (streams, numbers): (Vec<&str>, Vec<i64>) =
+            versions.iter().map(|(s, v)| (s.as_str(), *v)).unzip();
+        let sql = format!(
+            "SELECT {EVENT_COLUMNS} FROM events \
+              WHERE (stream_id, stream_version) IN \
+                    (SELECT * FROM unnest($1::text[], $2::bigint[]))"
+        );
+        self.events(sqlx::query(&sql).bind(streams).bind(numbers))
+            .await
+    }
+
     async fn read_all(&self, after: i64, limit: i64) -> Result<Vec<RecordedEvent>, StoreError> {
         let sql = format!(
             "SELECT {EVENT_COLUMNS} FROM events WHERE position > $1 ORDER BY position LIMIT $2"

@@ -24,6 +24,7 @@ mod openapi;
 mod presence;
 mod query;
 mod read_side;
+mod rebuild;
 mod replicas;
 mod schemathesis;
 mod storage;

@@ -327,6 +327,71 @@ async fn characters(app: &TestApp, who: &Player, rows: &[(&str, &str, i64, &str)
 }
 
 #[tokio::test]
+async fn a_replica_that_never_cached_an_object_decides_on_its_latest_version_and_restores_any() {
+    let a = TestApp::spawn().await;
+    define(&a, json!({"collection": "saves"})).await;
+    let ada = a.player("ada").await;
+    let put =
+        |version: i64| json!({"collection": "saves", "key": "slot", "value": {"hp": version}});
+    a.ok(&ada.token, "put_object", put(1)).await;
+    a.ok(&ada.token, "put_object", put(2)).await;
+    a.ok(
+        &ada.token,
+        "delete_object",
+        json!({"collection": "saves", "key": "slot"}),
+    )
+    .await;
+    a.ok(&ada.token, "put_object", put(4)).await;
+
+    // A second replica: its writer loads the object's stream afresh, from its latest event.
+    let b = TestApp::spawn_on(a.db.share()).await;
+    let conflict = refused_command(
+        &b,
+        &ada.token,
+        "put_object",
+        json!({"collection": "saves", "key": "slot", "value": {"hp": 0}, "expected_version": 3}),
+        StatusCode::CONFLICT,
+        "version_conflict",
+    )
+    .await;
+    assert_eq!(
+        conflict["current"],
+        json!({"version": 4, "value": {"hp": 4}})
+    );
+    for deleted_or_missing in [3, 5] {
+        refused_command(
+            &b,
+            &ada.token,
+            "restore_object",
+            json!({"collection": "saves", "key": "slot", "version": deleted_or_missing}),
+            StatusCode::NOT_FOUND,
+            "version_not_found",
+        )
+        .await;
+    }
+    let restored = b
+        .ok(
+            &ada.token,
+            "restore_object",
+            json!({"collection": "saves", "key": "slot", "version": 1}),
+        )
+        .await;
+    let now = b
+        .read_at(&ada.token, "/v1/storage/saves/me/slot", position(&restored))
+        .await;
+    assert_eq!(
+        (now["version"].clone(), now["value"].clone()),
+        (json!(5), json!({"hp": 1}))
+    );
+    b.ok(
+        &ada.token,
+        "put_object",
+        json!({"collection": "saves", "key": "slot", "value": {"hp": 6}, "expected_version": 5}),
+    )
+    .await;
+}
+
+#[tokio::test]
 async fn a_listing_filters_on_indexed_fields_sorts_pages_and_counts() {
     let app = TestApp::spawn().await;
     define(

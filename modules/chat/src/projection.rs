@@ -1,14 +1,14 @@
 //! Chat messages (`rm_messages`), announced on `channel:<canonical channel>`: a message's row is
 //! its stream folded by the domain's own `MessageState::evolve`, with the log's times.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use anyhow::Context as _;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use questlog_bus::{Change, ChangeOp, ProjectionName};
-use questlog_projector::rows::Rows;
-use questlog_projector::{Decoded, Projection};
+use questlog_projector::rows::{RowSink, Rows};
+use questlog_projector::{Bulk, Decoded, Projection};
 use sqlx::{PgConnection, Row};
 use uuid::Uuid;
 
@@ -83,6 +83,10 @@ impl Projection for Chat {
         &["rm_messages"]
     }
 
+    fn bulk(&self) -> Option<Box<dyn Bulk>> {
+        Some(Box::<Rebuild>::default())
+    }
+
     async fn apply(
         &self,
         tx: &mut PgConnection,
@@ -90,10 +94,7 @@ impl Projection for Chat {
     ) -> anyhow::Result<Vec<Change>> {
         let touched: Vec<(Uuid, &Event, &Decoded)> = events
             .iter()
-            .filter_map(|d| {
-                let event = d.event.get::<Event>()?;
-                message_of(&d.recorded.stream_id).map(|id| (id.0, event, *d))
-            })
+            .filter_map(|d| of_message(d).map(|(id, event)| (id, event, *d)))
             .collect();
         if touched.is_empty() {
             return Ok(Vec::new());
@@ -178,18 +179,58 @@ async fn save(
         .filter_map(|(id, row)| row.as_ref().map(|r| (id, r)))
         .collect();
     MESSAGE_ROWS
-        .upsert(tx, present, |mut b, (id, row)| {
-            let m = &row.message;
-            b.push_bind(*id)
-                .push_bind(m.channel.to_string())
-                .push_bind(m.sender.0)
-                .push_bind(m.content.as_ref().map(|c| c.as_str().to_owned()))
-                .push_bind(m.content.is_none())
-                .push_bind(row.sent_at)
-                .push_bind(row.edited_at)
-                .push_bind(row.position);
-        })
+        .upsert(tx, present, |mut b, (id, row)| row.put(&mut b, *id))
         .await
+}
+
+impl MessageRow {
+    /// Message `id`'s row in [`MESSAGE_ROWS`]' columns.
+    fn put(&self, out: &mut impl RowSink, id: Uuid) {
+        let m = &self.message;
+        out.put(id)
+            .put(m.channel.to_string())
+            .put(m.sender.0)
+            .put(m.content.as_ref().map(|c| c.as_str().to_owned()))
+            .put(m.content.is_none())
+            .put(self.sent_at)
+            .put(self.edited_at)
+            .put(self.position);
+    }
+}
+
+/// A rebuild of every message's row, folded in memory by [`MessageRow::apply`] and written once.
+#[derive(Default)]
+struct Rebuild(HashMap<Uuid, Option<MessageRow>>);
+
+#[async_trait]
+impl Bulk for Rebuild {
+    fn fold(&mut self, events: &[&Decoded]) -> anyhow::Result<()> {
+        for decoded in events {
+            if let Some((id, event)) = of_message(decoded) {
+                let row = self.0.entry(id).or_default();
+                MessageRow::apply(row, event, decoded.recorded.recorded_at, decoded.position());
+            }
+        }
+        Ok(())
+    }
+
+    async fn finish(self: Box<Self>, conn: &mut PgConnection) -> anyhow::Result<()> {
+        let present: Vec<(&Uuid, &MessageRow)> = self
+            .0
+            .iter()
+            .filter_map(|(id, row)| row.as_ref().map(|r| (id, r)))
+            .collect();
+        MESSAGE_ROWS
+            .copy()
+            .send_all(conn, present, |line, (id, row)| row.put(line, *id))
+            .await
+    }
+}
+
+/// The message whose stream `decoded` is on, with its chat event.
+fn of_message(decoded: &Decoded) -> Option<(Uuid, &Event)> {
+    let event = decoded.event.get::<Event>()?;
+    message_of(&decoded.recorded.stream_id).map(|id| (id.0, event))
 }
 
 #[cfg(test)]

@@ -2,14 +2,15 @@
 //! name it registered, folded by [`PresenceRow::apply`]; and a version per online stretch and lab
 //! change, so that "who was online as of a position" is a lookup.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use anyhow::Context as _;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use questlog_bus::{Change, ChangeOp, ProjectionName};
-use questlog_projector::rows::{close_open_versions, Rows};
-use questlog_projector::{Decoded, Projection};
+use questlog_projector::copy::CopyRows;
+use questlog_projector::rows::{close_open_versions, RowSink, Rows};
+use questlog_projector::{Bulk, Decoded, Projection};
 use sqlx::{PgConnection, Row};
 use uuid::Uuid;
 
@@ -93,6 +94,49 @@ struct Version {
     valid_to: i64,
 }
 
+impl Version {
+    /// The version an online player's row opens at `position`; none while offline.
+    fn of(player_id: Uuid, row: Option<&PresenceRow>, position: i64) -> Option<Self> {
+        let row = row.filter(|r| r.online)?;
+        Some(Self {
+            player_id,
+            username: row.username.as_str().to_owned(),
+            current_lab: row.current_lab.as_ref().map(|l| l.as_str().to_owned()),
+            since: row.since,
+            valid_from: position,
+            valid_to: i64::MAX,
+        })
+    }
+
+    /// The version in [`PRESENCE_HISTORY`]'s columns.
+    fn put(&self, out: &mut impl RowSink) {
+        out.put(self.player_id)
+            .put(self.username.clone())
+            .put(self.current_lab.clone())
+            .put(self.since)
+            .put(self.valid_from)
+            .put(self.valid_to);
+    }
+}
+
+/// The player whose row a presence event (or registration) of a player's stream folds into.
+fn of_presence(decoded: &Decoded) -> Option<(Uuid, &Event)> {
+    let event = decoded.event.get::<Event>()?;
+    if !matches!(
+        event,
+        Event::PlayerRegistered { .. }
+            | Event::CameOnline { .. }
+            | Event::CurrentLabChanged { .. }
+            | Event::WentOffline { .. }
+    ) {
+        return None;
+    }
+    match decoded.recorded.stream_id.parse::<StreamId>() {
+        Ok(StreamId::Player(id)) => Some((id.0, event)),
+        _ => None,
+    }
+}
+
 /// Who is online (`rm_presence`, `rm_presence_history`).
 pub struct Presence;
 
@@ -106,6 +150,14 @@ impl Projection for Presence {
         &["rm_presence", "rm_presence_history"]
     }
 
+    fn bulk(&self) -> Option<Box<dyn Bulk>> {
+        Some(Box::new(Rebuild {
+            rows: HashMap::new(),
+            open: HashMap::new(),
+            closed: PRESENCE_HISTORY.copy(),
+        }))
+    }
+
     async fn apply(
         &self,
         tx: &mut PgConnection,
@@ -113,22 +165,7 @@ impl Projection for Presence {
     ) -> anyhow::Result<Vec<Change>> {
         let touched: Vec<(Uuid, &Event, &Decoded)> = events
             .iter()
-            .filter_map(|d| {
-                let event = d.event.get::<Event>()?;
-                if !matches!(
-                    event,
-                    Event::PlayerRegistered { .. }
-                        | Event::CameOnline { .. }
-                        | Event::CurrentLabChanged { .. }
-                        | Event::WentOffline { .. }
-                ) {
-                    return None;
-                }
-                match d.recorded.stream_id.parse::<StreamId>() {
-                    Ok(StreamId::Player(id)) => Some((id.0, event, *d)),
-                    _ => None,
-                }
-            })
+            .filter_map(|d| of_presence(d).map(|(id, event)| (id, event, *d)))
             .collect();
         if touched.is_empty() {
             return Ok(Vec::new());
@@ -161,16 +198,9 @@ impl Projection for Presence {
             if let Some(previous) = open.remove(&id) {
                 versions[previous].valid_to = position;
             }
-            if let Some(row) = row.as_ref().filter(|r| r.online) {
+            if let Some(version) = Version::of(id, row.as_ref(), position) {
                 open.insert(id, versions.len());
-                versions.push(Version {
-                    player_id: id,
-                    username: row.username.as_str().to_owned(),
-                    current_lab: row.current_lab.as_ref().map(|l| l.as_str().to_owned()),
-                    since: row.since,
-                    valid_from: position,
-                    valid_to: i64::MAX,
-                });
+                versions.push(version);
             }
         }
         save(tx, &rows).await?;
@@ -234,14 +264,19 @@ async fn save(
         .filter_map(|(id, row)| row.as_ref().map(|r| (id, r)))
         .collect();
     PRESENCE_ROWS
-        .upsert(tx, present, |mut b, (id, row)| {
-            b.push_bind(*id)
-                .push_bind(row.username.as_str().to_owned())
-                .push_bind(row.online)
-                .push_bind(row.since)
-                .push_bind(row.current_lab.as_ref().map(|l| l.as_str().to_owned()));
-        })
+        .upsert(tx, present, |mut b, (id, row)| row.put(&mut b, *id))
         .await
+}
+
+impl PresenceRow {
+    /// Player `id`'s row in [`PRESENCE_ROWS`]' columns.
+    fn put(&self, out: &mut impl RowSink, id: Uuid) {
+        out.put(id)
+            .put(self.username.as_str().to_owned())
+            .put(self.online)
+            .put(self.since)
+            .put(self.current_lab.as_ref().map(|l| l.as_str().to_owned()));
+    }
 }
 
 /// Closes each player's open version at the batch's first presence event of the player, and adds
@@ -259,15 +294,59 @@ async fn save_history(
     )
     .await?;
     PRESENCE_HISTORY
-        .insert(tx, versions, |mut b, v| {
-            b.push_bind(v.player_id)
-                .push_bind(v.username.clone())
-                .push_bind(v.current_lab.clone())
-                .push_bind(v.since)
-                .push_bind(v.valid_from)
-                .push_bind(v.valid_to);
-        })
+        .insert(tx, versions, |mut b, v| v.put(&mut b))
         .await
+}
+
+/// A rebuild of presence and its history, folded in memory by [`PresenceRow::apply`] as the live
+/// projector folds it: every presence event closes the player's open version, an online player
+/// opens the next; closed versions are encoded as they close and sent at each flush.
+struct Rebuild {
+    rows: HashMap<Uuid, Option<PresenceRow>>,
+    open: HashMap<Uuid, Version>,
+    closed: CopyRows,
+}
+
+#[async_trait]
+impl Bulk for Rebuild {
+    fn fold(&mut self, events: &[&Decoded]) -> anyhow::Result<()> {
+        let closed = &mut self.closed;
+        for decoded in events {
+            let Some((id, event)) = of_presence(decoded) else {
+                continue;
+            };
+            let position = decoded.position();
+            let row = self.rows.entry(id).or_default();
+            PresenceRow::apply(row, event, decoded.recorded.recorded_at);
+            if let Some(mut previous) = self.open.remove(&id) {
+                previous.valid_to = position;
+                closed.row(|line| previous.put(line));
+            }
+            if let Some(version) = Version::of(id, row.as_ref(), position) {
+                self.open.insert(id, version);
+            }
+        }
+        Ok(())
+    }
+
+    async fn flush(&mut self, conn: &mut PgConnection) -> anyhow::Result<()> {
+        self.closed.send(conn).await
+    }
+
+    async fn finish(mut self: Box<Self>, conn: &mut PgConnection) -> anyhow::Result<()> {
+        self.closed
+            .send_all(conn, self.open.values(), |line, v| v.put(line))
+            .await?;
+        let present: Vec<(&Uuid, &PresenceRow)> = self
+            .rows
+            .iter()
+            .filter_map(|(id, row)| row.as_ref().map(|r| (id, r)))
+            .collect();
+        PRESENCE_ROWS
+            .copy()
+            .send_all(conn, present, |line, (id, row)| row.put(line, *id))
+            .await
+    }
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ use serde_json::{json, Map, Value};
 use crate::event::Event;
 use crate::personal;
 use crate::schema::Schema;
-use crate::state::{CollectionState, Definition, ObjectState, OwnerState};
+use crate::state::{written_value, CollectionState, Definition, ObjectState, OwnerState};
 use crate::values::{CollectionName, FieldName, ObjectKey, Owner, Read, Write};
 use crate::{collection_stream, object_stream, owner_stream};
 
@@ -483,6 +483,18 @@ impl questlog_domain::Command for Command {
         matches!(self, Self::DefineCollection { .. })
     }
 
+    fn earlier_events(&self, _actor: &Actor) -> Vec<(StreamId, u64)> {
+        match self {
+            Self::RestoreObject {
+                collection,
+                owner,
+                key,
+                version,
+            } => vec![(object_stream(collection, *owner, key), *version)],
+            _ => Vec::new(),
+        }
+    }
+
     fn streams(&self, _actor: &Actor) -> Vec<StreamId> {
         let collection = self.collection();
         let mut streams = vec![collection_stream(collection)];
@@ -659,7 +671,7 @@ impl questlog_domain::Command for Command {
                 may_write(&ctx.actor, definition, *owner)?;
                 let stream = object_stream(collection, *owner, key);
                 let object = ctx.view::<ObjectState>(&stream);
-                let Some(value) = object.value(*version) else {
+                let Some(value) = ctx.event(&stream, *version).and_then(written_value) else {
                     return Err(Rejection::not_found(
                         "version_not_found",
                         if *version > object.version() {

@@ -77,6 +77,7 @@ impl Module for Storage {
             .add_view::<CollectionState>(COLLECTION)
             .add_stream(OBJECT, |key| values::split_object(key).is_some())
             .add_view::<ObjectState>(OBJECT)
+            .fold_from_latest(OBJECT)
             .add_stream(OWNER, |key| values::split_owner(key).is_some())
             .add_view::<OwnerState>(OWNER);
         app.add_projection(projection::Versions);

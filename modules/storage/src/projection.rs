@@ -9,15 +9,17 @@
 //! before it, for the public listing across owners. A field no longer indexed keeps its indexes
 //! (dropping them is an operator's choice); the listings accept only the fields indexed now.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use anyhow::Context as _;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use questlog_bus::{Change, ChangeOp, ProjectionName};
-use questlog_projector::{Decoded, Projection};
+use questlog_projector::copy::CopyRows;
+use questlog_projector::rows::{RowSink, Rows};
+use questlog_projector::{Bulk, Decoded, Projection};
 use sha2::{Digest, Sha256};
-use sqlx::{PgConnection, QueryBuilder, Row};
+use sqlx::{PgConnection, Row};
 use uuid::Uuid;
 
 use crate::event::Event;
@@ -195,6 +197,14 @@ impl Projection for Versions {
         &["rm_storage_versions"]
     }
 
+    fn bulk(&self) -> Option<Box<dyn Bulk>> {
+        Some(Box::new(Rebuild {
+            current: HashMap::new(),
+            closed: VERSION_ROWS.copy(),
+            indexes: BTreeMap::new(),
+        }))
+    }
+
     async fn apply(
         &self,
         tx: &mut PgConnection,
@@ -339,27 +349,104 @@ async fn save(
     let new: Vec<&VersionRow> = new.collect();
     // Bound parameters per statement stay under Postgres' 65,535.
     for chunk in new.chunks(5_000) {
-        let mut query = QueryBuilder::new(
-            "INSERT INTO rm_storage_versions \
-             (collection, owner, key, version, op, value, by_id, written_at, position, valid_to) ",
-        );
-        query.push_values(chunk, |mut b, row| {
-            b.push_bind(&row.collection)
-                .push_bind(&row.owner)
-                .push_bind(&row.key)
-                .push_bind(row.version)
-                .push_bind(row.op.as_str())
-                .push_bind(&row.value)
-                .push_bind(row.by)
-                .push_bind(row.written_at)
-                .push_bind(row.position)
-                .push_bind(row.valid_to);
-        });
-        query
-            .build()
-            .execute(&mut *tx)
-            .await
-            .context("saving versions")?;
+        VERSION_ROWS
+            .insert(tx, chunk, |mut b, row| row.put(&mut b))
+            .await?;
     }
     Ok(())
+}
+
+/// `rm_storage_versions`: every version of every object.
+const VERSION_ROWS: Rows = Rows {
+    table: "rm_storage_versions",
+    columns: &[
+        "collection",
+        "owner",
+        "key",
+        "version",
+        "op",
+        "value",
+        "by_id",
+        "written_at",
+        "position",
+        "valid_to",
+    ],
+    key: &[],
+    update: &[],
+};
+
+impl VersionRow {
+    /// The version in [`VERSION_ROWS`]' columns.
+    fn put(&self, out: &mut impl RowSink) {
+        out.put(self.collection.clone())
+            .put(self.owner.clone())
+            .put(self.key.clone())
+            .put(self.version)
+            .put(self.op.as_str().to_owned())
+            .put(self.value.clone())
+            .put(self.by)
+            .put(self.written_at)
+            .put(self.position)
+            .put(self.valid_to);
+    }
+}
+
+/// A rebuild of every version, folded in memory by [`VersionRow::apply`]: each object's current
+/// version is held, a version is encoded for `COPY` when the next one closes it and sent at each
+/// flush; the indexed fields' indexes are built once the rows are in.
+struct Rebuild {
+    current: HashMap<ObjectId, VersionRow>,
+    closed: CopyRows,
+    indexes: BTreeMap<String, String>,
+}
+
+#[async_trait]
+impl Bulk for Rebuild {
+    fn fold(&mut self, events: &[&Decoded]) -> anyhow::Result<()> {
+        let closed = &mut self.closed;
+        for decoded in events {
+            match decoded.event.get::<Event>() {
+                Some(Event::CollectionDefined {
+                    collection,
+                    indexed,
+                    ..
+                }) => {
+                    for field in indexed {
+                        self.indexes.extend(field_indexes(collection, field));
+                    }
+                }
+                Some(event) => {
+                    let Some(object) = VersionRow::object_of(event) else {
+                        continue;
+                    };
+                    let current = self.current.get_mut(&object);
+                    let at = decoded.recorded.recorded_at;
+                    if let Some(row) = VersionRow::apply(current, event, at, decoded.position()) {
+                        if let Some(previous) = self.current.insert(object, row) {
+                            closed.row(|line| previous.put(line));
+                        }
+                    }
+                }
+                None => {}
+            }
+        }
+        Ok(())
+    }
+
+    async fn flush(&mut self, conn: &mut PgConnection) -> anyhow::Result<()> {
+        self.closed.send(conn).await
+    }
+
+    async fn finish(mut self: Box<Self>, conn: &mut PgConnection) -> anyhow::Result<()> {
+        self.closed
+            .send_all(conn, self.current.values(), |line, row| row.put(line))
+            .await?;
+        for statement in self.indexes.values() {
+            sqlx::query(statement)
+                .execute(&mut *conn)
+                .await
+                .with_context(|| statement.clone())?;
+        }
+        Ok(())
+    }
 }

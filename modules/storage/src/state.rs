@@ -65,36 +65,39 @@ impl View for CollectionState {
     }
 }
 
-/// An object's stream folded: each version, in order, as the event that made it (shared with
-/// the log's decoded event, not copied), or `None` for a deletion.
+/// An object's stream folded from its latest event alone (the kind is folded from its latest
+/// event, [`questlog_domain::App::fold_from_latest`]): its version, and the event that wrote
+/// the current value (shared with the log's decoded event, not copied), if the object exists.
+/// However many versions an object has, a writer that has not cached it reads one event; a
+/// restore names the version it needs ([`questlog_domain::Command::earlier_events`]).
 #[derive(Debug, Clone, Default)]
 pub struct ObjectState {
-    versions: Vec<Option<Erased>>,
+    version: u64,
+    current: Option<Erased>,
 }
 
 impl ObjectState {
     /// The latest version (0 before the first write).
     pub fn version(&self) -> u64 {
-        self.versions.len() as u64
+        self.version
     }
 
     /// Whether the object exists now (written, and not deleted since).
     pub fn exists(&self) -> bool {
-        self.versions.last().is_some_and(Option::is_some)
-    }
-
-    /// The value of `version`, when that version wrote one (it was not a deletion).
-    pub fn value(&self, version: u64) -> Option<&Map<String, Value>> {
-        let index = usize::try_from(version.checked_sub(1)?).ok()?;
-        match self.versions.get(index)?.as_ref()?.get::<Event>()? {
-            Event::ObjectWritten { value, .. } | Event::ObjectRestored { value, .. } => Some(value),
-            _ => None,
-        }
+        self.current.is_some()
     }
 
     /// The current value, if the object exists.
     pub fn current(&self) -> Option<&Map<String, Value>> {
-        self.value(self.version())
+        written_value(self.current.as_ref()?)
+    }
+}
+
+/// The value an event of an object's stream wrote: `None` for a deletion.
+pub fn written_value(event: &Erased) -> Option<&Map<String, Value>> {
+    match event.get::<Event>()? {
+        Event::ObjectWritten { value, .. } | Event::ObjectRestored { value, .. } => Some(value),
+        _ => None,
     }
 }
 
@@ -105,10 +108,14 @@ impl View for ObjectState {
 
     fn evolve(&mut self, erased: &Erased) {
         match erased.get::<Event>() {
-            Some(Event::ObjectWritten { .. } | Event::ObjectRestored { .. }) => {
-                self.versions.push(Some(erased.clone()));
+            Some(Event::ObjectWritten { version, .. } | Event::ObjectRestored { version, .. }) => {
+                self.version = *version;
+                self.current = Some(erased.clone());
             }
-            Some(Event::ObjectDeleted { .. }) => self.versions.push(None),
+            Some(Event::ObjectDeleted { version, .. }) => {
+                self.version = *version;
+                self.current = None;
+            }
             _ => {}
         }
     }

@@ -362,6 +362,10 @@ impl questlog_domain::States for CatalogOnly<'_> {
     fn state(&self, _: &questlog_domain::StreamId) -> &questlog_domain::StreamState {
         self.0
     }
+
+    fn event(&self, _: &questlog_domain::StreamId, _: u64) -> Option<&questlog_domain::Event> {
+        None
+    }
 }
 
 /// Decides every step in order against `catalog`, as the writer will, and says what each would
