@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use async_nats::jetstream::{self, consumer::pull, consumer::AckPolicy, consumer::DeliverPolicy};
+use async_nats::jetstream::{self, consumer::pull};
 use futures::{FutureExt, StreamExt};
 use questlog_bus::lineage::{self, Mismatch};
 use questlog_bus::{ensure_stream, ChangeAnnouncement, Names, ProjectionName};
@@ -254,14 +254,7 @@ async fn open_feed(
         return Ok(None);
     };
     let consumer = stream
-        .create_consumer(pull::Config {
-            ack_policy: AckPolicy::None,
-            deliver_policy: DeliverPolicy::ByStartSequence {
-                start_sequence: lowest + 1,
-            },
-            inactive_threshold: Duration::from_secs(60),
-            ..Default::default()
-        })
+        .create_consumer(questlog_bus::reader_config(&config.names, lowest + 1))
         .await
         .map_err(|e| anyhow::anyhow!("opening the projector feed's consumer: {e}"))?;
     let name = consumer.cached_info().name.clone();
@@ -674,14 +667,10 @@ impl Lane<'_> {
             .await
             .map_err(|e| anyhow::anyhow!("opening the event stream: {e}"))?;
         let consumer = stream
-            .create_consumer(pull::Config {
-                ack_policy: AckPolicy::None,
-                deliver_policy: DeliverPolicy::ByStartSequence {
-                    start_sequence: start.applied + 1,
-                },
-                inactive_threshold: Duration::from_secs(60),
-                ..Default::default()
-            })
+            .create_consumer(questlog_bus::reader_config(
+                &self.config.names,
+                start.applied + 1,
+            ))
             .await
             .map_err(|e| anyhow::anyhow!("opening {name}'s catch-up consumer: {e}"))?;
         let consumer_name = consumer.cached_info().name.clone();

@@ -5,6 +5,7 @@ mod achievements;
 mod admin_cli;
 mod archive;
 mod bounded;
+mod browser;
 mod chat;
 mod clusters;
 mod commands;
