@@ -82,3 +82,15 @@ ensure_nats() {
 ensure_services() {
   ensure_postgres && ensure_nats
 }
+
+# Debian's Chromium, for the browser test (tests/it/browser.rs): installed when missing and
+# possible; otherwise that test says it is skipped.
+ensure_chromium() {
+  command -v chromium >/dev/null 2>&1 && return 0
+  if can_install; then
+    apt_install chromium || echo "warning: Chromium could not be installed; the browser test will be skipped" >&2
+  else
+    echo "warning: Chromium is not installed (Debian: apt-get install chromium); the browser test will be skipped" >&2
+  fi
+  return 0
+}

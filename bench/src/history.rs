@@ -3,9 +3,12 @@
 //!
 //! The log is written straight into a scratch database (players registering, then completing
 //! labs round after round, so the leaderboard keeps changing), as `questlog import` would bring a
-//! real one. Every projection is rebuilt from it by `questlog replay --to`'s code; the baseline is a
-//! streaming scan of the same log decoding every payload into a fold that does nothing. Then a
-//! query API of its own serves the leaderboard live and as of random past positions.
+//! real one. Every projection is rebuilt from it by `questlog replay --to`'s code, twice: page by
+//! page by the projections' `apply` (the live projector's path) and folded in memory with bulk
+//! writes (the path `replay` and `verify` take); `verify` then checks the second against the
+//! first. The baseline is a streaming scan of the same log decoding every payload into a fold
+//! that does nothing. Then a query API of its own serves the leaderboard live and as of random
+//! past positions.
 
 use questlog_academy::DomainEvent as _;
 use std::time::{Duration, Instant};
@@ -18,6 +21,8 @@ use rand::{Rng, SeedableRng};
 use sqlx::{Connection, PgConnection};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
+
+use questlog_projector::replay::Fold;
 
 use crate::report::Row;
 use crate::setup::{drop_database, scratch_database, SECRET};
@@ -50,37 +55,52 @@ async fn measure(args: &Args, url: &str, events: i64, rows: &mut Vec<Row>) -> an
     let scan_rate = rate(scanned, started.elapsed());
     eprintln!("  {scan_rate:.0} events/s");
 
-    eprintln!("rebuilding every projection from the log");
     let app = questlog::modules::app();
     let all = questlog_projector::Projections::of(&app);
     let chosen: Vec<&dyn questlog_projector::Projection> = all.iter().map(AsRef::as_ref).collect();
-    let started = Instant::now();
-    questlog_projector::replay::build_as_of(
-        &mut conn,
-        &app.domain(),
-        "bench_rebuild",
-        &chosen,
-        head,
-        &mut |_, _| {},
-    )
-    .await?;
-    let rebuild_rate = rate(u64::try_from(head).unwrap_or(0), started.elapsed());
-    eprintln!("  {rebuild_rate:.0} events/s");
-    rows.push(
-        Row::new(
-            &format!("rebuild of every projection ({head} events)"),
+    let domain = app.domain();
+    // The live projector's path (each projection's `apply`, page by page), then the bulk one.
+    for (fold, schema, what) in [
+        (Fold::Pages, "bench_pages", "page by page, by `apply`"),
+        (
+            Fold::Bulk,
+            "bench_rebuild",
+            "folded in memory, written by COPY",
+        ),
+    ] {
+        eprintln!("rebuilding every projection from the log, {what}");
+        let started = Instant::now();
+        questlog_projector::replay::build_as_of(
+            &mut conn,
+            &domain,
+            schema,
+            &chosen,
+            head,
+            fold,
+            &mut |_, _| {},
+        )
+        .await?;
+        let rebuild_rate = rate(u64::try_from(head).unwrap_or(0), started.elapsed());
+        eprintln!("  {rebuild_rate:.0} events/s");
+        let row = Row::new(
+            &format!("rebuild of every projection, {what} ({head} events)"),
             rebuild_rate,
             "streaming scan decoding every payload",
             scan_rate,
             "events/s",
-        )
-        .at_least(0.7),
-    );
+        );
+        rows.push(if fold == Fold::Bulk {
+            row.at_least(0.7)
+        } else {
+            row
+        });
+    }
 
-    // The rebuilt read models go live, their checkpoints at the head.
+    // The read models rebuilt by the live projector's path go live, their checkpoints at the
+    // head; `verify` then checks the bulk fold against them.
     for table in chosen.iter().flat_map(|p| p.tables()) {
         sqlx::query(&format!(
-            "INSERT INTO public.{table} SELECT * FROM bench_rebuild.{table}"
+            "INSERT INTO public.{table} SELECT * FROM bench_pages.{table}"
         ))
         .execute(&mut conn)
         .await?;
@@ -92,10 +112,34 @@ async fn measure(args: &Args, url: &str, events: i64, rows: &mut Vec<Row>) -> an
     .bind(head)
     .execute(&mut conn)
     .await?;
-    sqlx::query("DROP SCHEMA bench_rebuild CASCADE")
+    sqlx::query("DROP SCHEMA bench_rebuild, bench_pages CASCADE")
         .execute(&mut conn)
         .await?;
     sqlx::query("ANALYZE").execute(&mut conn).await?;
+
+    eprintln!("verifying every projection against the log");
+    let started = Instant::now();
+    let checks =
+        questlog_projector::verify::verify(&mut conn, &domain, &all, Fold::Bulk, &mut |_, _| {})
+            .await?;
+    let verify_rate = rate(u64::try_from(head).unwrap_or(0), started.elapsed());
+    eprintln!("  {verify_rate:.0} events/s");
+    anyhow::ensure!(
+        !checks
+            .iter()
+            .any(questlog_projector::verify::TableCheck::drifted),
+        "the bulk rebuild differs from the page-by-page one: {checks:?}"
+    );
+    rows.push(
+        Row::new(
+            &format!("verify of every projection ({head} events)"),
+            verify_rate,
+            "streaming scan decoding every payload",
+            scan_rate,
+            "events/s",
+        )
+        .at_least(0.7),
+    );
     conn.close().await?;
 
     let (live, as_of) = leaderboard_reads(args, url, head).await?;

@@ -303,6 +303,37 @@ pub fn jetstream_api(client: async_nats::Client) -> async_nats::jetstream::Conte
     js
 }
 
+/// How a projector reads the stream from `start_sequence`: a pull consumer without acks (every
+/// opening names its start), dropped by the server 60 s after its reader went away.
+///
+/// With the stream on one server, an ephemeral consumer. With the stream on several nodes, a
+/// consumer replicated like the stream, under a name of its own: an ephemeral consumer has one
+/// replica, and JetStream before 2.12 may place it on any node of the stream, a node it lost
+/// included (nats-server pull request 7165), where opening it hangs until it times out, as often
+/// as the placement falls there. A replicated consumer needs only a majority of the stream's
+/// nodes, and moves to a surviving one when its leader's node is lost.
+pub fn reader_config(
+    names: &Names,
+    start_sequence: u64,
+) -> async_nats::jetstream::consumer::pull::Config {
+    use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy};
+    let replicas = names.stream_settings().replicas;
+    async_nats::jetstream::consumer::pull::Config {
+        durable_name: (replicas > 1).then(|| {
+            format!(
+                "{}_reader_{}",
+                names.prefix().replace(['.', '*', '>'], "_"),
+                uuid::Uuid::new_v4().simple()
+            )
+        }),
+        num_replicas: if replicas > 1 { replicas } else { 0 },
+        ack_policy: AckPolicy::None,
+        deliver_policy: DeliverPolicy::ByStartSequence { start_sequence },
+        inactive_threshold: std::time::Duration::from_secs(60),
+        ..Default::default()
+    }
+}
+
 /// Creates the log's JetStream stream, with the settings `names` carry, if it does not exist.
 ///
 /// # Errors

@@ -298,7 +298,12 @@ async fn stored_answer(
             "idempotency_key_reused",
             "this Idempotency-Key was used with another request",
         )),
-        Some(s) => {
+        Some(mut s) => {
+            state
+                .store
+                .open(&state.domain, &mut s.events)
+                .await
+                .map_err(store_problem)?;
             let result = result_of(&state.domain, command, &s.events);
             Ok(Some(replayed(s, result)))
         }

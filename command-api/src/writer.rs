@@ -22,6 +22,7 @@ use lru::LruCache;
 use questlog_domain::{
     decide, Actor, Command, Context, Domain, Event, Rejection, States, StreamId, StreamState,
 };
+use questlog_store::sealing::{KeyRing, KEY_CONFLICT};
 use questlog_store::{
     AppendBatch, EventStore, ExpectedVersion, IdempotencyRecord, IdempotentCommand, NewEvent,
     RecordedEvent, StoreError,
@@ -240,6 +241,8 @@ pub fn spawn(
         cache: LruCache::new(cache_size),
         max_batch: config.max_batch.max(1),
         clock: config.clock,
+        keys: KeyRing::default(),
+        answers: Vec::new(),
     };
     let task = tokio::spawn(writer.run(rx, shutdown));
     (WriterHandle { tx }, task)
@@ -256,7 +259,14 @@ struct Writer {
     cache: LruCache<StreamId, Cached>,
     max_batch: usize,
     clock: Clock,
+    /// The keys personal fields are sealed with (see `questlog_store::sealing`).
+    keys: KeyRing,
+    /// The data of the batch being appended, its personal fields plain: what the answers show.
+    answers: Vec<serde_json::Value>,
 }
+
+/// Most subjects' keys the writer keeps before it reads them afresh.
+const MAX_KEYS: usize = 100_000;
 
 /// The streams one batch works on: the version each had when read, and the state as the batch's
 /// decisions so far have left it.
@@ -380,11 +390,12 @@ impl Writer {
                 continue;
             }
             let names: Vec<String> = missing.iter().map(ToString::to_string).collect();
-            let recorded = if from_latest {
+            let mut recorded = if from_latest {
                 self.store.read_latest(&names).await?
             } else {
                 self.store.read_streams(&names).await?
             };
+            self.store.open(&self.domain, &mut recorded).await?;
             for (stream, version, event) in self.decoded(&missing, &names, recorded)? {
                 let entry = overlay.streams.get_mut(stream).expect("inserted above");
                 Arc::make_mut(&mut entry.2).evolve(&event);
@@ -399,7 +410,8 @@ impl Writer {
                 .map(|(s, v)| (s.to_string(), i64::try_from(*v).unwrap_or(i64::MAX)))
                 .collect();
             let names: Vec<String> = wanted.iter().map(|(s, _)| s.clone()).collect();
-            let recorded = self.store.read_versions(&wanted).await?;
+            let mut recorded = self.store.read_versions(&wanted).await?;
+            self.store.open(&self.domain, &mut recorded).await?;
             for (stream, version, event) in self.decoded(&streams, &names, recorded)? {
                 overlay.events.insert((stream.clone(), version), event);
             }
@@ -530,12 +542,17 @@ impl Writer {
             }
             return Attempt::Done;
         }
+        if let Err(e) = self.seal(&mut batch).await {
+            fail_all(decided.into_iter().map(|(s, _)| s), &e);
+            return Attempt::Done;
+        }
         batch.expectations = overlay
             .streams
             .iter()
             .map(|(stream, (read, _, _))| (stream.to_string(), ExpectedVersion::at(*read)))
             .collect();
         let events = batch.events.clone();
+        let answers = std::mem::take(&mut self.answers);
         #[allow(clippy::cast_precision_loss)]
         {
             metrics::histogram!("questlog_append_batch_commands").record(decided.len() as f64);
@@ -567,7 +584,7 @@ impl Writer {
                             stream: events[i].stream_id.clone(),
                             version: appended.versions[i],
                             event_type: events[i].event_type.clone(),
-                            data: events[i].data.clone(),
+                            data: answers[i].clone(),
                         })
                         .collect::<Vec<_>>();
                     let position = out.last().map_or(appended.head, |e| e.position);
@@ -582,6 +599,13 @@ impl Writer {
             }
             Err(StoreError::Conflict(conflicts)) => {
                 tracing::debug!(?conflicts, "append conflicted; deciding again");
+                for c in &conflicts {
+                    if let Some(subject) = c.strip_prefix(KEY_CONFLICT) {
+                        if let Ok(subject) = Uuid::parse_str(subject) {
+                            self.keys.forget(subject);
+                        }
+                    }
+                }
                 metrics::counter!("questlog_append_conflicts_total").increment(1);
                 // The streams were taken out of the cache to decide: left out, they are read
                 // afresh for the next attempt.
@@ -625,6 +649,46 @@ impl Writer {
             }
         }
     }
+}
+
+impl Writer {
+    /// Seals the personal fields of the batch's events, keeping each event's data with its
+    /// fields plain for the commands' answers. Keys the writer does not hold are read first; a
+    /// subject that has none gets one, stored by the batch's own append.
+    async fn seal(&mut self, batch: &mut AppendBatch) -> Result<(), StoreError> {
+        self.answers = batch
+            .events
+            .iter()
+            .map(|e| questlog_domain::personal::plain(e.data.clone()))
+            .collect();
+        let subjects = marked_subjects(&batch.events);
+        if subjects.is_empty() {
+            return Ok(());
+        }
+        if self.keys.len() > MAX_KEYS {
+            self.keys = KeyRing::default();
+        }
+        self.store.load_keys(&mut self.keys, &subjects).await?;
+        for event in &mut batch.events {
+            let new_keys = self.keys.seal(&mut event.data, &event.stream_id);
+            batch.beside.extend(new_keys);
+        }
+        Ok(())
+    }
+}
+
+/// The subjects of the personal fields the events mark.
+fn marked_subjects(events: &[NewEvent]) -> Vec<Uuid> {
+    let mut subjects: Vec<Uuid> = events
+        .iter()
+        .filter_map(|e| e.data.as_object())
+        .flat_map(|map| map.values())
+        .filter_map(|v| questlog_domain::personal::single(v, questlog_domain::personal::MARK))
+        .filter_map(|m| m.get("subject")?.as_str()?.parse().ok())
+        .collect();
+    subjects.sort_unstable();
+    subjects.dedup();
+    subjects
 }
 
 /// What deciding one command of a batch came to.

@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use crate::command::{Command, Edge};
 use crate::event::{DecodeError, DomainEvent, Event};
+use crate::personal::LegacyField;
 use crate::stream::{StreamId, StreamKind, StreamState, UnknownStream, View};
 use crate::Rejection;
 
@@ -121,6 +122,7 @@ impl App {
     /// When another module registered one of its types.
     pub fn add_events<E: DomainEvent>(&mut self) -> &mut Self {
         let domain = self.part_mut::<Domain>();
+        domain.legacy.extend_from_slice(E::LEGACY_PERSONAL);
         for name in E::TYPES {
             let decode: DecodeFn = |t, v, data| E::from_parts(t, v, data).map(Event::new);
             assert!(
@@ -128,6 +130,14 @@ impl App {
                 "event type {name} is registered twice"
             );
         }
+        self
+    }
+
+    /// Declares that the views of `kind`'s stream keyed by a player's id may name the player
+    /// (`name` reads it from the stream's state): what an erasure's confirmation is checked
+    /// against.
+    pub fn add_player_name(&mut self, kind: StreamKind, name: NameFn) -> &mut Self {
+        self.part_mut::<Domain>().names.push((kind, name));
         self
     }
 
@@ -196,6 +206,9 @@ pub type Parser =
 
 type DecodeFn = fn(&str, i32, serde_json::Value) -> Result<Event, DecodeError>;
 
+/// Reads a player's name from the state of one of its streams.
+pub type NameFn = fn(&StreamState) -> Option<String>;
+
 #[derive(Clone)]
 struct StreamDef {
     kind: StreamKind,
@@ -212,6 +225,8 @@ pub struct Domain {
     command_names: Vec<&'static str>,
     events: HashMap<&'static str, DecodeFn>,
     streams: HashMap<&'static str, StreamDef>,
+    legacy: Vec<LegacyField>,
+    names: Vec<(StreamKind, NameFn)>,
 }
 
 impl Domain {
@@ -252,6 +267,18 @@ impl Domain {
             Some(decode) => decode(event_type, schema_version, data),
             None => Ok(Event::unknown(event_type, schema_version, data)),
         }
+    }
+
+    /// The personal fields the running modules' events may hold in plain text, from before
+    /// sealing ([`DomainEvent::LEGACY_PERSONAL`]).
+    pub fn legacy_personal(&self) -> &[LegacyField] {
+        &self.legacy
+    }
+
+    /// The stream kinds whose player streams may name their player, and how to read the name
+    /// ([`App::add_player_name`]).
+    pub fn player_names(&self) -> &[(StreamKind, NameFn)] {
+        &self.names
     }
 
     /// Whether a running module registers the event type.

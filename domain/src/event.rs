@@ -22,6 +22,10 @@ pub trait DomainEvent:
     /// Every event type the enum holds: the names the log stores.
     const TYPES: &'static [&'static str];
 
+    /// Personal fields its events recorded in plain text before the kernel sealed personal data
+    /// ([`crate::Personal`]): they read as erased once their subject is.
+    const LEGACY_PERSONAL: &'static [crate::LegacyField] = &[];
+
     /// The stored `type` of this event.
     fn event_type(&self) -> &'static str;
 

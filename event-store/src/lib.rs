@@ -8,6 +8,7 @@ pub mod leader;
 pub mod lineage;
 pub mod migrations;
 mod postgres;
+pub mod sealing;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -131,8 +132,24 @@ pub trait EventStore: Send + Sync {
     /// Appends a batch atomically: all of it, or nothing and [`StoreError::Conflict`].
     async fn append(&self, batch: AppendBatch) -> Result<Appended, StoreError>;
 
-    /// Every event of the given streams, by stream and then version.
+    /// Every event of the given streams, by stream and then version, as recorded (personal
+    /// fields sealed: see [`EventStore::open`]).
     async fn read_streams(&self, streams: &[String]) -> Result<Vec<RecordedEvent>, StoreError>;
+
+    /// Opens the personal fields of events read back ([`sealing::open_all`]), with the keys as
+    /// the store holds them now.
+    async fn open(
+        &self,
+        domain: &questlog_domain::Domain,
+        events: &mut [RecordedEvent],
+    ) -> Result<(), StoreError>;
+
+    /// The keys of `subjects` as the store holds them now, added to `ring` (for sealing).
+    async fn load_keys(
+        &self,
+        ring: &mut sealing::KeyRing,
+        subjects: &[Uuid],
+    ) -> Result<(), StoreError>;
 
     /// The latest event of each of the given streams that has one.
     async fn read_latest(&self, streams: &[String]) -> Result<Vec<RecordedEvent>, StoreError>;

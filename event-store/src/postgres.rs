@@ -239,6 +239,31 @@ impl EventStore for PgEventStore {
         self.events(sqlx::query(&sql).bind(streams)).await
     }
 
+    async fn open(
+        &self,
+        domain: &questlog_domain::Domain,
+        events: &mut [RecordedEvent],
+    ) -> Result<(), StoreError> {
+        let legacy = domain.legacy_personal();
+        if crate::sealing::subjects(legacy, events).is_empty() {
+            return Ok(());
+        }
+        let mut conn = self.pool.acquire().await?;
+        crate::sealing::open_all(&mut conn, legacy, events).await
+    }
+
+    async fn load_keys(
+        &self,
+        ring: &mut crate::sealing::KeyRing,
+        subjects: &[Uuid],
+    ) -> Result<(), StoreError> {
+        if subjects.is_empty() {
+            return Ok(());
+        }
+        let mut conn = self.pool.acquire().await?;
+        ring.load_missing(&mut conn, subjects).await
+    }
+
     async fn read_latest(&self, streams: &[String]) -> Result<Vec<RecordedEvent>, StoreError> {
         // One backward probe of (stream_id, stream_version) per stream: the older events (and
         // their values) are never read.

@@ -12,6 +12,7 @@
 //! apply in log order; one replica per projection is active (a Postgres advisory lock, with the
 //! projection's writes made on the lock's own connection).
 
+pub mod copy;
 pub mod replay;
 pub mod rows;
 pub mod runner;
@@ -70,6 +71,50 @@ impl Decoded {
     pub fn position(&self) -> i64 {
         self.recorded.position
     }
+
+    /// Opens the personal fields of events as recorded (with the keys as `conn` sees them:
+    /// `questlog_store::sealing`), then decodes them.
+    ///
+    /// # Errors
+    /// When the keys cannot be read, or as [`Decoded::decode`].
+    pub async fn open_all(
+        conn: &mut PgConnection,
+        domain: &Domain,
+        mut events: Vec<RecordedEvent>,
+    ) -> anyhow::Result<Vec<Self>> {
+        questlog_store::sealing::open_all(conn, domain.legacy_personal(), &mut events)
+            .await
+            .context("reading the keys of personal data")?;
+        Self::decode_all(domain, events)
+    }
+
+    /// Up to `limit` events of the log after `after`, opened and decoded.
+    ///
+    /// # Errors
+    /// As [`Decoded::open_all`], or when the log cannot be read.
+    pub async fn read_after(
+        conn: &mut PgConnection,
+        domain: &Domain,
+        after: i64,
+        limit: i64,
+    ) -> anyhow::Result<Vec<Self>> {
+        let events = questlog_store::read_after(&mut *conn, after, limit)
+            .await
+            .context("reading the log")?;
+        Self::open_all(conn, domain, events).await
+    }
+}
+
+/// The players `events` erase (`player_erased`), each with the position of its erasure: a
+/// projection that derived anything from their personal data drops it (see
+/// `questlog_domain::personal`).
+pub fn erasures(events: &[&Decoded]) -> Vec<(uuid::Uuid, i64)> {
+    events
+        .iter()
+        .filter_map(|d| {
+            questlog_domain::personal::erased_player(&d.event).map(|p| (p.0, d.position()))
+        })
+        .collect()
 }
 
 /// A read model fed by events. `apply` runs inside the projector's transaction.
@@ -90,6 +135,43 @@ pub trait Projection: Send + Sync {
         tx: &mut PgConnection,
         events: &[&Decoded],
     ) -> anyhow::Result<Vec<Change>>;
+
+    /// A rebuild from empty tables folded in memory ([`Bulk`]), for a projection that has one.
+    /// `None`, the default, rebuilds by [`Projection::apply`], page by page.
+    fn bulk(&self) -> Option<Box<dyn Bulk>> {
+        None
+    }
+}
+
+/// A projection's rebuild from empty tables (`replay`, `verify`): the log folded in memory over
+/// large spans by the same fold as [`Projection::apply`], each row written once, in bulk
+/// ([`copy::CopyRows`]), into fresh tables whose indexes are built after the load.
+///
+/// The rebuild calls [`Bulk::fold`] with every page of the log (each event decoded once for every
+/// projection), [`Bulk::flush`] between spans, and [`Bulk::finish`] once at the end; the tables
+/// are found by the connection's search path, as for `apply`.
+#[async_trait]
+pub trait Bulk: Send {
+    /// Folds the next events of the log, in log order.
+    ///
+    /// # Errors
+    /// When an event cannot be folded.
+    fn fold(&mut self, events: &[&Decoded]) -> anyhow::Result<()>;
+
+    /// Writes the rows no later event can change (a history's closed versions) and forgets them,
+    /// so that memory holds the read model's current rows, not the log.
+    ///
+    /// # Errors
+    /// When the database fails.
+    async fn flush(&mut self, _conn: &mut PgConnection) -> anyhow::Result<()> {
+        Ok(())
+    }
+
+    /// Writes every row still held.
+    ///
+    /// # Errors
+    /// When the database fails.
+    async fn finish(self: Box<Self>, conn: &mut PgConnection) -> anyhow::Result<()>;
 }
 
 /// The projections the modules registered, in registration order: the App's part of the

@@ -18,15 +18,16 @@ use std::collections::HashMap;
 
 use anyhow::Context as _;
 use questlog_domain::Domain;
-use questlog_store::read_after;
 use sqlx::{Connection, PgConnection};
 
-use crate::{Decoded, Projection};
+use crate::{Bulk, Decoded, Projection};
 
 /// The schema the new tables are built in.
 pub const SCHEMA: &str = "questlog_replay";
 /// Events read from the log per page (and applied per transaction).
 const PAGE: i64 = 2000;
+/// Events folded in memory between two flushes of a bulk rebuild's final rows.
+const SPAN: usize = 100_000;
 
 /// What one rebuild did.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -38,7 +39,30 @@ pub struct Rebuilt {
     pub events: u64,
 }
 
-/// Creates `schema` afresh with empty tables shaped like the live tables of `projections`.
+/// How a rebuild folds the log into empty tables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fold {
+    /// In memory, written in bulk, for every projection that has a [`crate::Bulk`]; page by page
+    /// by `apply` for the others.
+    Bulk,
+    /// Page by page by `apply`, for every projection: the live projector's own path, kept to
+    /// measure and check the bulk one against.
+    Pages,
+}
+
+impl Fold {
+    /// Whether `projection` is rebuilt in bulk.
+    pub(crate) fn bulk(self, projection: &dyn Projection) -> Option<Box<dyn Bulk>> {
+        match self {
+            Self::Bulk => projection.bulk(),
+            Self::Pages => None,
+        }
+    }
+}
+
+/// Creates `schema` afresh with empty tables shaped like the live tables of `projections`: with
+/// their indexes (under the live names) for a projection folded page by page, without them and
+/// unlogged for one folded in bulk (its indexes come after the load, [`index`]).
 ///
 /// # Errors
 /// When the database fails.
@@ -46,6 +70,7 @@ pub async fn prepare(
     conn: &mut PgConnection,
     schema: &str,
     projections: &[&dyn Projection],
+    fold: Fold,
 ) -> anyhow::Result<()> {
     sqlx::query(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
         .execute(&mut *conn)
@@ -53,93 +78,213 @@ pub async fn prepare(
     sqlx::query(&format!("CREATE SCHEMA {schema}"))
         .execute(&mut *conn)
         .await?;
-    for table in projections.iter().flat_map(|p| p.tables()) {
-        sqlx::query(&format!(
-            "CREATE TABLE {schema}.{table} (LIKE public.{table} INCLUDING ALL)"
-        ))
-        .execute(&mut *conn)
-        .await
-        .with_context(|| format!("creating {schema}.{table}"))?;
-        // Postgres names the copied indexes itself; give them the live names.
-        let renames: Vec<(String, String)> = sqlx::query_as(
-            "SELECT n.indexname, o.indexname FROM pg_indexes n
-               JOIN pg_indexes o ON o.schemaname = 'public' AND o.tablename = n.tablename
-                AND replace(replace(o.indexdef, o.indexname, ''), 'public.', '')
-                  = replace(replace(n.indexdef, n.indexname, ''), n.schemaname || '.', '')
-              WHERE n.schemaname = $1 AND n.tablename = $2 AND n.indexname <> o.indexname",
-        )
-        .bind(schema)
-        .bind(table)
-        .fetch_all(&mut *conn)
-        .await?;
-        for (new, old) in renames {
-            sqlx::query(&format!(
-                "ALTER INDEX {schema}.\"{new}\" RENAME TO \"{old}\""
-            ))
-            .execute(&mut *conn)
-            .await?;
+    for projection in projections {
+        let bulk = fold.bulk(*projection).is_some();
+        for table in projection.tables() {
+            create_table(conn, Some(schema), table, bulk).await?;
         }
     }
     Ok(())
 }
 
+/// Creates an empty table shaped like the live `table`, in `schema` (a temporary table when
+/// `None`): with the live table's indexes, or, for a bulk load, unlogged and without them.
+///
+/// # Errors
+/// When the database fails.
+pub async fn create_table(
+    conn: &mut PgConnection,
+    schema: Option<&str>,
+    table: &str,
+    bulk: bool,
+) -> anyhow::Result<()> {
+    let (kind, name) = match schema {
+        None => ("TEMP", table.to_owned()),
+        Some(_) if bulk => (
+            "UNLOGGED",
+            format!("{}.{table}", schema.unwrap_or_default()),
+        ),
+        Some(schema) => ("", format!("{schema}.{table}")),
+    };
+    let indexes = if bulk {
+        "INCLUDING ALL EXCLUDING INDEXES"
+    } else {
+        "INCLUDING ALL"
+    };
+    let drop = if schema.is_none() {
+        " ON COMMIT DROP"
+    } else {
+        ""
+    };
+    sqlx::query(&format!(
+        "CREATE {kind} TABLE {name} (LIKE public.{table} {indexes}){drop}"
+    ))
+    .execute(&mut *conn)
+    .await
+    .with_context(|| format!("creating {name}"))?;
+    if !bulk {
+        if let Some(schema) = schema {
+            rename_indexes(conn, schema, table).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Postgres names the indexes `LIKE` copies itself; gives them the live names.
+async fn rename_indexes(conn: &mut PgConnection, schema: &str, table: &str) -> anyhow::Result<()> {
+    let renames: Vec<(String, String)> = sqlx::query_as(
+        "SELECT n.indexname, o.indexname FROM pg_indexes n
+           JOIN pg_indexes o ON o.schemaname = 'public' AND o.tablename = n.tablename
+            AND replace(replace(o.indexdef, o.indexname, ''), 'public.', '')
+              = replace(replace(n.indexdef, n.indexname, ''), n.schemaname || '.', '')
+          WHERE n.schemaname = $1 AND n.tablename = $2 AND n.indexname <> o.indexname",
+    )
+    .bind(schema)
+    .bind(table)
+    .fetch_all(&mut *conn)
+    .await?;
+    for (new, old) in renames {
+        sqlx::query(&format!(
+            "ALTER INDEX {schema}.\"{new}\" RENAME TO \"{old}\""
+        ))
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
+/// Builds on `schema`'s `table`, once loaded, the live table's constraints (primary key, unique)
+/// and indexes, under their live names.
+///
+/// # Errors
+/// When the database fails.
+pub async fn index(conn: &mut PgConnection, schema: &str, table: &str) -> anyhow::Result<()> {
+    let statements: Vec<String> = sqlx::query_scalar(
+        "SELECT format('ALTER TABLE %I.%I ADD CONSTRAINT %I %s', $1::text, c.relname, k.conname,
+                       pg_get_constraintdef(k.oid))
+           FROM pg_constraint k JOIN pg_class c ON c.oid = k.conrelid
+          WHERE c.oid = format('public.%I', $2::text)::regclass AND k.contype IN ('p', 'u', 'x')
+         UNION ALL
+         SELECT regexp_replace(
+                  regexp_replace(pg_get_indexdef(i.indexrelid), '^CREATE (UNIQUE )?INDEX ',
+                                 'CREATE \\1INDEX IF NOT EXISTS '),
+                  ' ON (public\\.)?' || c.relname || ' ', format(' ON %I.%I ', $1::text, c.relname))
+           FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid
+          WHERE c.oid = format('public.%I', $2::text)::regclass
+            AND NOT EXISTS (SELECT 1 FROM pg_constraint k
+                             WHERE k.conindid = i.indexrelid AND k.conrelid = i.indrelid)",
+    )
+    .bind(schema)
+    .bind(table)
+    .fetch_all(&mut *conn)
+    .await?;
+    for statement in statements {
+        sqlx::query(&statement)
+            .execute(&mut *conn)
+            .await
+            .with_context(|| format!("indexing {schema}.{table}: {statement}"))?;
+    }
+    Ok(())
+}
+
 /// Applies the log's events after `from` up to `until` (per projection) into the tables of
-/// `schema`, a page per transaction. Returns the events applied per projection.
+/// `schema` (the temporary tables when `None`), a page per transaction (a savepoint inside one).
+/// A projection rebuilt from the start (`from` 0) with a [`Bulk`] fold (`fold`) folds in memory
+/// and writes its rows in bulk; the others `apply` each page. Returns the events applied per
+/// projection.
 ///
 /// # Errors
 /// When the database fails or an event cannot be folded.
+#[allow(clippy::too_many_arguments)]
 pub async fn build_until(
     conn: &mut PgConnection,
     domain: &Domain,
-    schema: &str,
+    schema: Option<&str>,
     projections: &[&dyn Projection],
     from: &HashMap<&'static str, i64>,
     until: &HashMap<&'static str, i64>,
+    fold: Fold,
     progress: &mut (dyn FnMut(i64, i64) + Send),
 ) -> anyhow::Result<HashMap<&'static str, u64>> {
     let mut applied: HashMap<&'static str, u64> = HashMap::new();
-    let start = projections
+    let bounds = |p: &dyn Projection| {
+        (
+            from.get(p.name().as_str()).copied().unwrap_or(0),
+            until.get(p.name().as_str()).copied().unwrap_or(0),
+        )
+    };
+    let mut bulk: Vec<Option<Box<dyn Bulk>>> = projections
         .iter()
-        .map(|p| from.get(p.name().as_str()).copied().unwrap_or(0))
-        .min()
-        .unwrap_or(0);
-    let end = projections
-        .iter()
-        .map(|p| until.get(p.name().as_str()).copied().unwrap_or(0))
-        .max()
-        .unwrap_or(0);
+        .map(|p| {
+            if bounds(*p).0 == 0 {
+                fold.bulk(*p)
+            } else {
+                None
+            }
+        })
+        .collect();
+    let start = projections.iter().map(|p| bounds(*p).0).min().unwrap_or(0);
+    let end = projections.iter().map(|p| bounds(*p).1).max().unwrap_or(0);
     let mut after = start;
+    let mut unflushed = 0;
     while after < end {
         let mut tx = conn.begin().await?;
-        sqlx::query(&format!("SET LOCAL search_path = {schema}, public"))
-            .execute(&mut *tx)
-            .await?;
-        let events = Decoded::decode_all(domain, read_after(&mut *tx, after, PAGE).await?)?;
+        if let Some(schema) = schema {
+            sqlx::query(&format!("SET LOCAL search_path = {schema}, public"))
+                .execute(&mut *tx)
+                .await?;
+        }
+        let events = Decoded::read_after(&mut tx, domain, after, PAGE).await?;
         let Some(last) = events.last().map(Decoded::position) else {
             break;
         };
-        for projection in projections {
+        for (projection, bulk) in projections.iter().zip(&mut bulk) {
             let name = projection.name().as_str();
-            let (lo, hi) = (
-                from.get(name).copied().unwrap_or(0),
-                until.get(name).copied().unwrap_or(0),
-            );
+            let (lo, hi) = bounds(*projection);
             let mine: Vec<_> = events
                 .iter()
                 .filter(|e| e.position() > lo && e.position() <= hi)
                 .collect();
-            if !mine.is_empty() {
-                projection
-                    .apply(&mut tx, &mine)
-                    .await
-                    .with_context(|| format!("replaying {name}"))?;
-                *applied.entry(name).or_default() += mine.len() as u64;
+            if mine.is_empty() {
+                continue;
+            }
+            match bulk {
+                Some(bulk) => bulk.fold(&mine),
+                None => projection.apply(&mut tx, &mine).await.map(drop),
+            }
+            .with_context(|| format!("replaying {name}"))?;
+            *applied.entry(name).or_default() += mine.len() as u64;
+        }
+        unflushed += events.len();
+        if unflushed >= SPAN {
+            unflushed = 0;
+            for bulk in bulk.iter_mut().flatten() {
+                bulk.flush(&mut tx).await?;
             }
         }
         tx.commit().await?;
         after = last;
         progress(after.min(end), end);
     }
+    let mut tx = conn.begin().await?;
+    if let Some(schema) = schema {
+        sqlx::query(&format!("SET LOCAL search_path = {schema}, public"))
+            .execute(&mut *tx)
+            .await?;
+    }
+    for (projection, bulk) in projections.iter().zip(bulk) {
+        if let Some(bulk) = bulk {
+            bulk.finish(&mut tx)
+                .await
+                .with_context(|| format!("writing {}", projection.name()))?;
+            if let Some(schema) = schema {
+                for table in projection.tables() {
+                    index(&mut tx, schema, table).await?;
+                }
+            }
+        }
+    }
+    tx.commit().await?;
     Ok(applied)
 }
 
@@ -174,6 +319,117 @@ async fn checkpoints(
         .collect())
 }
 
+/// A rebuild up to the live checkpoints it read, in [`SCHEMA`], not switched in yet: readers read
+/// the live tables, untouched, until [`Built::switch`].
+pub struct Built {
+    target: HashMap<&'static str, i64>,
+    applied: HashMap<&'static str, u64>,
+}
+
+/// Builds `projections` from the log in [`SCHEMA`] up to their live checkpoints, while the live
+/// projector goes on; [`Built::switch`] then switches them in. Holds a session lock on `conn`
+/// (one rebuild at a time): switch on the same connection.
+///
+/// # Errors
+/// When another rebuild is running, the database fails or an event cannot be folded.
+pub async fn build(
+    conn: &mut PgConnection,
+    domain: &Domain,
+    projections: &[&dyn Projection],
+    fold: Fold,
+    progress: &mut (dyn FnMut(i64, i64) + Send),
+) -> anyhow::Result<Built> {
+    // One rebuild at a time: they share the schema they build in. Held by this connection.
+    let alone: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+        .bind(questlog_store::leader::lock_key("replay"))
+        .fetch_one(&mut *conn)
+        .await?;
+    anyhow::ensure!(
+        alone,
+        "another replay is running on this database; try again when it is done"
+    );
+    prepare(conn, SCHEMA, projections, fold).await?;
+    let zero: HashMap<&'static str, i64> = HashMap::new();
+    let target = checkpoints(conn, projections, false).await?;
+    let applied = build_until(
+        conn,
+        domain,
+        Some(SCHEMA),
+        projections,
+        &zero,
+        &target,
+        fold,
+        progress,
+    )
+    .await?;
+    Ok(Built { target, applied })
+}
+
+impl Built {
+    /// Brings the rebuilt tables up to the live checkpoints and switches them in, in one
+    /// transaction.
+    ///
+    /// # Errors
+    /// When the database fails or an event cannot be folded; the live tables are then untouched.
+    pub async fn switch(
+        self,
+        conn: &mut PgConnection,
+        domain: &Domain,
+        projections: &[&dyn Projection],
+    ) -> anyhow::Result<Vec<Rebuilt>> {
+        let Self {
+            target,
+            mut applied,
+        } = self;
+        let mut tx = conn.begin().await?;
+        let now = checkpoints(&mut tx, projections, true).await?;
+        // What the projector committed meanwhile, by `apply`, into the indexed rebuilt tables.
+        let tail = build_until(
+            &mut tx,
+            domain,
+            Some(SCHEMA),
+            projections,
+            &target,
+            &now,
+            Fold::Pages,
+            &mut |_, _| {},
+        )
+        .await?;
+        for (name, n) in tail {
+            *applied.entry(name).or_default() += n;
+        }
+        // The live tables take the rebuilt rows in the switch's transaction: a reader's snapshot
+        // sees all of the old rows or all of the new, never a mix and never an empty table
+        // (swapping whole tables would show an empty one to a reader whose snapshot predates the
+        // rebuild).
+        for table in projections.iter().flat_map(|p| p.tables()) {
+            sqlx::query(&format!("DELETE FROM public.{table}"))
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(&format!(
+                "INSERT INTO public.{table} SELECT * FROM {SCHEMA}.{table}"
+            ))
+            .execute(&mut *tx)
+            .await
+            .with_context(|| format!("switching {table} in"))?;
+        }
+        sqlx::query(&format!("DROP SCHEMA {SCHEMA} CASCADE"))
+            .execute(&mut *tx)
+            .await?;
+        tx.commit()
+            .await
+            .context("switching the rebuilt tables in")?;
+        Ok(projections
+            .iter()
+            .map(|p| Rebuilt {
+                projection: p.name().as_str(),
+                position: now.get(p.name().as_str()).copied().unwrap_or(0),
+                events: applied.get(p.name().as_str()).copied().unwrap_or(0),
+            })
+            .collect())
+    }
+}
+
 /// Rebuilds `projections` from the log and switches the rebuilt tables in for the live ones.
 ///
 /// # Errors
@@ -184,64 +440,10 @@ pub async fn rebuild_and_switch(
     projections: &[&dyn Projection],
     progress: &mut (dyn FnMut(i64, i64) + Send),
 ) -> anyhow::Result<Vec<Rebuilt>> {
-    // One rebuild at a time: they share the schema they build in. Held by this connection.
-    let alone: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
-        .bind(questlog_store::leader::lock_key("replay"))
-        .fetch_one(&mut *conn)
-        .await?;
-    anyhow::ensure!(
-        alone,
-        "another replay is running on this database; try again when it is done"
-    );
-    prepare(conn, SCHEMA, projections).await?;
-    let zero: HashMap<&'static str, i64> = HashMap::new();
-    let target = checkpoints(conn, projections, false).await?;
-    let mut applied =
-        build_until(conn, domain, SCHEMA, projections, &zero, &target, progress).await?;
-
-    let mut tx = conn.begin().await?;
-    let now = checkpoints(&mut tx, projections, true).await?;
-    let tail = build_until(
-        &mut tx,
-        domain,
-        SCHEMA,
-        projections,
-        &target,
-        &now,
-        &mut |_, _| {},
-    )
-    .await?;
-    for (name, n) in tail {
-        *applied.entry(name).or_default() += n;
-    }
-    // The live tables take the rebuilt rows in the switch's transaction: a reader's snapshot
-    // sees all of the old rows or all of the new, never a mix and never an empty table (swapping
-    // whole tables would show an empty one to a reader whose snapshot predates the rebuild).
-    for table in projections.iter().flat_map(|p| p.tables()) {
-        sqlx::query(&format!("DELETE FROM public.{table}"))
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query(&format!(
-            "INSERT INTO public.{table} SELECT * FROM {SCHEMA}.{table}"
-        ))
-        .execute(&mut *tx)
+    build(conn, domain, projections, Fold::Bulk, progress)
+        .await?
+        .switch(conn, domain, projections)
         .await
-        .with_context(|| format!("switching {table} in"))?;
-    }
-    sqlx::query(&format!("DROP SCHEMA {SCHEMA} CASCADE"))
-        .execute(&mut *tx)
-        .await?;
-    tx.commit()
-        .await
-        .context("switching the rebuilt tables in")?;
-    Ok(projections
-        .iter()
-        .map(|p| Rebuilt {
-            projection: p.name().as_str(),
-            position: now.get(p.name().as_str()).copied().unwrap_or(0),
-            events: applied.get(p.name().as_str()).copied().unwrap_or(0),
-        })
-        .collect())
 }
 
 /// Builds `projections` as of `position` into `schema`, switching nothing.
@@ -254,15 +456,26 @@ pub async fn build_as_of(
     schema: &str,
     projections: &[&dyn Projection],
     position: i64,
+    fold: Fold,
     progress: &mut (dyn FnMut(i64, i64) + Send),
 ) -> anyhow::Result<Vec<Rebuilt>> {
-    prepare(conn, schema, projections).await?;
+    prepare(conn, schema, projections, fold).await?;
     let zero: HashMap<&'static str, i64> = HashMap::new();
     let target: HashMap<&'static str, i64> = projections
         .iter()
         .map(|p| (p.name().as_str(), position))
         .collect();
-    let applied = build_until(conn, domain, schema, projections, &zero, &target, progress).await?;
+    let applied = build_until(
+        conn,
+        domain,
+        Some(schema),
+        projections,
+        &zero,
+        &target,
+        fold,
+        progress,
+    )
+    .await?;
     Ok(projections
         .iter()
         .map(|p| Rebuilt {

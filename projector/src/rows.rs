@@ -9,8 +9,41 @@ use std::collections::BTreeMap;
 use anyhow::Context as _;
 use sqlx::postgres::PgRow;
 use sqlx::query_builder::Separated;
-use sqlx::{PgConnection, Postgres, QueryBuilder};
+use sqlx::{Encode, PgConnection, Postgres, QueryBuilder, Type};
 use uuid::Uuid;
+
+use crate::copy::{CopyLine, CopyRows, CopyValue};
+
+/// A column's value: bound as a statement's parameter by the live projector, encoded for `COPY`
+/// by a rebuild.
+pub trait Column:
+    for<'q> Encode<'q, Postgres> + Type<Postgres> + CopyValue + Send + 'static
+{
+}
+
+impl<T> Column for T where
+    T: for<'q> Encode<'q, Postgres> + Type<Postgres> + CopyValue + Send + 'static
+{
+}
+
+/// Where a row's values go, in its columns' order: a statement's parameters ([`Rows::upsert`],
+/// [`Rows::insert`]) or a `COPY` ([`CopyRows::row`]). A projection lists a row's values once, for
+/// both.
+pub trait RowSink {
+    fn put<T: Column>(&mut self, value: T) -> &mut Self;
+}
+
+impl RowSink for Separated<'_, '_, Postgres, &'static str> {
+    fn put<T: Column>(&mut self, value: T) -> &mut Self {
+        self.push_bind(value)
+    }
+}
+
+impl RowSink for CopyLine<'_> {
+    fn put<T: Column>(&mut self, value: T) -> &mut Self {
+        self.value(&value)
+    }
+}
 
 /// A read model's table as its projection reads and writes it.
 #[derive(Debug, Clone, Copy)]
@@ -28,6 +61,11 @@ pub struct Rows {
 pub type Values<'q, 'args> = Separated<'q, 'args, Postgres, &'static str>;
 
 impl Rows {
+    /// Rows of this table for a rebuild's `COPY`, in [`Rows::columns`]' order.
+    pub fn copy(&self) -> CopyRows {
+        CopyRows::new(self.table, self.columns)
+    }
+
     /// The rows whose key is one of `ids`, each read by `read` into its key and row.
     ///
     /// # Errors

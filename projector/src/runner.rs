@@ -21,12 +21,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use async_nats::jetstream::{self, consumer::pull, consumer::AckPolicy, consumer::DeliverPolicy};
+use async_nats::jetstream::{self, consumer::pull};
 use futures::{FutureExt, StreamExt};
 use questlog_bus::lineage::{self, Mismatch};
 use questlog_bus::{ensure_stream, ChangeAnnouncement, Names, ProjectionName};
 use questlog_domain::Domain;
-use questlog_store::{leader, read_after, RecordedEvent};
+use questlog_store::{leader, RecordedEvent};
 use sqlx::{Connection, PgConnection};
 use tokio::sync::{mpsc, Semaphore};
 use tokio_util::sync::CancellationToken;
@@ -143,6 +143,14 @@ async fn feed(
     shutdown: CancellationToken,
 ) {
     let js = questlog_bus::jetstream_api(client);
+    // Where the feed reads the keys that open personal fields (connected when first used).
+    let keys = match questlog_store::connect(&config.database_url, 2) {
+        Ok(pool) => pool,
+        Err(e) => {
+            tracing::error!(error = %e, "projector feed: bad database URL");
+            return;
+        }
+    };
     let mut lanes: Vec<Join> = Vec::new();
     let mut open: Option<Open> = None;
     let mut reopen = false;
@@ -199,7 +207,11 @@ async fn feed(
                         _ => break,
                     }
                 }
-                match decode(o, &domain, messages) {
+                let decoded = match keys.acquire().await {
+                    Ok(mut conn) => decode(o, &domain, &mut conn, messages).await,
+                    Err(e) => Err(anyhow::Error::new(e).context("reading the keys of personal data")),
+                };
+                match decoded {
                     Ok(batch) => hand_out(&mut lanes, batch),
                     Err(e) => {
                         tracing::warn!(error = format!("{e:#}"), "projector feed interrupted");
@@ -242,14 +254,7 @@ async fn open_feed(
         return Ok(None);
     };
     let consumer = stream
-        .create_consumer(pull::Config {
-            ack_policy: AckPolicy::None,
-            deliver_policy: DeliverPolicy::ByStartSequence {
-                start_sequence: lowest + 1,
-            },
-            inactive_threshold: Duration::from_secs(60),
-            ..Default::default()
-        })
+        .create_consumer(questlog_bus::reader_config(&config.names, lowest + 1))
         .await
         .map_err(|e| anyhow::anyhow!("opening the projector feed's consumer: {e}"))?;
     let name = consumer.cached_info().name.clone();
@@ -287,8 +292,13 @@ async fn pull_from(
 type Received = Result<jetstream::Message, pull::MessagesError>;
 
 /// Decodes each message once, for every lane.
-fn decode(open: &mut Open, domain: &Domain, messages: Vec<Received>) -> anyhow::Result<Arc<Batch>> {
-    let items = decode_messages(domain, messages)?;
+async fn decode(
+    open: &mut Open,
+    domain: &Domain,
+    conn: &mut PgConnection,
+    messages: Vec<Received>,
+) -> anyhow::Result<Arc<Batch>> {
+    let items = decode_messages(domain, conn, messages).await?;
     if let Some(last) = items.last() {
         open.delivered = open.delivered.max(last.sequence);
     }
@@ -298,10 +308,17 @@ fn decode(open: &mut Open, domain: &Domain, messages: Vec<Received>) -> anyhow::
     }))
 }
 
-/// Reads each message's recorded event and decodes it with the modules' registry. An event this
-/// build cannot read (a newer schema version) stops the feed: nothing after it is folded.
-fn decode_messages(domain: &Domain, messages: Vec<Received>) -> anyhow::Result<Vec<Delivered>> {
-    let mut items = Vec::with_capacity(messages.len());
+/// Reads each message's recorded event, opens its personal fields with the keys as the database
+/// holds them now (the stream carries them sealed) and decodes it with the modules' registry. An
+/// event this build cannot read (a newer schema version) stops the feed: nothing after it is
+/// folded.
+async fn decode_messages(
+    domain: &Domain,
+    conn: &mut PgConnection,
+    messages: Vec<Received>,
+) -> anyhow::Result<Vec<Delivered>> {
+    let mut sequences = Vec::with_capacity(messages.len());
+    let mut events = Vec::with_capacity(messages.len());
     for message in messages {
         let message = message.map_err(|e| anyhow::anyhow!("receiving: {e}"))?;
         let sequence = message
@@ -310,12 +327,15 @@ fn decode_messages(domain: &Domain, messages: Vec<Received>) -> anyhow::Result<V
             .stream_sequence;
         let event: RecordedEvent = serde_json::from_slice(&message.payload)
             .with_context(|| format!("decoding message on {}", message.subject))?;
-        items.push(Delivered {
-            sequence,
-            event: Decoded::decode(domain, event)?,
-        });
+        sequences.push(sequence);
+        events.push(event);
     }
-    Ok(items)
+    let decoded = Decoded::open_all(conn, domain, events).await?;
+    Ok(sequences
+        .into_iter()
+        .zip(decoded)
+        .map(|(sequence, event)| Delivered { sequence, event })
+        .collect())
 }
 
 /// Gives `batch` to every lane that has room for it; a lane that has not, or has gone, leaves
@@ -604,16 +624,10 @@ impl Lane<'_> {
             if shutdown.is_cancelled() {
                 return Ok(true);
             }
-            let events = read_after(&mut self.conn, after, page)
-                .await
-                .context("reading the log")?;
-            let Some(last) = events.last() else { break };
-            after = last.position;
-            let full = i64::try_from(events.len()).unwrap_or(0) == page;
-            let decoded = events
-                .into_iter()
-                .map(|e| Decoded::decode(self.domain, e))
-                .collect::<Result<Vec<_>, _>>()?;
+            let decoded = Decoded::read_after(&mut self.conn, self.domain, after, page).await?;
+            let Some(last) = decoded.last() else { break };
+            after = last.position();
+            let full = i64::try_from(decoded.len()).unwrap_or(0) == page;
             let refs: Vec<&Decoded> = decoded.iter().collect();
             self.commit(&start.epoch, refs, None).await?;
             if !full {
@@ -653,14 +667,10 @@ impl Lane<'_> {
             .await
             .map_err(|e| anyhow::anyhow!("opening the event stream: {e}"))?;
         let consumer = stream
-            .create_consumer(pull::Config {
-                ack_policy: AckPolicy::None,
-                deliver_policy: DeliverPolicy::ByStartSequence {
-                    start_sequence: start.applied + 1,
-                },
-                inactive_threshold: Duration::from_secs(60),
-                ..Default::default()
-            })
+            .create_consumer(questlog_bus::reader_config(
+                &self.config.names,
+                start.applied + 1,
+            ))
             .await
             .map_err(|e| anyhow::anyhow!("opening {name}'s catch-up consumer: {e}"))?;
         let consumer_name = consumer.cached_info().name.clone();
@@ -686,7 +696,7 @@ impl Lane<'_> {
                     Some(Ok(m)) => m.info().map_or(u64::MAX, |i| i.pending),
                     _ => u64::MAX,
                 };
-                let items = decode_messages(self.domain, batch)?;
+                let items = decode_messages(self.domain, &mut self.conn, batch).await?;
                 let items: Vec<&Delivered> = items.iter().collect();
                 last = self.apply_batch(&start.epoch, &items, last).await?;
                 if pending <= self.config.rejoin() {

@@ -1,6 +1,7 @@
-//! Verification: every projection rebuilt from the log by the same `Projection::apply` code (each
-//! page decoded once, by the modules' registry), into
-//! temporary tables of the same names, and compared row by row with the live read models.
+//! Verification: every projection rebuilt from the log by the same code as a replay (each page
+//! decoded once, by the modules' registry; a projection's [`crate::Bulk`] fold in memory, or its
+//! `apply` page by page) into temporary tables of the same names, and compared row by row with
+//! the live read models.
 //!
 //! It all happens in one REPEATABLE READ transaction: the live rows and each projection's
 //! checkpoint are read in the same snapshot as the log, and each projection is rebuilt up to
@@ -13,15 +14,12 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use questlog_domain::Domain;
-use questlog_store::read_after;
 use serde::Serialize;
 use serde_json::Value;
 use sqlx::{Connection, PgConnection};
 
-use crate::{Decoded, Projection};
-
-/// Events read from the log per page.
-const PAGE: i64 = 2000;
+use crate::replay::{build_until, create_table, Fold};
+use crate::Projection;
 /// Differing rows shown per table and side.
 const EXAMPLES: i64 = 5;
 
@@ -57,6 +55,7 @@ pub async fn verify(
     conn: &mut PgConnection,
     domain: &Domain,
     projections: &[Arc<dyn Projection>],
+    fold: Fold,
     progress: &mut (dyn FnMut(i64, i64) + Send),
 ) -> anyhow::Result<Vec<TableCheck>> {
     let mut tx = conn.begin().await?;
@@ -72,40 +71,22 @@ pub async fn verify(
     .into_iter()
     .collect();
     let target = |p: &dyn Projection| checkpoints.get(p.name().as_str()).copied().unwrap_or(0);
-    for projection in projections {
+    let chosen: Vec<&dyn Projection> = projections.iter().map(AsRef::as_ref).collect();
+    for projection in &chosen {
+        let bulk = fold.bulk(*projection).is_some();
         for table in projection.tables() {
-            sqlx::query(&format!(
-                "CREATE TEMP TABLE {table} (LIKE public.{table} INCLUDING ALL) ON COMMIT DROP"
-            ))
-            .execute(&mut *tx)
-            .await
-            .with_context(|| format!("creating a scratch {table}"))?;
+            create_table(&mut tx, None, table, bulk).await?;
         }
     }
-    let end = projections
+    let zero = HashMap::new();
+    let until: HashMap<&'static str, i64> = chosen
         .iter()
-        .map(|p| target(p.as_ref()))
-        .max()
-        .unwrap_or(0);
-    let mut after = 0;
-    while after < end {
-        let events = Decoded::decode_all(domain, read_after(&mut *tx, after, PAGE).await?)?;
-        let Some(last) = events.last().map(Decoded::position) else {
-            break;
-        };
-        for projection in projections {
-            let upto = target(projection.as_ref());
-            let mine: Vec<_> = events.iter().filter(|e| e.position() <= upto).collect();
-            if !mine.is_empty() {
-                projection
-                    .apply(&mut tx, &mine)
-                    .await
-                    .with_context(|| format!("replaying {}", projection.name()))?;
-            }
-        }
-        after = last;
-        progress(after.min(end), end);
-    }
+        .map(|p| (p.name().as_str(), target(*p)))
+        .collect();
+    build_until(
+        &mut tx, domain, None, &chosen, &zero, &until, fold, progress,
+    )
+    .await?;
     let mut checks = Vec::new();
     for projection in projections {
         for table in projection.tables() {

@@ -171,12 +171,13 @@ pub(crate) async fn stream(
             .into());
         }
     }
-    let recorded: Vec<_> = store
+    let mut recorded: Vec<_> = store
         .read_streams(&[stream.to_string()])
         .await?
         .into_iter()
         .filter(|e| e.position <= head)
         .collect();
+    store.open(&state.domain, &mut recorded).await?;
     if recorded.is_empty() {
         return Err(ApiError::not_found(
             "not_found",

@@ -9,6 +9,7 @@
 //! A time stands for the last event recorded at or before it.
 
 use chrono::{DateTime, Utc};
+use questlog_domain::LegacyField;
 use questlog_store::RecordedEvent;
 use sqlx::PgConnection;
 
@@ -65,13 +66,17 @@ impl AsOf {
     }
 }
 
-/// The events of `streams` up to `position`, by stream and version.
+/// The events of `streams` up to `position`, by stream and version, their personal fields
+/// opened with the keys as they are now (an erased player's read as erased, whatever the
+/// position: `questlog_store::sealing`), and the plain-text ones of `legacy` too.
 pub async fn events_until(
     conn: &mut PgConnection,
     streams: &[String],
     position: i64,
+    legacy: &[LegacyField],
 ) -> Result<Vec<RecordedEvent>, ApiError> {
-    let events = questlog_store::read_streams_until(conn, streams, position).await?;
+    let mut events = questlog_store::read_streams_until(&mut *conn, streams, position).await?;
+    questlog_store::sealing::open_all(conn, legacy, &mut events).await?;
     Ok(events)
 }
 

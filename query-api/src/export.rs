@@ -91,6 +91,7 @@ pub(crate) struct ExportState {
     beside: Arc<Vec<String>>,
     exports: Arc<PlayerExports>,
     limiter: Arc<DefaultKeyedRateLimiter<Uuid>>,
+    legacy: Arc<Vec<questlog_domain::LegacyField>>,
 }
 
 impl axum::extract::FromRef<ExportState> for TokenKeys {
@@ -109,6 +110,7 @@ pub fn router(
     app: &mut App,
 ) -> Router {
     let exports = app.take::<PlayerExports>();
+    let legacy = app.domain().legacy_personal().to_vec();
     let covered: Vec<&str> = exports
         .0
         .iter()
@@ -128,6 +130,7 @@ pub fn router(
             beside: Arc::new(beside),
             exports: Arc::new(exports),
             limiter: Arc::new(RateLimiter::keyed(Quota::per_minute(two).allow_burst(two))),
+            legacy: Arc::new(legacy),
         })
 }
 
@@ -178,11 +181,11 @@ pub(crate) async fn export(
     let head: i64 = sqlx::query_scalar("SELECT coalesce(max(position), 0) FROM events")
         .fetch_one(&mut *tx)
         .await?;
-    let events: Vec<Value> = sqlx::query_scalar(
+    let recorded: Vec<sqlx::types::Json<questlog_store::RecordedEvent>> = sqlx::query_scalar(
         "SELECT jsonb_build_object('position', position, 'event_id', event_id, \
-                'stream', stream_id, 'version', stream_version, 'type', event_type, \
-                'schema_version', schema_version, 'data', data, 'metadata', metadata, \
-                'recorded_at', recorded_at) \
+                'stream_id', stream_id, 'stream_version', stream_version, \
+                'event_type', event_type, 'schema_version', schema_version, 'data', data, \
+                'metadata', metadata, 'recorded_at', recorded_at) \
            FROM events \
           WHERE metadata->>'identity' = $1 OR strpos(stream_id, $1) > 0 \
                 OR strpos(data::text, $1) > 0 \
@@ -191,6 +194,21 @@ pub(crate) async fn export(
     .bind(&needle)
     .fetch_all(&mut *tx)
     .await?;
+    // Personal fields as the caller may read them now: its own and others' opened, an erased
+    // player's as erased.
+    let mut recorded: Vec<_> = recorded.into_iter().map(|e| e.0).collect();
+    questlog_store::sealing::open_all(&mut tx, &state.legacy, &mut recorded).await?;
+    let events: Vec<Value> = recorded
+        .into_iter()
+        .map(|e| {
+            json!({
+                "position": e.position, "event_id": e.event_id, "stream": e.stream_id,
+                "version": e.stream_version, "type": e.event_type,
+                "schema_version": e.schema_version, "data": e.data, "metadata": e.metadata,
+                "recorded_at": e.recorded_at,
+            })
+        })
+        .collect();
     let mut read_models = BTreeMap::new();
     for table in state.read_models.iter() {
         read_models.insert(table.clone(), rows_naming(&mut tx, table, &needle).await?);

@@ -20,6 +20,12 @@ pub fn client_dir() -> PathBuf {
 pub async fn npm(args: &[&str], env: Vec<(&'static str, String)>) -> String {
     let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
     tokio::task::spawn_blocking(move || {
+        // The client's folder is shared (its `node_modules`, its build): one npm at a time in this
+        // process (nextest's test group does it across processes).
+        static FOLDER: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _folder = FOLDER
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let dir = client_dir();
         if !dir.join("node_modules/.package-lock.json").exists() {
             run(

@@ -22,14 +22,20 @@ const STREAM_FORMS: &str = "a stream is `<kind>` or `<kind>-<key>`, of a kind a 
 /// A stream's id and all of its events, in version order; an error when the id is malformed or
 /// the stream has no events (a typo should not look like an empty stream).
 async fn load(pool: &PgPool, raw: &str) -> anyhow::Result<(StreamId, Vec<RecordedEvent>)> {
-    let stream = crate::modules::app()
-        .domain()
+    let domain = crate::modules::app().domain();
+    let stream = domain
         .stream(raw)
         .map_err(|e| anyhow!("{e}; {STREAM_FORMS}"))?;
-    let events = PgEventStore::new(pool.clone())
+    let store = PgEventStore::new(pool.clone());
+    let mut events = store
         .read_streams(&[stream.to_string()])
         .await
         .context("reading the event log")?;
+    // An erased player's personal fields read as erased here as everywhere.
+    store
+        .open(&domain, &mut events)
+        .await
+        .context("reading the keys of personal data")?;
     if events.is_empty() {
         bail!("the stream {stream} has no events");
     }

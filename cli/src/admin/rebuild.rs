@@ -52,6 +52,7 @@ pub async fn verify_modules(
         &mut conn,
         &app.domain(),
         &projections,
+        questlog_projector::replay::Fold::Bulk,
         &mut |at, end| {
             bar.set_length(u64::try_from(end).unwrap_or(0));
             bar.set_position(u64::try_from(at).unwrap_or(0));
@@ -213,6 +214,7 @@ pub async fn replay(
             &schema,
             &chosen,
             position,
+            replay::Fold::Bulk,
             &mut progress,
         )
         .await?;

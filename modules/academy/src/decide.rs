@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 
-use questlog_domain::{Context, Rejection};
+use questlog_domain::{Context, Personal, Rejection};
 
 use crate::context::AcademyContext as _;
 
@@ -50,14 +50,14 @@ pub fn decide(cmd: &Command, ctx: &Context<'_>) -> Result<Vec<(StreamId, Event)>
                     StreamId::Username(username.key()),
                     Event::UsernameClaimed {
                         player_id: me,
-                        username: username.clone(),
+                        username: Personal::new(me, username.clone()),
                     },
                 ),
                 (
                     StreamId::Player(me),
                     Event::PlayerRegistered {
                         player_id: me,
-                        username: username.clone(),
+                        username: Personal::new(me, username.clone()),
                     },
                 ),
             ])

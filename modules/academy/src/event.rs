@@ -2,7 +2,7 @@
 //! schema version, so an old event is read through [`DomainEvent::from_parts`] even after its shape moves on.
 
 use chrono::{DateTime, NaiveDate, Utc};
-use questlog_domain::DomainEvent;
+use questlog_domain::{DomainEvent, LegacyField, Personal};
 use serde::{Deserialize, Serialize};
 
 use crate::values::{Achievement, LabId, ModuleNo, PlayerId, Timezone, Username};
@@ -33,12 +33,13 @@ pub enum Event {
     /// Username stream: the name is held by this player for good.
     UsernameClaimed {
         player_id: PlayerId,
-        username: Username,
+        username: Personal<Username>,
     },
-    /// Player: registered; starts at level 1 with 0 XP.
+    /// Player: registered; starts at level 1 with 0 XP. The name is the player's personal data
+    /// (sealed in the log, erased with the player).
     PlayerRegistered {
         player_id: PlayerId,
-        username: Username,
+        username: Personal<Username>,
     },
     /// Player: the time zone whose local days count for streaks.
     TimezoneSet { timezone: Timezone },
@@ -87,6 +88,20 @@ impl DomainEvent for Event {
         "came_online",
         "current_lab_changed",
         "went_offline",
+    ];
+
+    /// Usernames were recorded in plain text before they were sealed.
+    const LEGACY_PERSONAL: &'static [LegacyField] = &[
+        LegacyField {
+            event_type: "username_claimed",
+            field: "username",
+            subject: "player_id",
+        },
+        LegacyField {
+            event_type: "player_registered",
+            field: "username",
+            subject: "player_id",
+        },
     ];
 
     /// The stored `type` of this event.

@@ -65,14 +65,14 @@ pub fn registered(actor: Actor, name: &str) -> Vec<(StreamId, Event)> {
             StreamId::Username(username.key()),
             Event::UsernameClaimed {
                 player_id: actor.identity,
-                username: username.clone(),
+                username: questlog_domain::Personal::new(actor.identity, username.clone()),
             },
         ),
         on_player(
             actor,
             Event::PlayerRegistered {
                 player_id: actor.identity,
-                username,
+                username: questlog_domain::Personal::new(actor.identity, username),
             },
         ),
     ]

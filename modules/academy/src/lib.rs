@@ -65,7 +65,12 @@ impl kernel::Module for Academy {
             })
             .add_view::<CatalogState>(stream::CATALOG)
             .add_view::<PlayerState>(stream::PLAYER)
-            .add_view::<UsernameHolder>(stream::USERNAME);
+            .add_view::<UsernameHolder>(stream::USERNAME)
+            // A player's name is its registration's (what an erasure is confirmed with).
+            .add_player_name(stream::PLAYER, |state| {
+                let registration = state.view::<PlayerState>()?.registered.as_ref()?;
+                Some(registration.username.as_ref()?.as_str().to_owned())
+            });
         app.add_projection(player::projection::Players)
             .add_projection(catalog::projection::Catalog);
         read::register(app);

@@ -31,7 +31,8 @@ pub struct PlayerState {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Registration {
     pub player_id: PlayerId,
-    pub username: Username,
+    /// `None` once the player is erased.
+    pub username: Option<Username>,
 }
 
 impl PlayerState {
@@ -43,7 +44,7 @@ impl PlayerState {
             } => {
                 self.registered = Some(Registration {
                     player_id: *player_id,
-                    username: username.clone(),
+                    username: username.value().cloned(),
                 });
                 self.level = 1;
             }
@@ -98,5 +99,12 @@ impl PlayerState {
 
     pub fn is_registered(&self) -> bool {
         self.registered.is_some()
+    }
+
+    /// The player's erasure: its name is gone (its other state is not personal data).
+    pub fn erase(&mut self) {
+        if let Some(registration) = &mut self.registered {
+            registration.username = None;
+        }
     }
 }

@@ -109,7 +109,11 @@ impl<'a> From<&'a PlayerState> for PlayerJson<'a> {
             kind: "player",
             registered: player.is_registered(),
             player_id: player.registered.as_ref().map(|r| r.player_id),
-            username: player.registered.as_ref().map(|r| r.username.as_str()),
+            username: player
+                .registered
+                .as_ref()
+                .and_then(|r| r.username.as_ref())
+                .map(crate::values::Username::as_str),
             timezone: player.timezone.name(),
             xp: player.xp,
             level: player.level,
@@ -147,7 +151,10 @@ mod tests {
         let events = [
             Event::PlayerRegistered {
                 player_id: id,
-                username: Username::parse("Ada").expect("valid"),
+                username: questlog_domain::Personal::new(
+                    id,
+                    Username::parse("Ada").expect("valid"),
+                ),
             },
             Event::LabCompleted {
                 lab_id: LabId::parse("intro").expect("valid"),

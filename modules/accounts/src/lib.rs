@@ -7,6 +7,7 @@
 //! section.
 
 pub mod command;
+pub mod erasure;
 pub mod event;
 pub mod lockout;
 pub mod password;
@@ -53,6 +54,24 @@ pub const ARCHIVE: ArchiveSection = ArchiveSection {
     order_by: &["player_id"],
 };
 
+/// The players' keys that open their personal data in the log (`questlog_store::sealing`) travel
+/// with it: an import without them would read every sealed field as erased. An erased player's
+/// row travels too, so its key is never made again.
+pub const KEYS_ARCHIVE: ArchiveSection = ArchiveSection {
+    line: "subject_key",
+    count: "subject_keys",
+    noun: "subject key",
+    plural: "subject keys",
+    table: "subject_keys",
+    columns: &[
+        ("player_id", Column::Uuid),
+        ("key", Column::Text),
+        ("created_at", Column::Timestamptz),
+        ("erased_at", Column::Timestamptz),
+    ],
+    order_by: &["player_id"],
+};
+
 /// The accounts module, with its configuration.
 #[derive(Debug, Clone)]
 pub struct Accounts {
@@ -85,8 +104,16 @@ impl Module for Accounts {
 
     fn build(&self, app: &mut App) {
         app.add_events::<event::AccountEvent>()
+            .add_events::<questlog_domain::ErasureEvent>()
             .add_stream(ACCOUNT, valid_key)
             .add_view::<state::Account>(ACCOUNT);
+        // The names an erasure is confirmed with: those of the modules registered before this
+        // one (the binary registers the modules that name players first).
+        let names: std::sync::Arc<[_]> = app.domain().player_names().into();
+        for name in erasure::COMMAND_NAMES {
+            let names = names.clone();
+            app.extend_command(name, move |_| erasure::parser(names));
+        }
         let module = self.clone();
         // A hasher per process, its dummy hash made once.
         let hasher = std::sync::OnceLock::<Hasher>::new();
@@ -112,8 +139,15 @@ impl Module for Accounts {
             &["accounts"],
             |conn, player| Box::pin(export(conn, player)),
         ));
+        // Whether the player's personal data is sealed, and since when; never its key.
+        app.add_player_export(PlayerExport::new(
+            "personal_data",
+            &["subject_keys"],
+            |conn, player| Box::pin(export_key(conn, player)),
+        ));
         app.add_migrations(self.name(), &MIGRATIONS)
-            .add_archive_section(ARCHIVE);
+            .add_archive_section(ARCHIVE)
+            .add_archive_section(KEYS_ARCHIVE);
     }
 }
 
@@ -132,6 +166,21 @@ async fn export(
     .fetch_optional(conn)
     .await?;
     Ok(account.unwrap_or(serde_json::Value::Null))
+}
+
+/// Whether the caller's personal data is sealed (since when) or erased (when).
+async fn export_key(
+    conn: &mut sqlx::PgConnection,
+    player: uuid::Uuid,
+) -> anyhow::Result<serde_json::Value> {
+    let key: Option<serde_json::Value> = sqlx::query_scalar(
+        "SELECT jsonb_build_object('sealed_since', created_at, 'erased_at', erased_at) \
+           FROM subject_keys WHERE player_id = $1",
+    )
+    .bind(player)
+    .fetch_optional(conn)
+    .await?;
+    Ok(key.unwrap_or(serde_json::Value::Null))
 }
 
 /// The accounts module's settings, as the binary reads them (flags and environment).

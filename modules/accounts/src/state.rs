@@ -9,6 +9,8 @@ use crate::event::AccountEvent;
 pub struct Account {
     pub registered: bool,
     pub password_changes: u64,
+    /// The player was erased (`player_erased`).
+    pub erased: bool,
 }
 
 impl View for Account {
@@ -20,7 +22,11 @@ impl View for Account {
         match event.get::<AccountEvent>() {
             Some(AccountEvent::AccountRegistered { .. }) => self.registered = true,
             Some(AccountEvent::PasswordChanged { .. }) => self.password_changes += 1,
-            None => {}
+            None => {
+                if questlog_domain::personal::erased_player(event).is_some() {
+                    self.erased = true;
+                }
+            }
         }
     }
 }

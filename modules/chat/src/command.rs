@@ -6,7 +6,9 @@ use std::any::Any;
 
 use questlog_academy::context::AcademyContext as _;
 use questlog_academy::stream::StreamId as AcademyStream;
-use questlog_domain::{body, Actor, Context, Edge, Event as Erased, Rejection, Role, StreamId};
+use questlog_domain::{
+    body, Actor, Context, Edge, Event as Erased, Personal, Rejection, Role, StreamId,
+};
 use serde::Deserialize;
 use uuid::Uuid;
 
@@ -205,7 +207,7 @@ impl questlog_domain::Command for Command {
                         message_id: *message_id,
                         channel: channel.clone(),
                         sender: me,
-                        content: content.clone(),
+                        content: Personal::new(me, content.clone()),
                     },
                 )
             }
@@ -221,16 +223,16 @@ impl questlog_domain::Command for Command {
                     ));
                 }
                 match &message.content {
-                    None => Err(Rejection::conflict(
+                    _ if message.deleted => Err(Rejection::conflict(
                         "message_deleted",
                         format!("message {message_id} was deleted"),
                     )),
                     Some(now) if now == content => Ok(vec![]),
-                    Some(_) => on_message(
+                    _ => on_message(
                         message_id,
                         Event::MessageEdited {
                             message_id: *message_id,
-                            content: content.clone(),
+                            content: Personal::new(me, content.clone()),
                         },
                     ),
                 }
@@ -243,7 +245,7 @@ impl questlog_domain::Command for Command {
                         "only its sender or an admin may delete a message",
                     ));
                 }
-                if message.content.is_none() {
+                if message.deleted {
                     return Ok(vec![]);
                 }
                 on_message(

@@ -1,14 +1,14 @@
 //! Chat messages (`rm_messages`), announced on `channel:<canonical channel>`: a message's row is
 //! its stream folded by the domain's own `MessageState::evolve`, with the log's times.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use anyhow::Context as _;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use questlog_bus::{Change, ChangeOp, ProjectionName};
-use questlog_projector::rows::Rows;
-use questlog_projector::{Decoded, Projection};
+use questlog_projector::rows::{RowSink, Rows};
+use questlog_projector::{Bulk, Decoded, Projection};
 use sqlx::{PgConnection, Row};
 use uuid::Uuid;
 
@@ -83,6 +83,10 @@ impl Projection for Chat {
         &["rm_messages"]
     }
 
+    fn bulk(&self) -> Option<Box<dyn Bulk>> {
+        Some(Box::<Rebuild>::default())
+    }
+
     async fn apply(
         &self,
         tx: &mut PgConnection,
@@ -90,12 +94,10 @@ impl Projection for Chat {
     ) -> anyhow::Result<Vec<Change>> {
         let touched: Vec<(Uuid, &Event, &Decoded)> = events
             .iter()
-            .filter_map(|d| {
-                let event = d.event.get::<Event>()?;
-                message_of(&d.recorded.stream_id).map(|id| (id.0, event, *d))
-            })
+            .filter_map(|d| of_message(d).map(|(id, event)| (id, event, *d)))
             .collect();
-        if touched.is_empty() {
+        let erased = questlog_projector::erasures(events);
+        if touched.is_empty() && erased.is_empty() {
             return Ok(Vec::new());
         }
         let ids: Vec<Uuid> = touched
@@ -120,6 +122,10 @@ impl Projection for Chat {
             }
         }
         save(tx, &rows).await?;
+        // An erased sender's texts are gone, as a replay (where they open as erased) has them.
+        for (sender, position) in erased {
+            changes.extend(erase(tx, sender, position).await?);
+        }
         Ok(changes)
     }
 }
@@ -159,6 +165,7 @@ async fn load(
                             .try_get::<Option<String>, _>("content")?
                             .map(|c| MessageContent::parse(&c).context("a stored message"))
                             .transpose()?,
+                        deleted: row.try_get("deleted")?,
                     },
                     sent_at: row.try_get("sent_at")?,
                     edited_at: row.try_get("edited_at")?,
@@ -178,18 +185,89 @@ async fn save(
         .filter_map(|(id, row)| row.as_ref().map(|r| (id, r)))
         .collect();
     MESSAGE_ROWS
-        .upsert(tx, present, |mut b, (id, row)| {
-            let m = &row.message;
-            b.push_bind(*id)
-                .push_bind(m.channel.to_string())
-                .push_bind(m.sender.0)
-                .push_bind(m.content.as_ref().map(|c| c.as_str().to_owned()))
-                .push_bind(m.content.is_none())
-                .push_bind(row.sent_at)
-                .push_bind(row.edited_at)
-                .push_bind(row.position);
-        })
+        .upsert(tx, present, |mut b, (id, row)| row.put(&mut b, *id))
         .await
+}
+
+impl MessageRow {
+    /// Message `id`'s row in [`MESSAGE_ROWS`]' columns.
+    fn put(&self, out: &mut impl RowSink, id: Uuid) {
+        let m = &self.message;
+        out.put(id)
+            .put(m.channel.to_string())
+            .put(m.sender.0)
+            .put(m.content.as_ref().map(|c| c.as_str().to_owned()))
+            .put(m.deleted)
+            .put(self.sent_at)
+            .put(self.edited_at)
+            .put(self.position);
+    }
+}
+
+/// Drops an erased sender's texts, as a replay (where they open as erased) has them; the
+/// messages' changes, at the erasure's `position`.
+async fn erase(tx: &mut PgConnection, sender: Uuid, position: i64) -> anyhow::Result<Vec<Change>> {
+    let scrubbed: Vec<(Uuid, String)> = sqlx::query_as(
+        "UPDATE rm_messages SET content = NULL \
+          WHERE sender = $1 AND content IS NOT NULL RETURNING message_id, channel",
+    )
+    .bind(sender)
+    .fetch_all(&mut *tx)
+    .await?;
+    scrubbed
+        .into_iter()
+        .map(|(id, channel)| {
+            let channel = Channel::from_canonical(&channel)
+                .with_context(|| format!("a stored channel {channel:?}"))?;
+            Ok(Change {
+                topic: CHANNEL_TOPIC.topic(&channel),
+                key: id.to_string(),
+                op: ChangeOp::Upsert,
+                position,
+            })
+        })
+        .collect()
+}
+
+/// A rebuild of every message's row, folded in memory by [`MessageRow::apply`] and written once;
+/// with the senders erased (their texts dropped once every row is written).
+#[derive(Default)]
+struct Rebuild(HashMap<Uuid, Option<MessageRow>>, Vec<(Uuid, i64)>);
+
+#[async_trait]
+impl Bulk for Rebuild {
+    fn fold(&mut self, events: &[&Decoded]) -> anyhow::Result<()> {
+        self.1.extend(questlog_projector::erasures(events));
+        for decoded in events {
+            if let Some((id, event)) = of_message(decoded) {
+                let row = self.0.entry(id).or_default();
+                MessageRow::apply(row, event, decoded.recorded.recorded_at, decoded.position());
+            }
+        }
+        Ok(())
+    }
+
+    async fn finish(self: Box<Self>, conn: &mut PgConnection) -> anyhow::Result<()> {
+        let present: Vec<(&Uuid, &MessageRow)> = self
+            .0
+            .iter()
+            .filter_map(|(id, row)| row.as_ref().map(|r| (id, r)))
+            .collect();
+        MESSAGE_ROWS
+            .copy()
+            .send_all(conn, present, |line, (id, row)| row.put(line, *id))
+            .await?;
+        for (sender, position) in &self.1 {
+            erase(conn, *sender, *position).await?;
+        }
+        Ok(())
+    }
+}
+
+/// The message whose stream `decoded` is on, with its chat event.
+fn of_message(decoded: &Decoded) -> Option<(Uuid, &Event)> {
+    let event = decoded.event.get::<Event>()?;
+    message_of(&decoded.recorded.stream_id).map(|id| (id.0, event))
 }
 
 #[cfg(test)]
@@ -214,7 +292,7 @@ mod tests {
         let mut row = None;
         let edit = Event::MessageEdited {
             message_id,
-            content: text("hello!"),
+            content: questlog_domain::Personal::new(sender, text("hello!")),
         };
         assert!(
             !MessageRow::apply(&mut row, &edit, at(1), 1),
@@ -224,7 +302,7 @@ mod tests {
             message_id,
             channel: Channel::Global,
             sender,
-            content: text("hello"),
+            content: questlog_domain::Personal::new(sender, text("hello")),
         };
         assert!(MessageRow::apply(&mut row, &sent, at(2), 2));
         assert!(MessageRow::apply(&mut row, &edit, at(3), 3));
@@ -234,6 +312,7 @@ mod tests {
                 channel: Channel::Global,
                 sender,
                 content: Some(text("hello!")),
+                deleted: false,
             },
             sent_at: at(2),
             edited_at: Some(at(3)),
@@ -250,6 +329,7 @@ mod tests {
             Some(MessageRow {
                 message: Message {
                     content: None,
+                    deleted: true,
                     ..edited.message
                 },
                 ..edited

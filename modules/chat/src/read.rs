@@ -74,6 +74,8 @@ pub struct MessageOut {
     username: Option<String>,
     content: Option<String>,
     deleted: bool,
+    /// Its sender was erased: its text is gone.
+    erased: bool,
     sent_at: DateTime<Utc>,
     edited_at: Option<DateTime<Utc>>,
     position: i64,
@@ -179,7 +181,13 @@ async fn history_as_of(
         .iter()
         .map(|m| message_stream(MessageId(m.message_id)).to_string())
         .collect();
-    let recorded = events_until(conn, &streams, position).await?;
+    let recorded = events_until(
+        conn,
+        &streams,
+        position,
+        <Event as questlog_domain::DomainEvent>::LEGACY_PERSONAL,
+    )
+    .await?;
     for message in &mut history.messages {
         fold_message(message, &recorded, position)?;
     }
@@ -203,8 +211,10 @@ fn fold_message(
     for event in decode::<Event>(&mine)? {
         state.evolve(&event);
     }
-    let content = state.sent.and_then(|m| m.content);
-    message.deleted = content.is_none();
+    let sent = state.sent;
+    message.deleted = sent.as_ref().is_some_and(|m| m.deleted);
+    let content = sent.and_then(|m| m.content);
+    message.erased = !message.deleted && content.is_none();
     message.content = content.map(|c| c.as_str().to_owned());
     message.edited_at = mine
         .iter()
@@ -223,6 +233,7 @@ fn unknown_cursor() -> ApiError {
 
 const MESSAGE_COLUMNS: &str =
     "m.message_id, m.channel, m.sender, p.username, m.content, m.deleted, \
+     (m.content IS NULL AND NOT m.deleted) AS erased, \
      m.sent_at, m.edited_at, m.position \
      FROM rm_messages m LEFT JOIN rm_players p ON p.player_id = m.sender";
 
@@ -235,7 +246,7 @@ pub(crate) async fn read_history(
     position: i64,
     before: Option<Uuid>,
     limit: i64,
-) -> Result<Option<History>, sqlx::Error> {
+) -> Result<Option<History>, ApiError> {
     page(conn, channel, position, before, limit, i64::MAX).await
 }
 
@@ -247,7 +258,7 @@ async fn page(
     before: Option<Uuid>,
     limit: i64,
     sent_until: i64,
-) -> Result<Option<History>, sqlx::Error> {
+) -> Result<Option<History>, ApiError> {
     let name = channel.to_string();
     let below = match before {
         None => i64::MAX,
@@ -298,7 +309,7 @@ async fn page(
 async fn senders_registered_since(
     conn: &mut PgConnection,
     messages: &mut [MessageOut],
-) -> Result<(), sqlx::Error> {
+) -> Result<(), ApiError> {
     let streams: Vec<String> = messages
         .iter()
         .filter(|m| m.username.is_none())
@@ -307,19 +318,30 @@ async fn senders_registered_since(
     if streams.is_empty() {
         return Ok(());
     }
-    let names: Vec<(String, String)> = sqlx::query_as(
-        "SELECT stream_id, data->>'username' FROM events
+    let registrations: Vec<sqlx::types::Json<RecordedEvent>> = sqlx::query_scalar(
+        "SELECT jsonb_build_object('position', position, 'event_id', event_id, \
+                'stream_id', stream_id, 'stream_version', stream_version, \
+                'event_type', event_type, 'schema_version', schema_version, 'data', data, \
+                'metadata', metadata, 'recorded_at', recorded_at) FROM events
           WHERE stream_id = ANY($1) AND stream_version = 1 AND event_type = 'player_registered'",
     )
     .bind(&streams)
     .fetch_all(&mut *conn)
     .await?;
+    // The name as the keys have it now: an erased sender's stays unknown.
+    let mut registrations: Vec<RecordedEvent> = registrations.into_iter().map(|e| e.0).collect();
+    questlog_store::sealing::open_all(
+        &mut *conn,
+        <questlog_academy::Event as questlog_domain::DomainEvent>::LEGACY_PERSONAL,
+        &mut registrations,
+    )
+    .await?;
     for message in messages.iter_mut().filter(|m| m.username.is_none()) {
         let stream = StreamId::Player(PlayerId(message.sender)).to_string();
-        message.username = names
+        message.username = registrations
             .iter()
-            .find(|(s, _)| *s == stream)
-            .map(|(_, name)| name.clone());
+            .find(|e| e.stream_id == stream)
+            .and_then(|e| e.data.get("username")?.as_str().map(str::to_owned));
     }
     Ok(())
 }
@@ -342,7 +364,13 @@ pub(crate) async fn messages_as_of(
         .map(|m| message_stream(MessageId(m.message_id)).to_string())
         .collect();
     let until = at.iter().map(|(_, p)| *p).max().unwrap_or(0);
-    let recorded = events_until(conn, &streams, until).await?;
+    let recorded = events_until(
+        conn,
+        &streams,
+        until,
+        <Event as questlog_domain::DomainEvent>::LEGACY_PERSONAL,
+    )
+    .await?;
     at.iter()
         .map(|(id, position)| {
             let Some(row) = rows

@@ -16,8 +16,9 @@ pub struct MessageState {
 pub struct Message {
     pub channel: Channel,
     pub sender: PlayerId,
-    /// `None` once deleted.
+    /// `None` once deleted, or once its sender is erased.
     pub content: Option<MessageContent>,
+    pub deleted: bool,
 }
 
 impl MessageState {
@@ -32,17 +33,19 @@ impl MessageState {
                 self.sent = Some(Message {
                     channel: channel.clone(),
                     sender: *sender,
-                    content: Some(content.clone()),
+                    content: content.value().cloned(),
+                    deleted: false,
                 });
             }
             Event::MessageEdited { content, .. } => {
                 if let Some(m) = &mut self.sent {
-                    m.content = Some(content.clone());
+                    m.content = content.value().cloned();
                 }
             }
             Event::MessageDeleted { .. } => {
                 if let Some(m) = &mut self.sent {
                     m.content = None;
+                    m.deleted = true;
                 }
             }
         }
@@ -71,7 +74,7 @@ pub(crate) fn state_json(message: &MessageState) -> serde_json::Value {
         channel: sent.map(|m| m.channel.to_string()),
         sender: sent.map(|m| m.sender),
         content: sent.and_then(|m| m.content.as_ref()).map(|c| c.as_str()),
-        deleted: sent.is_some_and(|m| m.content.is_none()),
+        deleted: sent.is_some_and(|m| m.deleted),
     })
     // A plain struct of strings and booleans: serialisation cannot fail.
     .unwrap_or(serde_json::Value::Null)

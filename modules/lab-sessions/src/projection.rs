@@ -2,7 +2,7 @@
 //! are folded by the lab stream's own `LabSession::evolve`; the saved file system is the command
 //! side's working copy (`lab_workspaces`), joined when read.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use anyhow::Context as _;
 use async_trait::async_trait;
@@ -10,8 +10,8 @@ use chrono::{DateTime, Utc};
 use questlog_academy::stream::StreamId as AcademyStream;
 use questlog_academy::values::LabId;
 use questlog_bus::{Change, ChangeOp, ProjectionName};
-use questlog_projector::rows::Rows;
-use questlog_projector::{Decoded, Projection};
+use questlog_projector::rows::{RowSink, Rows};
+use questlog_projector::{Bulk, Decoded, Projection};
 use sqlx::{PgConnection, Row};
 use uuid::Uuid;
 
@@ -95,6 +95,10 @@ impl Projection for Labs {
         &["rm_lab_sessions"]
     }
 
+    fn bulk(&self) -> Option<Box<dyn Bulk>> {
+        Some(Box::<Rebuild>::default())
+    }
+
     async fn apply(
         &self,
         tx: &mut PgConnection,
@@ -167,16 +171,48 @@ async fn save(
     rows: &BTreeMap<(Uuid, LabId), SessionRow>,
 ) -> anyhow::Result<()> {
     SESSION_ROWS
-        .upsert(tx, rows, |mut b, ((player, lab), row)| {
-            b.push_bind(*player)
-                .push_bind(lab.as_str().to_owned())
-                .push_bind(row.session.active)
-                .push_bind(row.started_at)
-                .push_bind(int(row.session.furthest_step))
-                .push_bind(row.completed_at)
-                .push_bind(row.updated_position);
-        })
+        .upsert(tx, rows, |mut b, (key, row)| row.put(&mut b, key))
         .await
+}
+
+impl SessionRow {
+    /// The row of `(player, lab)`, in [`SESSION_ROWS`]' columns.
+    fn put(&self, out: &mut impl RowSink, (player, lab): &(Uuid, LabId)) {
+        out.put(*player)
+            .put(lab.as_str().to_owned())
+            .put(self.session.active)
+            .put(self.started_at)
+            .put(int(self.session.furthest_step))
+            .put(self.completed_at)
+            .put(self.updated_position);
+    }
+}
+
+/// A rebuild of every session's row, folded in memory by [`SessionRow::apply`] and written once.
+#[derive(Default)]
+struct Rebuild(HashMap<(Uuid, LabId), SessionRow>);
+
+#[async_trait]
+impl Bulk for Rebuild {
+    fn fold(&mut self, events: &[&Decoded]) -> anyhow::Result<()> {
+        for decoded in events {
+            if let Some((key, fact)) = of_session(decoded) {
+                self.0.entry(key).or_default().apply(
+                    fact,
+                    decoded.recorded.recorded_at,
+                    decoded.position(),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    async fn finish(self: Box<Self>, conn: &mut PgConnection) -> anyhow::Result<()> {
+        SESSION_ROWS
+            .copy()
+            .send_all(conn, &self.0, |line, (key, row)| row.put(line, key))
+            .await
+    }
 }
 
 /// `rm_lab_sessions`: one row per player and lab started or completed.

@@ -141,8 +141,13 @@ async fn session_as_of(
 ) -> Result<Option<LabSessionOut>, ApiError> {
     let lab_stream = lab_stream(PlayerId(player_id), lab_id).to_string();
     let player_stream = AcademyStream::Player(PlayerId(player_id)).to_string();
-    let recorded =
-        events_until(conn, &[lab_stream.clone(), player_stream.clone()], position).await?;
+    let recorded = events_until(
+        conn,
+        &[lab_stream.clone(), player_stream.clone()],
+        position,
+        &[],
+    )
+    .await?;
     let (lab, player): (Vec<_>, Vec<_>) = recorded
         .into_iter()
         .partition(|e| e.stream_id == lab_stream);

@@ -86,7 +86,10 @@ pub struct Entry {
     #[sqlx(skip)]
     pub rank: i64,
     pub player_id: Uuid,
+    /// `null` for a player with no name, or an erased one.
     pub username: Option<String>,
+    /// Whether the player was erased (its entry keeps its place).
+    pub erased: bool,
     pub score: i64,
     pub subscore: i64,
     pub metadata: Option<Value>,
@@ -188,7 +191,8 @@ struct Scope {
     players: Option<Vec<Uuid>>,
 }
 
-const COLUMNS: &str = "e.player_id, p.username, e.score, e.subscore, e.metadata, e.updated_at, \
+const COLUMNS: &str = "e.player_id, p.username, \
+                       (p.player_id IS NOT NULL AND p.username IS NULL) AS erased, e.score, e.subscore, e.metadata, e.updated_at, \
                        e.sort_score, e.sort_subscore, e.reached";
 
 impl Scope {

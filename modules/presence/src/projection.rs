@@ -2,14 +2,15 @@
 //! name it registered, folded by [`PresenceRow::apply`]; and a version per online stretch and lab
 //! change, so that "who was online as of a position" is a lookup.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use anyhow::Context as _;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use questlog_bus::{Change, ChangeOp, ProjectionName};
-use questlog_projector::rows::{close_open_versions, Rows};
-use questlog_projector::{Decoded, Projection};
+use questlog_projector::copy::CopyRows;
+use questlog_projector::rows::{close_open_versions, RowSink, Rows};
+use questlog_projector::{Bulk, Decoded, Projection};
 use sqlx::{PgConnection, Row};
 use uuid::Uuid;
 
@@ -22,8 +23,8 @@ use crate::names::{PRESENCE, PRESENCE_TOPIC};
 /// A row of `rm_presence`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PresenceRow {
-    /// The name the player registered.
-    pub username: Username,
+    /// The name the player registered (`None` once the player is erased).
+    pub username: Option<Username>,
     pub online: bool,
     /// When the player came online; `None` while offline.
     pub since: Option<DateTime<Utc>>,
@@ -40,7 +41,7 @@ impl PresenceRow {
         match event {
             Event::PlayerRegistered { username, .. } => {
                 row.get_or_insert_with(|| Self {
-                    username: username.clone(),
+                    username: username.value().cloned(),
                     online: false,
                     since: None,
                     current_lab: None,
@@ -86,11 +87,54 @@ impl PresenceRow {
 /// event.
 struct Version {
     player_id: Uuid,
-    username: String,
+    username: Option<String>,
     current_lab: Option<String>,
     since: Option<DateTime<Utc>>,
     valid_from: i64,
     valid_to: i64,
+}
+
+impl Version {
+    /// The version an online player's row opens at `position`; none while offline.
+    fn of(player_id: Uuid, row: Option<&PresenceRow>, position: i64) -> Option<Self> {
+        let row = row.filter(|r| r.online)?;
+        Some(Self {
+            player_id,
+            username: row.username.as_ref().map(|u| u.as_str().to_owned()),
+            current_lab: row.current_lab.as_ref().map(|l| l.as_str().to_owned()),
+            since: row.since,
+            valid_from: position,
+            valid_to: i64::MAX,
+        })
+    }
+
+    /// The version in [`PRESENCE_HISTORY`]'s columns.
+    fn put(&self, out: &mut impl RowSink) {
+        out.put(self.player_id)
+            .put(self.username.clone())
+            .put(self.current_lab.clone())
+            .put(self.since)
+            .put(self.valid_from)
+            .put(self.valid_to);
+    }
+}
+
+/// The player whose row a presence event (or registration) of a player's stream folds into.
+fn of_presence(decoded: &Decoded) -> Option<(Uuid, &Event)> {
+    let event = decoded.event.get::<Event>()?;
+    if !matches!(
+        event,
+        Event::PlayerRegistered { .. }
+            | Event::CameOnline { .. }
+            | Event::CurrentLabChanged { .. }
+            | Event::WentOffline { .. }
+    ) {
+        return None;
+    }
+    match decoded.recorded.stream_id.parse::<StreamId>() {
+        Ok(StreamId::Player(id)) => Some((id.0, event)),
+        _ => None,
+    }
 }
 
 /// Who is online (`rm_presence`, `rm_presence_history`).
@@ -106,6 +150,15 @@ impl Projection for Presence {
         &["rm_presence", "rm_presence_history"]
     }
 
+    fn bulk(&self) -> Option<Box<dyn Bulk>> {
+        Some(Box::new(Rebuild {
+            rows: HashMap::new(),
+            open: HashMap::new(),
+            closed: PRESENCE_HISTORY.copy(),
+            erased: Vec::new(),
+        }))
+    }
+
     async fn apply(
         &self,
         tx: &mut PgConnection,
@@ -113,24 +166,10 @@ impl Projection for Presence {
     ) -> anyhow::Result<Vec<Change>> {
         let touched: Vec<(Uuid, &Event, &Decoded)> = events
             .iter()
-            .filter_map(|d| {
-                let event = d.event.get::<Event>()?;
-                if !matches!(
-                    event,
-                    Event::PlayerRegistered { .. }
-                        | Event::CameOnline { .. }
-                        | Event::CurrentLabChanged { .. }
-                        | Event::WentOffline { .. }
-                ) {
-                    return None;
-                }
-                match d.recorded.stream_id.parse::<StreamId>() {
-                    Ok(StreamId::Player(id)) => Some((id.0, event, *d)),
-                    _ => None,
-                }
-            })
+            .filter_map(|d| of_presence(d).map(|(id, event)| (id, event, *d)))
             .collect();
-        if touched.is_empty() {
+        let erased = questlog_projector::erasures(events);
+        if touched.is_empty() && erased.is_empty() {
             return Ok(Vec::new());
         }
         let ids: Vec<Uuid> = touched
@@ -161,20 +200,24 @@ impl Projection for Presence {
             if let Some(previous) = open.remove(&id) {
                 versions[previous].valid_to = position;
             }
-            if let Some(row) = row.as_ref().filter(|r| r.online) {
+            if let Some(version) = Version::of(id, row.as_ref(), position) {
                 open.insert(id, versions.len());
-                versions.push(Version {
-                    player_id: id,
-                    username: row.username.as_str().to_owned(),
-                    current_lab: row.current_lab.as_ref().map(|l| l.as_str().to_owned()),
-                    since: row.since,
-                    valid_from: position,
-                    valid_to: i64::MAX,
-                });
+                versions.push(version);
             }
         }
         save(tx, &rows).await?;
         save_history(tx, &first_boundary, &versions).await?;
+        // An erased player's name is gone from its row and every version of its history.
+        for (id, position) in erased {
+            if erase(tx, id).await? == Some(true) {
+                changes.push(Change {
+                    topic: PRESENCE_TOPIC.as_str().to_owned(),
+                    key: id.to_string(),
+                    op: ChangeOp::Upsert,
+                    position,
+                });
+            }
+        }
         Ok(changes)
     }
 }
@@ -208,11 +251,15 @@ async fn load(
 ) -> anyhow::Result<BTreeMap<Uuid, Option<PresenceRow>>> {
     PRESENCE_ROWS
         .load(tx, ids, |row| {
-            let username: String = row.try_get("username")?;
+            let username: Option<String> = row.try_get("username")?;
             Ok((
                 row.try_get("player_id")?,
                 Some(PresenceRow {
-                    username: Username::parse(&username).context("a stored username")?,
+                    username: username
+                        .as_deref()
+                        .map(Username::parse)
+                        .transpose()
+                        .context("a stored username")?,
                     online: row.try_get("online")?,
                     since: row.try_get("since")?,
                     current_lab: row
@@ -234,14 +281,19 @@ async fn save(
         .filter_map(|(id, row)| row.as_ref().map(|r| (id, r)))
         .collect();
     PRESENCE_ROWS
-        .upsert(tx, present, |mut b, (id, row)| {
-            b.push_bind(*id)
-                .push_bind(row.username.as_str().to_owned())
-                .push_bind(row.online)
-                .push_bind(row.since)
-                .push_bind(row.current_lab.as_ref().map(|l| l.as_str().to_owned()));
-        })
+        .upsert(tx, present, |mut b, (id, row)| row.put(&mut b, *id))
         .await
+}
+
+impl PresenceRow {
+    /// Player `id`'s row in [`PRESENCE_ROWS`]' columns.
+    fn put(&self, out: &mut impl RowSink, id: Uuid) {
+        out.put(id)
+            .put(self.username.as_ref().map(|u| u.as_str().to_owned()))
+            .put(self.online)
+            .put(self.since)
+            .put(self.current_lab.as_ref().map(|l| l.as_str().to_owned()));
+    }
 }
 
 /// Closes each player's open version at the batch's first presence event of the player, and adds
@@ -259,15 +311,82 @@ async fn save_history(
     )
     .await?;
     PRESENCE_HISTORY
-        .insert(tx, versions, |mut b, v| {
-            b.push_bind(v.player_id)
-                .push_bind(v.username.clone())
-                .push_bind(v.current_lab.clone())
-                .push_bind(v.since)
-                .push_bind(v.valid_from)
-                .push_bind(v.valid_to);
-        })
+        .insert(tx, versions, |mut b, v| v.put(&mut b))
         .await
+}
+
+/// A rebuild of presence and its history, folded in memory by [`PresenceRow::apply`] as the live
+/// projector folds it: every presence event closes the player's open version, an online player
+/// opens the next; closed versions are encoded as they close and sent at each flush.
+/// Drops an erased player's name from its row and every version of its history; whether it is
+/// online (`None` without a row).
+async fn erase(tx: &mut PgConnection, id: Uuid) -> anyhow::Result<Option<bool>> {
+    Ok(sqlx::query_scalar(
+        "WITH h AS (UPDATE rm_presence_history SET username = NULL WHERE player_id = $1) \
+         UPDATE rm_presence SET username = NULL WHERE player_id = $1 RETURNING online",
+    )
+    .bind(id)
+    .fetch_optional(&mut *tx)
+    .await?)
+}
+
+struct Rebuild {
+    rows: HashMap<Uuid, Option<PresenceRow>>,
+    open: HashMap<Uuid, Version>,
+    closed: CopyRows,
+    /// The players erased, whose names are dropped once every row is written.
+    erased: Vec<Uuid>,
+}
+
+#[async_trait]
+impl Bulk for Rebuild {
+    fn fold(&mut self, events: &[&Decoded]) -> anyhow::Result<()> {
+        self.erased.extend(
+            questlog_projector::erasures(events)
+                .into_iter()
+                .map(|(id, _)| id),
+        );
+        let closed = &mut self.closed;
+        for decoded in events {
+            let Some((id, event)) = of_presence(decoded) else {
+                continue;
+            };
+            let position = decoded.position();
+            let row = self.rows.entry(id).or_default();
+            PresenceRow::apply(row, event, decoded.recorded.recorded_at);
+            if let Some(mut previous) = self.open.remove(&id) {
+                previous.valid_to = position;
+                closed.row(|line| previous.put(line));
+            }
+            if let Some(version) = Version::of(id, row.as_ref(), position) {
+                self.open.insert(id, version);
+            }
+        }
+        Ok(())
+    }
+
+    async fn flush(&mut self, conn: &mut PgConnection) -> anyhow::Result<()> {
+        self.closed.send(conn).await
+    }
+
+    async fn finish(mut self: Box<Self>, conn: &mut PgConnection) -> anyhow::Result<()> {
+        self.closed
+            .send_all(conn, self.open.values(), |line, v| v.put(line))
+            .await?;
+        let present: Vec<(&Uuid, &PresenceRow)> = self
+            .rows
+            .iter()
+            .filter_map(|(id, row)| row.as_ref().map(|r| (id, r)))
+            .collect();
+        PRESENCE_ROWS
+            .copy()
+            .send_all(conn, present, |line, (id, row)| row.put(line, *id))
+            .await?;
+        for id in &self.erased {
+            erase(conn, *id).await?;
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -294,7 +413,10 @@ mod tests {
         let username = Username::parse("ada").expect("name");
         let registered = Event::PlayerRegistered {
             player_id: PlayerId(Uuid::from_u128(1)),
-            username: username.clone(),
+            username: questlog_domain::Personal::new(
+                PlayerId(Uuid::from_u128(1)),
+                username.clone(),
+            ),
         };
         PresenceRow::apply(&mut row, &registered, at(2));
         PresenceRow::apply(&mut row, &online, at(3));
@@ -306,7 +428,7 @@ mod tests {
         assert_eq!(
             row,
             Some(PresenceRow {
-                username: username.clone(),
+                username: Some(username.clone()),
                 online: true,
                 since: Some(at(3)),
                 current_lab: None,
@@ -317,7 +439,7 @@ mod tests {
         assert_eq!(
             row,
             Some(PresenceRow {
-                username,
+                username: Some(username),
                 online: false,
                 since: None,
                 current_lab: None,

@@ -50,7 +50,8 @@ pub(crate) fn register_reads(app: &mut App) {
 #[derive(Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Online {
     player_id: Uuid,
-    username: String,
+    /// `null` once the player is erased.
+    username: Option<String>,
     current_lab: Option<String>,
     since: DateTime<Utc>,
 }
@@ -145,7 +146,7 @@ pub(crate) async fn online_as_of(
         .map(|v| {
             Some(Online {
                 player_id: v.player_id?,
-                username: v.username?,
+                username: v.username,
                 current_lab: v.current_lab,
                 since: v.since?,
             })

@@ -427,6 +427,12 @@ fn expectation_holds(object: &ObjectState, expected: Option<u64>) -> bool {
 
 /// Checks a value a write would record against the collection: its size, then its schema.
 fn admissible(definition: &Definition, value: &Map<String, Value>) -> Result<(), Rejection> {
+    if personal::reserved(value) {
+        return Err(Rejection::invalid(
+            "reserved_value",
+            "an object whose one member is \"$personal\" or \"$sealed\" is reserved",
+        ));
+    }
     let as_value = Value::Object(value.clone());
     let bytes = serde_json::to_vec(&as_value).map_or(usize::MAX, |b| b.len());
     if bytes > definition.max_bytes as usize {
@@ -572,7 +578,7 @@ impl questlog_domain::Command for Command {
                         owner: *owner,
                         key: key.clone(),
                         version: object.version() + 1,
-                        value: personal::seal(definition.personal, value.clone()),
+                        value: personal::seal(definition.personal, *owner, value.clone()),
                         by,
                     }),
                 ));
@@ -706,7 +712,7 @@ impl questlog_domain::Command for Command {
                         key: key.clone(),
                         version: object.version() + 1,
                         from_version: *version,
-                        value: personal::seal(definition.personal, restored),
+                        value: personal::seal(definition.personal, *owner, restored),
                         by,
                     }),
                 ));

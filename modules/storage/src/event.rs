@@ -7,7 +7,7 @@
 //! count its objects for the collection's quota.
 
 use questlog_domain::values::PlayerId;
-use questlog_domain::DomainEvent;
+use questlog_domain::{DomainEvent, Personal};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -39,7 +39,8 @@ pub enum Event {
         owner: Owner,
         key: ObjectKey,
         version: u64,
-        value: Map<String, Value>,
+        /// Sealed with the owner's key when the collection is personal.
+        value: Personal<Map<String, Value>>,
         by: PlayerId,
     },
     /// The object was deleted (its history stays; the key may be written again).
@@ -57,7 +58,7 @@ pub enum Event {
         key: ObjectKey,
         version: u64,
         from_version: u64,
-        value: Map<String, Value>,
+        value: Personal<Map<String, Value>>,
         by: PlayerId,
     },
     /// Objects that came to exist for an owner (created, or written again after a deletion).

@@ -9,15 +9,17 @@
 //! before it, for the public listing across owners. A field no longer indexed keeps its indexes
 //! (dropping them is an operator's choice); the listings accept only the fields indexed now.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use anyhow::Context as _;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use questlog_bus::{Change, ChangeOp, ProjectionName};
-use questlog_projector::{Decoded, Projection};
+use questlog_projector::copy::CopyRows;
+use questlog_projector::rows::{RowSink, Rows};
+use questlog_projector::{Bulk, Decoded, Projection};
 use sha2::{Digest, Sha256};
-use sqlx::{PgConnection, QueryBuilder, Row};
+use sqlx::{PgConnection, Row};
 use uuid::Uuid;
 
 use crate::event::Event;
@@ -126,7 +128,9 @@ impl VersionRow {
             key,
             version: i64::try_from(version).unwrap_or(i64::MAX),
             op,
-            value: value.map(|v| serde_json::Value::Object(v.clone())),
+            value: value
+                .and_then(|v| v.value())
+                .map(|v| serde_json::Value::Object(v.clone())),
             by: by.0,
             written_at: at,
             position,
@@ -195,6 +199,15 @@ impl Projection for Versions {
         &["rm_storage_versions"]
     }
 
+    fn bulk(&self) -> Option<Box<dyn Bulk>> {
+        Some(Box::new(Rebuild {
+            current: HashMap::new(),
+            closed: VERSION_ROWS.copy(),
+            indexes: BTreeMap::new(),
+            erased: Vec::new(),
+        }))
+    }
+
     async fn apply(
         &self,
         tx: &mut PgConnection,
@@ -225,7 +238,8 @@ impl Projection for Versions {
                 None => {}
             }
         }
-        if objects.is_empty() {
+        let erased = questlog_projector::erasures(events);
+        if objects.is_empty() && erased.is_empty() {
             return Ok(Vec::new());
         }
         load(tx, &mut objects).await?;
@@ -259,8 +273,50 @@ impl Projection for Versions {
             }
         }
         save(tx, &closed, new.values().flatten()).await?;
+        for (player, position) in erased {
+            changes.extend(erase(tx, player, position).await?);
+        }
         Ok(changes)
     }
+}
+
+/// Drops the values of every version of `player`'s objects in the collections that are personal
+/// as of its erasure at `position` (as the log defines them up to there), as a replay has them:
+/// there, the sealed values open as erased.
+async fn erase(
+    tx: &mut PgConnection,
+    player: uuid::Uuid,
+    position: i64,
+) -> anyhow::Result<Vec<Change>> {
+    let scrubbed: Vec<(String, String)> = sqlx::query_as(
+        "WITH defined AS ( \
+             SELECT DISTINCT ON (stream_id) data->>'collection' AS collection, \
+                    (data->>'personal')::boolean AS personal \
+               FROM events WHERE event_type = 'collection_defined' AND position <= $2 \
+              ORDER BY stream_id, position DESC) \
+         UPDATE rm_storage_versions v SET value = NULL FROM defined d \
+          WHERE d.personal AND v.collection = d.collection AND v.owner = $1 \
+            AND v.value IS NOT NULL \
+         RETURNING v.collection, v.key",
+    )
+    .bind(player.to_string())
+    .bind(position)
+    .fetch_all(&mut *tx)
+    .await
+    .context("erasing a player's personal objects")?;
+    let mut objects = scrubbed;
+    objects.sort_unstable();
+    objects.dedup();
+    // The current version of each reads as a deletion now.
+    Ok(objects
+        .into_iter()
+        .map(|(collection, key)| Change {
+            topic: TOPIC.topic(format!("{collection}:{player}")),
+            key,
+            op: ChangeOp::Delete,
+            position,
+        })
+        .collect())
 }
 
 /// Loads the current version of each of `objects`.
@@ -339,27 +395,110 @@ async fn save(
     let new: Vec<&VersionRow> = new.collect();
     // Bound parameters per statement stay under Postgres' 65,535.
     for chunk in new.chunks(5_000) {
-        let mut query = QueryBuilder::new(
-            "INSERT INTO rm_storage_versions \
-             (collection, owner, key, version, op, value, by_id, written_at, position, valid_to) ",
-        );
-        query.push_values(chunk, |mut b, row| {
-            b.push_bind(&row.collection)
-                .push_bind(&row.owner)
-                .push_bind(&row.key)
-                .push_bind(row.version)
-                .push_bind(row.op.as_str())
-                .push_bind(&row.value)
-                .push_bind(row.by)
-                .push_bind(row.written_at)
-                .push_bind(row.position)
-                .push_bind(row.valid_to);
-        });
-        query
-            .build()
-            .execute(&mut *tx)
-            .await
-            .context("saving versions")?;
+        VERSION_ROWS
+            .insert(tx, chunk, |mut b, row| row.put(&mut b))
+            .await?;
     }
     Ok(())
+}
+
+/// `rm_storage_versions`: every version of every object.
+const VERSION_ROWS: Rows = Rows {
+    table: "rm_storage_versions",
+    columns: &[
+        "collection",
+        "owner",
+        "key",
+        "version",
+        "op",
+        "value",
+        "by_id",
+        "written_at",
+        "position",
+        "valid_to",
+    ],
+    key: &[],
+    update: &[],
+};
+
+impl VersionRow {
+    /// The version in [`VERSION_ROWS`]' columns.
+    fn put(&self, out: &mut impl RowSink) {
+        out.put(self.collection.clone())
+            .put(self.owner.clone())
+            .put(self.key.clone())
+            .put(self.version)
+            .put(self.op.as_str().to_owned())
+            .put(self.value.clone())
+            .put(self.by)
+            .put(self.written_at)
+            .put(self.position)
+            .put(self.valid_to);
+    }
+}
+
+/// A rebuild of every version, folded in memory by [`VersionRow::apply`]: each object's current
+/// version is held, a version is encoded for `COPY` when the next one closes it and sent at each
+/// flush; the indexed fields' indexes are built once the rows are in.
+struct Rebuild {
+    current: HashMap<ObjectId, VersionRow>,
+    closed: CopyRows,
+    indexes: BTreeMap<String, String>,
+    /// The players erased, with where: their values are dropped once every row is written.
+    erased: Vec<(Uuid, i64)>,
+}
+
+#[async_trait]
+impl Bulk for Rebuild {
+    fn fold(&mut self, events: &[&Decoded]) -> anyhow::Result<()> {
+        self.erased.extend(questlog_projector::erasures(events));
+        let closed = &mut self.closed;
+        for decoded in events {
+            match decoded.event.get::<Event>() {
+                Some(Event::CollectionDefined {
+                    collection,
+                    indexed,
+                    ..
+                }) => {
+                    for field in indexed {
+                        self.indexes.extend(field_indexes(collection, field));
+                    }
+                }
+                Some(event) => {
+                    let Some(object) = VersionRow::object_of(event) else {
+                        continue;
+                    };
+                    let current = self.current.get_mut(&object);
+                    let at = decoded.recorded.recorded_at;
+                    if let Some(row) = VersionRow::apply(current, event, at, decoded.position()) {
+                        if let Some(previous) = self.current.insert(object, row) {
+                            closed.row(|line| previous.put(line));
+                        }
+                    }
+                }
+                None => {}
+            }
+        }
+        Ok(())
+    }
+
+    async fn flush(&mut self, conn: &mut PgConnection) -> anyhow::Result<()> {
+        self.closed.send(conn).await
+    }
+
+    async fn finish(mut self: Box<Self>, conn: &mut PgConnection) -> anyhow::Result<()> {
+        self.closed
+            .send_all(conn, self.current.values(), |line, row| row.put(line))
+            .await?;
+        for (player, position) in &self.erased {
+            erase(conn, *player, *position).await?;
+        }
+        for statement in self.indexes.values() {
+            sqlx::query(statement)
+                .execute(&mut *conn)
+                .await
+                .with_context(|| statement.clone())?;
+        }
+        Ok(())
+    }
 }

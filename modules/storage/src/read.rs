@@ -98,8 +98,13 @@ pub(crate) async fn definition_at(
     collection: &CollectionName,
     position: i64,
 ) -> Result<Definition, ApiError> {
-    let recorded =
-        events_until(conn, &[collection_stream(collection).to_string()], position).await?;
+    let recorded = events_until(
+        conn,
+        &[collection_stream(collection).to_string()],
+        position,
+        &[],
+    )
+    .await?;
     let mut state = CollectionState::default();
     for e in recorded {
         let event =

@@ -96,7 +96,7 @@ impl ObjectState {
 /// The value an event of an object's stream wrote: `None` for a deletion.
 pub fn written_value(event: &Erased) -> Option<&Map<String, Value>> {
     match event.get::<Event>()? {
-        Event::ObjectWritten { value, .. } | Event::ObjectRestored { value, .. } => Some(value),
+        Event::ObjectWritten { value, .. } | Event::ObjectRestored { value, .. } => value.value(),
         _ => None,
     }
 }

@@ -74,7 +74,7 @@ async fn the_leaderboard_ranks_by_xp_then_by_who_reached_it_first() {
     assert_eq!(ranks(entries), vec![1, 2, 3, 4]);
     assert_eq!(
         entries[0],
-        serde_json::json!({"rank": 1, "player_id": b, "username": "bob", "xp": 300, "level": 3})
+        serde_json::json!({"rank": 1, "player_id": b, "username": "bob", "erased": false, "xp": 300, "level": 3})
     );
 }
 

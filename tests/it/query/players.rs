@@ -56,6 +56,7 @@ async fn a_profile_shows_progress_unlocked_modules_and_presence() {
         json!({
             "player_id": ada,
             "username": "Ada",
+            "erased": false,
             "level": 2,
             "xp": 250,
             "streak": 3,

@@ -69,7 +69,8 @@ pub(crate) async fn labs(
     let (position, modules, labs) = if let Some(as_of) = consistency.as_of {
         // The catalog stream folded by the domain up to that point.
         let position = as_of.resolve(&mut tx).await?;
-        let recorded = events_until(&mut tx, &[StreamId::Catalog.to_string()], position).await?;
+        let recorded =
+            events_until(&mut tx, &[StreamId::Catalog.to_string()], position, &[]).await?;
         let catalog = fold(CatalogState::evolve, &decode::<Event>(&recorded)?);
         let modules = catalog
             .modules

@@ -1,14 +1,15 @@
 //! Profiles and the leaderboard (`rm_players`, `rm_leaderboard_history`): a row per registered
 //! player, folded by [`PlayerRow::apply`] through the player stream's own `PlayerState::evolve`.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use anyhow::Context as _;
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
 use questlog_bus::{Change, ChangeOp, ProjectionName};
-use questlog_projector::rows::{close_open_versions, Rows};
-use questlog_projector::{Decoded, Projection};
+use questlog_projector::copy::CopyRows;
+use questlog_projector::rows::{close_open_versions, RowSink, Rows};
+use questlog_projector::{Bulk, Decoded, Projection};
 use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, Row};
 use uuid::Uuid;
@@ -97,7 +98,7 @@ pub async fn load_players(
 /// A stored player's row.
 fn read_player(row: &PgRow) -> anyhow::Result<(Uuid, PlayerRow)> {
     let id: Uuid = row.try_get("player_id")?;
-    let username: String = row.try_get("username")?;
+    let username: Option<String> = row.try_get("username")?;
     let labs: Vec<String> = row.try_get("completed_labs")?;
     let modules: Vec<i32> = row.try_get("completed_modules")?;
     let achievements: Vec<String> = row.try_get("achievements")?;
@@ -105,7 +106,11 @@ fn read_player(row: &PgRow) -> anyhow::Result<(Uuid, PlayerRow)> {
     let state = PlayerState {
         registered: Some(Registration {
             player_id: PlayerId(id),
-            username: Username::parse(&username).context("stored username")?,
+            username: username
+                .as_deref()
+                .map(Username::parse)
+                .transpose()
+                .context("stored username")?,
         }),
         timezone: Timezone::parse(&timezone).unwrap_or_default(),
         xp: u64::try_from(row.try_get::<i64, _>("xp")?).unwrap_or(0),
@@ -205,46 +210,56 @@ async fn save_players(
     tx: &mut PgConnection,
     rows: &BTreeMap<Uuid, PlayerRow>,
 ) -> anyhow::Result<()> {
-    let registered: Vec<(&Uuid, &PlayerRow, &Registration)> = rows
+    let registered: Vec<(&Uuid, &PlayerRow)> = rows
         .iter()
-        .filter_map(|(id, r)| r.state.registered.as_ref().map(|reg| (id, r, reg)))
+        .filter(|(_, r)| r.state.is_registered())
         .collect();
     PLAYER_ROWS
-        .upsert(tx, registered, |mut b, (id, row, reg)| {
-            let s = &row.state;
-            b.push_bind(*id)
-                .push_bind(reg.username.as_str().to_owned())
-                .push_bind(i64::try_from(s.xp).unwrap_or(i64::MAX))
-                .push_bind(int(s.level))
-                .push_bind(row.xp_position)
-                .push_bind(int(s.streak.current))
-                .push_bind(int(s.streak.longest))
-                .push_bind(s.streak.last_day)
-                .push_bind(s.timezone.name())
-                .push_bind(s.last_activity)
-                .push_bind(
-                    s.completed_labs
-                        .iter()
-                        .map(|l| l.as_str().to_owned())
-                        .collect::<Vec<_>>(),
-                )
-                .push_bind(
-                    s.completed_modules
-                        .iter()
-                        .map(|m| int(*m))
-                        .collect::<Vec<_>>(),
-                )
-                .push_bind(
-                    s.achievements
-                        .iter()
-                        .map(|a| a.as_str().to_owned())
-                        .collect::<Vec<_>>(),
-                )
-                .push_bind(row.updated_position)
-                .push_bind(s.online)
-                .push_bind(s.current_lab.as_ref().map(|l| l.as_str().to_owned()));
+        .upsert(tx, registered, |mut b, (id, row)| {
+            put_player(&mut b, *id, row)
         })
         .await
+}
+
+/// A registered player's row, in [`PLAYER_ROWS`]' columns.
+fn put_player(out: &mut impl RowSink, id: Uuid, row: &PlayerRow) {
+    let s = &row.state;
+    out.put(id)
+        .put(
+            s.registered
+                .as_ref()
+                .and_then(|reg| reg.username.as_ref())
+                .map(|u| u.as_str().to_owned()),
+        )
+        .put(i64::try_from(s.xp).unwrap_or(i64::MAX))
+        .put(int(s.level))
+        .put(row.xp_position)
+        .put(int(s.streak.current))
+        .put(int(s.streak.longest))
+        .put(s.streak.last_day)
+        .put(s.timezone.name().to_owned())
+        .put(s.last_activity)
+        .put(
+            s.completed_labs
+                .iter()
+                .map(|l| l.as_str().to_owned())
+                .collect::<Vec<_>>(),
+        )
+        .put(
+            s.completed_modules
+                .iter()
+                .map(|m| int(*m))
+                .collect::<Vec<_>>(),
+        )
+        .put(
+            s.achievements
+                .iter()
+                .map(|a| a.as_str().to_owned())
+                .collect::<Vec<_>>(),
+        )
+        .put(row.updated_position)
+        .put(s.online)
+        .put(s.current_lab.as_ref().map(|l| l.as_str().to_owned()));
 }
 
 fn upsert(topic: String, key: String, position: i64) -> Change {
@@ -266,6 +281,15 @@ impl Projection for Players {
         &["rm_players", "rm_leaderboard_history"]
     }
 
+    fn bulk(&self) -> Option<Box<dyn Bulk>> {
+        Some(Box::new(Rebuild {
+            rows: HashMap::new(),
+            open: HashMap::new(),
+            closed: LEADERBOARD_HISTORY.copy(),
+            erased: Vec::new(),
+        }))
+    }
+
     async fn apply(
         &self,
         tx: &mut PgConnection,
@@ -275,7 +299,8 @@ impl Projection for Players {
             .iter()
             .filter_map(|d| of_player(d).map(|(id, event)| (id, event, d.position())))
             .collect();
-        if touched.is_empty() {
+        let erased = questlog_projector::erasures(events);
+        if touched.is_empty() && erased.is_empty() {
             return Ok(Vec::new());
         }
         let ids: Vec<Uuid> = touched
@@ -289,19 +314,8 @@ impl Projection for Players {
         let mut versions = Vec::new();
         for (id, event, position) in touched {
             let row = rows.entry(id).or_insert_with(|| PlayerRow::new(position));
-            let ranked = row.apply(event, position);
-            if ranked {
-                if let Some(reg) = &row.state.registered {
-                    versions.push(EntryVersion {
-                        player_id: id,
-                        username: reg.username.as_str().to_owned(),
-                        xp: i64::try_from(row.state.xp).unwrap_or(i64::MAX),
-                        level: int(row.state.level),
-                        xp_position: row.xp_position,
-                        valid_from: position,
-                    });
-                }
-            }
+            let (ranked, version) = fold_event(row, id, event, position);
+            versions.extend(version);
             changes.push(upsert(PLAYER_TOPIC.topic(id), id.to_string(), position));
             if ranked {
                 changes.push(upsert(
@@ -313,14 +327,63 @@ impl Projection for Players {
         }
         save_players(tx, &rows).await?;
         save_leaderboard_history(tx, &versions).await?;
+        // An erased player's name is gone from every version, as a replay (where it opens as
+        // erased) has it; nothing after the erasure can bring it back.
+        for (id, position) in erased {
+            if erase(tx, id).await? {
+                changes.push(upsert(PLAYER_TOPIC.topic(id), id.to_string(), position));
+                changes.push(upsert(
+                    LEADERBOARD_TOPIC.as_str().to_owned(),
+                    id.to_string(),
+                    position,
+                ));
+            }
+        }
         Ok(changes)
     }
+}
+
+/// Drops an erased player's name from its row and every version of its standing; whether it had
+/// a row.
+async fn erase(tx: &mut PgConnection, id: Uuid) -> anyhow::Result<bool> {
+    let found = sqlx::query(
+        "WITH p AS (UPDATE rm_players SET username = NULL WHERE player_id = $1 RETURNING 1) \
+         UPDATE rm_leaderboard_history SET username = NULL WHERE player_id = $1",
+    )
+    .bind(id)
+    .execute(&mut *tx)
+    .await?;
+    Ok(found.rows_affected() > 0)
+}
+
+/// Folds one event of player `id`'s stream into its row: whether the leaderboard moved, and the
+/// entry's new version if it did (for a registered player). The one fold of the live projector and
+/// of its rebuilds.
+fn fold_event(
+    row: &mut PlayerRow,
+    id: Uuid,
+    event: &Event,
+    position: i64,
+) -> (bool, Option<EntryVersion>) {
+    let ranked = row.apply(event, position);
+    let version = ranked
+        .then_some(row.state.registered.as_ref())
+        .flatten()
+        .map(|reg| EntryVersion {
+            player_id: id,
+            username: reg.username.as_ref().map(|u| u.as_str().to_owned()),
+            xp: i64::try_from(row.state.xp).unwrap_or(i64::MAX),
+            level: int(row.state.level),
+            xp_position: row.xp_position,
+            valid_from: position,
+        });
+    (ranked, version)
 }
 
 /// One version of a leaderboard entry, valid from `valid_from` until the player's next one.
 struct EntryVersion {
     player_id: Uuid,
-    username: String,
+    username: Option<String>,
     xp: i64,
     level: i32,
     xp_position: i64,
@@ -348,13 +411,86 @@ async fn save_leaderboard_history(
     close_open_versions(tx, LEADERBOARD_HISTORY.table, "player_id", first).await?;
     LEADERBOARD_HISTORY
         .insert(tx, versions.iter().zip(until), |mut b, (v, to)| {
-            b.push_bind(v.player_id)
-                .push_bind(v.username.clone())
-                .push_bind(v.xp)
-                .push_bind(v.level)
-                .push_bind(v.xp_position)
-                .push_bind(v.valid_from)
-                .push_bind(to);
+            v.put(&mut b, to);
         })
         .await
+}
+
+impl EntryVersion {
+    /// The version, valid until `to`, in [`LEADERBOARD_HISTORY`]'s columns.
+    fn put(&self, out: &mut impl RowSink, to: i64) {
+        out.put(self.player_id)
+            .put(self.username.clone())
+            .put(self.xp)
+            .put(self.level)
+            .put(self.xp_position)
+            .put(self.valid_from)
+            .put(to);
+    }
+}
+
+/// A rebuild of the players' rows and the leaderboard's history, folded in memory by
+/// [`fold_event`]: the rows and each player's open version are held, closed versions are
+/// encoded for `COPY` as they close and sent at each flush.
+struct Rebuild {
+    rows: HashMap<Uuid, PlayerRow>,
+    open: HashMap<Uuid, EntryVersion>,
+    closed: CopyRows,
+    /// The players erased, whose names are dropped once every row is written.
+    erased: Vec<Uuid>,
+}
+
+#[async_trait]
+impl Bulk for Rebuild {
+    fn fold(&mut self, events: &[&Decoded]) -> anyhow::Result<()> {
+        self.erased.extend(
+            questlog_projector::erasures(events)
+                .into_iter()
+                .map(|(id, _)| id),
+        );
+        let closed = &mut self.closed;
+        for decoded in events {
+            let Some((id, event)) = of_player(decoded) else {
+                continue;
+            };
+            let position = decoded.position();
+            let row = self
+                .rows
+                .entry(id)
+                .or_insert_with(|| PlayerRow::new(position));
+            if let (_, Some(version)) = fold_event(row, id, event, position) {
+                if let Some(previous) = self.open.insert(id, version) {
+                    closed.row(|line| previous.put(line, position));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn flush(&mut self, conn: &mut PgConnection) -> anyhow::Result<()> {
+        self.closed.send(conn).await
+    }
+
+    async fn finish(mut self: Box<Self>, conn: &mut PgConnection) -> anyhow::Result<()> {
+        self.closed
+            .send_all(conn, self.open.values(), |line, version| {
+                version.put(line, i64::MAX);
+            })
+            .await?;
+        let registered: Vec<(&Uuid, &PlayerRow)> = self
+            .rows
+            .iter()
+            .filter(|(_, r)| r.state.is_registered())
+            .collect();
+        PLAYER_ROWS
+            .copy()
+            .send_all(conn, registered, |line, (id, row)| {
+                put_player(line, *id, row)
+            })
+            .await?;
+        for id in &self.erased {
+            erase(conn, *id).await?;
+        }
+        Ok(())
+    }
 }

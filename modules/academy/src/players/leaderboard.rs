@@ -53,7 +53,10 @@ pub struct Entry {
     #[sqlx(skip)]
     rank: i64,
     player_id: Uuid,
-    username: String,
+    /// `null` once the player is erased.
+    username: Option<String>,
+    /// Whether the player was erased (the entry keeps its place).
+    erased: bool,
     xp: i64,
     level: i32,
     #[serde(skip)]
@@ -133,7 +136,7 @@ impl Cursor {
 /// The highest rank a cursor may carry: the entries after it are numbered without overflow.
 const MAX_CURSOR_RANK: i64 = i64::MAX - MAX_LIMIT - 1;
 
-const COLUMNS: &str = "player_id, username, xp, level, xp_position";
+const COLUMNS: &str = "player_id, username, username IS NULL AS erased, xp, level, xp_position";
 
 /// The rows a leaderboard read ranks, as a `FROM` item named like the live table: the live
 /// ones, or those that stood at a past position (the versions of `rm_leaderboard_history` valid

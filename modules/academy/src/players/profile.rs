@@ -44,7 +44,9 @@ pub(crate) const PROFILE: &[ProjectionName] = &[PLAYERS, CATALOG];
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Profile {
     player_id: Uuid,
-    username: String,
+    /// `null` once the player is erased.
+    username: Option<String>,
+    erased: bool,
     level: i32,
     xp: i64,
     streak: i32,
@@ -68,7 +70,11 @@ impl Profile {
         let int = |n: u32| i32::try_from(n).unwrap_or(i32::MAX);
         Some(Self {
             player_id: registration.player_id.0,
-            username: registration.username.as_str().to_owned(),
+            username: registration
+                .username
+                .as_ref()
+                .map(|u| u.as_str().to_owned()),
+            erased: registration.username.is_none(),
             level: int(state.level),
             xp: i64::try_from(state.xp).unwrap_or(i64::MAX),
             streak: int(state.streak.current),
@@ -141,6 +147,7 @@ pub(crate) async fn profile_as_of(
         conn,
         &[player.to_string(), StreamId::Catalog.to_string()],
         position,
+        <Event as questlog_domain::DomainEvent>::LEGACY_PERSONAL,
     )
     .await?;
     let (mine, catalog): (Vec<_>, Vec<_>) = recorded
@@ -155,7 +162,7 @@ pub(crate) async fn profile_as_of(
 #[derive(sqlx::FromRow)]
 struct PlayerRow {
     player_id: Uuid,
-    username: String,
+    username: Option<String>,
     level: i32,
     xp: i64,
     streak: i32,
@@ -180,7 +187,11 @@ impl PlayerRow {
         Ok(PlayerState {
             registered: Some(Registration {
                 player_id: PlayerId(self.player_id),
-                username: Username::parse(&self.username).map_err(|_| bad("username"))?,
+                username: self
+                    .username
+                    .as_deref()
+                    .map(|u| Username::parse(u).map_err(|_| bad("username")))
+                    .transpose()?,
             }),
             timezone: Timezone::parse(&self.timezone).map_err(|_| bad("timezone"))?,
             xp: u64::try_from(self.xp).map_err(|_| bad("xp"))?,
@@ -496,7 +507,7 @@ mod tests {
         assert!(Profile::of(&unregistered, &catalog).is_none());
         let events = [Event::PlayerRegistered {
             player_id: id,
-            username: Username::parse("Ada").expect("valid"),
+            username: questlog_domain::Personal::new(id, Username::parse("Ada").expect("valid")),
         }];
         let state = fold(PlayerState::evolve, &events);
         let json = to_value(&Profile::of(&state, &catalog));

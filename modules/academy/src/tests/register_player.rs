@@ -33,14 +33,14 @@ fn the_username_is_claimed_on_the_stream_of_its_lowercase_key() {
                 StreamId::Username("adal".into()),
                 Event::UsernameClaimed {
                     player_id: ada.identity,
-                    username: username("AdaL"),
+                    username: questlog_domain::Personal::new(ada.identity, username("AdaL")),
                 },
             ),
             on_player(
                 ada,
                 Event::PlayerRegistered {
                     player_id: ada.identity,
-                    username: username("AdaL"),
+                    username: questlog_domain::Personal::new(ada.identity, username("AdaL")),
                 },
             ),
         ]);
@@ -89,7 +89,7 @@ fn a_registered_player_starts_at_level_1_with_0_xp_in_utc_with_module_1_unlocked
         state.registered,
         Some(Registration {
             player_id: ada.identity,
-            username: username("ada"),
+            username: Some(username("ada")),
         })
     );
     assert_eq!((state.level, state.xp), (1, 0));

@@ -26,11 +26,11 @@ fn one_of_each() -> Vec<Event> {
         },
         Event::UsernameClaimed {
             player_id: ada,
-            username: username("Ada.L"),
+            username: questlog_domain::Personal::new(ada, username("Ada.L")),
         },
         Event::PlayerRegistered {
             player_id: ada,
-            username: username("Ada.L"),
+            username: questlog_domain::Personal::new(ada, username("Ada.L")),
         },
         Event::TimezoneSet {
             timezone: tz("America/Argentina/Buenos_Aires"),

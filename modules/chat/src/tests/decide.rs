@@ -36,7 +36,7 @@ fn sent(n: u128, channel: Channel, sender: Actor, content: &str) -> Logged {
             message_id: id(n),
             channel,
             sender: sender.identity,
-            content: text(content),
+            content: questlog_domain::Personal::new(sender.identity, text(content)),
         },
     )
 }
@@ -106,7 +106,7 @@ fn only_the_sender_edits_and_not_after_deletion() {
             id(1),
             Event::MessageEdited {
                 message_id: id(1),
-                content: text("hello"),
+                content: questlog_domain::Personal::new(ada.identity, text("hello")),
             },
         )]);
     given(base()).when(ada, at(NOW), edit("helo")).then(vec![]);

@@ -17,11 +17,14 @@ fn one_of_each() -> Vec<Event> {
             message_id: MessageId(Uuid::from_u128(7)),
             channel: Channel::direct(PlayerId(Uuid::from_u128(9)), ada),
             sender: ada,
-            content: MessageContent::parse("ünïcode \"quotes\" 🚀").unwrap(),
+            content: questlog_domain::Personal::new(
+                ada,
+                MessageContent::parse("ünïcode \"quotes\" 🚀").unwrap(),
+            ),
         },
         Event::MessageEdited {
             message_id: MessageId(Uuid::from_u128(7)),
-            content: MessageContent::parse("fixed").unwrap(),
+            content: questlog_domain::Personal::new(ada, MessageContent::parse("fixed").unwrap()),
         },
         Event::MessageDeleted {
             message_id: MessageId(Uuid::from_u128(7)),

@@ -1,6 +1,7 @@
 use chrono::{TimeZone as _, Utc};
 use questlog_domain::testing::given;
 use questlog_domain::values::PlayerId;
+use questlog_domain::Personal;
 use questlog_domain::{Actor, App, Domain, Edge, Event as Erased, Role, StreamId};
 use serde_json::{json, Map, Value};
 use uuid::Uuid;
@@ -87,7 +88,7 @@ fn written(owner: PlayerId, k: &str, version: u64, value: Value) -> (StreamId, E
             owner: o,
             key: key(k),
             version,
-            value: map(value),
+            value: Personal::unsealed(map(value)),
             by: owner,
         }),
     )
@@ -464,7 +465,7 @@ fn a_restore_writes_an_earlier_value_as_a_new_version() {
                     key: key("a"),
                     version: 4,
                     from_version: 1,
-                    value: map(json!({"hp": 1})),
+                    value: Personal::unsealed(map(json!({"hp": 1}))),
                     by: ADA,
                 }),
             ),

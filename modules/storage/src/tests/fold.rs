@@ -21,7 +21,9 @@ fn each_version_is_valid_until_the_next_and_a_deletion_has_no_value() {
         owner,
         key: key.clone(),
         version: 1,
-        value: json!({"hp": 3}).as_object().cloned().expect("object"),
+        value: questlog_domain::Personal::unsealed(
+            json!({"hp": 3}).as_object().cloned().expect("object"),
+        ),
         by: ada,
     };
     let mut first = VersionRow::apply(None, &write, at(1), 10).expect("a version");
