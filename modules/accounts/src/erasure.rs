@@ -50,16 +50,32 @@ impl Erase {
     }
 }
 
-#[derive(Deserialize)]
+/// `erase_me`'s body.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct EraseMeIn {
+    /// The player's username (any case); its id when it has none.
     confirm: String,
 }
 
-#[derive(Deserialize)]
+/// `erase_player`'s body.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ErasePlayerIn {
     player_id: Uuid,
+}
+
+/// The erasure commands as the OpenAPI document describes them.
+pub(crate) fn docs() -> Vec<questlog_web::openapi::CommandDoc> {
+    use questlog_web::openapi::CommandDoc;
+    vec![
+        CommandDoc::of::<EraseMeIn>(
+            "erase_me",
+            "Erase the caller's personal data for good (confirmed with its username)",
+        ),
+        CommandDoc::of::<ErasePlayerIn>("erase_player", "Erase a player's personal data for good")
+            .admin(),
+    ]
 }
 
 /// The erasure commands' parser, reading names from `names`.

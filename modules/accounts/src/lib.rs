@@ -114,6 +114,7 @@ impl Module for Accounts {
             let names = names.clone();
             app.extend_command(name, move |_| erasure::parser(names));
         }
+        app.add_command_docs(erasure::docs());
         let module = self.clone();
         // A hasher per process, its dummy hash made once.
         let hasher = std::sync::OnceLock::<Hasher>::new();
