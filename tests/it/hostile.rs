@@ -86,6 +86,8 @@ const COMMANDS: &[(&str, &[&str], &[&str])] = &[
         &["player_id", "achievement", "reason"],
         &[],
     ),
+    ("erase_me", &["confirm"], &[]),
+    ("erase_player", &["player_id"], &[]),
     (
         "define_collection",
         &["collection"],
@@ -448,6 +450,7 @@ impl World {
             "player_id" => json_string(&self.player_id(rng)),
             "achievement" => json_string(pick(rng, &["bug_hunter", "first_lab"])),
             "reason" => json_string("scripted completions"),
+            "confirm" => json_string(pick(rng, &["ada", "bob", "nope", ""])),
             "vfs_snapshot" => {
                 json!({"/home/a.txt": "hello", "/home/dir": {"b": [1, 2.5, "x", null]}}).to_string()
             }

@@ -292,14 +292,22 @@ async fn a_command_the_database_refuses_fails_alone_and_the_thirty_commands_batc
     let blocker = app.player("blocker").await;
     let mallory = app.player("mallory").await;
     let others = players(&app, "p", 30).await;
+    app.ok(
+        &app.admin_token(),
+        "define_leaderboard",
+        json!({ "leaderboard": "scores", "title": "Scores", "order": "desc", "operator": "best" }),
+    )
+    .await;
     refuse_events_containing(&app, "refuse-me").await;
     let before = event_count(&app.db).await;
 
+    // Marked in a field stored as sent (a message's text is sealed, so the database never sees
+    // it).
     let guilty = vec![send(
         &app,
         &mallory.token,
-        "send_message",
-        json!({ "channel": "global", "content": "please refuse-me" }),
+        "submit_score",
+        json!({ "leaderboard": "scores", "score": 1, "metadata": { "note": "please refuse-me" } }),
     )];
     // The guilty command's sender has an innocent command in the same batch too.
     let mut innocent = innocents(&app, &others);

@@ -21,10 +21,12 @@ async fn assert_players_match_a_rebuild(db: &TestDb) {
     let store = PgEventStore::new(pool.clone());
     let events = store.read_all(0, i64::MAX).await.expect("read the log");
     let domain = questlog::modules::app().domain();
-    let events = Decoded::decode_all(&domain, events).expect("decode");
+    let mut conn = pool.acquire().await.expect("connection");
+    let events = Decoded::open_all(&mut conn, &domain, events)
+        .await
+        .expect("open and decode");
     let rebuilt = fold_players(&events);
     let ids: Vec<Uuid> = rebuilt.keys().copied().collect();
-    let mut conn = pool.acquire().await.expect("connection");
     let live = load_players(&mut conn, &ids).await.expect("load");
     let count: i64 = sqlx::query_scalar("SELECT count(*) FROM rm_players")
         .fetch_one(&pool)

@@ -431,6 +431,46 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/commands/erase_me": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Erase the caller's personal data for good (confirmed with its username)
+         * @description The sender is the token's identity. Answered once its events are committed; read with `min_position=<position>` to see them.
+         */
+        post: operations["erase_me"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/commands/erase_player": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Erase a player's personal data for good
+         * @description An admin's token only (else `403 forbidden`). Answered once its events are committed; read with `min_position=<position>` to see them.
+         */
+        post: operations["erase_player"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/commands/grant_achievement": {
         parameters: {
             query?: never;
@@ -1166,7 +1206,10 @@ export interface components {
             rank: number;
             /** Format: uuid */
             player_id: string;
+            /** @description `null` for a player with no name, or an erased one. */
             username?: string | null;
+            /** @description Whether the player was erased (its entry keeps its place). */
+            erased: boolean;
             /** Format: int64 */
             score: number;
             /** Format: int64 */
@@ -1328,6 +1371,16 @@ export interface components {
             message_id: string;
             content: string;
         };
+        /** @description `erase_me`'s body. */
+        EraseMe: {
+            /** @description The player's username (any case); its id when it has none. */
+            confirm: string;
+        };
+        /** @description `erase_player`'s body. */
+        ErasePlayer: {
+            /** Format: uuid */
+            player_id: string;
+        };
         /** @description One event of a command's answer. */
         EventOut: {
             /** Format: int64 */
@@ -1417,6 +1470,8 @@ export interface components {
             username?: string | null;
             content?: string | null;
             deleted: boolean;
+            /** @description Its sender was erased: its text is gone. */
+            erased: boolean;
             /** Format: date-time */
             sent_at: string;
             /** Format: date-time */
@@ -1460,7 +1515,8 @@ export interface components {
         Online: {
             /** Format: uuid */
             player_id: string;
-            username: string;
+            /** @description `null` once the player is erased. */
+            username?: string | null;
             current_lab?: string | null;
             /** Format: date-time */
             since: string;
@@ -1512,7 +1568,9 @@ export interface components {
         Profile: {
             /** Format: uuid */
             player_id: string;
-            username: string;
+            /** @description `null` once the player is erased. */
+            username?: string | null;
+            erased: boolean;
             /** Format: int32 */
             level: number;
             /** Format: int64 */
@@ -1763,7 +1821,10 @@ export interface components {
             rank: number;
             /** Format: uuid */
             player_id: string;
-            username: string;
+            /** @description `null` once the player is erased. */
+            username?: string | null;
+            /** @description Whether the player was erased (the entry keeps its place). */
+            erased: boolean;
             /** Format: int64 */
             xp: number;
             /** Format: int32 */
@@ -2582,6 +2643,82 @@ export interface operations {
         requestBody: {
             content: {
                 "application/json": components["schemas"]["EditMessage"];
+            };
+        };
+        responses: {
+            /** @description The command's events, committed */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CommandOutcome"];
+                };
+            };
+            /** @description An error: problem+json with a stable `code` */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    erase_me: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description 1–128 visible ASCII characters: the same key with the same body answers the first answer again (`Idempotent-Replayed: true`) and appends nothing; with another body, `422 idempotency_key_reused`. */
+                "Idempotency-Key"?: string;
+                /** @description A UUID recorded in the events' metadata. */
+                "X-Correlation-Id"?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["EraseMe"];
+            };
+        };
+        responses: {
+            /** @description The command's events, committed */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CommandOutcome"];
+                };
+            };
+            /** @description An error: problem+json with a stable `code` */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    erase_player: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description 1–128 visible ASCII characters: the same key with the same body answers the first answer again (`Idempotent-Replayed: true`) and appends nothing; with another body, `422 idempotency_key_reused`. */
+                "Idempotency-Key"?: string;
+                /** @description A UUID recorded in the events' metadata. */
+                "X-Correlation-Id"?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ErasePlayer"];
             };
         };
         responses: {
