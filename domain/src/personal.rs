@@ -1,5 +1,5 @@
 //! Personal data in events, and its erasure (crypto-shredding). A module types a field holding a
-//! player's personal data — a username, a message's text, a personal object's value — as
+//! player's personal data — a name, a text the player wrote, a value the player stored — as
 //! [`Personal<T>`], a top-level member of its event's data. The kernel seals such a field with
 //! its subject's key as the writer appends it, and opens it as events are read back, before any
 //! module decodes them; once the subject is erased its key is gone, and the field reads as erased
@@ -239,7 +239,7 @@ mod tests {
 
     #[test]
     fn an_answer_shows_personal_fields_plain() {
-        let data = json!({"player_id": ada(), "username": Personal::new(ada(), "Ada")});
-        assert_eq!(plain(data), json!({"player_id": ada(), "username": "Ada"}));
+        let data = json!({"player_id": ada(), "name": Personal::new(ada(), "Ada")});
+        assert_eq!(plain(data), json!({"player_id": ada(), "name": "Ada"}));
     }
 }

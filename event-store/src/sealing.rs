@@ -322,10 +322,10 @@ mod tests {
     fn sealed_event(ring: &mut KeyRing) -> (RecordedEvent, Vec<Beside>) {
         let mut data = json!({
             "player_id": ada(),
-            "username": Personal::new(PlayerId(ada()), "Ada"),
+            "name": Personal::new(PlayerId(ada()), "Ada"),
         });
-        let new_keys = ring.seal(&mut data, "player-1");
-        (recorded("player-1", "player_registered", data), new_keys)
+        let new_keys = ring.seal(&mut data, "subject-1");
+        (recorded("subject-1", "profile_created", data), new_keys)
     }
 
     #[test]
@@ -336,21 +336,21 @@ mod tests {
         assert!(!event.data.to_string().contains("Ada"), "{}", event.data);
         let mut opened = event.clone();
         ring.open(&[], &mut opened);
-        assert_eq!(opened.data["username"], json!("Ada"));
+        assert_eq!(opened.data["name"], json!("Ada"));
         let mut erased = KeyRing::default();
         erased.keys.insert(ada(), None);
         let mut gone = event;
         erased.open(&[], &mut gone);
-        assert_eq!(gone.data["username"], Value::Null);
+        assert_eq!(gone.data["name"], Value::Null);
     }
 
     #[test]
     fn a_box_copied_into_another_stream_does_not_open() {
         let mut ring = KeyRing::default();
         let (mut event, _) = sealed_event(&mut ring);
-        event.stream_id = "player-2".to_owned();
+        event.stream_id = "subject-2".to_owned();
         ring.open(&[], &mut event);
-        assert_eq!(event.data["username"], Value::Null);
+        assert_eq!(event.data["name"], Value::Null);
     }
 
     #[test]
@@ -359,29 +359,29 @@ mod tests {
         ring.keys.insert(ada(), None);
         let (event, new_keys) = sealed_event(&mut ring);
         assert!(new_keys.is_empty());
-        assert_eq!(event.data["username"], Value::Null);
+        assert_eq!(event.data["name"], Value::Null);
     }
 
     #[test]
     fn plain_text_recorded_before_sealing_reads_erased_once_its_subject_is() {
         let legacy = [LegacyField {
-            event_type: "player_registered",
-            field: "username",
+            event_type: "profile_created",
+            field: "name",
             subject: "player_id",
         }];
         let event = recorded(
-            "player-1",
-            "player_registered",
-            json!({"player_id": ada(), "username": "Ada"}),
+            "subject-1",
+            "profile_created",
+            json!({"player_id": ada(), "name": "Ada"}),
         );
         assert_eq!(subjects(&legacy, std::slice::from_ref(&event)), vec![ada()]);
         let mut kept = event.clone();
         KeyRing::default().open(&legacy, &mut kept);
-        assert_eq!(kept.data["username"], json!("Ada"));
+        assert_eq!(kept.data["name"], json!("Ada"));
         let mut erased = KeyRing::default();
         erased.keys.insert(ada(), None);
         let mut gone = event;
         erased.open(&legacy, &mut gone);
-        assert_eq!(gone.data["username"], Value::Null);
+        assert_eq!(gone.data["name"], Value::Null);
     }
 }

@@ -31,8 +31,8 @@ pub fn api_docs() -> OpenApi {
 #[into_params(parameter_in = Query)]
 #[allow(dead_code)] // Documentation: the handler reads the pairs as they come.
 pub(crate) struct SubscribeParams {
-    /// A topic to follow (repeat for several): `player:<id>`, `presence`, `channel:<channel>`, a
-    /// topic a module registers. None beside a `ticket`.
+    /// A topic to follow (repeat for several), of a kind a module registers: `<kind>` or
+    /// `<kind>:<key>`. None beside a `ticket`.
     #[param(explode = true)]
     topic: Option<Vec<String>>,
     /// A ticket from `POST /v1/subscribe/ticket` (single use): the credential and the topics.

@@ -4088,8 +4088,8 @@ export interface operations {
         parameters: {
             query?: {
                 /**
-                 * @description A topic to follow (repeat for several): `player:<id>`, `presence`, `channel:<channel>`, a
-                 *     topic a module registers. None beside a `ticket`.
+                 * @description A topic to follow (repeat for several), of a kind a module registers: `<kind>` or
+                 *     `<kind>:<key>`. None beside a `ticket`.
                  */
                 topic?: string[];
                 /** @description A ticket from `POST /v1/subscribe/ticket` (single use): the credential and the topics. */
