@@ -25,7 +25,13 @@ apt_install() {
   if [ -z "${QUESTLOG_APT_UPDATED:-}" ]; then
     DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2 && export QUESTLOG_APT_UPDATED=1
   fi
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >&2
+  # apt's progress goes to a log shown only when the install fails.
+  local log status=0
+  log=$(mktemp)
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >"$log" 2>&1 || status=$?
+  [ "$status" -eq 0 ] || tail -n 30 "$log" >&2
+  rm -f "$log"
+  return "$status"
 }
 
 ensure_postgres() {

@@ -55,7 +55,10 @@ try {
   const console_ = [];
   page.on("console", (m) => console_.push(m.text()));
   await page.goto(`${origin}/?api=${encodeURIComponent(api)}&lab=${lab}`);
-  const handle = await page.waitForFunction(() => window.result, undefined, { timeout: 30_000 });
+  const handle = await page.waitForFunction(() => window.result, undefined, { timeout: 30_000 }).catch(async (error) => {
+    const shown = await page.textContent("#xp").catch(() => "?");
+    throw new Error(`${error.message}; the page shows ${shown}; its console:\n${console_.join("\n")}`);
+  });
   const result = await handle.jsonValue();
   if (result.error) throw new Error(`the page failed: ${result.error}\n${console_.join("\n")}`);
   if (result.xp !== 75) throw new Error(`the page saw ${JSON.stringify(result)}`);
