@@ -74,6 +74,7 @@ impl kernel::Module for Academy {
         app.add_projection(player::projection::Players)
             .add_projection(catalog::projection::Catalog);
         read::register(app);
+        catalog::cli::register(app);
         app.add_command_docs(command::docs());
         app.add_migrations(self.name(), &MIGRATIONS);
     }
