@@ -28,7 +28,7 @@ pub fn app() -> App {
 pub fn configured(serve: &ServeArgs, hooks: &Hooks) -> anyhow::Result<App> {
     Ok(with(
         &serve.presence.module(hooks.job_interval),
-        &serve.accounts.module()?,
+        &serve.accounts.module(hooks.job_interval)?,
         hooks.job_interval,
     ))
 }
