@@ -75,6 +75,7 @@ impl kernel::Module for Academy {
         app.add_projection(player::projection::Players)
             .add_projection(catalog::projection::Catalog);
         read::register(app);
+        catalog::cli::register(app);
         app.add_command_docs(command::docs());
         // Its claims are named for digests under the deployment's name key: the key travels
         // with the log.
