@@ -145,8 +145,8 @@ fn board(at: At) -> String {
     match at {
         At::Now => "rm_players".to_owned(),
         At::AsOf(position) => format!(
-            "(SELECT {COLUMNS} FROM rm_leaderboard_history \
-               WHERE int8range(valid_from, valid_to) @> {position}::bigint) AS rm_players"
+            "(SELECT {COLUMNS} FROM rm_leaderboard_history WHERE {}) AS rm_players",
+            questlog_query_api::as_of::valid_at(&position.to_string())
         ),
     }
 }
