@@ -214,7 +214,7 @@ async fn feed(
         if reopen {
             reopen = false;
             if let Some(old) = open.take() {
-                let _ = old.stream.delete_consumer(&old.consumer).await;
+                drop_consumer(old.stream, old.consumer);
             }
             // Lanes that asked meanwhile are let in before the consumer opens.
             while let Ok(join) = requests.try_recv() {
@@ -401,6 +401,15 @@ async fn open_feed(
         stream_created: Arc::from(state.created),
         delivered: lowest,
     }))
+}
+
+/// Deletes a consumer no longer read, without waiting: while a NATS cluster recovers from a lost
+/// node the deletion may take 10 s to be answered, and the next consumer need not wait for it
+/// (a consumer whose deletion failed is dropped by the server after its inactivity threshold).
+fn drop_consumer(stream: jetstream::stream::Stream, consumer: String) {
+    tokio::spawn(async move {
+        let _ = stream.delete_consumer(&consumer).await;
+    });
 }
 
 async fn pull_from(
@@ -891,7 +900,7 @@ impl Lane<'_> {
             }
         }
         .await;
-        let _ = stream.delete_consumer(&consumer_name).await;
+        drop_consumer(stream, consumer_name);
         result
     }
 
