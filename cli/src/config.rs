@@ -15,6 +15,8 @@ pub struct Cli {
     pub command: Cmd,
 }
 
+/// The binary's own commands; the modules' admin commands (`AdminCommandsExt`) are added to
+/// these when the command line is read (`main.rs`).
 #[derive(Debug, Subcommand)]
 pub enum Cmd {
     /// Create the database if needed and bring its schema up to date.
@@ -30,9 +32,6 @@ pub enum Cmd {
     State(StateArgs),
     /// Show the log's size and each projection's checkpoint and lag (read-only).
     Stats(StatsArgs),
-    /// The academy module's catalog of modules and labs.
-    #[command(subcommand)]
-    Catalog(CatalogCmd),
     /// Rebuild every read model from the log and compare it with the live one; exits 1 on any
     /// drift.
     Verify {
@@ -84,13 +83,6 @@ pub enum Cmd {
 pub enum TokenCmd {
     /// Issue a token (the only way to get an admin token).
     Issue(TokenIssueArgs),
-}
-
-#[derive(Debug, Subcommand)]
-pub enum CatalogCmd {
-    /// Define the modules and labs of a TOML file (see the README for its format). Applying the
-    /// same file again changes nothing.
-    Apply(CatalogApplyArgs),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -188,17 +180,9 @@ pub struct ServeArgs {
     #[arg(long, env = "QUESTLOG_READ_DATABASE_URL")]
     pub read_database_url: Option<String>,
 
-    /// The presence module's settings.
+    /// The modules' settings (`crate::modules`).
     #[command(flatten)]
-    pub presence: questlog_presence::PresenceArgs,
-
-    /// The chat module's settings.
-    #[command(flatten)]
-    pub chat: questlog_chat::ChatArgs,
-
-    /// The accounts module's settings.
-    #[command(flatten)]
-    pub accounts: questlog_accounts::AccountsArgs,
+    pub modules: crate::modules::ModuleArgs,
 
     /// Sessions' tokens and the limit on anonymous identities.
     #[command(flatten)]
@@ -230,9 +214,7 @@ impl ServeArgs {
             max_batch: 256,
             db_pool: 16,
             read_database_url: None,
-            presence: questlog_presence::PresenceArgs::default(),
-            chat: questlog_chat::ChatArgs::default(),
-            accounts: questlog_accounts::AccountsArgs::default(),
+            modules: crate::modules::ModuleArgs::default(),
             sessions: SessionArgs::default(),
             stream: StreamArgs::default(),
             cors_origins: vec!["*".to_owned()],
@@ -387,16 +369,6 @@ pub struct StateArgs {
 #[derive(Debug, Clone, Args)]
 pub struct StatsArgs {
     /// Print the statistics as JSON.
-    #[arg(long)]
-    pub json: bool,
-}
-
-#[derive(Debug, Clone, Args)]
-pub struct CatalogApplyArgs {
-    /// The catalog file (TOML: `[[module]]` and `[[lab]]` tables).
-    pub file: std::path::PathBuf,
-
-    /// Print what was applied as a JSON array.
     #[arg(long)]
     pub json: bool,
 }

@@ -1,17 +1,18 @@
 //! `questlog`: serve, migrate, and the admin commands.
 
 use anyhow::Context as _;
-use clap::Parser;
+use clap::{CommandFactory as _, FromArgMatches as _};
 use questlog::admin::archive::{self, ImportOutcome};
-use questlog::admin::{catalog, inspect};
+use questlog::admin::inspect;
 use questlog::app::{prepare_database, redact, token_keys, Application};
-use questlog::config::{CatalogCmd, Cli, Cmd, TokenCmd};
-use questlog_academy::Role;
+use questlog::config::{Cli, Cmd, StoreArgs, TokenCmd};
+use questlog_command_api::admin::{AdminCommands, AdminContext};
+use questlog_domain::Role;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     questlog_web::telemetry::init("info,sqlx=warn");
-    match run(Cli::parse()).await {
+    match run_command_line().await {
         // Output piped into `head` or a pager that quit: the reader has what it wanted.
         Err(e) if closed_output(&e) => Ok(()),
         other => other,
@@ -24,6 +25,32 @@ fn closed_output(error: &anyhow::Error) -> bool {
             .downcast_ref::<std::io::Error>()
             .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
     })
+}
+
+/// Reads the command line, the binary's own commands and every module's admin commands, and
+/// runs the one it names.
+async fn run_command_line() -> anyhow::Result<()> {
+    let app = questlog::modules::app();
+    let admin = app.part::<AdminCommands>();
+    let matches = admin
+        .into_iter()
+        .flat_map(AdminCommands::commands)
+        .fold(Cli::command(), clap::Command::subcommand)
+        .get_matches();
+    if let Some((name, sub)) = matches.subcommand() {
+        if let Some(admin) = admin.filter(|admin| admin.contains(name)) {
+            let store = StoreArgs::from_arg_matches(&matches)?;
+            let context = AdminContext {
+                pool: prepare_database(&store.database_url).await?,
+                domain: app.domain(),
+                matches: sub.clone(),
+            };
+            if let Some(command) = admin.run(name, context) {
+                return command.await;
+            }
+        }
+    }
+    run(Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())).await
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -105,11 +132,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Stats(args) => {
             let pool = read_only(&cli.store.database_url)?;
             inspect::stats(&pool, args.json, &mut std::io::stdout().lock()).await?;
-        }
-        Cmd::Catalog(CatalogCmd::Apply(args)) => {
-            let pool = prepare_database(&cli.store.database_url).await?;
-            let out = &mut std::io::stdout().lock();
-            catalog::apply(&pool, &args.file, args.json, out).await?;
         }
         Cmd::Export(args) => {
             let url = &cli.store.database_url;

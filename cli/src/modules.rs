@@ -1,5 +1,5 @@
-//! The modules this binary runs. A module is one crate and one line here; its configuration
-//! comes from the binary's.
+//! The modules this binary runs, and their settings: the one file of the binary that names them.
+//! A module is one crate and one line here (and a field of [`ModuleArgs`] when it has settings).
 
 use questlog_academy::Academy;
 use questlog_accounts::Accounts;
@@ -14,6 +14,22 @@ use questlog_storage::Storage;
 use crate::app::Hooks;
 use crate::config::ServeArgs;
 
+/// The settings of the modules that have some, read with `serve`'s (flags and environment).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ModuleArgs {
+    /// The presence module's settings.
+    #[command(flatten)]
+    pub presence: questlog_presence::PresenceArgs,
+
+    /// The chat module's settings.
+    #[command(flatten)]
+    pub chat: questlog_chat::ChatArgs,
+
+    /// The accounts module's settings.
+    #[command(flatten)]
+    pub accounts: questlog_accounts::AccountsArgs,
+}
+
 /// The app with every module questlog ships registered, each with its default configuration
 /// (for what needs the modules' commands, events, migrations or archive sections, not their jobs'
 /// settings).
@@ -27,8 +43,8 @@ pub fn app() -> App {
 /// When a module's settings are out of range.
 pub fn configured(serve: &ServeArgs, hooks: &Hooks) -> anyhow::Result<App> {
     Ok(with(
-        &serve.presence.module(hooks.job_interval),
-        &serve.accounts.module()?,
+        &serve.modules.presence.module(hooks.job_interval),
+        &serve.modules.accounts.module()?,
         hooks.job_interval,
     ))
 }
@@ -57,5 +73,8 @@ fn with(
 /// The per-sender limit on the commands modules mark rate-limited, configured from the module
 /// whose settings carry it (the chat's).
 pub fn sender_limiter(serve: &ServeArgs) -> questlog_command_api::SenderLimiter {
-    questlog_command_api::SenderLimiter::new(serve.chat.chat_per_minute, serve.chat.chat_burst)
+    questlog_command_api::SenderLimiter::new(
+        serve.modules.chat.chat_per_minute,
+        serve.modules.chat.chat_burst,
+    )
 }

@@ -2,6 +2,7 @@
 //! commands that are decided by the pure domain and committed together by the group-commit
 //! [`writer`]; the routes modules add beside them ([`routes`]).
 
+pub mod admin;
 pub mod clients;
 pub mod jobs;
 pub mod limits;

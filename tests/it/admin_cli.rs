@@ -3,8 +3,8 @@
 //! routes and with the database itself.
 
 use chrono::{DateTime, Utc};
-use questlog::admin::catalog;
 use questlog::admin::inspect::{self, At};
+use questlog_academy::catalog::cli as catalog;
 use questlog_tests::{event_count, position, TestApp};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -325,7 +325,13 @@ async fn a_catalog_file_defines_the_catalog_and_applying_it_again_appends_nothin
     let pool = app.db.pool(2);
     let file = TempFile::new(CATALOG);
 
-    let applied = json_of!(|out| catalog::apply(&pool, &file.0, true, out));
+    let applied = json_of!(|out| catalog::apply(
+        &pool,
+        questlog::modules::app().domain(),
+        &file.0,
+        true,
+        out
+    ));
     assert_eq!(
         results(&applied),
         [
@@ -355,7 +361,13 @@ async fn a_catalog_file_defines_the_catalog_and_applying_it_again_appends_nothin
 
     // Again: every entry unchanged, nothing appended.
     let before = event_count(&app.db).await;
-    let again = json_of!(|out| catalog::apply(&pool, &file.0, true, out));
+    let again = json_of!(|out| catalog::apply(
+        &pool,
+        questlog::modules::app().domain(),
+        &file.0,
+        true,
+        out
+    ));
     assert!(
         results(&again).iter().all(|(_, r)| r == "unchanged"),
         "{again}"
@@ -370,9 +382,15 @@ async fn a_catalog_file_defines_the_catalog_and_applying_it_again_appends_nothin
     // One lab's XP changed: that lab alone is defined anew.
     let changed = TempFile::new(&CATALOG.replace("xp = 200", "xp = 250"));
     let mut text = Vec::new();
-    catalog::apply(&pool, &changed.0, false, &mut text)
-        .await
-        .expect("applied");
+    catalog::apply(
+        &pool,
+        questlog::modules::app().domain(),
+        &changed.0,
+        false,
+        &mut text,
+    )
+    .await
+    .expect("applied");
     let text = String::from_utf8(text).expect("UTF-8");
     assert!(
         text.lines()
@@ -422,9 +440,15 @@ async fn bad_catalog_files_are_refused_naming_the_entry_and_append_nothing() {
     for (text, expected) in cases {
         let file = TempFile::new(&text);
         let mut out = Vec::new();
-        let err = catalog::apply(&pool, &file.0, false, &mut out)
-            .await
-            .expect_err("refused");
+        let err = catalog::apply(
+            &pool,
+            questlog::modules::app().domain(),
+            &file.0,
+            false,
+            &mut out,
+        )
+        .await
+        .expect_err("refused");
         let message = format!("{err:#}");
         assert!(
             message.contains(expected),
@@ -441,16 +465,28 @@ async fn bad_catalog_files_are_refused_naming_the_entry_and_append_nothing() {
          [[module]]\nnumber = 3\ntitle = \"Three\"\nrequires = [2]\n",
     );
     let mut out = Vec::new();
-    catalog::apply(&pool, &ok.0, false, &mut out)
-        .await
-        .expect("applied");
+    catalog::apply(
+        &pool,
+        questlog::modules::app().domain(),
+        &ok.0,
+        false,
+        &mut out,
+    )
+    .await
+    .expect("applied");
     let before = event_count(&app.db).await;
     let cycle = TempFile::new(&format!(
         "{module_1}[[module]]\nnumber = 2\ntitle = \"Two\"\nrequires = [3]\n"
     ));
-    let err = catalog::apply(&pool, &cycle.0, false, &mut Vec::new())
-        .await
-        .expect_err("a cycle");
+    let err = catalog::apply(
+        &pool,
+        questlog::modules::app().domain(),
+        &cycle.0,
+        false,
+        &mut Vec::new(),
+    )
+    .await
+    .expect_err("a cycle");
     assert!(
         format!("{err:#}").contains("[[module]] number = 2: module_cycle"),
         "{err:#}"
@@ -458,9 +494,15 @@ async fn bad_catalog_files_are_refused_naming_the_entry_and_append_nothing() {
     assert_eq!(event_count(&app.db).await, before, "module 1 was appended");
 
     let missing = std::env::temp_dir().join(format!("questlog-missing-{}.toml", Uuid::new_v4()));
-    let err = catalog::apply(&pool, &missing, false, &mut Vec::new())
-        .await
-        .expect_err("no file");
+    let err = catalog::apply(
+        &pool,
+        questlog::modules::app().domain(),
+        &missing,
+        false,
+        &mut Vec::new(),
+    )
+    .await
+    .expect_err("no file");
     assert!(
         format!("{err:#}").contains("reading the catalog file"),
         "{err:#}"

@@ -61,13 +61,12 @@ where
 /// The test configuration without the chat flood limit: the load sends many messages per player.
 pub(crate) fn serve_args() -> ServeArgs {
     let many = NonZeroU32::new(1_000_000).expect("positive");
-    ServeArgs {
-        chat: questlog_chat::ChatArgs {
-            chat_per_minute: many,
-            chat_burst: many,
-        },
-        ..TestApp::serve_args()
-    }
+    let mut serve = TestApp::serve_args();
+    serve.modules.chat = questlog_chat::ChatArgs {
+        chat_per_minute: many,
+        chat_burst: many,
+    };
+    serve
 }
 
 /// A command the server acknowledged: the key it was sent with and the answer.

@@ -1063,8 +1063,8 @@ async fn send(
 async fn world() -> World {
     let mut serve = TestApp::serve_args();
     // Chat limits would refuse most chat commands before they reach the edge's checks.
-    serve.chat.chat_burst = std::num::NonZeroU32::new(1_000_000).expect("positive");
-    serve.chat.chat_per_minute = std::num::NonZeroU32::new(1_000_000).expect("positive");
+    serve.modules.chat.chat_burst = std::num::NonZeroU32::new(1_000_000).expect("positive");
+    serve.modules.chat.chat_per_minute = std::num::NonZeroU32::new(1_000_000).expect("positive");
     let db = questlog_tests::TestDb::create().await;
     let store = questlog_tests::store_args(&db);
     let app = TestApp::spawn_serving(db, store, questlog::app::Hooks::default(), serve).await;

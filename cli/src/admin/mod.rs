@@ -2,8 +2,8 @@
 //! any `Write`, so that tests call them as the binary does.
 
 pub mod archive;
-pub mod catalog;
 pub mod inspect;
-pub mod output;
 pub mod rebuild;
 pub mod repair;
+
+pub use questlog_command_api::admin::output;

@@ -1,6 +1,7 @@
 //! The catalog of modules and labs, defined by admins. XP always comes from here, never from a client.
 
 pub mod apply;
+pub mod cli;
 pub mod projection;
 pub mod read;
 

@@ -80,6 +80,7 @@ impl kernel::Module for Academy {
         // Its achievements are achievements of the achievements module, built in.
         achievements::register(app);
         read::register(app);
+        catalog::cli::register(app);
         app.add_command_docs(command::docs());
         app.add_migrations(self.name(), &MIGRATIONS);
     }
