@@ -261,8 +261,8 @@ struct Writer {
     clock: Clock,
     /// The keys personal fields are sealed with (see `questlog_store::sealing`).
     keys: KeyRing,
-    /// The data of the batch being appended, its personal fields plain: what the answers show.
-    answers: Vec<serde_json::Value>,
+    /// The events of the batch being appended as the answers show them.
+    answers: Vec<Shown>,
 }
 
 /// Most subjects' keys the writer keeps before it reads them afresh.
@@ -551,12 +551,11 @@ impl Writer {
             .iter()
             .map(|(stream, (read, _, _))| (stream.to_string(), ExpectedVersion::at(*read)))
             .collect();
-        let events = batch.events.clone();
-        let answers = std::mem::take(&mut self.answers);
+        let mut answers = std::mem::take(&mut self.answers);
         #[allow(clippy::cast_precision_loss)]
         {
             metrics::histogram!("questlog_append_batch_commands").record(decided.len() as f64);
-            metrics::histogram!("questlog_append_batch_events").record(events.len() as f64);
+            metrics::histogram!("questlog_append_batch_events").record(answers.len() as f64);
         }
         let started = std::time::Instant::now();
         let appended = self.store.append(batch).await;
@@ -578,13 +577,17 @@ impl Writer {
                             continue;
                         }
                     };
+                    // Each event is one command's: its answer takes it.
                     let out = (first..first + count)
-                        .map(|i| EventOut {
-                            position: appended.positions[i],
-                            stream: events[i].stream_id.clone(),
-                            version: appended.versions[i],
-                            event_type: events[i].event_type.clone(),
-                            data: answers[i].clone(),
+                        .map(|i| {
+                            let shown = std::mem::take(&mut answers[i]);
+                            EventOut {
+                                position: appended.positions[i],
+                                stream: shown.stream,
+                                version: appended.versions[i],
+                                event_type: shown.event_type,
+                                data: shown.data,
+                            }
                         })
                         .collect::<Vec<_>>();
                     let position = out.last().map_or(appended.head, |e| e.position);
@@ -659,7 +662,11 @@ impl Writer {
         self.answers = batch
             .events
             .iter()
-            .map(|e| questlog_domain::personal::plain(e.data.clone()))
+            .map(|e| Shown {
+                stream: e.stream_id.clone(),
+                event_type: e.event_type.clone(),
+                data: questlog_domain::personal::plain(e.data.clone()),
+            })
             .collect();
         let subjects = marked_subjects(&batch.events);
         if subjects.is_empty() {
@@ -675,6 +682,15 @@ impl Writer {
         }
         Ok(())
     }
+}
+
+/// An event of the batch being appended as its command's answer shows it: its personal fields
+/// plain (the log holds them sealed).
+#[derive(Default)]
+struct Shown {
+    stream: String,
+    event_type: String,
+    data: serde_json::Value,
 }
 
 /// The subjects of the personal fields the events mark.

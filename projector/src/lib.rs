@@ -117,6 +117,26 @@ pub fn erasures(events: &[&Decoded]) -> Vec<(uuid::Uuid, i64)> {
         .collect()
 }
 
+/// The events of a batch a projection keeps a row per entity of, each with its entity's key as
+/// `of` finds it (in log order), and the keys they touch, each once and in order: what the
+/// projection loads before folding them.
+pub fn touched<'a, K: Ord + Copy, E: ?Sized>(
+    events: &[&'a Decoded],
+    of: impl Fn(&'a Decoded) -> Option<(K, &'a E)>,
+) -> (Vec<(K, &'a E, &'a Decoded)>, Vec<K>) {
+    let touched: Vec<(K, &E, &Decoded)> = events
+        .iter()
+        .filter_map(|d| of(d).map(|(key, event)| (key, event, *d)))
+        .collect();
+    let keys = touched
+        .iter()
+        .map(|(key, _, _)| *key)
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    (touched, keys)
+}
+
 /// A read model fed by events. `apply` runs inside the projector's transaction.
 #[async_trait]
 pub trait Projection: Send + Sync {

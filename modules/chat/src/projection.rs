@@ -1,7 +1,7 @@
 //! Chat messages (`rm_messages`), announced on `channel:<canonical channel>`: a message's row is
 //! its stream folded by the domain's own `MessageState::evolve`, with the log's times.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 
 use anyhow::Context as _;
 use async_trait::async_trait;
@@ -92,20 +92,11 @@ impl Projection for Chat {
         tx: &mut PgConnection,
         events: &[&Decoded],
     ) -> anyhow::Result<Vec<Change>> {
-        let touched: Vec<(Uuid, &Event, &Decoded)> = events
-            .iter()
-            .filter_map(|d| of_message(d).map(|(id, event)| (id, event, *d)))
-            .collect();
+        let (touched, ids) = questlog_projector::touched(events, of_message);
         let erased = questlog_projector::erasures(events);
         if touched.is_empty() && erased.is_empty() {
             return Ok(Vec::new());
         }
-        let ids: Vec<Uuid> = touched
-            .iter()
-            .map(|(id, _, _)| *id)
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .collect();
         let mut rows = load(tx, &ids).await?;
         let mut changes = Vec::new();
         for (id, event, decoded) in touched {

@@ -2,7 +2,7 @@
 //! name it registered, folded by [`PresenceRow::apply`]; and a version per online stretch and lab
 //! change, so that "who was online as of a position" is a lookup.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 
 use anyhow::Context as _;
 use async_trait::async_trait;
@@ -164,20 +164,11 @@ impl Projection for Presence {
         tx: &mut PgConnection,
         events: &[&Decoded],
     ) -> anyhow::Result<Vec<Change>> {
-        let touched: Vec<(Uuid, &Event, &Decoded)> = events
-            .iter()
-            .filter_map(|d| of_presence(d).map(|(id, event)| (id, event, *d)))
-            .collect();
+        let (touched, ids) = questlog_projector::touched(events, of_presence);
         let erased = questlog_projector::erasures(events);
         if touched.is_empty() && erased.is_empty() {
             return Ok(Vec::new());
         }
-        let ids: Vec<Uuid> = touched
-            .iter()
-            .map(|(id, _, _)| *id)
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .collect();
         let mut rows = load(tx, &ids).await?;
         let mut changes = Vec::new();
         // Every presence event ends the player's open version; an online player opens the next.
