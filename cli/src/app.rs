@@ -200,6 +200,10 @@ impl Application {
         let mut command_writer = None;
         let mut live_hub = None;
         if runs(Service::CommandApi) {
+            // Made by the first process that serves commands, read by every one after it.
+            let name_key = questlog_store::sealing::name_key(&pool)
+                .await
+                .context("reading the deployment's name key")?;
             let event_store: Arc<dyn EventStore> = Arc::new(PgEventStore::new(pool.clone()));
             let (writer, writer_task) = questlog_command_api::writer::spawn(
                 domain.clone(),
@@ -244,6 +248,7 @@ impl Application {
                         serve.sessions.identity_burst,
                     )),
                     clients,
+                    names: name_key,
                 },
                 serve.body_limit,
                 extra,

@@ -44,7 +44,7 @@ pub fn app() -> App {
 pub fn configured(serve: &ServeArgs, hooks: &Hooks) -> anyhow::Result<App> {
     Ok(with(
         &serve.modules.presence.module(hooks.job_interval),
-        &serve.modules.accounts.module()?,
+        &serve.modules.accounts.module(hooks.job_interval)?,
         hooks.job_interval,
     ))
 }

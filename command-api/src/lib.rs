@@ -57,6 +57,8 @@ pub struct AppState {
     pub identity_limiter: Arc<AddressLimiter>,
     /// How a client's address is found.
     pub clients: ClientAddresses,
+    /// The deployment's key for names a stream is named for (`questlog_store::sealing::name_key`).
+    pub names: questlog_domain::NameKey,
 }
 
 impl FromRef<AppState> for TokenKeys {
@@ -342,6 +344,7 @@ async fn command(
     let edge = Edge {
         caller: actor.identity,
         new_id: Uuid::now_v7(),
+        names: state.names,
     };
     let command = state.domain.parse(&name, &body, &edge)?;
     if command.rate_limited() {

@@ -187,6 +187,27 @@ impl Sessions {
     }
 }
 
+/// How long a session that ended (a logout, a reused token, a password change) is kept before
+/// [`prune`] deletes it: long enough for its owner's export to show the logout and for a client
+/// still holding its refresh token to be told the session ended.
+pub const ENDED_KEPT: chrono::Duration = chrono::Duration::days(1);
+
+/// Deletes the sessions nothing can use any more, as of `now`: those whose refresh token has
+/// expired (a token past its expiry is refused before the table is read, and no refresh can
+/// extend it), and those that ended more than [`ENDED_KEPT`] ago. Answers how many it deleted.
+/// Idempotent: two processes pruning at once delete each row once.
+///
+/// # Errors
+/// When the database cannot be reached.
+pub async fn prune(pool: &PgPool, now: chrono::DateTime<chrono::Utc>) -> Result<u64, sqlx::Error> {
+    let pruned = sqlx::query("DELETE FROM auth_sessions WHERE expires_at < $1 OR ended_at < $2")
+        .bind(now)
+        .bind(now - ENDED_KEPT)
+        .execute(pool)
+        .await?;
+    Ok(pruned.rows_affected())
+}
+
 /// One session as its owner may see it.
 #[derive(Debug, Clone, serde::Serialize, sqlx::FromRow)]
 pub struct SessionRow {

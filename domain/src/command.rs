@@ -11,6 +11,7 @@ use uuid::Uuid;
 
 use crate::event::Event;
 use crate::json::UniqueKeys;
+use crate::personal::NameKey;
 use crate::stream::{StreamId, StreamState, View};
 use crate::values::PlayerId;
 use crate::Rejection;
@@ -29,12 +30,14 @@ pub enum Role {
     Admin,
 }
 
-/// What the edge knows when it parses a command: who sends it and a fresh id (time-ordered) for
-/// whatever the command creates.
+/// What the edge knows when it parses a command: who sends it, a fresh id (time-ordered) for
+/// whatever the command creates, and the deployment's key for names a stream is named for
+/// ([`NameKey`]).
 #[derive(Debug, Clone, Copy)]
 pub struct Edge {
     pub caller: PlayerId,
     pub new_id: Uuid,
+    pub names: NameKey,
 }
 
 /// What a command keeps beside the log: state that is not history (only the latest value counts),

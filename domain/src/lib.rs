@@ -21,7 +21,7 @@ use std::fmt;
 pub use app::{App, Domain, Module, Parser};
 pub use command::{body, Actor, Beside, Command, Context, Edge, Role, States};
 pub use event::{DecodeError, DomainEvent, Event};
-pub use personal::{ErasureEvent, LegacyField, Personal};
+pub use personal::{ErasureEvent, LegacyField, NameKey, Personal};
 pub use stream::{StreamId, StreamKind, StreamState, UnknownStream, View};
 
 /// Decides `command` in `ctx`, refusing an admin-only command from anyone but an admin before

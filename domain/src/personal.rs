@@ -16,8 +16,16 @@
 //! personal data: read models scrub what they derived from the player's personal fields when
 //! they fold it, so a live read model and a replay (where the fields already open as erased)
 //! agree.
+//!
+//! A name that must be found by its value — a claim on a username, whose stream is named for it —
+//! cannot be sealed: the log would need the key to find the stream. Such a stream is named for a
+//! keyed digest of the name instead ([`NameKey::digest`]), under one key per deployment: the log
+//! shows neither the name nor anything its erasure has to destroy.
 
 use std::fmt;
+
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -200,6 +208,48 @@ pub fn erased_player(event: &crate::Event) -> Option<PlayerId> {
         .map(|ErasureEvent::PlayerErased { player_id }| *player_id)
 }
 
+/// The deployment's key for names a stream id must find without showing them (a claim on a
+/// username): 32 bytes kept beside the log (`name_key`, made once by the first process that serves
+/// commands, carried by `questlog export`), the same for every process and every restart. A
+/// stream is named for [`NameKey::digest`] of the name, so the log, NATS, exports and admin views
+/// show a digest, never the name. It keeps the name from whoever reads the log without the key;
+/// whoever holds the key too can still test a guessed name against it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct NameKey([u8; 32]);
+
+impl NameKey {
+    /// The key of these bytes.
+    pub const fn new(bytes: [u8; 32]) -> Self {
+        Self(bytes)
+    }
+
+    /// Its bytes, for the one place that stores it.
+    pub fn bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    /// HMAC-SHA256 of `name` (already normalised by its module, e.g. lowercased) under this key,
+    /// as 64 lowercase hex digits.
+    pub fn digest(&self, name: &str) -> String {
+        let mut mac =
+            Hmac::<Sha256>::new_from_slice(&self.0).expect("HMAC takes a key of any size");
+        mac.update(name.as_bytes());
+        hex::encode(mac.finalize().into_bytes())
+    }
+
+    /// Whether `key` has the form of a [`NameKey::digest`]: 64 lowercase hex digits.
+    pub fn is_digest(key: &str) -> bool {
+        key.len() == 64 && key.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    }
+}
+
+impl fmt::Debug for NameKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never the key itself.
+        f.write_str("NameKey(..)")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -241,5 +291,28 @@ mod tests {
     fn an_answer_shows_personal_fields_plain() {
         let data = json!({"player_id": ada(), "name": Personal::new(ada(), "Ada")});
         assert_eq!(plain(data), json!({"player_id": ada(), "name": "Ada"}));
+    }
+
+    #[test]
+    fn a_name_s_digest_is_keyed_and_shows_nothing_of_the_name() {
+        let one = NameKey::new([1; 32]);
+        let other = NameKey::new([2; 32]);
+        let digest = one.digest("ada");
+        assert!(NameKey::is_digest(&digest), "{digest}");
+        assert_eq!(
+            digest,
+            one.digest("ada"),
+            "the same key and name, the same digest"
+        );
+        assert_ne!(digest, one.digest("bob"));
+        assert_ne!(
+            digest,
+            other.digest("ada"),
+            "another deployment's key, another digest"
+        );
+        assert!(!digest.contains("ada"));
+        assert!(!NameKey::is_digest("ada"));
+        assert!(!NameKey::is_digest(&digest.to_uppercase()));
+        assert_eq!(format!("{one:?}"), "NameKey(..)");
     }
 }

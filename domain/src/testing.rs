@@ -137,11 +137,16 @@ impl Then {
     }
 }
 
-/// The edge every parse test runs at: the sender (the player with id 1) and the id it draws.
+/// The name key of every test's edge ([`edge`]).
+pub const NAMES: crate::NameKey = crate::NameKey::new([0x5e; 32]);
+
+/// The edge every parse test runs at: the sender (the player with id 1), the id it draws and the
+/// tests' name key ([`NAMES`]).
 pub fn edge() -> Edge {
     Edge {
         caller: PlayerId(uuid::Uuid::from_u128(1)),
         new_id: uuid::Uuid::from_u128(0x5e17),
+        names: NAMES,
     }
 }
 

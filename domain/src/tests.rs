@@ -143,6 +143,7 @@ fn edge() -> Edge {
     Edge {
         caller: ada().identity,
         new_id: Uuid::from_u128(2),
+        names: crate::testing::NAMES,
     }
 }
 

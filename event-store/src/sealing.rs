@@ -14,6 +14,10 @@
 //! fields name (one indexed query), so an erasure committed by another process holds for the next
 //! read anywhere. The writer keeps the keys it seals with, which is safe: a box sealed with a
 //! destroyed key is as unreadable as one whose key was destroyed after it.
+//!
+//! Names a stream is named for (a claim on a username) are not sealed but digested, under the
+//! deployment's name key ([`name_key`], `questlog_domain::NameKey`): one row beside the log, made
+//! by the first process that serves commands and the same for every process after it.
 
 use std::collections::HashMap;
 
@@ -27,6 +31,7 @@ use serde_json::{json, Map, Value};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
+use crate::archive::{ArchiveSection, Column};
 use crate::{RecordedEvent, StoreError};
 
 /// The beside kind that stores a new subject key (`questlog_beside_subject_key`).
@@ -38,6 +43,45 @@ pub const BESIDE_SUBJECT_ERASED: &str = "subject_erased";
 pub const KEY_CONFLICT: &str = "subject_key: ";
 
 const NONCE: usize = 24;
+
+/// The deployment's name key (`name_key`), made on first use: read when a row is there, else made
+/// of 32 random bytes and stored — a process racing another keeps the row stored first, so every
+/// process of the deployment digests names alike, restart after restart.
+///
+/// # Errors
+/// When the database cannot be read or written, or the stored key is not 32 bytes of hex.
+pub async fn name_key(pool: &sqlx::PgPool) -> Result<questlog_domain::NameKey, StoreError> {
+    use chacha20poly1305::aead::rand_core::RngCore as _;
+    let mut fresh = [0u8; 32];
+    OsRng.fill_bytes(&mut fresh);
+    sqlx::query("INSERT INTO name_key (key) VALUES ($1) ON CONFLICT DO NOTHING")
+        .bind(hex::encode(fresh))
+        .execute(pool)
+        .await?;
+    let stored: String = sqlx::query_scalar("SELECT key FROM name_key")
+        .fetch_one(pool)
+        .await?;
+    let bytes: [u8; 32] = hex::decode(&stored)
+        .ok()
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| {
+            StoreError::Decode("the name key (name_key) is not 32 bytes of hex".to_owned())
+        })?;
+    Ok(questlog_domain::NameKey::new(bytes))
+}
+
+/// The name key travels with the log (a module whose streams are named for digests registers it):
+/// an import without it would name new claims under another key, and a name claimed before the
+/// move would be free again.
+pub const NAME_KEY_ARCHIVE: ArchiveSection = ArchiveSection {
+    line: "name_key",
+    count: "name_keys",
+    noun: "name key",
+    plural: "name keys",
+    table: "name_key",
+    columns: &[("key", Column::Text), ("created_at", Column::Timestamptz)],
+    order_by: &["key"],
+};
 
 /// Subjects' keys as far as they are known: `None` for an erased subject.
 #[derive(Default, Clone)]

@@ -6,13 +6,24 @@
 //! - **The feed** ([`feed`]) holds one consumer for the lanes that joined it, opened at the lowest
 //!   stream sequence any of them needs, and hands every decoded batch (`Arc<Batch>`) to each.
 //!   When a lane joins behind what the feed already delivered, the feed opens its consumer again
-//!   at that lane's sequence; the others skip by sequence what they already applied.
+//!   at that lane's sequence; the others skip by sequence what they already applied. When the
+//!   consumer is lost (its NATS node gone, its heartbeats missed) the feed opens another after
+//!   the lowest sequence its lanes applied, and keeps its lanes.
+//! - **Lanes catch up together.** How far a lane is behind the stream's end does not decide
+//!   where it reads: lanes at about the same place (after a stall, at start) share the feed, one
+//!   consumer and one decode per event, however far they have to go. A lane catches up alone, on
+//!   a consumer of its own, only when it is far behind the *other lanes*: more than a quarter of
+//!   [`ProjectorConfig::lag`] behind the feed's front, the furthest the feed has handed out (a
+//!   new projection, a reset one, one let go for being slow); it joins again once it is close to
+//!   the front. A lane joining that far *ahead* of the front (at start, when the feed opened for
+//!   a new projection first) takes the feed, and the lanes behind it catch up alone.
 //! - **A lane** applies only what is above its own checkpoint, in log order, in its own
 //!   transaction with its checkpoint, checked against the log (`lock_checkpoint`), then announces.
-//! - **No lane holds the others back for long**: the feed never waits for a lane. A lane may have
-//!   at most [`ProjectorConfig::lag`] events handed to it and not yet applied; one further behind
-//!   is dropped from the feed, and a lane more than a quarter of that behind the stream's end
-//!   catches up on a consumer of its own first (as when it starts far behind), then joins again.
+//! - **No lane holds the others back for long**: a join makes the feed deliver again at most a
+//!   quarter of `lag` events, which the others skip. A lane may have at most `lag` events handed
+//!   to it and not yet applied. When one has no room for the next batch, the feed waits while
+//!   every other lane still has events to apply (so nobody waits on it) and, once another lane
+//!   has applied everything it was handed, lets the slow one go to catch up alone.
 //!   A lane whose transaction fails leaves the feed (its checkpoint is unchanged), starts over
 //!   from its checkpoint after `retry` and joins again; the others carry on meanwhile.
 
@@ -28,7 +39,7 @@ use questlog_bus::{ensure_stream, ChangeAnnouncement, Names, ProjectionName};
 use questlog_domain::Domain;
 use questlog_store::{leader, RecordedEvent};
 use sqlx::{Connection, PgConnection};
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::{mpsc, Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use crate::{Decoded, Projection};
@@ -44,8 +55,9 @@ pub struct ProjectorConfig {
     pub names: Names,
     /// Most events folded in one transaction (and pulled from JetStream at once).
     pub batch: usize,
-    /// Most events handed to one projection and not yet applied; a projection further behind
-    /// leaves the shared feed and catches up on its own consumer.
+    /// Most events handed to one projection and not yet applied; a quarter of it is how far
+    /// behind the other projections one may be to share their feed rather than catch up on a
+    /// consumer of its own.
     pub lag: usize,
     /// Wait before retrying after a failure (and between leadership attempts).
     pub retry: Duration,
@@ -64,7 +76,7 @@ impl ProjectorConfig {
         }
     }
 
-    /// How far behind the stream's end a lane may be to join the feed directly.
+    /// How far behind (or ahead of) the feed's front a lane may be to join it.
     fn rejoin(&self) -> u64 {
         u64::try_from(self.lag / 4).unwrap_or(u64::MAX).max(1)
     }
@@ -80,12 +92,14 @@ pub async fn run(
     shutdown: CancellationToken,
 ) {
     let (joins, requests) = mpsc::channel(projections.len().max(1) * 2);
+    let shared = Arc::new(Shared::default());
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(feed(
         config.clone(),
         domain.clone(),
         client.clone(),
         requests,
+        shared.clone(),
         shutdown.clone(),
     ));
     for projection in projections {
@@ -94,12 +108,30 @@ pub async fn run(
             domain.clone(),
             config.clone(),
             client.clone(),
-            joins.clone(),
+            (joins.clone(), shared.clone()),
             shutdown.clone(),
         ));
     }
     drop(joins);
     while tasks.join_next().await.is_some() {}
+}
+
+/// What the feed and the lanes share.
+#[derive(Default)]
+struct Shared {
+    /// The feed's front: the furthest stream sequence it has handed to its lanes (0 while no lane
+    /// follows it). A lane catching up alone joins once it is near.
+    front: AtomicU64,
+    /// Woken when a lane has applied what it was handed (the feed may be waiting for room).
+    progress: Notify,
+}
+
+/// What a lane in the feed receives, in order.
+enum Handout {
+    Batch(Arc<Batch>),
+    /// The lane is too far from the others to share the feed: it catches up alone, then joins
+    /// again. Nothing follows.
+    Alone,
 }
 
 /// Events as the feed hands them out: decoded once, shared by every lane.
@@ -122,7 +154,23 @@ struct Join {
     applied: Arc<AtomicU64>,
     /// Events handed out and not yet applied may take these.
     room: Arc<Semaphore>,
-    batches: mpsc::UnboundedSender<Arc<Batch>>,
+    /// The permits `room` holds when everything handed out is applied.
+    capacity: usize,
+    batches: mpsc::UnboundedSender<Handout>,
+}
+
+impl Join {
+    fn name(&self) -> &str {
+        self.projection.as_str()
+    }
+}
+
+/// Where the feed stands: the furthest sequence handed to (or applied by) its lanes, in the
+/// stream created at `stream_created`.
+#[derive(Default)]
+struct Front {
+    sequence: u64,
+    stream_created: String,
 }
 
 /// The feed's consumer: the stream it reads and the last sequence it delivered.
@@ -140,6 +188,7 @@ async fn feed(
     domain: Arc<Domain>,
     client: async_nats::Client,
     mut requests: mpsc::Receiver<Join>,
+    shared: Arc<Shared>,
     shutdown: CancellationToken,
 ) {
     let js = questlog_bus::jetstream_api(client);
@@ -153,27 +202,51 @@ async fn feed(
     };
     let mut lanes: Vec<Join> = Vec::new();
     let mut open: Option<Open> = None;
+    let mut front = Front::default();
     let mut reopen = false;
     loop {
+        lanes.retain(|l| !l.batches.is_closed());
+        if lanes.is_empty() {
+            front = Front::default();
+            reopen |= open.is_some();
+        }
+        shared.front.store(front.sequence, Ordering::Release);
         if reopen {
             reopen = false;
             if let Some(old) = open.take() {
                 let _ = old.stream.delete_consumer(&old.consumer).await;
             }
+            // Lanes that asked meanwhile are let in before the consumer opens.
+            while let Ok(join) = requests.try_recv() {
+                admit(&mut lanes, &mut front, None, join, config.rejoin());
+            }
             if !lanes.is_empty() {
                 match open_feed(&js, &config, &mut lanes).await {
-                    Ok(o) => open = o,
+                    Ok(o) => {
+                        if let Some(o) = &o {
+                            if *o.stream_created != front.stream_created {
+                                // Only lanes of the stream as it is now were kept.
+                                front = Front {
+                                    sequence: highest_applied(&lanes),
+                                    stream_created: o.stream_created.to_string(),
+                                };
+                            }
+                        }
+                        open = o;
+                    }
                     Err(e) => {
+                        // The lanes keep their place: the feed opens its consumer again after
+                        // the lowest sequence they applied.
                         tracing::warn!(error = format!("{e:#}"), "projector feed interrupted");
-                        // Every lane starts over from its checkpoint and joins again.
-                        lanes.clear();
+                        reopen = true;
                         tokio::select! {
                             () = tokio::time::sleep(config.retry) => {}
-                            () = shutdown.cancelled() => return,
+                            () = shutdown.cancelled() => break,
                         }
                     }
                 }
             }
+            continue;
         }
         let next = async {
             match open.as_mut() {
@@ -185,13 +258,7 @@ async fn feed(
             () = shutdown.cancelled() => break,
             join = requests.recv() => {
                 let Some(join) = join else { break };
-                let applied = join.applied.load(Ordering::Acquire);
-                reopen = match &open {
-                    Some(o) => applied < o.delivered || *o.stream_created != *join.stream_created,
-                    None => true,
-                };
-                lanes.retain(|l| l.projection != join.projection);
-                lanes.push(join);
+                reopen = admit(&mut lanes, &mut front, open.as_ref(), join, config.rejoin());
             }
             first = next => {
                 let Some(first) = first else {
@@ -212,10 +279,18 @@ async fn feed(
                     Err(e) => Err(anyhow::Error::new(e).context("reading the keys of personal data")),
                 };
                 match decoded {
-                    Ok(batch) => hand_out(&mut lanes, batch),
+                    Ok(batch) => {
+                        if let Some(last) = batch.items.last() {
+                            front.sequence = front.sequence.max(last.sequence);
+                        }
+                        if !hand_out(&mut lanes, batch, &shared, &config, &shutdown).await {
+                            break;
+                        }
+                    }
                     Err(e) => {
+                        // The lanes keep their place; the consumer is opened again after the
+                        // lowest sequence they applied.
                         tracing::warn!(error = format!("{e:#}"), "projector feed interrupted");
-                        lanes.clear();
                         reopen = true;
                         tokio::select! {
                             () = tokio::time::sleep(config.retry) => {}
@@ -223,15 +298,70 @@ async fn feed(
                         }
                     }
                 }
-                if lanes.is_empty() {
-                    reopen = true;
-                }
             }
         }
     }
     if let Some(old) = open.take() {
         let _ = old.stream.delete_consumer(&old.consumer).await;
     }
+}
+
+fn highest_applied(lanes: &[Join]) -> u64 {
+    lanes
+        .iter()
+        .map(|l| l.applied.load(Ordering::Acquire))
+        .max()
+        .unwrap_or(0)
+}
+
+/// Lets `join` into the feed, unless it is far behind the feed's front (then it catches up
+/// alone); one far ahead of the front takes the feed from the lanes behind it, which catch up
+/// alone. Returns whether the feed's consumer must be opened again (at a lower sequence, or on
+/// another stream).
+fn admit(
+    lanes: &mut Vec<Join>,
+    front: &mut Front,
+    open: Option<&Open>,
+    join: Join,
+    rejoin: u64,
+) -> bool {
+    lanes.retain(|l| l.projection != join.projection && !l.batches.is_closed());
+    let applied = join.applied.load(Ordering::Acquire);
+    if lanes.is_empty() || front.stream_created != join.stream_created {
+        // The first lane, or one of another stream: it joins, and opening the consumer sorts
+        // out which stream the lanes share.
+        *front = Front {
+            sequence: applied,
+            stream_created: join.stream_created.clone(),
+        };
+    } else if applied.saturating_add(rejoin) < front.sequence {
+        tracing::info!(
+            projection = join.name(),
+            behind = front.sequence - applied,
+            "projection far behind the other projections; it catches up on its own consumer"
+        );
+        let _ = join.batches.send(Handout::Alone);
+        return false;
+    } else if applied > front.sequence.saturating_add(rejoin) {
+        tracing::info!(
+            projection = join.name(),
+            ahead = applied - front.sequence,
+            lanes = lanes.len(),
+            "projection far ahead of the others; they catch up on their own consumers"
+        );
+        for lane in lanes.drain(..) {
+            let _ = lane.batches.send(Handout::Alone);
+        }
+        front.sequence = applied;
+    } else {
+        front.sequence = front.sequence.max(applied);
+    }
+    let reopen = match open {
+        Some(o) => applied < o.delivered || *o.stream_created != *join.stream_created,
+        None => true,
+    };
+    lanes.push(join);
+    reopen
 }
 
 /// Opens the feed's consumer after the lowest sequence the lanes applied, on the stream as it is
@@ -338,21 +468,47 @@ async fn decode_messages(
         .collect())
 }
 
-/// Gives `batch` to every lane that has room for it; a lane that has not, or has gone, leaves
-/// the feed. Never waits.
-fn hand_out(lanes: &mut Vec<Join>, batch: Arc<Batch>) {
-    let size = u32::try_from(batch.items.len()).unwrap_or(u32::MAX);
+/// Gives `batch` to every lane. While a lane has no room for it and every other lane still has
+/// events to apply, waits for room; once another lane has applied all it was handed, the lanes
+/// without room are let go to catch up alone. Returns `false` when `shutdown` fires.
+async fn hand_out(
+    lanes: &mut Vec<Join>,
+    batch: Arc<Batch>,
+    shared: &Shared,
+    config: &ProjectorConfig,
+    shutdown: &CancellationToken,
+) -> bool {
+    let size = batch.items.len();
+    loop {
+        lanes.retain(|l| !l.batches.is_closed());
+        if lanes.iter().all(|l| l.room.available_permits() >= size)
+            || lanes
+                .iter()
+                .any(|l| l.room.available_permits() >= l.capacity)
+        {
+            break;
+        }
+        // Woken as soon as a lane has applied something; the timer only notices a lane that left.
+        tokio::select! {
+            () = shared.progress.notified() => {}
+            () = tokio::time::sleep(config.retry) => {}
+            () = shutdown.cancelled() => return false,
+        }
+    }
+    let size = u32::try_from(size).unwrap_or(u32::MAX);
     lanes.retain(|lane| {
         let Ok(permit) = lane.room.try_acquire_many(size) else {
             tracing::info!(
-                projection = lane.projection.as_str(),
-                "projection fell behind the feed; it catches up on its own"
+                projection = lane.name(),
+                "projection fell behind the other projections; it catches up on its own consumer"
             );
+            let _ = lane.batches.send(Handout::Alone);
             return false;
         };
         permit.forget();
-        lane.batches.send(batch.clone()).is_ok()
+        lane.batches.send(Handout::Batch(batch.clone())).is_ok()
     });
+    true
 }
 
 /// One projection: its leadership, then its batches, starting over after any failure.
@@ -361,7 +517,7 @@ async fn lane(
     domain: Arc<Domain>,
     config: ProjectorConfig,
     client: async_nats::Client,
-    joins: mpsc::Sender<Join>,
+    (joins, shared): (mpsc::Sender<Join>, Arc<Shared>),
     shutdown: CancellationToken,
 ) {
     let role = format!("projector:{}", projection.name());
@@ -376,6 +532,7 @@ async fn lane(
             domain: &domain,
             config: &config,
             client: &client,
+            shared: &shared,
             conn,
         }
         .lead(&joins, &shutdown)
@@ -430,7 +587,18 @@ struct Lane<'a> {
     domain: &'a Domain,
     config: &'a ProjectorConfig,
     client: &'a async_nats::Client,
+    shared: &'a Shared,
     conn: PgConnection,
+}
+
+/// What a lane does next.
+enum Next {
+    /// Prepare again and join the feed.
+    Join,
+    /// Prepare again and catch up on a consumer of its own.
+    Alone,
+    /// Shutting down.
+    Stop,
 }
 
 impl Lane<'_> {
@@ -441,6 +609,7 @@ impl Lane<'_> {
     ) -> anyhow::Result<()> {
         let name = self.projection.name().as_str();
         let mut announced = false;
+        let mut alone = false;
         loop {
             let start = self.prepare().await?;
             if !announced {
@@ -453,17 +622,18 @@ impl Lane<'_> {
                     .await;
                 announced = true;
             }
-            let far = start.last_sequence.saturating_sub(start.applied) > self.config.rejoin();
             let dropped = start.applied + 1 < start.first_sequence;
-            let done = if dropped {
+            let next = if dropped {
                 self.read_log(start, shutdown).await?
-            } else if far {
+            } else if alone {
                 self.catch_up(start, shutdown).await?
             } else {
                 self.follow(start, joins, shutdown).await?
             };
-            if done {
-                return Ok(());
+            match next {
+                Next::Join => alone = false,
+                Next::Alone => alone = true,
+                Next::Stop => return Ok(()),
             }
         }
     }
@@ -534,51 +704,55 @@ impl Lane<'_> {
         })
     }
 
-    /// Folds what the feed hands out until it lets this lane go (`false`: prepare and join
-    /// again) or `shutdown` fires (`true`).
+    /// Joins the feed and folds what it hands out until it lets this lane go (to join again, or
+    /// to catch up alone) or `shutdown` fires.
     async fn follow(
         &mut self,
         start: Start,
         joins: &mpsc::Sender<Join>,
         shutdown: &CancellationToken,
-    ) -> anyhow::Result<bool> {
+    ) -> anyhow::Result<Next> {
         let (sender, mut batches) = mpsc::unbounded_channel();
         let applied = Arc::new(AtomicU64::new(start.applied));
-        let room = Arc::new(Semaphore::new(self.config.lag.max(self.config.batch)));
+        let capacity = self.config.lag.max(self.config.batch);
+        let room = Arc::new(Semaphore::new(capacity));
         let join = Join {
             projection: self.projection.name(),
             stream_created: start.epoch.stream_created.clone(),
             applied: applied.clone(),
             room: room.clone(),
+            capacity,
             batches: sender,
         };
         if joins.send(join).await.is_err() {
-            return Ok(true); // the feed has stopped: shutting down
+            return Ok(Next::Stop); // the feed has stopped: shutting down
         }
         let mut last = start.applied;
-        let mut held: Option<Arc<Batch>> = None;
+        let mut held: Option<Handout> = None;
         loop {
             let first = match held.take() {
-                Some(b) => Some(b),
+                Some(h) => Some(h),
                 None => tokio::select! {
-                    b = batches.recv() => b,
-                    () = shutdown.cancelled() => return Ok(true),
+                    h = batches.recv() => h,
+                    () = shutdown.cancelled() => return Ok(Next::Stop),
                 },
             };
-            let Some(first) = first else {
-                return Ok(false);
+            let first = match first {
+                Some(Handout::Batch(b)) => b,
+                Some(Handout::Alone) => return Ok(Next::Alone),
+                None => return Ok(Next::Join),
             };
             let mut taken = vec![first];
             let mut count = taken[0].items.len();
             while count < self.config.batch {
                 match batches.try_recv() {
-                    Ok(b) if count + b.items.len() > self.config.batch => {
-                        held = Some(b);
-                        break;
-                    }
-                    Ok(b) => {
+                    Ok(Handout::Batch(b)) if count + b.items.len() <= self.config.batch => {
                         count += b.items.len();
                         taken.push(b);
+                    }
+                    Ok(other) => {
+                        held = Some(other);
+                        break;
                     }
                     Err(_) => break,
                 }
@@ -587,19 +761,20 @@ impl Lane<'_> {
                 .iter()
                 .any(|b| *b.stream_created != *start.epoch.stream_created)
             {
-                return Ok(false); // another stream: its sequences count anew
+                return Ok(Next::Join); // another stream: its sequences count anew
             }
             let items: Vec<&Delivered> = taken.iter().flat_map(|b| b.items.iter()).collect();
             last = self.apply_batch(&start.epoch, &items, last).await?;
             applied.store(last, Ordering::Release);
             room.add_permits(count);
+            self.shared.progress.notify_one();
         }
     }
 
     /// Folds from the log in Postgres what the stream no longer holds (a bounded stream dropped
     /// its oldest messages before this projection applied them: a new projection, one reset, or
     /// one whose projector was down longer than the bound), then says where in the stream it
-    /// stands (`false`: prepare again and follow the stream) — or `shutdown` fires (`true`).
+    /// stands (then it joins the feed) — or `shutdown` fires.
     ///
     /// The log is read after the stream's state, up to its head, so every message up to the
     /// stream's last sequence then holds an event at or below the checkpoint: the checkpoint's
@@ -610,7 +785,7 @@ impl Lane<'_> {
         &mut self,
         start: Start,
         shutdown: &CancellationToken,
-    ) -> anyhow::Result<bool> {
+    ) -> anyhow::Result<Next> {
         let name = self.projection.name().as_str();
         tracing::info!(
             projection = name,
@@ -622,7 +797,7 @@ impl Lane<'_> {
         let mut after = start.checkpoint;
         loop {
             if shutdown.is_cancelled() {
-                return Ok(true);
+                return Ok(Next::Stop);
             }
             let decoded = Decoded::read_after(&mut self.conn, self.domain, after, page).await?;
             let Some(last) = decoded.last() else { break };
@@ -646,20 +821,31 @@ impl Lane<'_> {
         .await
         .context("moving the checkpoint's stream sequence")?;
         tx.commit().await.context("committing")?;
-        Ok(false)
+        Ok(Next::Join)
     }
 
-    /// Folds from a consumer of this lane's own until it is near the stream's end (`false`) or
-    /// `shutdown` fires (`true`).
+    /// Folds from a consumer of this lane's own until it is near the feed's front, or the
+    /// stream's end (then it joins the feed), or `shutdown` fires.
     async fn catch_up(
         &mut self,
         start: Start,
         shutdown: &CancellationToken,
-    ) -> anyhow::Result<bool> {
+    ) -> anyhow::Result<Next> {
         let name = self.projection.name().as_str();
+        // Near enough to the other lanes: well within what the feed lets join.
+        let (shared, margin) = (self.shared, self.config.rejoin() / 2);
+        let near =
+            |applied: u64| applied.saturating_add(margin) >= shared.front.load(Ordering::Acquire);
+        if near(start.applied) {
+            return Ok(Next::Join);
+        }
         tracing::info!(
             projection = name,
-            behind = start.last_sequence - start.applied,
+            behind_front = shared
+                .front
+                .load(Ordering::Acquire)
+                .saturating_sub(start.applied),
+            behind_end = start.last_sequence.saturating_sub(start.applied),
             "projection catching up on its own consumer"
         );
         let js = questlog_bus::jetstream_api(self.client.clone());
@@ -680,7 +866,7 @@ impl Lane<'_> {
             loop {
                 let first = tokio::select! {
                     m = messages.next() => m,
-                    () = shutdown.cancelled() => return Ok(true),
+                    () = shutdown.cancelled() => return Ok(Next::Stop),
                 };
                 let Some(first) = first else {
                     anyhow::bail!("the catch-up consumer's message stream ended");
@@ -699,8 +885,8 @@ impl Lane<'_> {
                 let items = decode_messages(self.domain, &mut self.conn, batch).await?;
                 let items: Vec<&Delivered> = items.iter().collect();
                 last = self.apply_batch(&start.epoch, &items, last).await?;
-                if pending <= self.config.rejoin() {
-                    return Ok(false);
+                if near(last) || pending <= self.config.rejoin() {
+                    return Ok(Next::Join);
                 }
             }
         }
@@ -864,6 +1050,180 @@ impl Lane<'_> {
             .await
         {
             tracing::warn!(projection, error = %e, "could not announce a change");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const REJOIN: u64 = 2_500;
+
+    /// A lane asking to join after `applied`, and what it is handed.
+    fn join(name: &'static str, applied: u64) -> (Join, mpsc::UnboundedReceiver<Handout>) {
+        let (batches, handed) = mpsc::unbounded_channel();
+        let join = Join {
+            projection: ProjectionName::new(name),
+            stream_created: "1".to_owned(),
+            applied: Arc::new(AtomicU64::new(applied)),
+            room: Arc::new(Semaphore::new(1_000)),
+            capacity: 1_000,
+            batches,
+        };
+        (join, handed)
+    }
+
+    fn told_to_go_alone(handed: &mut mpsc::UnboundedReceiver<Handout>) -> bool {
+        matches!(handed.try_recv(), Ok(Handout::Alone))
+    }
+
+    fn names(lanes: &[Join]) -> Vec<&str> {
+        lanes.iter().map(Join::name).collect()
+    }
+
+    #[test]
+    fn lanes_far_behind_the_streams_end_but_together_share_the_feed() {
+        // After a stall every lane is thousands of events behind the stream's end, each a little
+        // apart from the others: all of them join, none is sent off alone.
+        let (mut lanes, mut front) = (Vec::new(), Front::default());
+        let mut handed = Vec::new();
+        for (name, applied) in [("a", 1_000), ("b", 1_400), ("c", 700), ("d", 3_100)] {
+            let (j, h) = join(name, applied);
+            admit(&mut lanes, &mut front, None, j, REJOIN);
+            handed.push(h);
+        }
+        assert_eq!(names(&lanes), ["a", "b", "c", "d"]);
+        assert_eq!(front.sequence, 3_100);
+        assert!(handed.iter_mut().all(|h| !told_to_go_alone(h)));
+    }
+
+    #[test]
+    fn a_lane_far_behind_the_others_catches_up_alone() {
+        let (mut lanes, mut front) = (Vec::new(), Front::default());
+        let (a, _a) = join("a", 50_000);
+        let (b, _b) = join("b", 49_000);
+        admit(&mut lanes, &mut front, None, a, REJOIN);
+        admit(&mut lanes, &mut front, None, b, REJOIN);
+        let (new, mut handed) = join("new", 0);
+        admit(&mut lanes, &mut front, None, new, REJOIN);
+        assert!(told_to_go_alone(&mut handed));
+        assert_eq!(names(&lanes), ["a", "b"]);
+        assert_eq!(front.sequence, 50_000);
+    }
+
+    #[test]
+    fn a_lane_far_ahead_takes_the_feed_and_the_lanes_behind_catch_up_alone() {
+        // At start the feed opened first for a new projection; the others, near the stream's end,
+        // are not held back while it reads from the start.
+        let (mut lanes, mut front) = (Vec::new(), Front::default());
+        let (new, mut new_handed) = join("new", 0);
+        admit(&mut lanes, &mut front, None, new, REJOIN);
+        let (a, mut a_handed) = join("a", 50_000);
+        admit(&mut lanes, &mut front, None, a, REJOIN);
+        assert!(told_to_go_alone(&mut new_handed));
+        assert!(!told_to_go_alone(&mut a_handed));
+        assert_eq!(names(&lanes), ["a"]);
+        assert_eq!(front.sequence, 50_000);
+    }
+
+    #[test]
+    fn a_lane_of_another_stream_is_let_in_to_be_sorted_out_when_the_feed_opens() {
+        let (mut lanes, mut front) = (Vec::new(), Front::default());
+        let (a, _a) = join("a", 50_000);
+        admit(&mut lanes, &mut front, None, a, REJOIN);
+        let (mut b, mut handed) = join("b", 0);
+        b.stream_created = "2".to_owned();
+        assert!(admit(&mut lanes, &mut front, None, b, REJOIN));
+        assert!(!told_to_go_alone(&mut handed));
+        assert_eq!(names(&lanes), ["a", "b"]);
+    }
+
+    fn batch(from: u64, size: u64) -> Arc<Batch> {
+        let items = (from..from + size)
+            .map(|sequence| Delivered {
+                sequence,
+                event: Decoded {
+                    recorded: RecordedEvent {
+                        position: i64::try_from(sequence).expect("a position"),
+                        event_id: uuid::Uuid::new_v4(),
+                        stream_id: "tested".to_owned(),
+                        stream_version: 1,
+                        event_type: "tested".to_owned(),
+                        schema_version: 1,
+                        data: serde_json::Value::Null,
+                        metadata: serde_json::Value::Null,
+                        recorded_at: chrono::Utc::now(),
+                    },
+                    event: questlog_domain::Event::unknown("tested", 1, serde_json::Value::Null),
+                },
+            })
+            .collect();
+        Arc::new(Batch {
+            stream_created: Arc::from("1"),
+            items,
+        })
+    }
+
+    fn config() -> ProjectorConfig {
+        let mut config = ProjectorConfig::new("postgres://unused", questlog_bus::Names::new("t"));
+        config.retry = Duration::from_secs(60);
+        config
+    }
+
+    fn rooms(lanes: &[Join]) -> Vec<Arc<Semaphore>> {
+        lanes.iter().map(|l| l.room.clone()).collect()
+    }
+
+    #[tokio::test]
+    async fn a_lane_without_room_holds_the_feed_only_while_every_other_lane_is_busy() {
+        let shared = Shared::default();
+        let shutdown = CancellationToken::new();
+        let (slow, mut slow_handed) = join("slow", 0);
+        let (busy, mut busy_handed) = join("busy", 0);
+        let mut lanes = vec![slow, busy];
+        // Both lanes have 900 of their 1,000 events' room taken.
+        assert!(hand_out(&mut lanes, batch(1, 900), &shared, &config(), &shutdown).await);
+        let _ = (slow_handed.try_recv(), busy_handed.try_recv());
+        let (rooms, config) = (rooms(&lanes), config());
+        {
+            // The next 200 fit in neither: the feed waits, for nobody is idle...
+            let next = hand_out(&mut lanes, batch(901, 200), &shared, &config, &shutdown);
+            tokio::pin!(next);
+            assert!(futures::poll!(next.as_mut()).is_pending());
+            // ...until one lane has applied everything: the other, still without room, is let go.
+            rooms[1].add_permits(900);
+            shared.progress.notify_one();
+            assert!(next.await);
+        }
+        assert_eq!(names(&lanes), ["busy"]);
+        assert!(told_to_go_alone(&mut slow_handed));
+        assert!(matches!(busy_handed.try_recv(), Ok(Handout::Batch(b)) if b.items.len() == 200));
+    }
+
+    #[tokio::test]
+    async fn lanes_that_are_all_slow_slow_the_feed_down_and_none_is_let_go() {
+        let shared = Shared::default();
+        let shutdown = CancellationToken::new();
+        let (a, mut a_handed) = join("a", 0);
+        let (b, mut b_handed) = join("b", 0);
+        let mut lanes = vec![a, b];
+        assert!(hand_out(&mut lanes, batch(1, 900), &shared, &config(), &shutdown).await);
+        let (rooms, config) = (rooms(&lanes), config());
+        {
+            let next = hand_out(&mut lanes, batch(901, 200), &shared, &config, &shutdown);
+            tokio::pin!(next);
+            assert!(futures::poll!(next.as_mut()).is_pending());
+            // Each applies part of what it holds: room for the next batch, for both.
+            rooms[0].add_permits(500);
+            rooms[1].add_permits(300);
+            shared.progress.notify_one();
+            assert!(next.await);
+        }
+        assert_eq!(names(&lanes), ["a", "b"]);
+        for handed in [&mut a_handed, &mut b_handed] {
+            assert!(matches!(handed.try_recv(), Ok(Handout::Batch(_))));
+            assert!(matches!(handed.try_recv(), Ok(Handout::Batch(_))));
         }
     }
 }

@@ -481,6 +481,70 @@ async fn access_tokens_expire_after_15_minutes_and_refresh_tokens_after_30_days(
     assert_eq!(answer.body["code"], "unauthorized");
 }
 
+/// The sessions `auth_sessions` holds for `identity`, by when they were opened.
+async fn sessions_of(app: &TestApp, identity: &str) -> Vec<uuid::Uuid> {
+    let pool = app.db.pool(1);
+    let ids = sqlx::query_scalar(
+        "SELECT session_id FROM auth_sessions WHERE identity = $1::uuid ORDER BY created_at, session_id",
+    )
+    .bind(identity)
+    .fetch_all(&pool)
+    .await
+    .expect("the sessions");
+    pool.close().await;
+    ids
+}
+
+#[tokio::test]
+async fn sessions_past_their_refresh_expiry_or_long_ended_are_pruned_and_live_ones_still_refresh() {
+    let clock = Manual::new();
+    let db = TestDb::create().await;
+    let store = store_args(&db);
+    let hooks = questlog::app::Hooks {
+        clock: Some(clock.clock()),
+        job_interval: Some(Duration::from_millis(50)),
+        ..Default::default()
+    };
+    let app = TestApp::spawn_custom(db, store, hooks).await;
+    // Three sessions: one kept alive by refreshing, one left to expire, one logged out.
+    let kept = account(&app, "ada@example.org").await;
+    let left = session(&login(&app, "ada@example.org", PASSWORD).await);
+    let ended = session(&login(&app, "ada@example.org", PASSWORD).await);
+    let answer = post(&app, "/v1/accounts/logout", Some(&ended.access), None).await;
+    assert_eq!(answer.status, StatusCode::NO_CONTENT, "{}", answer.body);
+    assert_eq!(sessions_of(&app, &kept.identity).await.len(), 3);
+
+    // 20 days on, the first is refreshed: its refresh token now runs 30 days from here.
+    clock.advance(Duration::from_secs(20 * 24 * 3600));
+    let kept = session(&refresh(&app, &kept.refresh).await);
+    // 11 more days: the second's refresh token has expired, the third ended a month ago.
+    clock.advance(Duration::from_secs(11 * 24 * 3600));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let left_now = sessions_of(&app, &kept.identity).await;
+        if left_now.len() == 1 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the expired and ended sessions are still there: {left_now:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The live one stays, and still refreshes; the pruned ones are refused as before.
+    let answer = refresh(&app, &kept.refresh).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    let again = session(&answer);
+    let (status, _, _) = app.get(&again.access, "/v1/labs").await;
+    assert_eq!(status, StatusCode::OK);
+    for gone in [&left, &ended] {
+        let answer = refresh(&app, &gone.refresh).await;
+        assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{}", answer.body);
+        assert_eq!(answer.body["code"], "unauthorized");
+    }
+    assert_eq!(sessions_of(&app, &kept.identity).await.len(), 1);
+}
+
 #[tokio::test]
 async fn logout_ends_one_session_and_logout_all_every_one() {
     let app = TestApp::spawn().await;

@@ -499,3 +499,161 @@ async fn personal_data_recorded_in_plain_text_before_sealing_reads_as_erased_onc
         "after the replay: {profile}"
     );
 }
+
+/// Every place the raw log could show a text: each event's stream id, data and metadata, as
+/// Postgres prints them, in lowercase (a claim's old stream id held the name in lowercase).
+async fn raw_log_text(app: &TestApp) -> String {
+    let pool = app.db.pool(1);
+    let rows: Vec<(String, String, String)> = sqlx::query_as(
+        "SELECT stream_id, data::text, metadata::text FROM events ORDER BY position",
+    )
+    .fetch_all(&pool)
+    .await
+    .expect("the log");
+    pool.close().await;
+    rows.iter()
+        .map(|(s, d, m)| format!("{s} {d} {m}\n"))
+        .collect::<String>()
+        .to_lowercase()
+}
+
+#[tokio::test]
+async fn a_claim_s_stream_is_named_for_a_digest_so_an_erased_name_is_nowhere_in_the_log() {
+    let app = TestApp::spawn().await;
+    let name = NAME.to_lowercase();
+    let ada = app.identity().await;
+    let registered = app
+        .ok(&ada.token, "register_player", json!({"username": NAME}))
+        .await;
+    let claim = registered["events"][0]["stream"]
+        .as_str()
+        .expect("the claim's stream")
+        .to_owned();
+    assert_eq!(registered["events"][0]["type"], "username_claimed");
+    assert!(claim.starts_with("username-"), "{claim}");
+    assert!(!claim.to_lowercase().contains(&name), "{claim}");
+    // Unique whatever the case, on the digest's stream.
+    let bob = app.identity().await;
+    let (status, problem) = app
+        .command(&bob.token, "register_player", &json!({"username": name}))
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{problem}");
+    assert_eq!(problem["code"], "username_taken");
+
+    let erased = app
+        .ok(&ada.token, "erase_me", json!({"confirm": NAME}))
+        .await;
+    let at = position(&erased);
+    let log = raw_log_text(&app).await;
+    assert!(!log.contains(&name), "the raw log names her: {log}");
+    // The admin's view of her claim and its history in the CLI.
+    let (status, _, stream) = app
+        .get(&app.admin_token(), &format!("/v1/admin/streams/{claim}"))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{stream}");
+    assert!(
+        !stream.to_string().to_lowercase().contains(&name),
+        "{stream}"
+    );
+    let (history, state) = cli(&app, &claim).await;
+    for shown in [&history, &state] {
+        assert!(!shown.to_string().to_lowercase().contains(&name), "{shown}");
+    }
+    // The stream of the name itself holds nothing.
+    let (status, _, old) = app
+        .get(
+            &app.admin_token(),
+            &format!("/v1/admin/streams/username-{name}"),
+        )
+        .await;
+    assert!(
+        status == StatusCode::NOT_FOUND || old["version"] == 0,
+        "{status}: {old}"
+    );
+    // The export carries the log as it is: no line names her.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("questlog.archive.gz");
+    let pool = app.db.pool(2);
+    questlog::admin::archive::export(&pool, &file, false, false, &mut Vec::new())
+        .await
+        .expect("export");
+    pool.close().await;
+    let mut text = String::new();
+    std::io::Read::read_to_string(
+        &mut flate2::read::GzDecoder::new(std::fs::File::open(&file).expect("archive")),
+        &mut text,
+    )
+    .expect("gzip of UTF-8");
+    assert!(
+        text.contains("\"name_key\""),
+        "the name key travels with the log"
+    );
+    assert!(!text.to_lowercase().contains(&name), "the export names her");
+    // Her claim holds: the name is not free again.
+    let (status, problem) = app
+        .command(&bob.token, "register_player", &json!({"username": NAME}))
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{problem}");
+    assert_eq!(problem["code"], "username_taken");
+    verify_and_replay(&app, at).await;
+}
+
+#[tokio::test]
+async fn a_name_claimed_under_its_old_stream_id_is_still_taken_and_digests_survive_a_restart() {
+    let app = TestApp::spawn().await;
+    // Cleo claimed her name before claims were digested: `username-<lowercase name>`.
+    let cleo = Uuid::now_v7();
+    let store = PgEventStore::new(app.db.pool(2));
+    store
+        .append(AppendBatch {
+            expectations: vec![
+                (
+                    format!("username-{}", NAME.to_lowercase()),
+                    ExpectedVersion::NoStream,
+                ),
+                (format!("player-{cleo}"), ExpectedVersion::NoStream),
+            ],
+            events: vec![
+                legacy(
+                    format!("username-{}", NAME.to_lowercase()),
+                    "username_claimed",
+                    json!({"player_id": cleo, "username": NAME}),
+                    cleo,
+                ),
+                legacy(
+                    format!("player-{cleo}"),
+                    "player_registered",
+                    json!({"player_id": cleo, "username": NAME}),
+                    cleo,
+                ),
+            ],
+            ..AppendBatch::default()
+        })
+        .await
+        .expect("the old events append");
+    let bob = app.identity().await;
+    for name in [NAME.to_owned(), NAME.to_uppercase()] {
+        let (status, problem) = app
+            .command(&bob.token, "register_player", &json!({"username": name}))
+            .await;
+        assert_eq!(status, StatusCode::CONFLICT, "{name}: {problem}");
+        assert_eq!(problem["code"], "username_taken");
+    }
+    app.ok(&bob.token, "register_player", json!({"username": "Bob"}))
+        .await;
+
+    // Another process on the same database digests names alike: Bob's claim holds there too.
+    let db = app.stop().await;
+    let again = TestApp::spawn_on(db).await;
+    let dan = again.identity().await;
+    for name in ["bob", NAME] {
+        let (status, problem) = again
+            .command(&dan.token, "register_player", &json!({"username": name}))
+            .await;
+        assert_eq!(status, StatusCode::CONFLICT, "{name}: {problem}");
+        assert_eq!(problem["code"], "username_taken");
+    }
+    again
+        .ok(&dan.token, "register_player", json!({"username": "dan"}))
+        .await;
+}

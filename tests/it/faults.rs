@@ -338,13 +338,20 @@ pub(crate) async fn assert_stream_equals_log_on(urls: &str, db: &TestDb, log: &[
         (n, 1, n),
         "the stream holds exactly the log's events"
     );
-    // On a cluster that lost a node, JetStream may place a new consumer on the lost node until
-    // it is known to be gone: asked again, it places it elsewhere.
+    // The reader the projectors use: on a cluster replicated like the stream, since JetStream
+    // before 2.12 may place a new single-replica consumer on a node it has lost, again and again.
+    let replicas = stream.cached_info().config.num_replicas;
+    let names =
+        questlog_bus::Names::new(&db.nats_prefix).with_stream(questlog_bus::StreamSettings {
+            replicas,
+            ..questlog_bus::StreamSettings::default()
+        });
     let mut messages = wait_for("a reader of the stream", || {
         let stream = stream.clone();
+        let config = questlog_bus::reader_config(&names, 1);
         async move {
             stream
-                .create_consumer(jetstream::consumer::pull::OrderedConfig::default())
+                .create_consumer(config)
                 .await
                 .ok()?
                 .messages()

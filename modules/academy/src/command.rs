@@ -3,7 +3,7 @@
 //! fields and wrong types are `bad_request`; well-formed but invalid values carry their own code,
 //! and so does text the log could not store (a NUL character, see [`crate::values::storable`]).
 
-use questlog_domain::{body, Actor, Edge, Rejection};
+use questlog_domain::{body, Actor, Edge, NameKey, Rejection};
 use questlog_web::openapi::CommandDoc;
 use serde::Deserialize;
 use uuid::Uuid;
@@ -18,6 +18,9 @@ use crate::values::{
 pub enum Command {
     RegisterPlayer {
         username: Username,
+        /// The keys of the streams a claim on the name may be on: the digest a new claim is made
+        /// on, then the name's earlier form ([`crate::stream::claim_keys`]), drawn at the edge.
+        claims: [String; 2],
     },
     SetTimezone {
         timezone: Timezone,
@@ -158,18 +161,24 @@ fn module_no(raw: i64) -> Result<ModuleNo, Rejection> {
 }
 
 impl Command {
+    /// `register_player` of `username`, its claim keyed under the deployment's `names`.
+    pub fn register_player(username: Username, names: &NameKey) -> Self {
+        Self::RegisterPlayer {
+            claims: crate::stream::claim_keys(&username, names),
+            username,
+        }
+    }
+
     /// Parses a command from its name and its raw JSON body, as `edge` sees it.
     ///
     /// # Errors
     /// `unknown_command` (not found) for a name questlog does not know, `bad_request` for a body of
     /// the wrong shape, and a value's own code (`invalid_username`, …) for an invalid value.
-    pub fn parse(name: &str, raw: &[u8], _edge: &Edge) -> Result<Self, Rejection> {
+    pub fn parse(name: &str, raw: &[u8], edge: &Edge) -> Result<Self, Rejection> {
         Ok(match name {
             "register_player" => {
                 let b: RegisterPlayerBody = body(raw)?;
-                Self::RegisterPlayer {
-                    username: Username::parse(&b.username)?,
-                }
+                Self::register_player(Username::parse(&b.username)?, &edge.names)
             }
             "set_timezone" => {
                 let b: SetTimezoneBody = body(raw)?;
@@ -281,7 +290,10 @@ impl Command {
     pub fn streams(&self, actor: &Actor) -> Vec<StreamId> {
         let me = StreamId::Player(actor.identity);
         match self {
-            Self::RegisterPlayer { username } => vec![me, StreamId::Username(username.key())],
+            Self::RegisterPlayer { claims, .. } => {
+                let [new, earlier] = claims.clone();
+                vec![me, StreamId::Username(new), StreamId::Username(earlier)]
+            }
             Self::SetTimezone { .. } | Self::UpdateStreak => vec![me],
             Self::CompleteLab { .. } => vec![me, StreamId::Catalog],
             Self::DefineModule { .. } | Self::DefineLab { .. } => vec![StreamId::Catalog],

@@ -32,14 +32,16 @@ pub fn decide(cmd: &Command, ctx: &Context<'_>) -> Result<Vec<(StreamId, Event)>
             .collect()
     };
     match cmd {
-        Command::RegisterPlayer { username } => {
+        Command::RegisterPlayer { username, claims } => {
             if ctx.player(me).is_registered() {
                 return Err(Rejection::conflict(
                     "already_registered",
                     "this identity already has a player",
                 ));
             }
-            if username_holder(ctx, &username.key()).is_some() {
+            // Taken when claimed under either key: a digest, or the name an earlier build
+            // claimed it under.
+            if claims.iter().any(|key| username_holder(ctx, key).is_some()) {
                 return Err(Rejection::conflict(
                     "username_taken",
                     format!("the username {username} is taken"),
@@ -47,7 +49,7 @@ pub fn decide(cmd: &Command, ctx: &Context<'_>) -> Result<Vec<(StreamId, Event)>
             }
             Ok(vec![
                 (
-                    StreamId::Username(username.key()),
+                    StreamId::Username(claims[0].clone()),
                     Event::UsernameClaimed {
                         player_id: me,
                         username: Personal::new(me, username.clone()),

@@ -57,12 +57,26 @@ pub fn on_catalog(event: Event) -> (StreamId, Event) {
     (StreamId::Catalog, event)
 }
 
-/// The events `register_player` leaves for `actor` under `name`.
+/// The events `register_player` leaves for `actor` under `name` (its claim keyed under the tests'
+/// name key, `questlog_domain::testing::NAMES`).
 pub fn registered(actor: Actor, name: &str) -> Vec<(StreamId, Event)> {
     let username = username(name);
+    let claim = crate::stream::claim_key(&username, &questlog_domain::testing::NAMES);
+    registered_on(actor, username, claim)
+}
+
+/// The events an earlier build's `register_player` left for `actor` under `name`: its claim on the
+/// stream of the lowercase name.
+pub fn registered_before_digests(actor: Actor, name: &str) -> Vec<(StreamId, Event)> {
+    let username = username(name);
+    let claim = username.key();
+    registered_on(actor, username, claim)
+}
+
+fn registered_on(actor: Actor, username: Username, claim: String) -> Vec<(StreamId, Event)> {
     vec![
         (
-            StreamId::Username(username.key()),
+            StreamId::Username(claim),
             Event::UsernameClaimed {
                 player_id: actor.identity,
                 username: questlog_domain::Personal::new(actor.identity, username.clone()),

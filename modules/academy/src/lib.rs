@@ -40,6 +40,7 @@ pub use stream::{StreamId, UsernameHolder};
 use questlog_domain as kernel;
 use questlog_leaderboards::BuiltinBoardsExt as _;
 use questlog_projector::ProjectorExt as _;
+use questlog_store::archive::ArchiveExt as _;
 use questlog_store::MigrationsExt as _;
 use questlog_web::openapi::ApiDocsExt as _;
 
@@ -82,7 +83,10 @@ impl kernel::Module for Academy {
         read::register(app);
         catalog::cli::register(app);
         app.add_command_docs(command::docs());
-        app.add_migrations(self.name(), &MIGRATIONS);
+        // Its claims are named for digests under the deployment's name key: the key travels
+        // with the log.
+        app.add_migrations(self.name(), &MIGRATIONS)
+            .add_archive_section(questlog_store::sealing::NAME_KEY_ARCHIVE);
     }
 }
 

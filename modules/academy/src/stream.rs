@@ -5,7 +5,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use questlog_domain::{StreamKind, UnknownStream, View};
+use questlog_domain::{NameKey, StreamKind, UnknownStream, View};
 use uuid::Uuid;
 
 use crate::catalog::CatalogState;
@@ -13,15 +13,17 @@ use crate::event::Event;
 use crate::player::PlayerState;
 use crate::values::{PlayerId, Username};
 
-/// The id of one of the academy's streams, written as `player-<uuid>`, `username-<lowercase
-/// name>` or `catalog`.
+/// The id of one of the academy's streams, written as `player-<uuid>`, `username-<claim key>` or
+/// `catalog`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum StreamId {
     /// The catalog of modules and labs (one stream).
     Catalog,
     /// A player's progression.
     Player(PlayerId),
-    /// The claim on a username (its lowercase key): guarantees uniqueness through the log itself.
+    /// The claim on a username: guarantees uniqueness through the log itself. Its key is the
+    /// keyed digest of the name's lowercase form ([`claim_key`]); a claim made before digests
+    /// were is keyed by that lowercase form itself, and still holds the name ([`claim_keys`]).
     Username(String),
 }
 
@@ -49,8 +51,20 @@ impl StreamId {
 pub const CATALOG: StreamKind = StreamKind::new("catalog");
 /// A player's progression (`player-<uuid>`).
 pub const PLAYER: StreamKind = StreamKind::new("player");
-/// The claim on a username (`username-<lowercase name>`).
+/// The claim on a username (`username-<digest>`; `username-<lowercase name>` before digests).
 pub const USERNAME: StreamKind = StreamKind::new("username");
+
+/// The key of the stream a new claim on `name` is made on: the keyed digest of its lowercase form
+/// under the deployment's name key, so the log never shows the name.
+pub fn claim_key(name: &Username, names: &NameKey) -> String {
+    names.digest(&name.key())
+}
+
+/// Every key a claim on `name` may be on: the digest new claims use, then the lowercase name an
+/// earlier build claimed it under. Uniqueness is decided on both.
+pub fn claim_keys(name: &Username, names: &NameKey) -> [String; 2] {
+    [claim_key(name, names), name.key()]
+}
 
 impl From<&StreamId> for questlog_domain::StreamId {
     fn from(stream: &StreamId) -> Self {
@@ -87,8 +101,10 @@ impl FromStr for StreamId {
             "player" => Uuid::parse_str(rest)
                 .map(|u| Self::Player(PlayerId(u)))
                 .map_err(|_| bad()),
-            // A username stream holds the name's lowercase key: `username-Ada` is Ada's stream, and
-            // what no username could be is no stream.
+            // A username stream holds a digest (64 lowercase hex digits, longer than any name), or
+            // the lowercase name an earlier build claimed it under: `username-Ada` is that claim's
+            // stream, and what no username could be is no stream.
+            "username" if NameKey::is_digest(rest) => Ok(Self::Username(rest.to_owned())),
             "username" => Username::parse(rest)
                 .map(|name| Self::Username(name.key()))
                 .map_err(|_| bad()),

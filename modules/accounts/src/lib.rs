@@ -11,6 +11,7 @@ pub mod erasure;
 pub mod event;
 pub mod lockout;
 pub mod password;
+pub mod prune;
 pub mod routes;
 pub mod state;
 pub mod values;
@@ -18,6 +19,7 @@ pub mod values;
 #[cfg(test)]
 mod tests;
 
+use questlog_command_api::jobs::JobsExt as _;
 use questlog_command_api::routes::WriteRoutesExt as _;
 use questlog_domain::{App, Module, StreamKind};
 use questlog_query_api::export::{PlayerExport, PlayerExportExt as _};
@@ -81,6 +83,8 @@ pub struct Accounts {
     pub max_failures: u32,
     /// …within this window (and for as long as the oldest of them stays in it).
     pub window: chrono::Duration,
+    /// The time between the sessions job's rounds ([`prune::DEFAULT_INTERVAL`] unless set).
+    pub prune_interval: Option<std::time::Duration>,
 }
 
 impl Default for Accounts {
@@ -89,6 +93,7 @@ impl Default for Accounts {
             cost: Cost::default(),
             max_failures: 5,
             window: chrono::Duration::minutes(15),
+            prune_interval: None,
         }
     }
 }
@@ -146,6 +151,9 @@ impl Module for Accounts {
             &["subject_keys"],
             |conn, player| Box::pin(export_key(conn, player)),
         ));
+        // The sessions its routes open are pruned once nothing can use them.
+        let interval = self.prune_interval.unwrap_or(prune::DEFAULT_INTERVAL);
+        app.add_job(prune::JOB, move |context| prune::job(interval, context));
         app.add_migrations(self.name(), &MIGRATIONS)
             .add_archive_section(ARCHIVE)
             .add_archive_section(KEYS_ARCHIVE);
@@ -221,11 +229,12 @@ impl Default for AccountsArgs {
 }
 
 impl AccountsArgs {
-    /// The module these settings configure.
+    /// The module these settings configure, its sessions job every `prune_interval` (its
+    /// default when `None`).
     ///
     /// # Errors
     /// When the argon2 parameters are out of range.
-    pub fn module(&self) -> anyhow::Result<Accounts> {
+    pub fn module(&self, prune_interval: Option<std::time::Duration>) -> anyhow::Result<Accounts> {
         let cost = Cost {
             memory_kib: self.argon2_memory_kib,
             iterations: self.argon2_iterations,
@@ -237,6 +246,7 @@ impl AccountsArgs {
             cost,
             max_failures: self.login_max_failures,
             window: chrono::Duration::seconds(i64::from(self.login_window_secs)),
+            prune_interval,
         })
     }
 }

@@ -202,8 +202,8 @@ async fn catalog(
         At::Now => "SELECT count(*) FROM rm_players".to_owned(),
         // Every registered player has a version of its leaderboard entry from registration on.
         At::AsOf(p) => format!(
-            "SELECT count(*) FROM rm_leaderboard_history \
-              WHERE int8range(valid_from, valid_to) @> {p}::bigint"
+            "SELECT count(*) FROM rm_leaderboard_history WHERE {}",
+            questlog_query_api::as_of::valid_at(&p.to_string())
         ),
     })
     .fetch_one(&mut *tx)

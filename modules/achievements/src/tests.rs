@@ -22,6 +22,7 @@ fn parse(
     let edge = Edge {
         caller: PlayerId(Uuid::new_v4()),
         new_id: Uuid::now_v7(),
+        names: questlog_domain::testing::NAMES,
     };
     app()
         .domain()

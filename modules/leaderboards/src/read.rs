@@ -195,7 +195,7 @@ impl Cursor {
 fn entries(at: At) -> String {
     let filter = match at {
         At::Now => format!("valid_to = {}", crate::projection::OPEN),
-        At::AsOf(p) => format!("int8range(valid_from, valid_to) @> {p}::bigint"),
+        At::AsOf(p) => questlog_query_api::as_of::valid_at(&p.to_string()),
     };
     format!("(SELECT * FROM rm_leaderboard_entries WHERE {filter}) e")
 }

@@ -223,6 +223,7 @@ fn parse(name: &str, body: serde_json::Value) -> Result<Command, &'static str> {
     let edge = Edge {
         caller: PlayerId(Uuid::new_v4()),
         new_id: Uuid::now_v7(),
+        names: questlog_domain::testing::NAMES,
     };
     Command::parse(name, body.to_string().as_bytes(), &edge).map_err(|r| r.code)
 }

@@ -81,10 +81,11 @@ pub(crate) async fn online(
         .await?
     {
         let mut conn = state.pool.acquire().await?;
-        let online: Vec<Online> = sqlx::query_as(
+        let online: Vec<Online> = sqlx::query_as(&format!(
             "SELECT player_id, username, current_lab, since FROM rm_presence_history \
-              WHERE int8range(valid_from, valid_to) @> $1::bigint ORDER BY since, player_id",
-        )
+              WHERE {} ORDER BY since, player_id",
+            questlog_query_api::as_of::valid_at("$1::bigint")
+        ))
         .bind(position)
         .fetch_all(&mut *conn)
         .await?;

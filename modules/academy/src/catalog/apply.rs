@@ -234,10 +234,12 @@ fn refused(label: &str, error: CommandError) -> anyhow::Error {
 /// The file's entries as commands, in the order to send them: modules before the modules in the
 /// file that require them, then labs as written.
 fn plan(file: CatalogFile, admin: PlayerId) -> anyhow::Result<Vec<Step>> {
-    // `new_id` is only drawn by commands that create something; a catalog command never reads it.
+    // `new_id` is only drawn by commands that create something, and the name key only by those
+    // that claim a name: a catalog command reads neither.
     let edge = Edge {
         caller: admin,
         new_id: Uuid::nil(),
+        names: questlog_domain::NameKey::new([0; 32]),
     };
     let mut modules: BTreeMap<ModuleNo, Step> = BTreeMap::new();
     for entry in file.module {

@@ -190,7 +190,8 @@ pub fn xp_rows(at: At) -> String {
         At::Now => "rm_players".to_owned(),
         At::AsOf(position) => format!(
             "(SELECT player_id, username, xp, level, xp_position FROM rm_leaderboard_history \
-               WHERE int8range(valid_from, valid_to) @> {position}::bigint) h"
+               WHERE {}) h",
+            questlog_query_api::as_of::valid_at(&position.to_string())
         ),
     };
     format!(

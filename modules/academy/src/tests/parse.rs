@@ -46,9 +46,7 @@ fn valid_bodies_carry_their_values_into_the_command() {
     let cases = [
         (
             "register_player",
-            Command::RegisterPlayer {
-                username: username("ada"),
-            },
+            Command::register_player(username("ada"), &testing::NAMES),
         ),
         (
             "set_timezone",
@@ -235,9 +233,7 @@ fn a_username_of_exactly_30_chars_is_accepted() {
     let name = "a".repeat(30);
     assert_eq!(
         P.parse("register_player", &json!({"username": name})),
-        Ok(Command::RegisterPlayer {
-            username: username(&name)
-        })
+        Ok(Command::register_player(username(&name), &testing::NAMES))
     );
 }
 

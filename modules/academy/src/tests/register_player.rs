@@ -1,7 +1,8 @@
 //! `register_player`, and the rule that player commands need a registered player.
 
 use super::{
-    at, complete, lab_defined, module_defined, on_player, player, registered, tz, username,
+    at, complete, lab_defined, module_defined, on_player, player, registered,
+    registered_before_digests, tz, username,
 };
 use crate::catalog::CatalogState;
 use crate::player::Registration;
@@ -10,9 +11,7 @@ use crate::testing::given;
 use crate::{Command, Event, PlayerState, RejectionKind, StreamId};
 
 fn register(name: &str) -> Command {
-    Command::RegisterPlayer {
-        username: username(name),
-    }
+    Command::register_player(username(name), &questlog_domain::testing::NAMES)
 }
 
 #[test]
@@ -24,13 +23,15 @@ fn a_new_identity_claims_its_username_and_registers() {
 }
 
 #[test]
-fn the_username_is_claimed_on_the_stream_of_its_lowercase_key() {
+fn the_username_is_claimed_on_the_stream_of_the_keyed_digest_of_its_lowercase_form() {
     let ada = player(1);
+    let claim = questlog_domain::testing::NAMES.digest("adal");
+    assert!(!claim.contains("adal"));
     given(vec![])
         .when(ada, at("2024-03-01T09:00:00Z"), register("AdaL"))
         .then(vec![
             (
-                StreamId::Username("adal".into()),
+                StreamId::Username(claim),
                 Event::UsernameClaimed {
                     player_id: ada.identity,
                     username: questlog_domain::Personal::new(ada.identity, username("AdaL")),
@@ -60,6 +61,16 @@ fn a_username_held_by_another_player_is_taken() {
     given(registered(player(1), "ada"))
         .when(player(2), at("2024-03-01T09:00:00Z"), register("ada"))
         .then_rejected("username_taken");
+}
+
+#[test]
+fn a_username_claimed_by_an_earlier_build_under_its_lowercase_name_is_taken() {
+    for name in ["ada", "ADA"] {
+        let r = given(registered_before_digests(player(1), "Ada"))
+            .when(player(2), at("2024-03-01T09:00:00Z"), register(name))
+            .then_rejected("username_taken");
+        assert_eq!(r.kind, RejectionKind::Conflict);
+    }
 }
 
 #[test]

@@ -166,6 +166,24 @@ fn a_username_stream_id_is_read_as_the_names_lowercase_key() {
 }
 
 #[test]
+fn a_claim_s_digest_is_a_stream_id_as_written_and_only_in_lowercase_hex() {
+    let digest = questlog_domain::testing::NAMES.digest("ada");
+    let id = format!("username-{digest}");
+    assert_eq!(
+        id.parse::<StreamId>(),
+        Ok(StreamId::Username(digest.clone()))
+    );
+    assert_eq!(StreamId::Username(digest.clone()).to_string(), id);
+    for raw in [
+        format!("username-{}", digest.to_uppercase()),
+        format!("username-{}", &digest[1..]),
+        format!("username-{digest}0"),
+    ] {
+        assert!(raw.parse::<StreamId>().is_err(), "{raw:?} parsed");
+    }
+}
+
+#[test]
 fn a_player_stream_id_is_read_whatever_the_uuids_spelling() {
     let canonical = "player-67e55044-10b1-426f-9247-bb680e5fe0c8";
     for raw in [

@@ -54,6 +54,7 @@ fn parse(name: &str, body: Value, caller: PlayerId) -> Command {
     let edge = Edge {
         caller,
         new_id: Uuid::nil(),
+        names: questlog_domain::testing::NAMES,
     };
     Command::parse(name, body.to_string().as_bytes(), &edge).expect("parses")
 }
@@ -487,6 +488,7 @@ fn bad_input_is_refused_at_the_edge() {
     let edge = Edge {
         caller: ADA,
         new_id: Uuid::nil(),
+        names: questlog_domain::testing::NAMES,
     };
     let cases = [
         (
