@@ -15,6 +15,7 @@
 //! their schema for inspection, switching nothing.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use anyhow::Context as _;
 use questlog_domain::Domain;
@@ -225,19 +226,25 @@ pub async fn build_until(
         .collect();
     let start = projections.iter().map(|p| bounds(*p).0).min().unwrap_or(0);
     let end = projections.iter().map(|p| bounds(*p).1).max().unwrap_or(0);
-    let mut after = start;
+    let domain = Arc::new(domain.clone());
     let mut unflushed = 0;
-    while after < end {
+    let mut next = if start < end {
+        prefetch(conn, &domain, start).await?
+    } else {
+        None
+    };
+    while let Some(Prefetch { last, decoded }) = next.take() {
         let mut tx = conn.begin().await?;
         if let Some(schema) = schema {
             sqlx::query(&format!("SET LOCAL search_path = {schema}, public"))
                 .execute(&mut *tx)
                 .await?;
         }
-        let events = Decoded::read_after(&mut tx, domain, after, PAGE).await?;
-        let Some(last) = events.last().map(Decoded::position) else {
-            break;
-        };
+        let events = decoded.await.context("decoding a page of the log")??;
+        // The next page is read now, and decoded while this one is folded.
+        if last < end {
+            next = prefetch(&mut tx, &domain, last).await?;
+        }
         for (projection, bulk) in projections.iter().zip(&mut bulk) {
             let name = projection.name().as_str();
             let (lo, hi) = bounds(*projection);
@@ -263,8 +270,7 @@ pub async fn build_until(
             }
         }
         tx.commit().await?;
-        after = last;
-        progress(after.min(end), end);
+        progress(last.min(end), end);
     }
     let mut tx = conn.begin().await?;
     if let Some(schema) = schema {
@@ -286,6 +292,35 @@ pub async fn build_until(
     }
     tx.commit().await?;
     Ok(applied)
+}
+
+/// A page of the log read and opened, being decoded on the blocking pool.
+struct Prefetch {
+    /// Its last event's position.
+    last: i64,
+    decoded: tokio::task::JoinHandle<anyhow::Result<Vec<Decoded>>>,
+}
+
+/// Reads the page of the log after `after` and opens its personal fields on `conn`, and starts
+/// decoding it on the blocking pool (another core, while the page before it is folded); `None`
+/// at the log's end.
+async fn prefetch(
+    conn: &mut PgConnection,
+    domain: &Arc<Domain>,
+    after: i64,
+) -> anyhow::Result<Option<Prefetch>> {
+    let mut events = questlog_store::read_after(&mut *conn, after, PAGE)
+        .await
+        .context("reading the log")?;
+    let Some(last) = events.last().map(|e| e.position) else {
+        return Ok(None);
+    };
+    questlog_store::sealing::open_all(conn, domain.legacy_personal(), &mut events)
+        .await
+        .context("reading the keys of personal data")?;
+    let domain = Arc::clone(domain);
+    let decoded = tokio::task::spawn_blocking(move || Decoded::decode_all(&domain, events));
+    Ok(Some(Prefetch { last, decoded }))
 }
 
 async fn checkpoints(
