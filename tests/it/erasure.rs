@@ -657,3 +657,81 @@ async fn a_name_claimed_under_its_old_stream_id_is_still_taken_and_digests_survi
         .ok(&dan.token, "register_player", json!({"username": "dan"}))
         .await;
 }
+
+/// Registers an account (no player in the log): its identity and access token.
+async fn account(app: &TestApp, email: &str, username: Option<&str>) -> Player {
+    let mut body = json!({"email": email, "password": "correct horse battery"});
+    if let Some(username) = username {
+        body["username"] = json!(username);
+    }
+    let response = app
+        .client
+        .post(app.url("/v1/accounts/register"))
+        .json(&body)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let answer: Value = response.json().await.expect("JSON");
+    Player {
+        id: answer["identity"]
+            .as_str()
+            .and_then(|s| s.parse().ok())
+            .expect("identity"),
+        token: answer["access_token"].as_str().expect("token").to_owned(),
+    }
+}
+
+async fn login_status(app: &TestApp, email: &str) -> StatusCode {
+    app.client
+        .post(app.url("/v1/accounts/login"))
+        .json(&json!({"email": email, "password": "correct horse battery"}))
+        .send()
+        .await
+        .expect("sent")
+        .status()
+}
+
+#[tokio::test]
+async fn a_player_with_an_account_but_no_name_in_the_log_confirms_with_its_account_username() {
+    let app = TestApp::spawn().await;
+    let cleo = account(&app, "cleo@example.org", Some("CleoAccount")).await;
+    let dan = account(&app, "dan@example.org", None).await;
+    // Another name, or a name an account without a username never had: refused, nothing written,
+    // the account still there.
+    let events = event_count(&app.db).await;
+    for (player, confirm) in [(&cleo, "someone-else"), (&dan, "dan")] {
+        let (status, problem) = app
+            .command(&player.token, "erase_me", &json!({ "confirm": confirm }))
+            .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
+        assert_eq!(problem["code"], "confirmation_mismatch");
+    }
+    assert_eq!(event_count(&app.db).await, events, "nothing appended");
+    assert_eq!(login_status(&app, "cleo@example.org").await, StatusCode::OK);
+
+    // Her account's username, in any case, erases her; his id erases him.
+    let erased = app
+        .ok(&cleo.token, "erase_me", json!({"confirm": "cleoaccount"}))
+        .await;
+    assert_eq!(erased["events"][0]["type"], "player_erased");
+    assert_eq!(
+        login_status(&app, "cleo@example.org").await,
+        StatusCode::UNAUTHORIZED
+    );
+    let (status, problem) = app
+        .command(&cleo.token, "erase_me", &json!({"confirm": "CleoAccount"}))
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{problem}");
+    assert_eq!(problem["code"], "already_erased");
+    app.ok(
+        &dan.token,
+        "erase_me",
+        json!({"confirm": dan.id.to_string()}),
+    )
+    .await;
+    assert_eq!(
+        login_status(&app, "dan@example.org").await,
+        StatusCode::UNAUTHORIZED
+    );
+}

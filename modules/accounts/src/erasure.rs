@@ -5,8 +5,15 @@
 //! its account — email, username, password hash — (`questlog_beside_account_erased`): from that
 //! commit on, every personal field the log holds sealed for the player reads as erased, and the
 //! identity can no longer log in.
+//!
+//! A player with an account but no name in the log (no module's `add_player_name` finds one)
+//! may confirm with its account's username, which is kept beside the log, not in it: `decide`
+//! accepts such a confirmation provisionally and the erasure's own append checks it against the
+//! account (`questlog_beside_account_erased`), refusing the whole append as
+//! `account_confirm: <player>` when it does not match, which is answered `confirmation_mismatch`.
 
 use std::any::Any;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use questlog_domain::app::NameFn;
@@ -27,6 +34,10 @@ use crate::state::Account;
 /// The beside kind that deletes an erased player's account (`questlog_beside_account_erased`).
 pub const BESIDE_ACCOUNT_ERASED: &str = "account_erased";
 
+/// The conflict an erasure's append reports when the account's username does not match the
+/// confirmation it was accepted on.
+pub const ACCOUNT_CONFIRM: &str = "account_confirm: ";
+
 /// The erasure commands' names.
 pub const COMMAND_NAMES: &[&str] = &["erase_me", "erase_player"];
 
@@ -39,6 +50,9 @@ pub struct Erase {
     pub confirm: Option<String>,
     /// Where the player's names are read from (the running modules' registrations).
     names: Arc<[(StreamKind, NameFn)]>,
+    /// Whether the last decision accepted the confirmation as the account's username, for the
+    /// append to check ([`Command::beside`] follows each decision of the command).
+    by_account: AtomicBool,
 }
 
 impl Erase {
@@ -87,6 +101,7 @@ pub fn parser(names: Arc<[(StreamKind, NameFn)]>) -> Parser {
                 player: PlayerId(b.player_id),
                 confirm: None,
                 names: names.clone(),
+                by_account: AtomicBool::new(false),
             }
         } else {
             let b: EraseMeIn = body(raw)?;
@@ -94,6 +109,7 @@ pub fn parser(names: Arc<[(StreamKind, NameFn)]>) -> Parser {
                 player: edge.caller,
                 confirm: Some(b.confirm),
                 names: names.clone(),
+                by_account: AtomicBool::new(false),
             }
         };
         Ok(Box::new(command) as Box<dyn Command>)
@@ -120,6 +136,8 @@ impl Command for Erase {
     }
 
     fn decide(&self, ctx: &Context<'_>) -> Result<Vec<(StreamId, Event)>, Rejection> {
+        let account = stream(self.player);
+        self.by_account.store(false, Ordering::Relaxed);
         if let Some(confirm) = &self.confirm {
             if ctx.actor.role != Role::Player || ctx.actor.identity != self.player {
                 return Err(Rejection::forbidden(
@@ -131,14 +149,16 @@ impl Command for Erase {
                 .name_streams()
                 .filter_map(|(stream, name)| name(ctx.states.state(&stream)))
                 .collect();
-            if !confirmed(confirm, &names, self.player) {
-                return Err(Rejection::invalid(
-                    "confirmation_mismatch",
-                    "confirm must be the player's username (its id when it has none)",
-                ));
+            // No name in the log, but an account: its username (beside the log) is checked by
+            // the append.
+            let by_account = names.is_empty()
+                && !is_id(confirm, self.player)
+                && ctx.view::<Account>(&account).registered;
+            if !by_account && !confirmed(confirm, &names, self.player) {
+                return Err(mismatch());
             }
+            self.by_account.store(by_account, Ordering::Relaxed);
         }
-        let account = stream(self.player);
         if ctx.view::<Account>(&account).erased {
             return Err(Rejection::conflict(
                 "already_erased",
@@ -153,16 +173,29 @@ impl Command for Erase {
 
     fn beside(&self, _: &Actor) -> Vec<Beside> {
         let item = json!({ "player_id": self.player });
+        let mut account = item.clone();
+        if let Some(confirm) = self
+            .confirm
+            .as_ref()
+            .filter(|_| self.by_account.load(Ordering::Relaxed))
+        {
+            account["confirm_username"] = json!(confirm.to_lowercase());
+        }
         vec![
             Beside {
                 kind: BESIDE_SUBJECT_ERASED,
-                item: item.clone(),
+                item,
             },
             Beside {
                 kind: BESIDE_ACCOUNT_ERASED,
-                item,
+                item: account,
             },
         ]
+    }
+
+    fn conflict(&self, conflict: &str) -> Option<Rejection> {
+        (conflict.strip_prefix(ACCOUNT_CONFIRM) == Some(self.player.to_string().as_str()))
+            .then(mismatch)
     }
 
     fn as_any(&self) -> &dyn Any {
@@ -170,10 +203,22 @@ impl Command for Erase {
     }
 }
 
+fn mismatch() -> Rejection {
+    Rejection::invalid(
+        "confirmation_mismatch",
+        "confirm must be the player's username (its id when it has none)",
+    )
+}
+
+/// Whether `confirm` is the player's id.
+fn is_id(confirm: &str, player: PlayerId) -> bool {
+    confirm.trim().eq_ignore_ascii_case(&player.to_string())
+}
+
 /// Whether `confirm` names the player: one of its names (case aside), or its id when it has none.
 fn confirmed(confirm: &str, names: &[String], player: PlayerId) -> bool {
     if names.is_empty() {
-        return confirm.trim().eq_ignore_ascii_case(&player.to_string());
+        return is_id(confirm, player);
     }
     names
         .iter()
@@ -197,5 +242,34 @@ mod tests {
         let ada = PlayerId(Uuid::from_u128(1));
         assert!(confirmed(&ada.to_string(), &[], ada));
         assert!(!confirmed("ada", &[], ada));
+    }
+
+    #[test]
+    fn a_confirmation_the_account_refused_is_a_mismatch_of_that_player_only() {
+        let ada = PlayerId(Uuid::from_u128(1));
+        let erase = Erase {
+            player: ada,
+            confirm: Some("AdaAccount".to_owned()),
+            names: Arc::from(Vec::new()),
+            by_account: AtomicBool::new(true),
+        };
+        let refused = erase.conflict(&format!("{ACCOUNT_CONFIRM}{ada}"));
+        assert_eq!(refused.map(|r| r.code), Some("confirmation_mismatch"));
+        let other = PlayerId(Uuid::from_u128(2));
+        assert!(erase
+            .conflict(&format!("{ACCOUNT_CONFIRM}{other}"))
+            .is_none());
+        // What the append checks: the confirmation, lowercased, beside the account's erasure.
+        let beside = erase.beside(&Actor {
+            identity: ada,
+            role: Role::Player,
+        });
+        assert_eq!(beside[1].item["confirm_username"], "adaaccount");
+        erase.by_account.store(false, Ordering::Relaxed);
+        let beside = erase.beside(&Actor {
+            identity: ada,
+            role: Role::Player,
+        });
+        assert!(beside[1].item.get("confirm_username").is_none());
     }
 }
