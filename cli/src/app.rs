@@ -340,6 +340,7 @@ impl Application {
                 Vec::new()
             },
             hub: live_hub,
+            standby: read_pool.clone().filter(|_| runs(Service::QueryApi)),
         };
         let health = Router::new()
             .route("/healthz", get(healthz))

@@ -8,8 +8,9 @@
 //!   it builds; its series count everything the process did (one application per process in
 //!   production; the sum of all of them when tests start several in one process);
 //! - values read at scrape time from this application's own database and stream: the log's head,
-//!   the relay's lag and each projection's lag. They describe state, not work, so each
-//!   application reports its own whatever else runs in the process;
+//!   the relay's lag, each projection's lag and, for a query API reading a standby, how far the
+//!   standby is behind. They describe state, not work, so each application reports its own
+//!   whatever else runs in the process;
 //! - the live hub's own counters (`questlog_live_*`), kept per application for the same reason.
 
 use std::sync::OnceLock;
@@ -51,6 +52,7 @@ pub const SERIES: &[(&str, &str)] = &[
     ("questlog_log_head_position", "gauge"),
     ("questlog_relay_lag_events", "gauge"),
     ("questlog_projection_lag_events", "gauge"),
+    ("questlog_standby_lag_events", "gauge"),
     ("questlog_live_subscribers", "gauge"),
     ("questlog_live_topics", "gauge"),
     ("questlog_live_events_total", "counter"),
@@ -141,6 +143,8 @@ pub struct Scrape {
     pub projections: Vec<&'static str>,
     /// The live hub, when this process runs the query API.
     pub hub: Option<questlog_query_api::live::Hub>,
+    /// The standby the query API reads from (`QUESTLOG_READ_DATABASE_URL`), when it has one.
+    pub standby: Option<PgPool>,
 }
 
 /// `GET /metrics`: unauthenticated, as scrapers expect; it tells counts only.
@@ -165,7 +169,7 @@ pub async fn route(State(scrape): State<Scrape>) -> Response {
     response
 }
 
-/// The head of the log, the relay's lag and each projection's lag, read now.
+/// The head of the log, the relay's lag, each projection's lag and the standby's, read now.
 async fn state(scrape: &Scrape, body: &mut String) -> anyhow::Result<()> {
     let head: i64 = sqlx::query_scalar("SELECT coalesce(max(position), 0)::bigint FROM events")
         .fetch_one(&scrape.pool)
@@ -208,6 +212,24 @@ async fn state(scrape: &Scrape, body: &mut String) -> anyhow::Result<()> {
             "Events in the log after a projection's checkpoint (head - checkpoint).",
             &lags,
         );
+    }
+    // Last: a standby out of reach leaves out only its own series.
+    if let Some(standby) = &scrape.standby {
+        // Read after the primary's head: the lag is never overstated.
+        let replayed: Result<i64, _> =
+            sqlx::query_scalar("SELECT coalesce(max(position), 0)::bigint FROM events")
+                .fetch_one(standby)
+                .await;
+        match replayed {
+            Ok(replayed) => gauge(
+                body,
+                "questlog_standby_lag_events",
+                "Events in the primary's log after the newest one the standby the query API reads \
+                 has replayed (head - standby's head).",
+                &[(None, (head - replayed).max(0))],
+            ),
+            Err(e) => tracing::warn!(error = %e, "metrics: cannot read the standby"),
+        }
     }
     Ok(())
 }

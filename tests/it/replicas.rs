@@ -373,3 +373,72 @@ async fn losing_the_standby_under_load_loses_and_doubles_nothing_and_its_reads_r
     assert_stream_equals_log_on(&nats_url(), &app.db, &log).await;
     assert_verify_is_clean(&app.db).await;
 }
+
+/// `questlog_standby_lag_events` as `GET /metrics` shows it (`None` while it is left out).
+async fn standby_lag(app: &TestApp) -> Option<i64> {
+    let text = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    text.lines().find_map(|line| {
+        line.strip_prefix("questlog_standby_lag_events ")?
+            .parse()
+            .ok()
+    })
+}
+
+#[tokio::test]
+async fn metrics_show_how_far_the_standby_is_behind_while_its_replay_is_paused_and_zero_once_it_caught_up(
+) {
+    let replicated = Replicated::start().await;
+    let app = &replicated.app;
+    app.catalog(1, 10).await;
+    let me = app.player("reader").await;
+    say(app, &me, "one").await;
+    wait_until("the metrics show the standby caught up", || async {
+        standby_lag(app).await == Some(0)
+    })
+    .await;
+
+    let standby = replicated.standby_pool();
+    sqlx::query("SELECT pg_wal_replay_pause()")
+        .execute(&standby)
+        .await
+        .expect("pause the standby's replay");
+    wait_until("the standby's replay is paused", || async {
+        sqlx::query_scalar::<_, String>("SELECT pg_get_wal_replay_pause_state()")
+            .fetch_one(&standby)
+            .await
+            .is_ok_and(|state| state == "paused")
+    })
+    .await;
+    say(app, &me, "two").await;
+    let three = say(app, &me, "three").await;
+    let replayed: i64 = sqlx::query_scalar("SELECT coalesce(max(position), 0)::bigint FROM events")
+        .fetch_one(&standby)
+        .await
+        .expect("the standby's head");
+    assert!(replayed < three, "the paused standby holds {replayed}");
+    // The primary's head is at least `three`: the standby is at least that far behind.
+    let lag = standby_lag(app)
+        .await
+        .expect("the standby's lag on /metrics");
+    assert!(
+        lag >= three - replayed,
+        "lag {lag}, standby at {replayed}, log at {three}"
+    );
+
+    sqlx::query("SELECT pg_wal_replay_resume()")
+        .execute(&standby)
+        .await
+        .expect("resume the standby's replay");
+    wait_until("the metrics show the standby caught up again", || async {
+        standby_lag(app).await == Some(0)
+    })
+    .await;
+}
