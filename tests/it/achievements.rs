@@ -493,3 +493,147 @@ async fn an_admin_grants_and_revokes_defined_achievements_and_the_academy_still_
         .await;
     assert_eq!(profile["achievements"], json!(["first_lab"]));
 }
+
+#[tokio::test]
+async fn the_academy_built_in_achievements_are_achievements_listed_with_their_rarity() {
+    let app = TestApp::spawn().await;
+    let admin = app.catalog(2, 100).await;
+    define(
+        &app,
+        json!({ "achievement": "beta", "title": "Beta tester" }),
+    )
+    .await;
+    let a = app.player("ada").await;
+    let b = app.player("bob").await;
+    let out = app
+        .ok(&a.token, "complete_lab", json!({ "lab_id": "lab-1" }))
+        .await;
+    // The academy decides it and records it as it always did.
+    assert_eq!(event_types(&out).last(), Some(&"achievement_unlocked"));
+    assert_eq!(
+        out["events"]
+            .as_array()
+            .and_then(|e| e.last())
+            .map(|e| &e["data"]),
+        Some(&json!({ "achievement": "first_lab" }))
+    );
+    let unlocked = position(&out);
+    let (_, at) = nth(&app, &a, "lab_completed", 1).await;
+
+    // The player's list has it, unlocked where the academy's event is, and the others to earn.
+    let mine = app
+        .read_at(&a.token, "/v1/players/me/achievements", unlocked)
+        .await;
+    let first = line(&mine, "first_lab").expect("listed");
+    assert_eq!(
+        (
+            first["title"].as_str(),
+            first["goal"].as_i64(),
+            first["progress"].as_i64(),
+            first["position"].as_i64(),
+            first["unlocked_at"].as_str()
+        ),
+        (
+            Some("First lab"),
+            Some(1),
+            Some(1),
+            Some(unlocked),
+            Some(at.as_str())
+        )
+    );
+    let ten = line(&mine, "ten_labs").expect("listed");
+    assert_eq!(
+        (ten["progress"].as_i64(), &ten["unlocked_at"]),
+        (Some(0), &Value::Null)
+    );
+    let theirs = app
+        .read_at(&b.token, "/v1/players/me/achievements", unlocked)
+        .await;
+    assert_eq!(
+        line(&theirs, "first_lab").expect("listed")["unlocked_at"],
+        Value::Null
+    );
+
+    // The catalog: the achievements defined as data, then the built-in ones, with rarity.
+    let catalog = app.read_at(&b.token, "/v1/achievements", unlocked).await;
+    let ids: Vec<&str> = catalog["achievements"]
+        .as_array()
+        .expect("achievements")
+        .iter()
+        .filter_map(|a| a["achievement"].as_str())
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            "beta",
+            "first_lab",
+            "ten_labs",
+            "first_module",
+            "streak_7",
+            "streak_30",
+            "level_5",
+            "level_10"
+        ]
+    );
+    let first = &catalog["achievements"][1];
+    assert_eq!(
+        (
+            first["unlocked_by"].as_i64(),
+            first["rarity"].as_f64(),
+            first["authoritative"].as_bool(),
+            first["hidden"].as_bool(),
+            &first["rule"],
+        ),
+        (Some(1), Some(0.5), Some(true), Some(false), &Value::Null)
+    );
+
+    // An admin's grant of one is the academy's event, and counts like any unlock.
+    let granted = app
+        .ok(
+            &admin,
+            "grant_achievement",
+            json!({ "player_id": b.id, "achievement": "level_10" }),
+        )
+        .await;
+    assert_eq!(event_types(&granted), ["achievement_unlocked"]);
+    let catalog = app
+        .read_at(&b.token, "/v1/achievements", position(&granted))
+        .await;
+    assert_eq!(catalog["achievements"][7]["unlocked_by"], 1);
+
+    // As of a position, as a replay up to it: listed from the log's start, unlocked from then.
+    let before = app
+        .read_as_of(&b.token, "/v1/achievements", unlocked - 1)
+        .await;
+    assert_eq!(before["achievements"][1]["achievement"], "first_lab");
+    assert_eq!(before["achievements"][1]["unlocked_by"], 0);
+    let then = app
+        .read_as_of(&a.token, "/v1/players/me/achievements", unlocked)
+        .await;
+    assert_eq!(
+        line(&then, "first_lab").expect("listed")["position"],
+        unlocked
+    );
+    assert_eq!(
+        line(&then, "level_10").expect("listed")["unlocked_at"],
+        Value::Null
+    );
+
+    // Its definition is code: defining its id is refused.
+    let count = event_count(&app.db).await;
+    let (s, body) = app
+        .command(
+            &admin,
+            "define_achievement",
+            &json!({ "achievement": "first_lab", "title": "Mine" }),
+        )
+        .await;
+    assert_eq!(
+        (s, body["code"].as_str()),
+        (StatusCode::CONFLICT, Some("builtin_achievement"))
+    );
+    assert_eq!(event_count(&app.db).await, count, "nothing appended");
+
+    let (drifted, checks) = app.verify().await;
+    assert!(!drifted, "{checks}");
+}

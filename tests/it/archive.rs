@@ -555,3 +555,33 @@ async fn an_archive_written_before_modules_registered_their_sections_imports_row
         lines[4]
     );
 }
+
+#[tokio::test]
+async fn the_name_key_travels_so_a_name_claimed_before_the_move_stays_taken_after_it() {
+    let app = TestApp::spawn().await;
+    app.player("Ada").await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("questlog.archive.gz");
+    let exported = export_to(&app, &file).await;
+    assert_eq!(exported.counts.beside("name_keys"), 1);
+
+    let target = TestDb::create().await;
+    let Ok(ImportOutcome::Imported(_)) = import_into(&target, &file, true).await else {
+        panic!("the import succeeds");
+    };
+    let copy = TestApp::spawn_on(target).await;
+    let bob = copy.identity().await;
+    let (status, problem) = copy
+        .command(&bob.token, "register_player", &json!({"username": "ADA"}))
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{problem}");
+    assert_eq!(problem["code"], "username_taken");
+
+    // A target on which a process served commands has a name key of its own: refused whole.
+    let served = TestApp::spawn().await.stop().await;
+    let refused = import_into(&served, &file, true)
+        .await
+        .expect_err("the import is refused");
+    assert!(format!("{refused:#}").contains("name key"), "{refused:#}");
+    assert_eq!(event_count(&served).await, 0, "nothing was imported");
+}

@@ -803,3 +803,194 @@ async fn a_board_topic_sends_its_top_on_each_change_beside_the_academy_board() {
         (StatusCode::BAD_REQUEST, Some("invalid_topic"))
     );
 }
+
+/// `(player, score, rank)` of the academy's XP board's entries (its score is the XP).
+fn xp_lines(read: &Value) -> Vec<(String, i64, i64)> {
+    read["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .map(|e| {
+            (
+                e["player_id"].as_str().expect("id").to_owned(),
+                e["xp"].as_i64().expect("xp"),
+                e["rank"].as_i64().expect("rank"),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn the_academy_xp_board_is_a_built_in_board_every_leaderboard_read_answers() {
+    let app = TestApp::spawn().await;
+    app.catalog(3, 100).await;
+    board(&app, "speed", "asc", "best").await;
+    let a = app.player("ada").await;
+    let b = app.player("bob").await;
+    let c = app.player("cyd").await;
+    app.complete_labs(&a.token, [1]).await;
+    let then = app.complete_labs(&b.token, [1, 2]).await;
+    let now = app.complete_labs(&a.token, [2, 3]).await;
+
+    // The general route ranks the XP as the academy's route does, line for line.
+    let general = app.read_at(&a.token, "/v1/leaderboards/xp", now).await;
+    let expected = [(id(&a), 300, 1), (id(&b), 200, 2), (id(&c), 0, 3)];
+    assert_eq!(lines(&general), expected);
+    assert_eq!(
+        (general["leaderboard"].as_str(), general["season"].as_i64()),
+        (Some("xp"), Some(1))
+    );
+    assert_eq!(general["entries"][0]["username"], "ada");
+    assert_eq!(general["entries"][0]["erased"], false);
+    let academy = app.read_at(&a.token, "/v1/leaderboard", now).await;
+    assert_eq!(xp_lines(&academy), expected);
+    // A line's time is the time of the event that set its XP.
+    let (set_at,): (DateTime<Utc>,) =
+        sqlx::query_as("SELECT recorded_at FROM events WHERE position = $1")
+            .bind(now)
+            .fetch_one(&app.db.pool(1))
+            .await
+            .expect("the event");
+    let updated: DateTime<Utc> = general["entries"][0]["updated_at"]
+        .as_str()
+        .and_then(|t| t.parse().ok())
+        .expect("updated_at");
+    assert_eq!(updated, set_at);
+
+    // Pages, a player's neighbours and a friends board, through the general routes.
+    let first = app
+        .read_at(&a.token, "/v1/leaderboards/xp?limit=2", now)
+        .await;
+    assert_eq!(lines(&first), expected[..2]);
+    let next = first["next"].as_str().expect("a next page");
+    let rest = app
+        .read_at(&a.token, &format!("/v1/leaderboards/xp?after={next}"), now)
+        .await;
+    assert_eq!(lines(&rest), expected[2..]);
+    let around = app
+        .read_at(&c.token, "/v1/leaderboards/xp/players/me?radius=1", now)
+        .await;
+    assert_eq!(lines(&around), expected[1..]);
+    let friends = app
+        .read_at(
+            &c.token,
+            &format!("/v1/leaderboards/xp?players={},{}", id(&c), id(&b)),
+            now,
+        )
+        .await;
+    assert_eq!(lines(&friends), [(id(&b), 200, 1), (id(&c), 0, 2)]);
+
+    // As of a position: the board as it stood, as the academy's route has it then.
+    let past = app.read_as_of(&a.token, "/v1/leaderboards/xp", then).await;
+    let was = [(id(&b), 200, 1), (id(&a), 100, 2), (id(&c), 0, 3)];
+    assert_eq!(lines(&past), was);
+    let academy_then = app.read_as_of(&a.token, "/v1/leaderboard", then).await;
+    assert_eq!(xp_lines(&academy_then), was);
+
+    // Listed after the defined boards, built in: one season, from the log's start.
+    let list = app.read_at(&a.token, "/v1/leaderboards", now).await;
+    let ids: Vec<&str> = list["leaderboards"]
+        .as_array()
+        .expect("boards")
+        .iter()
+        .filter_map(|b| b["leaderboard"].as_str())
+        .collect();
+    assert_eq!(ids, ["speed", "xp"]);
+    let xp = &list["leaderboards"][1];
+    assert_eq!(
+        (
+            xp["order"].as_str(),
+            xp["operator"].as_str(),
+            xp["authoritative"].as_bool(),
+            xp["season"].as_i64(),
+            &xp["reset"],
+        ),
+        (
+            Some("desc"),
+            Some("incr"),
+            Some(true),
+            Some(1),
+            &Value::Null
+        )
+    );
+    let as_listed_then = app.read_as_of(&a.token, "/v1/leaderboards", 1).await;
+    assert_eq!(as_listed_then["leaderboards"][0]["leaderboard"], "xp");
+    let seasons = app
+        .read_at(&a.token, "/v1/leaderboards/xp/seasons", now)
+        .await;
+    assert_eq!(seasons.as_array().map(Vec::len), Some(1));
+    assert_eq!(
+        (seasons[0]["season"].as_i64(), &seasons[0]["ended_at"]),
+        (Some(1), &Value::Null)
+    );
+
+    // Its definition is code and its scores the academy's: no command changes it.
+    let admin = app.admin_token();
+    let before = event_count(&app.db).await;
+    for (token, name, body, status, code) in [
+        (
+            &admin,
+            "define_leaderboard",
+            json!({ "leaderboard": "xp", "title": "Mine" }),
+            StatusCode::CONFLICT,
+            "builtin_leaderboard",
+        ),
+        (
+            &a.token,
+            "submit_score",
+            json!({ "leaderboard": "xp", "score": 1_000_000 }),
+            StatusCode::CONFLICT,
+            "builtin_leaderboard",
+        ),
+        (
+            &admin,
+            "submit_score",
+            json!({ "leaderboard": "xp", "score": 5, "player_id": c.id }),
+            StatusCode::CONFLICT,
+            "builtin_leaderboard",
+        ),
+        (
+            &a.token,
+            "define_leaderboard",
+            json!({ "leaderboard": "xp", "title": "Mine" }),
+            StatusCode::FORBIDDEN,
+            "forbidden",
+        ),
+    ] {
+        let (s, body) = app.command(token, name, &body).await;
+        assert_eq!((s, body["code"].as_str()), (status, Some(code)), "{name}");
+    }
+    assert_eq!(event_count(&app.db).await, before, "nothing appended");
+
+    // Its live topic sends the top on each change of XP, labelled with the players' checkpoint.
+    let mut sub = Sub::open(
+        &app,
+        &b.token,
+        "topic=leaderboard:xp&leaderboard_limit=2",
+        None,
+    )
+    .await;
+    let snapshots = sub
+        .until(|e| e.kind == "snapshot" && e.topic() == "leaderboard:xp")
+        .await;
+    let snapshot = snapshots.last().expect("a snapshot");
+    assert_eq!(lines(&snapshot.data["data"]), expected[..2]);
+    let tied = app.complete_labs(&b.token, [3]).await;
+    let changes = sub
+        .until(|e| e.kind == "change" && e.topic() == "leaderboard:xp" && e.position() >= tied)
+        .await;
+    let change = changes.last().expect("a change");
+    assert_eq!(
+        lines(&change.data["data"]),
+        [(id(&a), 300, 1), (id(&b), 300, 2)],
+        "equal XP goes to whoever reached it first"
+    );
+    let at = change.position();
+    let exact = app
+        .read_as_of(&b.token, "/v1/leaderboards/xp?limit=2", at)
+        .await;
+    assert_eq!(lines(&exact), lines(&change.data["data"]));
+
+    let (drifted, checks) = app.verify().await;
+    assert!(!drifted, "{checks}");
+}

@@ -5,6 +5,7 @@
 //! [`UsernameHolder`]); [`Academy`] registers them on the kernel, with its reads (routes, live
 //! topics and state views, by feature: see `read.rs`).
 
+pub mod achievements;
 pub mod catalog;
 pub mod command;
 pub mod context;
@@ -37,6 +38,7 @@ pub use questlog_domain::{Actor, DomainEvent, Edge, Rejection, RejectionKind, Ro
 pub use stream::{StreamId, UsernameHolder};
 
 use questlog_domain as kernel;
+use questlog_leaderboards::BuiltinBoardsExt as _;
 use questlog_projector::ProjectorExt as _;
 use questlog_store::archive::ArchiveExt as _;
 use questlog_store::MigrationsExt as _;
@@ -74,6 +76,10 @@ impl kernel::Module for Academy {
             });
         app.add_projection(player::projection::Players)
             .add_projection(catalog::projection::Catalog);
+        // The XP board is a board of the leaderboards module, built in.
+        app.add_builtin_leaderboard(players::leaderboard::XP_BOARD);
+        // Its achievements are achievements of the achievements module, built in.
+        achievements::register(app);
         read::register(app);
         catalog::cli::register(app);
         app.add_command_docs(command::docs());

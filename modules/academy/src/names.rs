@@ -13,5 +13,8 @@ pub const CATALOG: ProjectionName = ProjectionName::new("catalog");
 pub const PLAYER_TOPIC: TopicKind = TopicKind::new("player");
 /// The top of the leaderboard: `leaderboard`.
 pub const LEADERBOARD_TOPIC: TopicKind = TopicKind::new("leaderboard");
+/// The change topic on which the players projection announces a change of the XP board (a
+/// player's XP, registration or erasure), keyed by player: the topic kind's name.
+pub const LEADERBOARD_CHANGES: &str = "leaderboard";
 /// The catalog's modules and labs (announced, not subscribable): `catalog`.
 pub const CATALOG_TOPIC: TopicKind = TopicKind::new("catalog");

@@ -3,10 +3,12 @@
 //! (or the server, for them) set rising progress and unlock them; an admin grants and revokes
 //! them. A rule is evaluated by the projection over the log, and defining one awards it
 //! retroactively to every player whose history already meets it, at the position and time it
-//! was met ([`projection`]). [`Achievements`] registers it all; it needs no other module, and
+//! was met ([`projection`]). A module may define achievements in code ([`builtin`]: the
+//! academy's), folded and read like those defined as data. [`Achievements`] registers it all; it needs no other module, and
 //! takes over `grant_achievement` from a module that registered it before (the academy's
 //! built-in achievements keep being granted by name: see [`command`]).
 
+pub mod builtin;
 pub mod command;
 pub mod event;
 pub mod names;
@@ -23,6 +25,7 @@ use questlog_projector::ProjectorExt as _;
 use questlog_store::MigrationsExt as _;
 use questlog_web::openapi::ApiDocsExt as _;
 
+pub use builtin::{BuiltinAchievement, BuiltinAchievements, BuiltinAchievementsExt};
 pub use command::{AchievementView, Command, ProgressView, COMMAND_NAMES};
 pub use event::Event;
 pub use values::AchievementId;
@@ -58,6 +61,7 @@ impl Module for Achievements {
     }
 
     fn build(&self, app: &mut App) {
+        let builtins = app.builtin_achievements();
         app.add_events::<Event>()
             .add_commands(COMMAND_NAMES, Command::parse_boxed)
             .add_command_docs(command::docs())
@@ -66,8 +70,16 @@ impl Module for Achievements {
             .add_stream(PLAYER_ACHIEVEMENT, valid_progress_key)
             .add_view::<AchievementView>(ACHIEVEMENT)
             .add_view::<ProgressView>(PLAYER_ACHIEVEMENT);
-        app.add_projection(projection::Achievements);
-        read::register(app);
+        // Its own name (registered above, so a clash still panics), parsed knowing the built-in
+        // achievements, whichever module registers them.
+        let define = builtins.clone();
+        app.extend_command("define_achievement", move |_| {
+            command::define_parser(define)
+        });
+        app.add_projection(projection::Achievements {
+            builtins: builtins.clone(),
+        });
+        read::register(app, builtins);
         app.add_migrations(self.name(), &MIGRATIONS);
     }
 }

@@ -12,6 +12,10 @@
 //! in the projection's transaction: the writer and the other projections never wait for it),
 //! then folds on from the definition like any other rule.
 //!
+//! A built-in achievement (a module's, defined in code from the log's start: [`crate::builtin`])
+//! is folded from the log's first event like a rule of goal 1 whose step is the module's event
+//! that awards it.
+//!
 //! Every change of a definition or of a player's line is also kept as a version valid from the
 //! event that made it (`rm_achievement_versions`, `rm_player_achievement_versions`), which is
 //! what an `as_of` read answers from.
@@ -27,12 +31,15 @@ use serde_json::Value;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
+use crate::builtin::BuiltinAchievements;
 use crate::event::Event;
 use crate::names::{ACHIEVEMENTS, CHANGES};
 use crate::values::Rule;
 
-/// The achievements projection.
-pub struct Achievements;
+/// The achievements projection, with the built-in achievements it folds.
+pub struct Achievements {
+    pub(crate) builtins: BuiltinAchievements,
+}
 
 /// A rule as the projection evaluates it.
 #[derive(Debug, Clone)]
@@ -84,6 +91,7 @@ impl Projection for Achievements {
         events: &[&Decoded],
     ) -> anyhow::Result<Vec<Change>> {
         let mut rules = active_rules(tx).await?;
+        let builtins = self.builtins.all();
         let mut changes = Vec::new();
         for decoded in events {
             let position = decoded.position();
@@ -236,6 +244,12 @@ impl Projection for Achievements {
                     }
                 }
             }
+            for builtin in &builtins {
+                if let Some(player) = (builtin.awarded)(decoded, builtin.id) {
+                    step(tx, builtin.id, player, 1, 1, position, at).await?;
+                    touched.push((builtin.id.to_owned(), player));
+                }
+            }
             record_lines(tx, &touched, position).await?;
             for (achievement, player) in touched {
                 changes.push(Change {
@@ -355,10 +369,24 @@ async fn count(
     position: i64,
     at: DateTime<Utc>,
 ) -> anyhow::Result<()> {
-    let (step, goal) = match active.rule {
+    let (by, goal) = match active.rule {
         Rule::Count { .. } => (1, active.goal),
         Rule::Score { .. } => (active.goal, active.goal),
     };
+    step(tx, achievement, player, by, goal, position, at).await
+}
+
+/// A player's progress toward `goal` rises by `by` (to the goal at most); the step that reaches
+/// the goal unlocks, unless an admin revoked it.
+async fn step(
+    tx: &mut PgConnection,
+    achievement: &str,
+    player: Uuid,
+    by: i64,
+    goal: i64,
+    position: i64,
+    at: DateTime<Utc>,
+) -> anyhow::Result<()> {
     sqlx::query(
         "INSERT INTO rm_player_achievements AS a (achievement, player_id, progress, unlocked_at, \
          unlocked_position, updated_position) \
@@ -374,7 +402,7 @@ async fn count(
     )
     .bind(achievement)
     .bind(player)
-    .bind(step)
+    .bind(by)
     .bind(goal)
     .bind(at)
     .bind(position)

@@ -5,9 +5,11 @@
 //! players who unlocked it. Both answer `as_of` any position from the versions the projection
 //! keeps: as a replay of the log up to it would (an achievement defined later is not there yet;
 //! one derived retroactively shows from its definition on, with the position it was met at).
+//! The built-in achievements (defined in code from the log's start) follow those defined as
+//! data, in registration order, at every position.
 
 use axum::extract::rejection::{PathRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
+use axum::extract::{Extension, Path, Query, State};
 use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
@@ -20,8 +22,11 @@ use questlog_query_api::{ApiError, QueryApp as _, QueryState};
 use questlog_web::{Authenticated, Problem};
 use serde::Serialize;
 use serde_json::Value;
+use sqlx::postgres::PgArguments;
+use sqlx::Postgres;
 use uuid::Uuid;
 
+use crate::builtin::BuiltinAchievements;
 use crate::names::ACHIEVEMENTS;
 use questlog_web::openapi::ApiDocsExt as _;
 use utoipa::OpenApi as _;
@@ -33,25 +38,50 @@ const READS: &[ProjectionName] = &[ACHIEVEMENTS];
 #[openapi(paths(of_player, catalog))]
 struct ApiDoc;
 
-pub(crate) fn register(app: &mut App) {
+pub(crate) fn register(app: &mut App, builtins: BuiltinAchievements) {
     app.add_read_routes(
         Router::new()
             .route("/v1/players/{id}/achievements", get(of_player))
-            .route("/v1/achievements", get(catalog)),
+            .route("/v1/achievements", get(catalog))
+            .layer(Extension(builtins)),
     )
     .add_read_projections(READS);
     app.add_api_docs(ApiDoc::openapi());
 }
 
-/// The definitions a read shows, as a `FROM` item named `a`.
+/// The definitions a read shows, as a `FROM` item named `a`: those defined as data, then the
+/// built-in ones (bound as the arrays $3, $4, $5 by [`bind_builtins`]) whose ids no data
+/// definition took, ordered by `(builtin, defined_position)`.
 fn definitions(at: At) -> String {
-    match at {
-        At::Now => "rm_achievements a".to_owned(),
+    let defined = match at {
+        At::Now => "rm_achievements".to_owned(),
         At::AsOf(p) => format!(
             "(SELECT * FROM rm_achievement_versions \
-               WHERE valid_from <= {p} AND valid_to > {p}) a"
+               WHERE valid_from <= {p} AND valid_to > {p}) d"
         ),
-    }
+    };
+    format!(
+        "(SELECT achievement, title, description, hidden, goal, rule, authoritative, \
+                 false AS builtin, defined_position FROM {defined} \
+          UNION ALL \
+          SELECT b.achievement, b.title, b.description, false, 1::bigint, NULL::jsonb, true, \
+                 true, b.n \
+            FROM unnest($3::text[], $4::text[], $5::text[]) WITH ORDINALITY \
+                 AS b(achievement, title, description, n) \
+           WHERE b.achievement NOT IN (SELECT achievement FROM {defined})) a"
+    )
+}
+
+/// Binds the built-in achievements' ids, titles and descriptions as $3, $4, $5.
+fn bind_builtins<'q, O>(
+    query: sqlx::query::QueryAs<'q, Postgres, O, PgArguments>,
+    builtins: &BuiltinAchievements,
+) -> sqlx::query::QueryAs<'q, Postgres, O, PgArguments> {
+    let all = builtins.all();
+    query
+        .bind(all.iter().map(|b| b.id).collect::<Vec<_>>())
+        .bind(all.iter().map(|b| b.title).collect::<Vec<_>>())
+        .bind(all.iter().map(|b| b.description).collect::<Vec<_>>())
 }
 
 /// The players' lines a read shows, as a `FROM` item named `alias`.
@@ -86,6 +116,7 @@ struct Line {
 #[tracing::instrument(skip_all)]
 async fn of_player(
     State(state): State<QueryState>,
+    Extension(builtins): Extension<BuiltinAchievements>,
     auth: Result<Authenticated, Problem>,
     id: Result<Path<String>, PathRejection>,
     read: Result<Query<ReadParams>, QueryRejection>,
@@ -103,20 +134,23 @@ async fn of_player(
         .open(&state.pool, &state.positions, READS)
         .await?;
     let sees_hidden = actor.role == Role::Admin || actor.identity.0 == player;
-    let lines: Vec<Line> = sqlx::query_as(&format!(
-        "SELECT a.achievement, a.title, a.description, a.goal, \
+    let lines: Vec<Line> = bind_builtins(
+        sqlx::query_as(&format!(
+            "SELECT a.achievement, a.title, a.description, a.goal, \
                 coalesce(p.progress, 0) AS progress, p.unlocked_at, \
                 p.unlocked_position AS position \
            FROM {} \
            LEFT JOIN {} \
              ON p.achievement = a.achievement AND p.player_id = $1 \
           WHERE NOT a.hidden OR p.unlocked_at IS NOT NULL OR $2 \
-          ORDER BY a.defined_position",
-        definitions(at),
-        lines(at, "p")
-    ))
-    .bind(player)
-    .bind(sees_hidden)
+          ORDER BY a.builtin, a.defined_position",
+            definitions(at),
+            lines(at, "p")
+        ))
+        .bind(player)
+        .bind(sees_hidden),
+        &builtins,
+    )
     .fetch_all(&mut *tx)
     .await?;
     tx.commit().await?;
@@ -155,6 +189,7 @@ struct Catalog {
 #[tracing::instrument(skip_all)]
 async fn catalog(
     State(state): State<QueryState>,
+    Extension(builtins): Extension<BuiltinAchievements>,
     auth: Result<Authenticated, Problem>,
     read: Result<Query<ReadParams>, QueryRejection>,
 ) -> Result<Response, ApiError> {
@@ -173,8 +208,9 @@ async fn catalog(
     })
     .fetch_one(&mut *tx)
     .await?;
-    let mut achievements: Vec<Entry> = sqlx::query_as(&format!(
-        "SELECT a.achievement, a.hidden, a.goal, a.authoritative, \
+    let mut achievements: Vec<Entry> = bind_builtins(
+        sqlx::query_as(&format!(
+            "SELECT a.achievement, a.hidden, a.goal, a.authoritative, \
                 CASE WHEN shown THEN a.title END AS title, \
                 CASE WHEN shown THEN a.description END AS description, \
                 CASE WHEN shown THEN a.rule END AS rule, \
@@ -184,13 +220,15 @@ async fn catalog(
            FROM {definitions}, LATERAL (SELECT NOT a.hidden OR $1 OR EXISTS ( \
                   SELECT 1 FROM {mine} WHERE m.achievement = a.achievement \
                      AND m.player_id = $2 AND m.unlocked_at IS NOT NULL) AS shown) s \
-          ORDER BY a.defined_position",
-        lines = lines(at, "p"),
-        definitions = definitions(at),
-        mine = lines(at, "m"),
-    ))
-    .bind(actor.role == Role::Admin)
-    .bind(actor.identity.0)
+          ORDER BY a.builtin, a.defined_position",
+            lines = lines(at, "p"),
+            definitions = definitions(at),
+            mine = lines(at, "m"),
+        ))
+        .bind(actor.role == Role::Admin)
+        .bind(actor.identity.0),
+        &builtins,
+    )
     .fetch_all(&mut *tx)
     .await?;
     tx.commit().await?;

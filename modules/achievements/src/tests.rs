@@ -182,3 +182,40 @@ fn bad_input_is_refused_with_its_code() {
     );
     assert!(parse("define_achievement", json!({ "achievement": "a", "title": "A", "rule": { "count": "lab_completed", "where": { "module": 1 } } })).is_ok());
 }
+
+#[test]
+fn defining_a_built_in_achievements_id_is_refused_after_the_admin_check() {
+    use crate::{BuiltinAchievement, BuiltinAchievementsExt as _};
+    let mut app = app();
+    app.add_builtin_achievement(BuiltinAchievement {
+        id: "first_lab",
+        title: "First lab",
+        description: "Complete a lab",
+        awarded: |_, _| None,
+    });
+    let domain = app.domain();
+    let edge = Edge {
+        caller: PlayerId(Uuid::new_v4()),
+        new_id: Uuid::now_v7(),
+        names: questlog_domain::testing::NAMES,
+    };
+    let define = domain
+        .parse(
+            "define_achievement",
+            json!({ "achievement": "first_lab", "title": "Mine" })
+                .to_string()
+                .as_bytes(),
+            &edge,
+        )
+        .unwrap_or_else(|r| panic!("parses: {r}"));
+    let admin = Actor {
+        identity: PlayerId(Uuid::nil()),
+        role: Role::Admin,
+    };
+    given(&domain, vec![])
+        .when(admin, Utc::now(), define.as_ref())
+        .then_rejected("builtin_achievement");
+    given(&domain, vec![])
+        .when(player(), Utc::now(), define.as_ref())
+        .then_rejected("forbidden");
+}

@@ -4,11 +4,14 @@
 use std::any::Any;
 
 use questlog_domain::values::PlayerId;
-use questlog_domain::{body, Actor, Context, Edge, Event as Erased, Rejection, Role, StreamId};
+use questlog_domain::{
+    body, Actor, Context, Edge, Event as Erased, Parser, Rejection, Role, StreamId,
+};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use crate::board::{BoardView, Definition};
+use crate::builtin::BuiltinBoards;
 use crate::event::Event;
 use crate::values::{self, BoardId, Operator, Order, Reset};
 use crate::{board_stream, entry_stream};
@@ -151,6 +154,53 @@ impl Command {
     /// The player a submission is for: the named one, else the sender.
     fn player(player_id: Option<PlayerId>, actor: &Actor) -> PlayerId {
         player_id.unwrap_or(actor.identity)
+    }
+}
+
+/// The parser of the leaderboards' commands: a command naming a built-in board is refused when
+/// decided (after the kernel's admin check), since its definition is code and its scores are
+/// its module's.
+pub(crate) fn parser(builtins: BuiltinBoards) -> Parser {
+    std::sync::Arc::new(move |name: &str, raw: &[u8], edge: &Edge| {
+        let command = Command::parse(name, raw, edge)?;
+        Ok(if builtins.get(command.board().as_str()).is_some() {
+            Box::new(OnBuiltin(command)) as Box<dyn questlog_domain::Command>
+        } else {
+            Box::new(command)
+        })
+    })
+}
+
+/// A command naming a built-in board.
+#[derive(Debug)]
+struct OnBuiltin(Command);
+
+impl questlog_domain::Command for OnBuiltin {
+    fn name(&self) -> &'static str {
+        questlog_domain::Command::name(&self.0)
+    }
+
+    fn admin_only(&self) -> bool {
+        questlog_domain::Command::admin_only(&self.0)
+    }
+
+    fn streams(&self, actor: &Actor) -> Vec<StreamId> {
+        questlog_domain::Command::streams(&self.0, actor)
+    }
+
+    fn decide(&self, _: &Context<'_>) -> Result<Vec<(StreamId, Erased)>, Rejection> {
+        Err(Rejection::conflict(
+            "builtin_leaderboard",
+            format!(
+                "leaderboard {:?} is built in: its definition is code and its scores are its \
+                 module's",
+                self.0.board().as_str()
+            ),
+        ))
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
     }
 }
 

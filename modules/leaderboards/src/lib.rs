@@ -5,10 +5,14 @@
 //! starts each season at its tick ([`seasons`]). Redefining a board's order or operator
 //! recomputes every season from its submissions ([`record`]).
 //!
+//! A module may define boards in code ([`builtin`]: the academy's XP board), answered by every
+//! read like a defined board.
+//!
 //! [`Leaderboards`] registers it all on the kernel; it needs no other module (usernames come from
 //! the players read model when one is there).
 
 pub mod board;
+pub mod builtin;
 pub mod command;
 pub mod event;
 pub mod names;
@@ -31,6 +35,7 @@ use questlog_store::MigrationsExt as _;
 use questlog_web::openapi::ApiDocsExt as _;
 
 pub use board::BoardView;
+pub use builtin::{BuiltinBoard, BuiltinBoards, BuiltinBoardsExt};
 pub use command::{Command, COMMAND_NAMES};
 pub use event::Event;
 pub use values::BoardId;
@@ -72,14 +77,21 @@ impl Module for Leaderboards {
     }
 
     fn build(&self, app: &mut App) {
+        let builtins = app.builtin_leaderboards();
         app.add_events::<Event>()
             .add_commands(COMMAND_NAMES, Command::parse_boxed)
             .add_command_docs(command::docs())
             .add_stream(LEADERBOARD, BoardId::valid)
             .add_stream(LEADERBOARD_ENTRY, valid_entry_key)
             .add_view::<BoardView>(LEADERBOARD);
+        // The names are this module's (registered above, so a clash still panics); their parser
+        // knows the built-in boards, whichever module registers them.
+        for name in COMMAND_NAMES {
+            let builtins = builtins.clone();
+            app.extend_command(name, move |_| command::parser(builtins));
+        }
         app.add_projection(projection::Leaderboards);
-        read::register(app);
+        read::register(app, builtins);
         let interval = self.season_interval.unwrap_or(seasons::DEFAULT_INTERVAL);
         app.add_job(seasons::JOB, move |context| seasons::job(interval, context));
         app.add_migrations(self.name(), &MIGRATIONS);

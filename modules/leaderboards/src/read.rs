@@ -20,7 +20,7 @@
 use std::sync::Arc;
 
 use axum::extract::rejection::{PathRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
+use axum::extract::{Extension, Path, Query, State};
 use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
@@ -30,7 +30,7 @@ use futures::FutureExt as _;
 use questlog_bus::{Change, ChangeOp, ProjectionName, TopicKind};
 use questlog_domain::{Actor, App};
 use questlog_query_api::live::{
-    invalid_topic, to_value, Options, Reading, Source, Topic, TopicKindReads, Update,
+    invalid_topic, to_value, Options, Reading, Source as Changes, Topic, TopicKindReads, Update,
 };
 use questlog_query_api::params::{query, At, Consistency, ReadParams};
 use questlog_query_api::snapshot::answer;
@@ -38,9 +38,11 @@ use questlog_query_api::{ApiError, QueryApp as _, QueryState};
 use questlog_web::{Authenticated, Problem};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, Postgres};
 use uuid::Uuid;
 
+use crate::builtin::{BuiltinBoard, BuiltinBoards};
 use crate::names::{BOARD_TOPIC, CHANGES, LEADERBOARDS};
 use crate::values::BoardId;
 use questlog_web::openapi::ApiDocsExt as _;
@@ -66,15 +68,16 @@ pub const MAX_PLAYERS: usize = 100;
 struct ApiDoc;
 
 /// Registers the routes and the topic.
-pub(crate) fn register(app: &mut App) {
+pub(crate) fn register(app: &mut App, builtins: BuiltinBoards) {
     app.add_read_routes(
         Router::new()
             .route("/v1/leaderboards", get(list))
             .route("/v1/leaderboards/{id}", get(page))
             .route("/v1/leaderboards/{id}/players/{player}", get(around))
-            .route("/v1/leaderboards/{id}/seasons", get(seasons)),
+            .route("/v1/leaderboards/{id}/seasons", get(seasons))
+            .layer(Extension(builtins.clone())),
     )
-    .add_topic(BoardTopics)
+    .add_topic(BoardTopics { builtins })
     .add_read_projections(READS);
     app.add_api_docs(ApiDoc::openapi());
 }
@@ -102,7 +105,7 @@ pub struct Entry {
     reached: i64,
 }
 
-impl Entry {
+impl Ranked for Entry {
     fn key(&self) -> Key {
         Key {
             score: self.sort_score,
@@ -111,15 +114,30 @@ impl Entry {
             player_id: self.player_id,
         }
     }
+
+    fn set_rank(&mut self, rank: i64) {
+        self.rank = rank;
+    }
 }
 
-/// A place in a board's order.
+/// A place in a board's order: higher sort keys first, then who reached the record first, then
+/// the player's id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Key {
-    score: i64,
-    subscore: i64,
-    reached: i64,
-    player_id: Uuid,
+pub struct Key {
+    /// The sort score (descending, whichever the board's order).
+    pub score: i64,
+    /// The sort subscore (likewise).
+    pub subscore: i64,
+    /// The position at which the record was reached.
+    pub reached: i64,
+    pub player_id: Uuid,
+}
+
+/// A line a ranking reads, as its read shows it, with its place in the board's order.
+pub trait Ranked: for<'r> sqlx::FromRow<'r, PgRow> + Send + Unpin {
+    fn key(&self) -> Key;
+
+    fn set_rank(&mut self, rank: i64);
 }
 
 /// Where a page ends: the last entry's key and rank, written
@@ -172,7 +190,7 @@ impl Cursor {
     }
 }
 
-/// The entries a read ranks, as a `FROM` item named `e` (the live filter written out, so the
+/// A defined board's entries, as a `FROM` item named `e` (the live filter written out, so the
 /// planner matches the partial indexes).
 fn entries(at: At) -> String {
     let filter = match at {
@@ -182,22 +200,71 @@ fn entries(at: At) -> String {
     format!("(SELECT * FROM rm_leaderboard_entries WHERE {filter}) e")
 }
 
-/// What one read ranks: a board's season as of a point, all of it or a set of players.
-#[derive(Debug, Clone)]
-struct Scope {
-    board: BoardId,
-    season: i32,
-    rows: At,
-    players: Option<Vec<Uuid>>,
-}
-
+/// What a board's read shows of a line, over its rows `e` and the players `p`.
 const COLUMNS: &str = "e.player_id, p.username, \
                        (p.player_id IS NOT NULL AND p.username IS NULL) AS erased, e.score, e.subscore, e.metadata, e.updated_at, \
                        e.sort_score, e.sort_subscore, e.reached";
 
-impl Scope {
-    /// `SELECT … FROM … WHERE <scope> AND <condition> ORDER BY <order> LIMIT $n`, with the
-    /// board as $1, the season as $2, the players as $3 when restricted, the key from $4.
+/// The usernames a board's read shows.
+const PLAYERS_JOIN: &str = "LEFT JOIN rm_players p ON p.player_id = e.player_id";
+
+/// The board machinery's reads of one ranking: which rows (a board's season as of a point, all
+/// of it or a set of players), shown with which columns. Keyset reads: every one is a few index
+/// range scans bounded by its limit, whatever the board's size, and ranks are counted over the
+/// index range ahead of a line only.
+///
+/// Each SQL statement binds the board as $1, the season as $2, the players as $3, the key from
+/// $4 and the limit as $8.
+#[derive(Debug, Clone)]
+pub struct Ranking {
+    board: String,
+    season: i32,
+    /// The rows: a `FROM` item named `e`.
+    rows: String,
+    /// Which of the rows are the board's season (over $1 and $2).
+    filter: &'static str,
+    /// What a line shows (it must name `player_id`, `sort_score`, `sort_subscore` and
+    /// `reached`), and the joins it needs.
+    columns: String,
+    join: String,
+    players: Option<Vec<Uuid>>,
+}
+
+impl Ranking {
+    /// The ranking of a built-in board's rows (a [`crate::BuiltinBoard`]'s `rows` at a point),
+    /// shown with `columns` over `e` (the rows) after `join`.
+    pub fn of_rows(rows: String, columns: impl Into<String>, join: impl Into<String>) -> Self {
+        Self {
+            board: String::new(),
+            season: 1,
+            rows,
+            filter: "true",
+            columns: columns.into(),
+            join: join.into(),
+            players: None,
+        }
+    }
+
+    /// A defined board's season, or a built-in board's rows, as the leaderboards' reads show it.
+    fn of_board(source: &Source, board: &BoardId, season: i32, at: At) -> Self {
+        match source {
+            Source::Defined => Self {
+                board: board.to_string(),
+                season,
+                rows: entries(at),
+                filter: "e.leaderboard = $1 AND e.season = $2",
+                columns: COLUMNS.to_owned(),
+                join: PLAYERS_JOIN.to_owned(),
+                players: None,
+            },
+            Source::Builtin(builtin) => Self {
+                board: board.to_string(),
+                ..Self::of_rows((builtin.rows)(at), COLUMNS, PLAYERS_JOIN)
+            },
+        }
+    }
+
+    /// `SELECT … FROM … WHERE <scope> AND <condition> ORDER BY <order> LIMIT $8`.
     fn select(&self, condition: &str, order: &str) -> String {
         let players = if self.players.is_some() {
             " AND e.player_id = ANY($3)"
@@ -205,19 +272,17 @@ impl Scope {
             ""
         };
         format!(
-            "(SELECT {COLUMNS} FROM {} LEFT JOIN rm_players p ON p.player_id = e.player_id \
-              WHERE e.leaderboard = $1 AND e.season = $2{players} AND {condition} \
-              ORDER BY {order} LIMIT $8)",
-            entries(self.rows)
+            "(SELECT {} FROM {} {} WHERE {}{players} AND {condition} ORDER BY {order} LIMIT $8)",
+            self.columns, self.rows, self.join, self.filter
         )
     }
 
-    fn bind<'q>(
+    fn bind<'q, T: Ranked>(
         &'q self,
         sql: &'q str,
         key: Option<Key>,
         limit: i64,
-    ) -> sqlx::query::QueryAs<'q, Postgres, Entry, sqlx::postgres::PgArguments> {
+    ) -> sqlx::query::QueryAs<'q, Postgres, T, sqlx::postgres::PgArguments> {
         let key = key.unwrap_or(Key {
             score: 0,
             subscore: 0,
@@ -237,12 +302,12 @@ impl Scope {
 
     /// Up to `limit` entries right after `key` in rank order (from the top without one): three
     /// index range scans, each bounded by `limit`.
-    async fn after(
+    async fn after<T: Ranked>(
         &self,
         conn: &mut PgConnection,
         key: Option<Key>,
         limit: i64,
-    ) -> Result<Vec<Entry>, sqlx::Error> {
+    ) -> Result<Vec<T>, sqlx::Error> {
         const DOWN: &str = "e.sort_score DESC, e.sort_subscore DESC, e.reached, e.player_id";
         let sql = if key.is_none() {
             self.select("true", DOWN)
@@ -262,12 +327,12 @@ impl Scope {
     }
 
     /// Up to `limit` entries right before `key`, nearest first.
-    async fn before(
+    async fn before<T: Ranked>(
         &self,
         conn: &mut PgConnection,
         key: Key,
         limit: i64,
-    ) -> Result<Vec<Entry>, sqlx::Error> {
+    ) -> Result<Vec<T>, sqlx::Error> {
         const UP: &str = "e.sort_score, e.sort_subscore, e.reached DESC, e.player_id DESC";
         let sql = format!(
             "SELECT * FROM ({} UNION ALL {} UNION ALL {}) page \
@@ -289,11 +354,10 @@ impl Scope {
         } else {
             ""
         };
-        let from = entries(self.rows);
         let count = |condition: &str| {
             format!(
-                "(SELECT count(*) FROM {from} WHERE e.leaderboard = $1 AND e.season = $2\
-                 {players} AND {condition})"
+                "(SELECT count(*) FROM {} WHERE {}{players} AND {condition})",
+                self.rows, self.filter
             )
         };
         let sql = format!(
@@ -318,11 +382,11 @@ impl Scope {
     }
 
     /// The player's entry in scope, if it has one.
-    async fn entry(
+    async fn entry<T: Ranked>(
         &self,
         conn: &mut PgConnection,
         player_id: Uuid,
-    ) -> Result<Option<Entry>, sqlx::Error> {
+    ) -> Result<Option<T>, sqlx::Error> {
         let sql = self.select("e.player_id = $7", "e.player_id");
         self.bind(
             &sql,
@@ -337,6 +401,92 @@ impl Scope {
         .fetch_optional(conn)
         .await
     }
+
+    /// The `limit` entries right after `after` (a key and its rank; from the top without one),
+    /// ranked, and whether more follow.
+    ///
+    /// # Errors
+    /// When the database fails.
+    pub async fn page<T: Ranked>(
+        &self,
+        conn: &mut PgConnection,
+        after: Option<(Key, i64)>,
+        limit: i64,
+    ) -> Result<(Vec<T>, bool), sqlx::Error> {
+        // One more than asked for tells whether there is a next page.
+        let mut entries: Vec<T> = self.after(conn, after.map(|(k, _)| k), limit + 1).await?;
+        let first_rank = after.map_or(1, |(_, rank)| rank + 1);
+        for (entry, rank) in entries.iter_mut().zip(first_rank..) {
+            entry.set_rank(rank);
+        }
+        let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+        let more = entries.len() > limit;
+        entries.truncate(limit);
+        Ok((entries, more))
+    }
+
+    /// The player's entry and up to `radius` neighbours each side, ranked, in rank order
+    /// (`None`: the player has no entry).
+    ///
+    /// # Errors
+    /// When the database fails.
+    pub async fn around<T: Ranked>(
+        &self,
+        conn: &mut PgConnection,
+        player_id: Uuid,
+        radius: i64,
+    ) -> Result<Option<Vec<T>>, sqlx::Error> {
+        let Some(mut me) = self.entry::<T>(conn, player_id).await? else {
+            return Ok(None);
+        };
+        let rank = self.rank_of(conn, me.key()).await?;
+        me.set_rank(rank);
+        let mut ahead: Vec<T> = self.before(conn, me.key(), radius).await?;
+        let mut behind: Vec<T> = self.after(conn, Some(me.key()), radius).await?;
+        for (entry, rank) in ahead.iter_mut().zip((1..rank).rev()) {
+            entry.set_rank(rank);
+        }
+        for (entry, rank) in behind.iter_mut().zip(rank + 1..) {
+            entry.set_rank(rank);
+        }
+        ahead.reverse();
+        let mut entries = ahead;
+        entries.push(me);
+        entries.append(&mut behind);
+        Ok(Some(entries))
+    }
+}
+
+/// Where a board's entries are: the leaderboards' own (a defined board) or a module's read
+/// model (a built-in board).
+#[derive(Debug, Clone)]
+enum Source {
+    Defined,
+    Builtin(Arc<BuiltinBoard>),
+}
+
+impl Source {
+    fn of(builtins: &BuiltinBoards, board: &BoardId) -> Self {
+        builtins
+            .get(board.as_str())
+            .map_or(Self::Defined, Self::Builtin)
+    }
+
+    /// The projections a read of the board follows.
+    fn projections(&self) -> &'static [ProjectionName] {
+        match self {
+            Self::Defined => READS,
+            Self::Builtin(b) => b.projections,
+        }
+    }
+}
+
+/// What one read ranks: a board's season as of a point, all of it or a set of players.
+#[derive(Debug, Clone)]
+struct Scope {
+    board: BoardId,
+    season: i32,
+    ranking: Ranking,
 }
 
 /// A board's page, as `GET /v1/leaderboards/{id}` answers it.
@@ -359,14 +509,10 @@ async fn read_page(
     cursor: Option<Cursor>,
     limit: i64,
 ) -> Result<Page, sqlx::Error> {
-    let mut entries = scope.after(conn, cursor.map(|c| c.key), limit + 1).await?;
-    let first_rank = cursor.map_or(1, |c| c.rank + 1);
-    for (entry, rank) in entries.iter_mut().zip(first_rank..) {
-        entry.rank = rank;
-    }
-    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
-    let more = entries.len() > limit;
-    entries.truncate(limit);
+    let (entries, more): (Vec<Entry>, bool) = scope
+        .ranking
+        .page(conn, cursor.map(|c| (c.key, c.rank)), limit)
+        .await?;
     let next = more.then(|| entries.last()).flatten().map(|last| {
         Cursor {
             key: last.key(),
@@ -392,12 +538,17 @@ fn unknown_leaderboard() -> ApiError {
     ApiError::not_found("unknown_leaderboard", "there is no such leaderboard")
 }
 
-/// The board's current season as the versions stand (`None`: not defined then).
+/// The board's current season as the versions stand (`None`: not defined then). A built-in
+/// board's one season stands from the log's start.
 async fn current_season(
     conn: &mut PgConnection,
+    source: &Source,
     board: &BoardId,
     rows: At,
 ) -> Result<Option<i32>, sqlx::Error> {
+    if let Source::Builtin(_) = source {
+        return Ok(Some(1));
+    }
     let upto = match rows {
         At::Now => i64::MAX,
         At::AsOf(p) => p,
@@ -449,11 +600,12 @@ impl ScopeParams {
     async fn scope(
         &self,
         conn: &mut PgConnection,
+        source: &Source,
         board: BoardId,
         rows: At,
     ) -> Result<Scope, ApiError> {
         let players = self.players()?;
-        let current = current_season(conn, &board, rows)
+        let current = current_season(conn, source, &board, rows)
             .await?
             .ok_or_else(unknown_leaderboard)?;
         let season = match self.season.as_deref() {
@@ -471,11 +623,12 @@ impl ScopeParams {
                 season
             }
         };
+        let mut ranking = Ranking::of_board(source, &board, season, rows);
+        ranking.players = players;
         Ok(Scope {
             board,
             season,
-            rows,
-            players,
+            ranking,
         })
     }
 }
@@ -497,6 +650,7 @@ struct PageParams {
 #[tracing::instrument(skip_all)]
 async fn page(
     State(state): State<QueryState>,
+    Extension(builtins): Extension<BuiltinBoards>,
     auth: Result<Authenticated, Problem>,
     id: Result<Path<String>, PathRejection>,
     read: Result<Query<ReadParams>, QueryRejection>,
@@ -518,10 +672,11 @@ async fn page(
     }
     let cursor = params.after.as_deref().map(Cursor::decode).transpose()?;
     scope_params.players()?;
+    let source = Source::of(&builtins, &board);
     let (mut tx, position, rows) = consistency
-        .open(&state.pool, &state.positions, READS)
+        .open(&state.pool, &state.positions, source.projections())
         .await?;
-    let scope = scope_params.scope(&mut tx, board, rows).await?;
+    let scope = scope_params.scope(&mut tx, &source, board, rows).await?;
     let page = read_page(&mut tx, &scope, position, cursor, limit).await?;
     tx.commit().await?;
     Ok(answer(position, &page))
@@ -553,6 +708,7 @@ struct Around {
 #[tracing::instrument(skip_all)]
 async fn around(
     State(state): State<QueryState>,
+    Extension(builtins): Extension<BuiltinBoards>,
     auth: Result<Authenticated, Problem>,
     path: Result<Path<(String, String)>, PathRejection>,
     read: Result<Query<ReadParams>, QueryRejection>,
@@ -578,28 +734,17 @@ async fn around(
         Uuid::parse_str(&player).map_err(|_| not_ranked())?
     };
     scope_params.players()?;
+    let source = Source::of(&builtins, &board);
     let (mut tx, position, rows) = consistency
-        .open(&state.pool, &state.positions, READS)
+        .open(&state.pool, &state.positions, source.projections())
         .await?;
-    let scope = scope_params.scope(&mut tx, board, rows).await?;
-    let mut me = scope
-        .entry(&mut tx, player_id)
+    let scope = scope_params.scope(&mut tx, &source, board, rows).await?;
+    let entries: Vec<Entry> = scope
+        .ranking
+        .around(&mut tx, player_id, radius)
         .await?
         .ok_or_else(not_ranked)?;
-    me.rank = scope.rank_of(&mut tx, me.key()).await?;
-    let mut ahead = scope.before(&mut tx, me.key(), radius).await?;
-    let mut behind = scope.after(&mut tx, Some(me.key()), radius).await?;
     tx.commit().await?;
-    for (entry, rank) in ahead.iter_mut().zip((1..me.rank).rev()) {
-        entry.rank = rank;
-    }
-    for (entry, rank) in behind.iter_mut().zip(me.rank + 1..) {
-        entry.rank = rank;
-    }
-    ahead.reverse();
-    let mut entries = ahead;
-    entries.push(me);
-    entries.append(&mut behind);
     let body = Around {
         leaderboard: scope.board.to_string(),
         season: scope.season,
@@ -624,6 +769,7 @@ struct Season {
 #[tracing::instrument(skip_all)]
 async fn seasons(
     State(state): State<QueryState>,
+    Extension(builtins): Extension<BuiltinBoards>,
     auth: Result<Authenticated, Problem>,
     id: Result<Path<String>, PathRejection>,
     read: Result<Query<ReadParams>, QueryRejection>,
@@ -632,9 +778,21 @@ async fn seasons(
     let Path(id) = id?;
     let board = board_in_path(&id)?;
     let consistency = Consistency::parse(query(read)?)?;
+    let source = Source::of(&builtins, &board);
     let (mut tx, position, rows) = consistency
-        .open(&state.pool, &state.positions, READS)
+        .open(&state.pool, &state.positions, source.projections())
         .await?;
+    if let Source::Builtin(_) = source {
+        // Its one season began with the log: at the first event's time.
+        let seasons: Vec<Season> = sqlx::query_as(
+            "SELECT 1 AS season, recorded_at AS started_at, NULL::timestamptz AS ended_at \
+               FROM events ORDER BY position LIMIT 1",
+        )
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        return Ok(answer(position, &seasons));
+    }
     let upto = match rows {
         At::Now => i64::MAX,
         At::AsOf(p) => p,
@@ -681,6 +839,7 @@ struct Boards {
 #[tracing::instrument(skip_all)]
 async fn list(
     State(state): State<QueryState>,
+    Extension(builtins): Extension<BuiltinBoards>,
     auth: Result<Authenticated, Problem>,
     read: Result<Query<ReadParams>, QueryRejection>,
 ) -> Result<Response, ApiError> {
@@ -696,7 +855,7 @@ async fn list(
                WHERE valid_from <= {p} AND valid_to > {p}) b"
         ),
     };
-    let leaderboards: Vec<Board> = sqlx::query_as(&format!(
+    let mut leaderboards: Vec<Board> = sqlx::query_as(&format!(
         "SELECT leaderboard, title, sort_order, operator, reset, authoritative, season, \
                 CASE WHEN recomputed_position IS NULL THEN NULL ELSE \
                   jsonb_build_object('position', recomputed_position, 'moved', moved) END \
@@ -706,6 +865,17 @@ async fn list(
     .fetch_all(&mut *tx)
     .await?;
     tx.commit().await?;
+    // The built-in boards after the defined ones, as registered: defined from the log's start.
+    leaderboards.extend(builtins.all().iter().map(|b| Board {
+        leaderboard: b.id.to_owned(),
+        title: b.title.to_owned(),
+        order: b.order.as_str().to_owned(),
+        operator: b.operator.as_str().to_owned(),
+        reset: None,
+        authoritative: true,
+        season: 1,
+        recomputed: None,
+    }));
     Ok(answer(
         position,
         &Boards {
@@ -719,7 +889,9 @@ async fn list(
 const LIMIT_OPTION: &str = "leaderboard_limit";
 
 /// The `leaderboard:<id>` topic kind.
-struct BoardTopics;
+struct BoardTopics {
+    builtins: BuiltinBoards,
+}
 
 impl BoardTopics {
     fn limit(options: &Options) -> Result<i64, ApiError> {
@@ -769,21 +941,32 @@ impl TopicKindReads for BoardTopics {
         let board = BoardId::parse(rest)
             .map_err(|_| invalid_topic(format!("{rest:?} is not a leaderboard id")))?;
         let limit = Self::limit(options)?;
-        Ok(Some(Arc::new(BoardTopic { board, limit })))
+        let source = Source::of(&self.builtins, &board);
+        Ok(Some(Arc::new(BoardTopic {
+            board,
+            limit,
+            source,
+        })))
     }
 }
 
 /// A board's current season's top `limit`, sent whole on each change, labelled with the
-/// projection's checkpoint (as of which it is exact).
+/// checkpoint of the projection its rows are read from (as of which it is exact).
 #[derive(Debug)]
 struct BoardTopic {
     board: BoardId,
     limit: i64,
+    source: Source,
 }
 
 impl BoardTopic {
+    /// The projection whose checkpoint labels the window.
+    fn labelled_by(&self) -> ProjectionName {
+        self.source.projections()[0]
+    }
+
     async fn read(&self, conn: &mut PgConnection, position: i64) -> Result<Value, ApiError> {
-        let Some(season) = current_season(conn, &self.board, At::Now).await? else {
+        let Some(season) = current_season(conn, &self.source, &self.board, At::Now).await? else {
             return Ok(to_value(&Page {
                 leaderboard: self.board.to_string(),
                 season: None,
@@ -795,8 +978,7 @@ impl BoardTopic {
         let scope = Scope {
             board: self.board.clone(),
             season,
-            rows: At::Now,
-            players: None,
+            ranking: Ranking::of_board(&self.source, &self.board, season, At::Now),
         };
         Ok(to_value(
             &read_page(conn, &scope, position, None, self.limit).await?,
@@ -814,14 +996,17 @@ impl Topic for BoardTopic {
     }
 
     fn projections(&self) -> &'static [ProjectionName] {
-        READS
+        self.source.projections()
     }
 
-    fn sources(&self) -> Vec<Source> {
-        vec![Source {
-            topic: CHANGES.to_owned(),
-            key: Some(self.board.to_string()),
-        }]
+    fn sources(&self) -> Vec<Changes> {
+        match &self.source {
+            Source::Defined => vec![Changes {
+                topic: CHANGES.to_owned(),
+                key: Some(self.board.to_string()),
+            }],
+            Source::Builtin(b) => vec![Changes::all(b.changes)],
+        }
     }
 
     fn snapshot<'a>(
@@ -830,7 +1015,7 @@ impl Topic for BoardTopic {
         reading: &'a mut Reading,
     ) -> BoxFuture<'a, Result<(i64, Value), ApiError>> {
         async move {
-            let position = reading.checkpoint(LEADERBOARDS);
+            let position = reading.checkpoint(self.labelled_by());
             Ok((position, self.read(conn, position).await?))
         }
         .boxed()
@@ -846,7 +1031,7 @@ impl Topic for BoardTopic {
             if changes.is_empty() {
                 return Ok(Vec::new());
             }
-            let position = reading.checkpoint(LEADERBOARDS);
+            let position = reading.checkpoint(self.labelled_by());
             Ok(vec![Update {
                 key: self.board.to_string(),
                 op: ChangeOp::Upsert,

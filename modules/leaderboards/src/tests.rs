@@ -302,3 +302,56 @@ fn bad_scores_are_refused_with_their_codes() {
     );
     assert!(sub(json!({ "score": i64::MIN, "metadata": { "k": "v" } })).is_ok());
 }
+
+/// A domain of this module with a built-in board `xp`, registered after the module is built (as a
+/// module added later would).
+fn domain_with_builtin() -> std::sync::Arc<Domain> {
+    use crate::{BuiltinBoard, BuiltinBoardsExt as _};
+    let mut app = App::new();
+    app.add_module(&Leaderboards::default());
+    app.add_builtin_leaderboard(BuiltinBoard {
+        id: "xp",
+        title: "XP",
+        order: Order::Desc,
+        operator: Operator::Incr,
+        projections: &[],
+        changes: "xp",
+        rows: |_| String::new(),
+    });
+    app.domain()
+}
+
+#[test]
+fn a_command_naming_a_built_in_board_is_refused_after_the_admin_check() {
+    let domain = domain_with_builtin();
+    let edge = Edge {
+        caller: PlayerId(Uuid::new_v4()),
+        new_id: Uuid::now_v7(),
+        names: questlog_domain::testing::NAMES,
+    };
+    let parse = |name: &str, body: serde_json::Value| {
+        domain
+            .parse(name, body.to_string().as_bytes(), &edge)
+            .unwrap_or_else(|r| panic!("{name} parses: {r}"))
+    };
+    let define = parse(
+        "define_leaderboard",
+        json!({ "leaderboard": "xp", "title": "Mine" }),
+    );
+    given(&domain, vec![])
+        .when(ADMIN, at(10, 0), define.as_ref())
+        .then_rejected("builtin_leaderboard");
+    given(&domain, vec![])
+        .when(player(), at(10, 0), define.as_ref())
+        .then_rejected("forbidden");
+    let score = parse("submit_score", json!({ "leaderboard": "xp", "score": 5 }));
+    given(&domain, vec![])
+        .when(player(), at(10, 0), score.as_ref())
+        .then_rejected("builtin_leaderboard");
+    // Any other board is decided as before.
+    let other = parse(
+        "define_leaderboard",
+        json!({ "leaderboard": "high_scores", "title": "High scores" }),
+    );
+    assert!(other.as_any().downcast_ref::<Command>().is_some());
+}

@@ -160,6 +160,25 @@ async fn load(
         .context("taking the append lock")?;
     // Checked again under the lock: an append may have committed since the first look.
     refuse_unless_empty(&mut *tx, database).await?;
+    // Beside an empty log, a section holds only what a process made for itself when it started
+    // (the name key), and that process may still be running with it: refused, saying so.
+    for section in reader.layout().sections() {
+        let held: bool = sqlx::query_scalar(&format!(
+            "SELECT EXISTS (SELECT 1 FROM {})",
+            quoted(section.table)
+        ))
+        .fetch_one(&mut *tx)
+        .await
+        .with_context(|| format!("reading the target's {}", section.plural))?;
+        if held {
+            bail!(
+                "{NOTHING}: the target database already holds {} though its log is empty (a \
+                 questlog process has served on it and may still be running with them); import \
+                 into a database no process has served",
+                section.plural
+            );
+        }
+    }
     let mut batch = Batch::new(reader.layout());
     while let Some(line) = reader.next().with_context(damaged)? {
         if matches!(line, Line::Event(_)) {

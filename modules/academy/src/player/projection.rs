@@ -15,7 +15,7 @@ use sqlx::{PgConnection, Row};
 use uuid::Uuid;
 
 use crate::event::Event;
-use crate::names::{LEADERBOARD_TOPIC, PLAYERS, PLAYER_TOPIC};
+use crate::names::{LEADERBOARD_CHANGES, PLAYERS, PLAYER_TOPIC};
 use crate::player::{PlayerState, Registration};
 use crate::rules::Streak;
 use crate::stream::StreamId;
@@ -319,7 +319,7 @@ impl Projection for Players {
             changes.push(upsert(PLAYER_TOPIC.topic(id), id.to_string(), position));
             if ranked {
                 changes.push(upsert(
-                    LEADERBOARD_TOPIC.as_str().to_owned(),
+                    LEADERBOARD_CHANGES.to_owned(),
                     id.to_string(),
                     position,
                 ));
@@ -333,7 +333,7 @@ impl Projection for Players {
             if erase(tx, id).await? {
                 changes.push(upsert(PLAYER_TOPIC.topic(id), id.to_string(), position));
                 changes.push(upsert(
-                    LEADERBOARD_TOPIC.as_str().to_owned(),
+                    LEADERBOARD_CHANGES.to_owned(),
                     id.to_string(),
                     position,
                 ));

@@ -1,5 +1,10 @@
-//! `GET /v1/leaderboard` and `GET /v1/leaderboard/players/{id}`: the players by XP, read as index
-//! range scans of `rm_players_leaderboard (xp DESC, xp_position ASC, player_id ASC)`.
+//! The XP board: a built-in board of the leaderboards module ([`XP_BOARD`], `xp`), whose rows are
+//! the players' read model (`rm_players`, and `rm_leaderboard_history` as of a position). The
+//! leaderboards' reads answer it like any board (`GET /v1/leaderboards/xp`, `leaderboard:xp`);
+//! `GET /v1/leaderboard` and `GET /v1/leaderboard/players/{id}` are the same board's rows read
+//! through the same machinery ([`Ranking`]), shown with the academy's fields (level, XP) and
+//! cursor, as index range scans of `rm_players_leaderboard (xp DESC, xp_position ASC, player_id
+//! ASC)`.
 //!
 //! The order is total: more XP first, equal XP by who reached it first (`xp_position`), then by
 //! player id, so every player has one rank, 1 + the number of players ahead. Pages are keyset
@@ -21,6 +26,9 @@ use futures::future::BoxFuture;
 use futures::FutureExt as _;
 use questlog_bus::{Change, ChangeOp, ProjectionName, TopicKind};
 use questlog_domain::Actor;
+use questlog_leaderboards::read::{Key as BoardKey, Ranked, Ranking};
+use questlog_leaderboards::values::{Operator, Order};
+use questlog_leaderboards::BuiltinBoard;
 use questlog_query_api::live::{to_value, Options, Reading, Source, Topic, TopicKindReads, Update};
 use questlog_query_api::params::{query, At, Consistency, ReadParams};
 use questlog_query_api::snapshot::answer;
@@ -32,7 +40,7 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use super::{player_in_path, player_not_found};
-use crate::names::{LEADERBOARD_TOPIC, PLAYERS};
+use crate::names::{LEADERBOARD_CHANGES, LEADERBOARD_TOPIC, PLAYERS};
 
 /// The projection the leaderboard is read from.
 const LEADERBOARD: &[ProjectionName] = &[PLAYERS];
@@ -73,12 +81,35 @@ impl Entry {
     }
 }
 
+impl Ranked for Entry {
+    fn key(&self) -> BoardKey {
+        Entry::key(self).into()
+    }
+
+    fn set_rank(&mut self, rank: i64) {
+        self.rank = rank;
+    }
+}
+
 /// A place in the leaderboard's order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Key {
     xp: i64,
     xp_position: i64,
     player_id: Uuid,
+}
+
+/// The place on the XP board: the XP is the score, with no subscore; the tie goes to who reached
+/// it first.
+impl From<Key> for BoardKey {
+    fn from(k: Key) -> Self {
+        Self {
+            score: k.xp,
+            subscore: 0,
+            reached: k.xp_position,
+            player_id: k.player_id,
+        }
+    }
 }
 
 /// Where a page ends: the last entry's key and rank. Written as `<xp>.<xp_position>.<rank>.<id>`,
@@ -136,100 +167,49 @@ impl Cursor {
 /// The highest rank a cursor may carry: the entries after it are numbered without overflow.
 const MAX_CURSOR_RANK: i64 = i64::MAX - MAX_LIMIT - 1;
 
-const COLUMNS: &str = "player_id, username, username IS NULL AS erased, xp, level, xp_position";
+/// The XP board, built into the leaderboards: the players by XP, from the log's start, one
+/// season. Its rows are the players projection's, announced on the academy's `leaderboard`
+/// change topic.
+pub const XP_BOARD: BuiltinBoard = BuiltinBoard {
+    id: "xp",
+    title: "XP",
+    order: Order::Desc,
+    operator: Operator::Incr,
+    projections: LEADERBOARD,
+    changes: LEADERBOARD_CHANGES,
+    rows: xp_rows,
+};
 
-/// The rows a leaderboard read ranks, as a `FROM` item named like the live table: the live
-/// ones, or those that stood at a past position (the versions of `rm_leaderboard_history` valid
-/// there; see `questlog_query_api::as_of`).
-fn board(at: At) -> String {
-    match at {
+/// The XP board's rows at `at`, as a `FROM` item named `e`: the live players, or the versions of
+/// `rm_leaderboard_history` valid at a past position (see `questlog_query_api::as_of`). Each row
+/// has the board's columns (the XP as the score and the sort score, no subscore, reached where
+/// the XP was, updated at that event's time) and the academy's own (`username`, `xp`, `level`,
+/// `xp_position`).
+pub fn xp_rows(at: At) -> String {
+    let players = match at {
         At::Now => "rm_players".to_owned(),
         At::AsOf(position) => format!(
-            "(SELECT {COLUMNS} FROM rm_leaderboard_history WHERE {}) AS rm_players",
+            "(SELECT player_id, username, xp, level, xp_position FROM rm_leaderboard_history \
+               WHERE {}) h",
             questlog_query_api::as_of::valid_at(&position.to_string())
         ),
-    }
-}
-
-/// Up to `limit` entries right after `key` in leaderboard order (from the top without a key).
-/// Two range scans, each bounded by `limit`: the rest of `key`'s XP, then lower XP.
-async fn after(
-    conn: &mut PgConnection,
-    at: At,
-    key: Option<Key>,
-    limit: i64,
-) -> Result<Vec<Entry>, sqlx::Error> {
-    let from = board(at);
-    let Some(key) = key else {
-        return sqlx::query_as(&format!(
-            "SELECT {COLUMNS} FROM {from} ORDER BY xp DESC, xp_position, player_id LIMIT $1"
-        ))
-        .bind(limit)
-        .fetch_all(conn)
-        .await;
     };
-    sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM (
-            (SELECT {COLUMNS} FROM {from}
-              WHERE xp = $1 AND (xp_position, player_id) > ($2, $3)
-              ORDER BY xp DESC, xp_position, player_id LIMIT $4)
-            UNION ALL
-            (SELECT {COLUMNS} FROM {from}
-              WHERE xp < $1
-              ORDER BY xp DESC, xp_position, player_id LIMIT $4)
-         ) page
-         ORDER BY xp DESC, xp_position, player_id LIMIT $4"
-    ))
-    .bind(key.xp)
-    .bind(key.xp_position)
-    .bind(key.player_id)
-    .bind(limit)
-    .fetch_all(conn)
-    .await
+    format!(
+        "(SELECT player_id, username, xp, level, xp_position, \
+                 xp AS score, 0::bigint AS subscore, NULL::jsonb AS metadata, \
+                 (SELECT recorded_at FROM events WHERE position = xp_position) AS updated_at, \
+                 xp AS sort_score, 0::bigint AS sort_subscore, xp_position AS reached \
+            FROM {players}) e"
+    )
 }
 
-/// Up to `limit` entries right before `key`, nearest first: the mirror of [`after`], scanning the
-/// index backwards.
-async fn before(
-    conn: &mut PgConnection,
-    at: At,
-    key: Key,
-    limit: i64,
-) -> Result<Vec<Entry>, sqlx::Error> {
-    let from = board(at);
-    sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM (
-            (SELECT {COLUMNS} FROM {from}
-              WHERE xp = $1 AND (xp_position, player_id) < ($2, $3)
-              ORDER BY xp, xp_position DESC, player_id DESC LIMIT $4)
-            UNION ALL
-            (SELECT {COLUMNS} FROM {from}
-              WHERE xp > $1
-              ORDER BY xp, xp_position DESC, player_id DESC LIMIT $4)
-         ) page
-         ORDER BY xp, xp_position DESC, player_id DESC LIMIT $4"
-    ))
-    .bind(key.xp)
-    .bind(key.xp_position)
-    .bind(key.player_id)
-    .bind(limit)
-    .fetch_all(conn)
-    .await
-}
+/// What the academy's reads show of a line of the XP board.
+const COLUMNS: &str = "e.player_id, e.username, e.username IS NULL AS erased, e.xp, e.level, \
+                       e.xp_position, e.sort_score, e.sort_subscore, e.reached";
 
-/// The rank of `key`: 1 + the players ahead, counted over the index range ahead of it only.
-async fn rank_of(conn: &mut PgConnection, at: At, key: Key) -> Result<i64, sqlx::Error> {
-    let from = board(at);
-    sqlx::query_scalar(&format!(
-        "SELECT 1
-              + (SELECT count(*) FROM {from} WHERE xp > $1)
-              + (SELECT count(*) FROM {from} WHERE xp = $1 AND (xp_position, player_id) < ($2, $3))",
-    ))
-    .bind(key.xp)
-    .bind(key.xp_position)
-    .bind(key.player_id)
-    .fetch_one(conn)
-    .await
+/// The XP board at `at`, as the academy's reads rank it.
+fn board(at: At) -> Ranking {
+    Ranking::of_rows(xp_rows(at), COLUMNS, "")
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -289,14 +269,9 @@ pub(crate) async fn read_page(
     cursor: Option<Cursor>,
     limit: i64,
 ) -> Result<Page, sqlx::Error> {
-    // One more than asked for tells whether there is a next page.
-    let mut entries = after(conn, at, cursor.map(|c| c.key), limit + 1).await?;
-    let first_rank = cursor.map_or(1, |c| c.rank + 1);
-    for (entry, rank) in entries.iter_mut().zip(first_rank..) {
-        entry.rank = rank;
-    }
-    let more = entries.len() > usize::try_from(limit).unwrap_or(usize::MAX);
-    entries.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+    let (entries, more): (Vec<Entry>, bool) = board(at)
+        .page(conn, cursor.map(|c| (c.key.into(), c.rank)), limit)
+        .await?;
     let next = more.then(|| entries.last()).flatten().map(|last| {
         Cursor {
             key: last.key(),
@@ -354,29 +329,11 @@ pub(crate) async fn around(
     let (mut tx, position, at) = consistency
         .open(&state.pool, &state.positions, LEADERBOARD)
         .await?;
-    let me: Option<Entry> = sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM {} WHERE player_id = $1",
-        board(at)
-    ))
-    .bind(player_id)
-    .fetch_optional(&mut *tx)
-    .await?;
-    let mut me = me.ok_or_else(player_not_found)?;
-    me.rank = rank_of(&mut tx, at, me.key()).await?;
-    let mut ahead = before(&mut tx, at, me.key(), radius).await?;
-    let mut behind = after(&mut tx, at, Some(me.key()), radius).await?;
+    let entries: Vec<Entry> = board(at)
+        .around(&mut tx, player_id, radius)
+        .await?
+        .ok_or_else(player_not_found)?;
     tx.commit().await?;
-
-    for (entry, rank) in ahead.iter_mut().zip((1..me.rank).rev()) {
-        entry.rank = rank;
-    }
-    for (entry, rank) in behind.iter_mut().zip(me.rank + 1..) {
-        entry.rank = rank;
-    }
-    ahead.reverse();
-    let mut entries = ahead;
-    entries.push(me);
-    entries.append(&mut behind);
     Ok(answer(position, &Around { position, entries }))
 }
 
@@ -460,7 +417,7 @@ impl Topic for LeaderboardTopic {
     }
 
     fn sources(&self) -> Vec<Source> {
-        vec![Source::all(LEADERBOARD_TOPIC.as_str())]
+        vec![Source::all(LEADERBOARD_CHANGES)]
     }
 
     fn snapshot<'a>(
