@@ -17,7 +17,7 @@
 //! they fold it, so a live read model and a replay (where the fields already open as erased)
 //! agree.
 //!
-//! A name that must be found by its value — a claim on a username, whose stream is named for it —
+//! A name that must be found by its value — a unique name a module claims, its stream named for it —
 //! cannot be sealed: the log would need the key to find the stream. Such a stream is named for a
 //! keyed digest of the name instead ([`NameKey::digest`]), under one key per deployment: the log
 //! shows neither the name nor anything its erasure has to destroy.
@@ -209,7 +209,7 @@ pub fn erased_player(event: &crate::Event) -> Option<PlayerId> {
 }
 
 /// The deployment's key for names a stream id must find without showing them (a claim on a
-/// username): 32 bytes kept beside the log (`name_key`, made once by the first process that serves
+/// unique name): 32 bytes kept beside the log (`name_key`, made once by the first process that serves
 /// commands, carried by `questlog export`), the same for every process and every restart. A
 /// stream is named for [`NameKey::digest`] of the name, so the log, NATS, exports and admin views
 /// show a digest, never the name. It keeps the name from whoever reads the log without the key;

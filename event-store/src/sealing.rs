@@ -15,7 +15,7 @@
 //! read anywhere. The writer keeps the keys it seals with, which is safe: a box sealed with a
 //! destroyed key is as unreadable as one whose key was destroyed after it.
 //!
-//! Names a stream is named for (a claim on a username) are not sealed but digested, under the
+//! Names a stream is named for (a claim on a unique name) are not sealed but digested, under the
 //! deployment's name key ([`name_key`], `questlog_domain::NameKey`): one row beside the log, made
 //! by the first process that serves commands and the same for every process after it.
 
