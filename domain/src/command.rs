@@ -161,3 +161,47 @@ pub fn body<T: DeserializeOwned>(raw: &[u8]) -> Result<T, Rejection> {
     }
     serde_json::from_value(value).map_err(|e| Rejection::bad_request(e.to_string()))
 }
+
+/// `command`, refused with `rejection` when decided: what a parser hands back for a command it
+/// reads but its module refuses for what it names (a built-in definition's id, say), so that the
+/// kernel's checks still come first (a player sending an admin's command gets 403, not the
+/// module's refusal) and nothing is appended.
+pub fn refused_when_decided(command: Box<dyn Command>, rejection: Rejection) -> Box<dyn Command> {
+    Box::new(RefusedWhenDecided { command, rejection })
+}
+
+#[derive(Debug)]
+struct RefusedWhenDecided {
+    command: Box<dyn Command>,
+    rejection: Rejection,
+}
+
+impl Command for RefusedWhenDecided {
+    fn name(&self) -> &'static str {
+        self.command.name()
+    }
+
+    fn admin_only(&self) -> bool {
+        self.command.admin_only()
+    }
+
+    fn rate_limited(&self) -> bool {
+        self.command.rate_limited()
+    }
+
+    fn rate_limit_detail(&self) -> &'static str {
+        self.command.rate_limit_detail()
+    }
+
+    fn streams(&self, actor: &Actor) -> Vec<StreamId> {
+        self.command.streams(actor)
+    }
+
+    fn decide(&self, _: &Context<'_>) -> Result<Vec<(StreamId, Event)>, Rejection> {
+        Err(self.rejection.clone())
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}

@@ -19,7 +19,9 @@ mod tests;
 use std::fmt;
 
 pub use app::{App, Domain, Module, Parser};
-pub use command::{body, Actor, Beside, Command, Context, Edge, Role, States};
+pub use command::{
+    body, refused_when_decided, Actor, Beside, Command, Context, Edge, Role, States,
+};
 pub use event::{DecodeError, DomainEvent, Event};
 pub use personal::{ErasureEvent, LegacyField, NameKey, Personal};
 pub use stream::{StreamId, StreamKind, StreamState, UnknownStream, View};

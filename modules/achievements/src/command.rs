@@ -320,44 +320,19 @@ pub fn grant_parser(earlier: Option<Parser>) -> Parser {
 pub(crate) fn define_parser(builtins: BuiltinAchievements) -> Parser {
     std::sync::Arc::new(move |name: &str, raw: &[u8], edge: &Edge| {
         let command = Command::parse(name, raw, edge)?;
-        Ok(if builtins.contains(command.achievement().as_str()) {
-            Box::new(DefiningBuiltin(command)) as Box<dyn questlog_domain::Command>
+        let id = command.achievement().as_str().to_owned();
+        Ok(if builtins.contains(&id) {
+            questlog_domain::refused_when_decided(
+                Box::new(command),
+                Rejection::conflict(
+                    "builtin_achievement",
+                    format!("achievement {id:?} is built in: its definition is code"),
+                ),
+            )
         } else {
             Box::new(command)
         })
     })
-}
-
-/// A definition of a built-in achievement's id.
-#[derive(Debug)]
-struct DefiningBuiltin(Command);
-
-impl questlog_domain::Command for DefiningBuiltin {
-    fn name(&self) -> &'static str {
-        questlog_domain::Command::name(&self.0)
-    }
-
-    fn admin_only(&self) -> bool {
-        questlog_domain::Command::admin_only(&self.0)
-    }
-
-    fn streams(&self, actor: &Actor) -> Vec<StreamId> {
-        questlog_domain::Command::streams(&self.0, actor)
-    }
-
-    fn decide(&self, _: &Context<'_>) -> Result<Vec<(StreamId, Erased)>, Rejection> {
-        Err(Rejection::conflict(
-            "builtin_achievement",
-            format!(
-                "achievement {:?} is built in: its definition is code",
-                self.0.achievement().as_str()
-            ),
-        ))
-    }
-
-    fn as_any(&self) -> &dyn Any {
-        self
-    }
 }
 
 fn unknown_achievement(id: &AchievementId) -> Rejection {

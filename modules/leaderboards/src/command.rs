@@ -163,45 +163,22 @@ impl Command {
 pub(crate) fn parser(builtins: BuiltinBoards) -> Parser {
     std::sync::Arc::new(move |name: &str, raw: &[u8], edge: &Edge| {
         let command = Command::parse(name, raw, edge)?;
-        Ok(if builtins.get(command.board().as_str()).is_some() {
-            Box::new(OnBuiltin(command)) as Box<dyn questlog_domain::Command>
+        let board = command.board().as_str().to_owned();
+        Ok(if builtins.get(&board).is_some() {
+            questlog_domain::refused_when_decided(
+                Box::new(command),
+                Rejection::conflict(
+                    "builtin_leaderboard",
+                    format!(
+                        "leaderboard {board:?} is built in: its definition is code and its \
+                         scores are its module's"
+                    ),
+                ),
+            )
         } else {
             Box::new(command)
         })
     })
-}
-
-/// A command naming a built-in board.
-#[derive(Debug)]
-struct OnBuiltin(Command);
-
-impl questlog_domain::Command for OnBuiltin {
-    fn name(&self) -> &'static str {
-        questlog_domain::Command::name(&self.0)
-    }
-
-    fn admin_only(&self) -> bool {
-        questlog_domain::Command::admin_only(&self.0)
-    }
-
-    fn streams(&self, actor: &Actor) -> Vec<StreamId> {
-        questlog_domain::Command::streams(&self.0, actor)
-    }
-
-    fn decide(&self, _: &Context<'_>) -> Result<Vec<(StreamId, Erased)>, Rejection> {
-        Err(Rejection::conflict(
-            "builtin_leaderboard",
-            format!(
-                "leaderboard {:?} is built in: its definition is code and its scores are its \
-                 module's",
-                self.0.board().as_str()
-            ),
-        ))
-    }
-
-    fn as_any(&self) -> &dyn Any {
-        self
-    }
 }
 
 /// The refusal of a board nobody defined.
