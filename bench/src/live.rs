@@ -51,12 +51,14 @@ fn client() -> anyhow::Result<reqwest::Client> {
         .build()?)
 }
 
-/// Push lag: `subscribers` follow one player's topic while that player completes `commands` labs
-/// at `rate` per second. A sample is "command sent → change received", per subscriber and
-/// command: the send time bounds the commit time from above, so the figure is conservative.
-/// Returns the lag histogram and the commands' own latency histogram.
+/// Push lag: `subscribers` follow one player's topic, spread in turn over the query APIs at
+/// `queries` (base URLs), while that player completes `commands` labs at `rate` per second. A
+/// sample is "command sent → change received", per subscriber and command: the send time bounds
+/// the commit time from above, so the figure is conservative. Returns the lag histogram and the
+/// commands' own latency histogram.
 pub async fn push_lag(
     env: &Env,
+    queries: &[String],
     subscribers: usize,
     rate: f64,
     commands: usize,
@@ -75,20 +77,26 @@ pub async fn push_lag(
         anyhow::ensure!(status == 200, "define_lab: {body}");
     }
     let player = Player::new(env).await?;
-    let url = format!(
-        "{}/v1/subscribe?topic=player:{}&access_token={}",
-        env.base, player.id, player.token
-    );
+    let urls: Vec<String> = queries
+        .iter()
+        .map(|base| {
+            format!(
+                "{base}/v1/subscribe?topic=player:{}&access_token={}",
+                player.id, player.token
+            )
+        })
+        .collect();
+    anyhow::ensure!(!urls.is_empty(), "push lag needs a query API");
     // The last command's position, once it is known: a subscriber that already holds it when it
     // becomes known stops then, not at an event that will never come.
     let (last_tx, last_rx) = watch::channel(i64::MAX);
     let (ready_tx, mut ready_rx) = mpsc::channel::<()>(subscribers);
     let connecting = Arc::new(Semaphore::new(128));
     let mut tasks = Vec::with_capacity(subscribers);
-    for _ in 0..subscribers {
+    for i in 0..subscribers {
         let (client, url, mut last, ready_tx, connecting) = (
             client.clone(),
-            url.clone(),
+            urls[i % urls.len()].clone(),
             last_rx.clone(),
             ready_tx.clone(),
             connecting.clone(),
@@ -151,10 +159,15 @@ pub async fn push_lag(
         answered.record(micros(at.elapsed()))?;
         sent.push((position, at));
     }
-    if let Ok(response) = env.client.get(format!("{}/metrics", env.base)).send().await {
-        let text = response.text().await.unwrap_or_default();
-        for line in text.lines().filter(|l| !l.starts_with('#')) {
-            eprintln!("  {line}");
+    for base in queries {
+        if let Ok(response) = env.client.get(format!("{base}/metrics")).send().await {
+            let text = response.text().await.unwrap_or_default();
+            if queries.len() > 1 {
+                eprintln!("  {base}/metrics:");
+            }
+            for line in text.lines().filter(|l| !l.starts_with('#')) {
+                eprintln!("  {line}");
+            }
         }
     }
     let final_position = sent.last().map_or(0, |(p, _)| *p);
@@ -178,7 +191,7 @@ pub async fn push_lag(
 }
 
 /// Resident memory of a process, in bytes.
-fn rss(pid: u32) -> anyhow::Result<u64> {
+pub fn rss(pid: u32) -> anyhow::Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     let kb: u64 = status
         .lines()
@@ -226,7 +239,34 @@ impl Server {
         Ok(Self { child, addr })
     }
 
-    fn pid(&self) -> anyhow::Result<u32> {
+    /// Starts questlog's `service` (`command-api`, `relay`, `projector`, `query-api`) alone, on
+    /// the already migrated database at `database_url` and the NATS `prefix` at `nats_url`.
+    pub async fn questlog(
+        service: &str,
+        database_url: &str,
+        nats_url: &str,
+        prefix: &str,
+    ) -> anyhow::Result<Self> {
+        Self::start(&[
+            "--serve".to_owned(),
+            service.to_owned(),
+            "--database-url".to_owned(),
+            database_url.to_owned(),
+            "--nats-url".to_owned(),
+            nats_url.to_owned(),
+            "--serve-prefix".to_owned(),
+            prefix.to_owned(),
+        ])
+        .await
+        .with_context(|| format!("starting a {service} process"))
+    }
+
+    /// The server's base URL.
+    pub fn base(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn pid(&self) -> anyhow::Result<u32> {
         self.child.id().context("server pid")
     }
 
@@ -322,16 +362,12 @@ where
 /// projectors of `env`: every subscriber follows one player, and that player's next command is
 /// the change.
 pub async fn questlog_fan_out(env: &Env, n: usize, labs: usize) -> anyhow::Result<FanOut> {
-    let server = Server::start(&[
-        "--serve".to_owned(),
-        "query-api".to_owned(),
-        "--database-url".to_owned(),
-        crate::setup::database_url(&env.maintenance_url, &env.db_name),
-        "--nats-url".to_owned(),
-        env.nats_url.clone(),
-        "--serve-prefix".to_owned(),
-        env.prefix.clone(),
-    ])
+    let server = Server::questlog(
+        "query-api",
+        &crate::setup::database_url(&env.maintenance_url, &env.db_name),
+        &env.nats_url,
+        &env.prefix,
+    )
     .await?;
     let mut player = Player::new(env).await?;
     // The player is projected before anyone subscribes, so every snapshot is the same size.

@@ -8,6 +8,7 @@ mod history;
 mod live;
 mod logins;
 mod peer;
+mod processes;
 mod report;
 mod setup;
 mod storage;
@@ -76,14 +77,17 @@ pub struct Args {
     /// `live` (push lag and fan-out), `history` (rebuild and as-of reads), `logins` (account logins
     /// per second against bare argon2id), `storage` (`put_object`, a listing of 100,000
     /// objects, a large object written 1,000 times) or `boards` (`submit_score`, a board of
-    /// 100,000 entries, commands during a retroactive achievement award over the history log).
+    /// 100,000 entries, commands during a retroactive achievement award over the history log) or
+    /// `processes` (the services as separate processes: command throughput, push lag over one,
+    /// two and four query-api processes, each process's CPU time).
     #[arg(long)]
     pub only: Option<String>,
-    /// Internal: serve instead of measuring (`query-api` or `baseline`), for the fan-out run's
-    /// server processes.
+    /// Internal: serve instead of measuring: `baseline` (the bare SSE server) or one of questlog's
+    /// services (`command-api`, `relay`, `projector`, `query-api`), for the runs that measure
+    /// server processes of their own.
     #[arg(long, hide = true)]
     pub serve: Option<String>,
-    /// Internal: the NATS prefix of the served query API.
+    /// Internal: the NATS prefix of the served service.
     #[arg(long, hide = true, default_value = "")]
     pub serve_prefix: String,
 }
@@ -118,32 +122,34 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The fan-out run's server processes: a query API on its own, or the bare SSE baseline.
+/// The server processes of the runs that measure questlog across processes: the bare SSE
+/// baseline, or one of questlog's services (`command-api`, `relay`, `projector`, `query-api`) on
+/// the store `--database-url`, `--nats-url` and `--serve-prefix` name, whose database is already
+/// migrated. Every service binds a port (its health and metrics routes, with its own routes when
+/// it has any) and prints it once it is built, then serves until killed.
 async fn serve(mode: &str, args: &Args) -> anyhow::Result<()> {
-    match mode {
-        "baseline" => live::serve_baseline().await,
-        "query-api" => {
-            let store = questlog::config::StoreArgs {
-                database_url: args.database_url.clone(),
-                nats_url: args.nats_url.clone(),
-                nats_prefix: args.serve_prefix.clone(),
-                token_secret: Some(setup::SECRET.to_owned()),
-                token_ttl_days: 1,
-            };
-            let serve = questlog::config::ServeArgs {
-                service: Some(questlog::config::Service::QueryApi),
-                db_pool: 4,
-                ..questlog::config::ServeArgs::on("127.0.0.1:0".parse()?)
-            };
-            let app = questlog::Application::build(
-                &store,
-                &serve,
-                tokio_util::sync::CancellationToken::new(),
-            )
-            .await?;
-            println!("listening on 127.0.0.1:{}", app.port());
-            app.run().await
-        }
-        other => anyhow::bail!("unknown serving mode {other:?}"),
+    use clap::ValueEnum as _;
+    use questlog::config::Service;
+    if mode == "baseline" {
+        return live::serve_baseline().await;
     }
+    let service = Service::from_str(mode, false)
+        .map_err(|_| anyhow::anyhow!("unknown serving mode {mode:?}"))?;
+    let store = questlog::config::StoreArgs {
+        database_url: args.database_url.clone(),
+        nats_url: args.nats_url.clone(),
+        nats_prefix: args.serve_prefix.clone(),
+        token_secret: Some(setup::SECRET.to_owned()),
+        token_ttl_days: 1,
+    };
+    let mut serve = setup::serve_args(Some(service))?;
+    if service != Service::CommandApi {
+        // The command API keeps the default pool: it is the one a client load queues on.
+        serve.db_pool = 4;
+    }
+    let app =
+        questlog::Application::build(&store, &serve, tokio_util::sync::CancellationToken::new())
+            .await?;
+    println!("listening on 127.0.0.1:{}", app.port());
+    app.run().await
 }

@@ -13,7 +13,8 @@ use crate::Args;
 
 pub const SECRET: &str = "questlog-bench-secret-of-thirty-two-bytes-or-more";
 
-/// The running system under test.
+/// The running system under test: questlog in this process, or (`Env::remote`) a command API
+/// in another process on a store of its own.
 pub struct Env {
     pub base: String,
     pub client: reqwest::Client,
@@ -23,7 +24,8 @@ pub struct Env {
     pub nats_url: String,
     pub prefix: String,
     shutdown: CancellationToken,
-    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    /// The in-process application (none when questlog runs in other processes).
+    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
 
 pub fn database_url(maintenance: &str, name: &str) -> String {
@@ -31,36 +33,70 @@ pub fn database_url(maintenance: &str, name: &str) -> String {
     format!("{base}/{name}")
 }
 
-impl Env {
-    pub async fn start(args: &Args) -> anyhow::Result<Self> {
+/// A fresh store's names: a scratch database and a NATS prefix of its own.
+pub struct Store {
+    pub db_name: String,
+    pub prefix: String,
+}
+
+impl Store {
+    pub fn fresh() -> Self {
         let id = Uuid::new_v4().simple().to_string();
-        let db_name = format!("questlog_bench_{id}");
-        let db_url = database_url(&args.database_url, &db_name);
-        let store = StoreArgs {
-            database_url: db_url.clone(),
+        Self {
+            db_name: format!("questlog_bench_{id}"),
+            prefix: format!("bench{id}"),
+        }
+    }
+
+    /// The settings a questlog process on this store runs with.
+    pub fn args(&self, args: &Args) -> StoreArgs {
+        StoreArgs {
+            database_url: database_url(&args.database_url, &self.db_name),
             nats_url: args.nats_url.clone(),
-            nats_prefix: format!("bench{id}"),
+            nats_prefix: self.prefix.clone(),
             token_secret: Some(SECRET.to_owned()),
             token_ttl_days: 1,
-        };
-        let serve = ServeArgs {
-            service: args
-                .write_only
+        }
+    }
+}
+
+/// How the harness serves `service` (every service when `None`): on port 0, and with no limit on
+/// the identities one address creates, since every simulated player comes from this one address.
+pub fn serve_args(service: Option<questlog::config::Service>) -> anyhow::Result<ServeArgs> {
+    Ok(ServeArgs {
+        service,
+        sessions: questlog::config::SessionArgs {
+            identity_per_minute: std::num::NonZeroU32::MAX,
+            identity_burst: std::num::NonZeroU32::MAX,
+            ..questlog::config::SessionArgs::default()
+        },
+        ..ServeArgs::on("127.0.0.1:0".parse()?)
+    })
+}
+
+impl Env {
+    pub async fn start(args: &Args) -> anyhow::Result<Self> {
+        let names = Store::fresh();
+        let store = names.args(args);
+        let serve = serve_args(
+            args.write_only
                 .then_some(questlog::config::Service::CommandApi),
-            // Every simulated player comes from this one address.
-            sessions: questlog::config::SessionArgs {
-                identity_per_minute: std::num::NonZeroU32::MAX,
-                identity_burst: std::num::NonZeroU32::MAX,
-                ..questlog::config::SessionArgs::default()
-            },
-            ..ServeArgs::on("127.0.0.1:0".parse()?)
-        };
+        )?;
         let shutdown = CancellationToken::new();
         let app = Application::build(&store, &serve, shutdown.clone())
             .await
             .context("starting questlog")?;
         let base = format!("http://127.0.0.1:{}", app.port());
         let task = tokio::spawn(app.run());
+        let mut env = Self::remote(args, names, base)?;
+        env.shutdown = shutdown;
+        env.task = Some(task);
+        Ok(env)
+    }
+
+    /// The system under test when questlog runs in other processes on `store`, with its command
+    /// API at `base`. [`Env::stop`] then only removes the store.
+    pub fn remote(args: &Args, store: Store, base: String) -> anyhow::Result<Self> {
         let keys = questlog_web_keys();
         Ok(Self {
             base,
@@ -68,18 +104,20 @@ impl Env {
                 .pool_max_idle_per_host(256)
                 .build()?,
             admin: keys.issue(Uuid::new_v4(), Role::Admin),
-            db_name,
+            db_name: store.db_name,
             maintenance_url: args.database_url.clone(),
             nats_url: args.nats_url.clone(),
-            prefix: store.nats_prefix,
-            shutdown,
-            task,
+            prefix: store.prefix,
+            shutdown: CancellationToken::new(),
+            task: None,
         })
     }
 
     pub async fn stop(self) {
         self.shutdown.cancel();
-        let _ = self.task.await;
+        if let Some(task) = self.task {
+            let _ = task.await;
+        }
         if let Ok(client) = async_nats::connect(&self.nats_url).await {
             let js = async_nats::jetstream::new(client);
             let _ = js

@@ -78,6 +78,9 @@ pub async fn run_all(args: &Args, env: &Env, rows: &mut Vec<Row>) -> anyhow::Res
     if args.runs("boards") {
         crate::boards::board_rows(args, env, rows).await?;
     }
+    if args.runs("processes") {
+        crate::processes::processes_rows(args, env, rows, labs).await?;
+    }
     Ok(())
 }
 
@@ -208,7 +211,14 @@ async fn live_rows(args: &Args, env: &Env, rows: &mut Vec<Row>, labs: usize) -> 
     };
     let push_rate = args.push_rate;
     eprintln!("push lag: {subscribers} subscribers, {commands} commands at {push_rate:.0}/s");
-    let (lag, answered) = live::push_lag(env, subscribers, push_rate, commands).await?;
+    let (lag, answered) = live::push_lag(
+        env,
+        std::slice::from_ref(&env.base),
+        subscribers,
+        push_rate,
+        commands,
+    )
+    .await?;
     rows.push(Row::new(
         &format!("push lag p50, {subscribers} subscribers"),
         ms(&lag, 0.5),
@@ -293,12 +303,24 @@ impl Player {
 
 /// Closed loop: `clients` clients each send `complete_lab` back to back; commands per second over
 /// `duration` after a warm-up.
-async fn command_throughput(
+pub async fn command_throughput(
     env: &Env,
     clients: usize,
     duration: Duration,
     labs: usize,
 ) -> anyhow::Result<f64> {
+    let (rate, _) = command_throughput_sampled(env, clients, duration, labs, || ()).await?;
+    Ok(rate)
+}
+
+/// [`command_throughput`], calling `sample` as the measured stretch begins and as it ends.
+pub async fn command_throughput_sampled<T>(
+    env: &Env,
+    clients: usize,
+    duration: Duration,
+    labs: usize,
+    sample: impl FnMut() -> T,
+) -> anyhow::Result<(f64, [T; 2])> {
     let meter = Meter::default();
     let mut players = Vec::new();
     for _ in 0..clients {
@@ -315,10 +337,10 @@ async fn command_throughput(
         }
     });
     let run = futures::future::try_join_all(tasks);
-    let clock = meter.measure(duration);
-    let (outcome, rate) = tokio::join!(run, clock);
+    let clock = meter.measure_sampled(duration, sample);
+    let (outcome, measured) = tokio::join!(run, clock);
     outcome?;
-    Ok(rate)
+    Ok(measured)
 }
 
 const INSERT_SQL: &str = "INSERT INTO events (event_id, stream_id, stream_version, event_type, schema_version, data, metadata) \
@@ -424,15 +446,28 @@ impl Meter {
 
     /// Warms up, measures for `duration`, stops the clients; the operations per second.
     pub async fn measure(&self, duration: Duration) -> f64 {
+        self.measure_sampled(duration, || ()).await.0
+    }
+
+    /// [`Meter::measure`], calling `sample` as the measured stretch begins and as it ends (to
+    /// read what else the stretch used, e.g. CPU time), before the clients stop.
+    pub async fn measure_sampled<T>(
+        &self,
+        duration: Duration,
+        mut sample: impl FnMut() -> T,
+    ) -> (f64, [T; 2]) {
         tokio::time::sleep(duration / 3).await;
+        let first = sample();
         self.measuring.store(true, Ordering::SeqCst);
         let start = Instant::now();
         tokio::time::sleep(duration).await;
         let n = self.done.load(Ordering::SeqCst);
+        let elapsed = start.elapsed();
+        let last = sample();
         self.stop();
         #[allow(clippy::cast_precision_loss)]
-        let rate = n as f64 / start.elapsed().as_secs_f64();
-        rate
+        let rate = n as f64 / elapsed.as_secs_f64();
+        (rate, [first, last])
     }
 }
 
