@@ -8,6 +8,10 @@ use uuid::Uuid;
 
 /// The first of `events` (position, id) that this log does not hold, if any.
 ///
+/// Each event is one probe of the log's primary key, a subquery per event that no plan can turn
+/// into a scan of the whole log (a hash anti-join, which a plan made while the log was small
+/// would keep as it grows).
+///
 /// # Errors
 /// When the query fails.
 pub async fn first_foreign(
@@ -20,7 +24,7 @@ pub async fn first_foreign(
     let (positions, ids): (Vec<i64>, Vec<Uuid>) = events.iter().copied().unzip();
     sqlx::query_as(
         "SELECT b.p, b.id FROM unnest($1::bigint[], $2::uuid[]) WITH ORDINALITY AS b(p, id, ord) \
-         WHERE NOT EXISTS (SELECT 1 FROM events e WHERE e.position = b.p AND e.event_id = b.id) \
+         WHERE (SELECT e.event_id FROM events e WHERE e.position = b.p) IS DISTINCT FROM b.id \
          ORDER BY b.ord LIMIT 1",
     )
     .bind(positions)
@@ -42,7 +46,12 @@ pub async fn lock_checkpoint(
 ) -> Result<(i64, Option<(i64, Uuid)>), sqlx::Error> {
     let (positions, ids): (Vec<i64>, Vec<Uuid>) = events.iter().copied().unzip();
     let (checkpoint, position, id): (i64, Option<i64>, Option<Uuid>) = sqlx::query_as(
-        "SELECT c.position, f.p, f.id FROM projection_checkpoints c            LEFT JOIN LATERAL (                 SELECT b.p, b.id FROM unnest($2::bigint[], $3::uuid[]) WITH ORDINALITY AS b(p, id, ord)                  WHERE NOT EXISTS (SELECT 1 FROM events e WHERE e.position = b.p AND e.event_id = b.id)                  ORDER BY b.ord LIMIT 1) f ON true           WHERE c.projection = $1 FOR UPDATE OF c",
+        "SELECT c.position, f.p, f.id FROM projection_checkpoints c \
+         LEFT JOIN LATERAL ( \
+             SELECT b.p, b.id FROM unnest($2::bigint[], $3::uuid[]) WITH ORDINALITY AS b(p, id, ord) \
+              WHERE (SELECT e.event_id FROM events e WHERE e.position = b.p) IS DISTINCT FROM b.id \
+              ORDER BY b.ord LIMIT 1) f ON true \
+         WHERE c.projection = $1 FOR UPDATE OF c",
     )
     .bind(projection)
     .bind(positions)

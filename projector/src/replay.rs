@@ -227,6 +227,10 @@ pub async fn build_until(
     let start = projections.iter().map(|p| bounds(*p).0).min().unwrap_or(0);
     let end = projections.iter().map(|p| bounds(*p).1).max().unwrap_or(0);
     let domain = Arc::new(domain.clone());
+    // The fresh tables grow from empty: each statement planned for them as they are.
+    sqlx::query(crate::PLAN_EACH_STATEMENT)
+        .execute(&mut *conn)
+        .await?;
     let mut unflushed = 0;
     let mut next = if start < end {
         prefetch(conn, &domain, start).await?
@@ -454,6 +458,14 @@ impl Built {
         tx.commit()
             .await
             .context("switching the rebuilt tables in")?;
+        // Every row of the live tables changed: their statistics are made again now, not when
+        // autovacuum (if it runs) gets to them, so that the readers' plans fit the new rows.
+        for table in projections.iter().flat_map(|p| p.tables()) {
+            sqlx::query(&format!("ANALYZE public.{table}"))
+                .execute(&mut *conn)
+                .await
+                .with_context(|| format!("analyzing {table}"))?;
+        }
         Ok(projections
             .iter()
             .map(|p| Rebuilt {

@@ -651,6 +651,10 @@ impl Lane<'_> {
     async fn prepare(&mut self) -> anyhow::Result<Start> {
         let name = self.projection.name().as_str();
         let conn = &mut self.conn;
+        sqlx::query(crate::PLAN_EACH_STATEMENT)
+            .execute(&mut *conn)
+            .await
+            .context("choosing how statements are planned")?;
         sqlx::query(
             "INSERT INTO projection_checkpoints (projection) VALUES ($1) ON CONFLICT DO NOTHING",
         )
