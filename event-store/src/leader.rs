@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, PgConnection};
 use tokio_util::sync::CancellationToken;
 
@@ -26,23 +27,48 @@ pub async fn acquire(
     retry: Duration,
     shutdown: &CancellationToken,
 ) -> Option<PgConnection> {
+    let options = match database_url.parse::<PgConnectOptions>() {
+        Ok(options) => options,
+        Err(e) => {
+            tracing::error!(role, error = %e, "not a database URL: cannot elect a leader");
+            shutdown.cancelled().await;
+            return None;
+        }
+    };
+    acquire_while(&options, role, retry, shutdown, || true).await
+}
+
+/// As [`acquire`], on connections made with `options`, trying for the lock only while
+/// `may_lead` says this process may take one more role (it leads its share of them and leaves
+/// the rest to the other replicas).
+pub async fn acquire_while(
+    options: &PgConnectOptions,
+    role: &str,
+    retry: Duration,
+    shutdown: &CancellationToken,
+    may_lead: impl Fn() -> bool,
+) -> Option<PgConnection> {
     let key = lock_key(role);
     loop {
-        let attempt = async {
-            let mut conn = PgConnection::connect(database_url).await?;
-            let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
-                .bind(key)
-                .fetch_one(&mut conn)
-                .await?;
-            Ok::<_, sqlx::Error>(got.then_some(conn))
-        };
-        match attempt.await {
-            Ok(Some(conn)) => {
-                tracing::info!(role, "leadership acquired");
-                return Some(conn);
+        if may_lead() {
+            let attempt = async {
+                let mut conn = PgConnection::connect_with(options).await?;
+                let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+                    .bind(key)
+                    .fetch_one(&mut conn)
+                    .await?;
+                Ok::<_, sqlx::Error>(got.then_some(conn))
+            };
+            match attempt.await {
+                Ok(Some(conn)) => {
+                    tracing::info!(role, "leadership acquired");
+                    return Some(conn);
+                }
+                Ok(None) => tracing::debug!(role, "another replica leads; standing by"),
+                Err(e) => {
+                    tracing::warn!(role, error = %e, "cannot reach Postgres to elect a leader");
+                }
             }
-            Ok(None) => tracing::debug!(role, "another replica leads; standing by"),
-            Err(e) => tracing::warn!(role, error = %e, "cannot reach Postgres to elect a leader"),
         }
         tokio::select! {
             () = tokio::time::sleep(retry) => {}

@@ -1,8 +1,11 @@
 //! Runs a process's projections: one lane per projection (its leadership, its checkpoint, its
 //! transactions) fed by one feed (one JetStream consumer, each message decoded once).
 //!
-//! - **Leadership stays per projection** (`projector:<name>`), so two projector processes still
-//!   split the projections or stand by, and a failover moves one projection at a time.
+//! - **Leadership stays per projection** (`projector:<name>`), so a failover moves one
+//!   projection at a time. **Processes split the projections** ([`membership`]): each counts the
+//!   deployment's projector processes by their connections' application name and leads at most
+//!   its share (every projection over the processes, rounded up); one over its share (a process
+//!   joined) hands a projection over, one at a time, to be taken by a process under its share.
 //! - **The feed** ([`feed`]) holds one consumer for the lanes that joined it, opened at the lowest
 //!   stream sequence any of them needs, and hands every decoded batch (`Arc<Batch>`) to each.
 //!   When a lane joins behind what the feed already delivered, the feed opens its consumer again
@@ -27,7 +30,7 @@
 //!   A lane whose transaction fails leaves the feed (its checkpoint is unchanged), starts over
 //!   from its checkpoint after `retry` and joins again; the others carry on meanwhile.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -38,6 +41,7 @@ use questlog_bus::lineage::{self, Mismatch};
 use questlog_bus::{ensure_stream, ChangeAnnouncement, Names, ProjectionName};
 use questlog_domain::Domain;
 use questlog_store::{leader, RecordedEvent};
+use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, PgConnection};
 use tokio::sync::{mpsc, Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
@@ -94,6 +98,20 @@ pub async fn run(
     let (joins, requests) = mpsc::channel(projections.len().max(1) * 2);
     let shared = Arc::new(Shared::default());
     let mut tasks = tokio::task::JoinSet::new();
+    let options = match config.database_url.parse::<PgConnectOptions>() {
+        Ok(options) => options.application_name(&format!("{MEMBER} {}", uuid::Uuid::new_v4())),
+        Err(e) => {
+            tracing::error!(error = %e, "the projector's database URL does not parse");
+            return;
+        }
+    };
+    tasks.spawn(membership(
+        options.clone(),
+        projections.len(),
+        shared.clone(),
+        config.retry * 2,
+        shutdown.clone(),
+    ));
     tasks.spawn(feed(
         config.clone(),
         domain.clone(),
@@ -106,7 +124,7 @@ pub async fn run(
         tasks.spawn(lane(
             projection,
             domain.clone(),
-            config.clone(),
+            (config.clone(), options.clone()),
             client.clone(),
             (joins.clone(), shared.clone()),
             shutdown.clone(),
@@ -124,6 +142,77 @@ struct Shared {
     front: AtomicU64,
     /// Woken when a lane has applied what it was handed (the feed may be waiting for room).
     progress: Notify,
+    /// The projections this process leads now.
+    led: AtomicUsize,
+    /// How many it should lead: every projection over the projector processes alive, rounded
+    /// up ([`membership`]); 0 while unknown (then it leads whatever it can).
+    share: AtomicUsize,
+    /// Woken when this process leads more than its share: one lane steps down.
+    step_down: Notify,
+}
+
+impl Shared {
+    /// Whether this process may take the leadership of one more projection.
+    fn may_lead(&self) -> bool {
+        let share = self.share.load(Ordering::Acquire);
+        share == 0 || self.led.load(Ordering::Acquire) < share
+    }
+
+    /// Whether this process leads more projections than its share.
+    fn over_share(&self) -> bool {
+        let share = self.share.load(Ordering::Acquire);
+        share != 0 && self.led.load(Ordering::Acquire) > share
+    }
+}
+
+/// The application name of a projector process's connections, `questlog-projector <id>`: how
+/// the processes of a deployment count each other.
+const MEMBER: &str = "questlog-projector";
+
+/// Keeps this process counted among the deployment's projector processes (a connection named
+/// [`MEMBER`] with its id) and, every `every`, counts them: each leads its share of the
+/// projections (all of them over the processes, rounded up), and a process over its share makes
+/// one lane step down, for another process to take. A process that cannot count leads
+/// whatever it can, as a lone one does.
+async fn membership(
+    options: PgConnectOptions,
+    projections: usize,
+    shared: Arc<Shared>,
+    every: Duration,
+    shutdown: CancellationToken,
+) {
+    let mut conn: Option<PgConnection> = None;
+    loop {
+        if conn.is_none() {
+            conn = PgConnection::connect_with(&options).await.ok();
+        }
+        let members = match conn.as_mut() {
+            Some(c) => sqlx::query_scalar::<_, i64>(
+                "SELECT count(DISTINCT application_name) FROM pg_stat_activity \
+                  WHERE datname = current_database() AND application_name LIKE $1",
+            )
+            .bind(format!("{MEMBER} %"))
+            .fetch_one(c)
+            .await
+            .ok(),
+            None => None,
+        };
+        if members.is_none() {
+            conn = None;
+        }
+        let share = members
+            .and_then(|m| usize::try_from(m).ok())
+            .filter(|m| *m > 0)
+            .map_or(0, |m| projections.div_ceil(m));
+        shared.share.store(share, Ordering::Release);
+        if shared.over_share() {
+            shared.step_down.notify_one();
+        }
+        tokio::select! {
+            () = tokio::time::sleep(every) => {}
+            () = shutdown.cancelled() => return,
+        }
+    }
 }
 
 /// What a lane in the feed receives, in order.
@@ -520,22 +609,26 @@ async fn hand_out(
     true
 }
 
-/// One projection: its leadership, then its batches, starting over after any failure.
+/// One projection: its leadership (while this process leads less than its share), then its
+/// batches, starting over after any failure or after stepping down.
 async fn lane(
     projection: Arc<dyn Projection>,
     domain: Arc<Domain>,
-    config: ProjectorConfig,
+    (config, options): (ProjectorConfig, PgConnectOptions),
     client: async_nats::Client,
     (joins, shared): (mpsc::Sender<Join>, Arc<Shared>),
     shutdown: CancellationToken,
 ) {
     let role = format!("projector:{}", projection.name());
     while !shutdown.is_cancelled() {
-        let Some(conn) =
-            leader::acquire(&config.database_url, &role, config.retry, &shutdown).await
+        let Some(conn) = leader::acquire_while(&options, &role, config.retry, &shutdown, || {
+            shared.may_lead()
+        })
+        .await
         else {
             break;
         };
+        shared.led.fetch_add(1, Ordering::AcqRel);
         let result = Lane {
             projection: projection.as_ref(),
             domain: &domain,
@@ -546,8 +639,15 @@ async fn lane(
         }
         .lead(&joins, &shutdown)
         .await;
+        shared.led.fetch_sub(1, Ordering::AcqRel);
         match result {
-            Ok(()) => break,
+            Ok(Next::StepDown) => {
+                tracing::info!(
+                    projection = projection.name().as_str(),
+                    "leadership handed over: this process led more than its share"
+                );
+            }
+            Ok(_) => break,
             Err(e) => {
                 let wait = if let Some(mismatch) = e.downcast_ref::<Mismatch>() {
                     tracing::error!(
@@ -608,14 +708,18 @@ enum Next {
     Alone,
     /// Shutting down.
     Stop,
+    /// Hand the leadership over: this process leads more than its share.
+    StepDown,
 }
 
 impl Lane<'_> {
+    /// Leads the projection until `shutdown` ([`Next::Stop`]) or until it steps down
+    /// ([`Next::StepDown`]).
     async fn lead(
         &mut self,
         joins: &mpsc::Sender<Join>,
         shutdown: &CancellationToken,
-    ) -> anyhow::Result<()> {
+    ) -> anyhow::Result<Next> {
         let name = self.projection.name().as_str();
         let mut announced = false;
         let mut alone = false;
@@ -642,7 +746,7 @@ impl Lane<'_> {
             match next {
                 Next::Join => alone = false,
                 Next::Alone => alone = true,
-                Next::Stop => return Ok(()),
+                done @ (Next::Stop | Next::StepDown) => return Ok(done),
             }
         }
     }
@@ -747,6 +851,12 @@ impl Lane<'_> {
                 Some(h) => Some(h),
                 None => tokio::select! {
                     h = batches.recv() => h,
+                    () = self.shared.step_down.notified() => {
+                        if self.shared.over_share() {
+                            return Ok(Next::StepDown);
+                        }
+                        continue;
+                    }
                     () = shutdown.cancelled() => return Ok(Next::Stop),
                 },
             };

@@ -23,6 +23,7 @@ mod metrics;
 mod modules;
 mod openapi;
 mod presence;
+mod projectors;
 mod query;
 mod read_side;
 mod rebuild;
