@@ -244,27 +244,59 @@ pub async fn build_until(
                 .execute(&mut *tx)
                 .await?;
         }
-        let events = decoded.await.context("decoding a page of the log")??;
-        // The next page is read now, and decoded while this one is folded.
+        let events = Arc::new(decoded.await.context("decoding a page of the log")??);
+        // This page's bulk folds run on the blocking pool (another core) while this connection
+        // reads the next page (decoded on the blocking pool too) and the projections without a
+        // bulk fold apply this one: Postgres and the folds work at the same time.
+        let folds: Vec<Option<(&'static str, (i64, i64))>> = projections
+            .iter()
+            .zip(&bulk)
+            .map(|(p, b)| b.as_ref().map(|_| (p.name().as_str(), bounds(*p))))
+            .collect();
+        let folding = {
+            let events = Arc::clone(&events);
+            let mut bulk = std::mem::take(&mut bulk);
+            let folds = folds.clone();
+            tokio::task::spawn_blocking(move || {
+                let mut counts = Vec::new();
+                for (fold, bulk) in folds.iter().zip(&mut bulk) {
+                    let (Some((name, (lo, hi))), Some(bulk)) = (fold, bulk) else {
+                        continue;
+                    };
+                    let mine = within(&events, *lo, *hi);
+                    if mine.is_empty() {
+                        continue;
+                    }
+                    bulk.fold(&mine)
+                        .with_context(|| format!("replaying {name}"))?;
+                    counts.push((*name, mine.len() as u64));
+                }
+                anyhow::Ok((bulk, counts))
+            })
+        };
         if last < end {
             next = prefetch(&mut tx, &domain, last).await?;
         }
-        for (projection, bulk) in projections.iter().zip(&mut bulk) {
+        for (projection, fold) in projections.iter().zip(&folds) {
+            if fold.is_some() {
+                continue;
+            }
             let name = projection.name().as_str();
             let (lo, hi) = bounds(*projection);
-            let mine: Vec<_> = events
-                .iter()
-                .filter(|e| e.position() > lo && e.position() <= hi)
-                .collect();
+            let mine = within(&events, lo, hi);
             if mine.is_empty() {
                 continue;
             }
-            match bulk {
-                Some(bulk) => bulk.fold(&mine),
-                None => projection.apply(&mut tx, &mine).await.map(drop),
-            }
-            .with_context(|| format!("replaying {name}"))?;
+            projection
+                .apply(&mut tx, &mine)
+                .await
+                .with_context(|| format!("replaying {name}"))?;
             *applied.entry(name).or_default() += mine.len() as u64;
+        }
+        let (folded, counts) = folding.await.context("folding a page of the log")??;
+        bulk = folded;
+        for (name, n) in counts {
+            *applied.entry(name).or_default() += n;
         }
         unflushed += events.len();
         if unflushed >= SPAN {
@@ -296,6 +328,14 @@ pub async fn build_until(
     }
     tx.commit().await?;
     Ok(applied)
+}
+
+/// The events of a page after `lo` up to `hi`.
+fn within(events: &[Decoded], lo: i64, hi: i64) -> Vec<&Decoded> {
+    events
+        .iter()
+        .filter(|e| e.position() > lo && e.position() <= hi)
+        .collect()
 }
 
 /// A page of the log read and opened, being decoded on the blocking pool.
