@@ -70,8 +70,10 @@ async fn measure(args: &Args, url: &str, events: i64, rows: &mut Vec<Row>) -> an
     ] {
         eprintln!("rebuilding every projection from the log, {what}");
         let started = Instant::now();
+        // As `questlog replay` runs: the log read on a connection of its own.
         questlog_projector::replay::build_as_of(
             &mut conn,
+            Some(PgConnection::connect(url).await?),
             &domain,
             schema,
             &chosen,

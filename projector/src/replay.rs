@@ -20,6 +20,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use questlog_domain::Domain;
 use sqlx::{Connection, PgConnection};
+use tokio::sync::mpsc;
 
 use crate::{Bulk, Decoded, Projection};
 
@@ -194,11 +195,16 @@ pub async fn index(conn: &mut PgConnection, schema: &str, table: &str) -> anyhow
 /// and writes its rows in bulk; the others `apply` each page. Returns the events applied per
 /// projection.
 ///
+/// With a `reader` (another connection to the same database) the log is read there, pages ahead,
+/// while `conn` writes: reading the log and writing the rebuilt rows then run at the same time
+/// (two Postgres backends). Without one, `conn` reads the next page between the writes.
+///
 /// # Errors
 /// When the database fails or an event cannot be folded.
 #[allow(clippy::too_many_arguments)]
 pub async fn build_until(
     conn: &mut PgConnection,
+    reader: Option<PgConnection>,
     domain: &Domain,
     schema: Option<&str>,
     projections: &[&dyn Projection],
@@ -232,10 +238,16 @@ pub async fn build_until(
         .execute(&mut *conn)
         .await?;
     let mut unflushed = 0;
-    let mut next = if start < end {
-        prefetch(conn, &domain, start).await?
-    } else {
-        None
+    // With a reader connection of its own, the log streams in while this connection writes.
+    let mut pages = reader.filter(|_| start < end).map(|reader| {
+        let (sender, pages) = mpsc::channel(2);
+        tokio::spawn(read_ahead(reader, Arc::clone(&domain), start, end, sender));
+        pages
+    });
+    let mut next = match pages.as_mut() {
+        Some(pages) => pages.recv().await.transpose()?,
+        None if start < end => prefetch(conn, &domain, start).await?,
+        None => None,
     };
     while let Some(Prefetch { last, decoded }) = next.take() {
         let mut tx = conn.begin().await?;
@@ -274,7 +286,7 @@ pub async fn build_until(
                 anyhow::Ok((bulk, counts))
             })
         };
-        if last < end {
+        if pages.is_none() && last < end {
             next = prefetch(&mut tx, &domain, last).await?;
         }
         for (projection, fold) in projections.iter().zip(&folds) {
@@ -307,6 +319,9 @@ pub async fn build_until(
         }
         tx.commit().await?;
         progress(last.min(end), end);
+        if let Some(pages) = pages.as_mut() {
+            next = pages.recv().await.transpose()?;
+        }
     }
     let mut tx = conn.begin().await?;
     if let Some(schema) = schema {
@@ -343,6 +358,32 @@ struct Prefetch {
     /// Its last event's position.
     last: i64,
     decoded: tokio::task::JoinHandle<anyhow::Result<Vec<Decoded>>>,
+}
+
+/// Reads the log after `after` page by page on `reader`, each page opened and being decoded, into
+/// `pages`, up to the page holding `end`; stops at the first failure, which it sends, or when
+/// the receiver is gone.
+async fn read_ahead(
+    mut reader: PgConnection,
+    domain: Arc<Domain>,
+    mut after: i64,
+    end: i64,
+    pages: mpsc::Sender<anyhow::Result<Prefetch>>,
+) {
+    while after < end {
+        let page = prefetch(&mut reader, &domain, after).await;
+        let stop = match &page {
+            Ok(Some(page)) => {
+                after = page.last;
+                false
+            }
+            Ok(None) | Err(_) => true,
+        };
+        let Some(page) = page.transpose() else { return };
+        if pages.send(page).await.is_err() || stop {
+            return;
+        }
+    }
 }
 
 /// Reads the page of the log after `after` and opens its personal fields on `conn`, and starts
@@ -407,12 +448,14 @@ pub struct Built {
 
 /// Builds `projections` from the log in [`SCHEMA`] up to their live checkpoints, while the live
 /// projector goes on; [`Built::switch`] then switches them in. Holds a session lock on `conn`
-/// (one rebuild at a time): switch on the same connection.
+/// (one rebuild at a time): switch on the same connection. `reader`, another connection to the
+/// same database, reads the log meanwhile ([`build_until`]).
 ///
 /// # Errors
 /// When another rebuild is running, the database fails or an event cannot be folded.
 pub async fn build(
     conn: &mut PgConnection,
+    reader: Option<PgConnection>,
     domain: &Domain,
     projections: &[&dyn Projection],
     fold: Fold,
@@ -432,6 +475,7 @@ pub async fn build(
     let target = checkpoints(conn, projections, false).await?;
     let applied = build_until(
         conn,
+        reader,
         domain,
         Some(SCHEMA),
         projections,
@@ -465,6 +509,7 @@ impl Built {
         // What the projector committed meanwhile, by `apply`, into the indexed rebuilt tables.
         let tail = build_until(
             &mut tx,
+            None,
             domain,
             Some(SCHEMA),
             projections,
@@ -517,28 +562,33 @@ impl Built {
     }
 }
 
-/// Rebuilds `projections` from the log and switches the rebuilt tables in for the live ones.
+/// Rebuilds `projections` from the log and switches the rebuilt tables in for the live ones
+/// (`reader`: as for [`build`]).
 ///
 /// # Errors
 /// When the database fails or an event cannot be folded; the live tables are then untouched.
 pub async fn rebuild_and_switch(
     conn: &mut PgConnection,
+    reader: Option<PgConnection>,
     domain: &Domain,
     projections: &[&dyn Projection],
     progress: &mut (dyn FnMut(i64, i64) + Send),
 ) -> anyhow::Result<Vec<Rebuilt>> {
-    build(conn, domain, projections, Fold::Bulk, progress)
+    build(conn, reader, domain, projections, Fold::Bulk, progress)
         .await?
         .switch(conn, domain, projections)
         .await
 }
 
-/// Builds `projections` as of `position` into `schema`, switching nothing.
+/// Builds `projections` as of `position` into `schema`, switching nothing (`reader`: as for
+/// [`build`]).
 ///
 /// # Errors
 /// When the database fails or an event cannot be folded.
+#[allow(clippy::too_many_arguments)]
 pub async fn build_as_of(
     conn: &mut PgConnection,
+    reader: Option<PgConnection>,
     domain: &Domain,
     schema: &str,
     projections: &[&dyn Projection],
@@ -554,6 +604,7 @@ pub async fn build_as_of(
         .collect();
     let applied = build_until(
         conn,
+        reader,
         domain,
         Some(schema),
         projections,

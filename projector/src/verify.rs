@@ -83,8 +83,10 @@ pub async fn verify(
         .iter()
         .map(|p| (p.name().as_str(), target(*p)))
         .collect();
+    // The log is read in this transaction's snapshot, with the keys of personal data as it
+    // sees them, like the live tables it compares with: no reader connection of its own.
     build_until(
-        &mut tx, domain, None, &chosen, &zero, &until, fold, progress,
+        &mut tx, None, domain, None, &chosen, &zero, &until, fold, progress,
     )
     .await?;
     let mut checks = Vec::new();

@@ -167,6 +167,7 @@ async fn a_bulk_rebuild_yields_exactly_the_rows_the_live_projector_wrote_for_eve
         for (fold, schema) in [(Fold::Pages, "t_pages"), (Fold::Bulk, "t_bulk")] {
             replay::build_as_of(
                 &mut conn,
+                None,
                 &app_modules.domain(),
                 schema,
                 &chosen,
@@ -245,6 +246,7 @@ async fn readers_read_the_old_model_until_the_switch_and_the_rebuilt_one_after()
     let mut conn = PgConnection::connect(&app.db.url).await.expect("connect");
     let built = replay::build(
         &mut conn,
+        Some(PgConnection::connect(&app.db.url).await.expect("a reader")),
         &modules.domain(),
         &chosen,
         Fold::Bulk,

@@ -210,6 +210,7 @@ pub async fn replay(
         let schema = format!("questlog_asof_{position}");
         let rebuilt = replay::build_as_of(
             &mut conn,
+            Some(PgConnection::connect(database_url).await?),
             &domain,
             &schema,
             &chosen,
@@ -237,7 +238,8 @@ pub async fn replay(
             )?;
             return Ok(false);
         }
-        replay::rebuild_and_switch(&mut conn, &domain, &chosen, &mut progress).await?
+        let reader = PgConnection::connect(database_url).await?;
+        replay::rebuild_and_switch(&mut conn, Some(reader), &domain, &chosen, &mut progress).await?
     };
     bar.finish_and_clear();
     listing(
