@@ -197,7 +197,9 @@ pub async fn index(conn: &mut PgConnection, schema: &str, table: &str) -> anyhow
 ///
 /// With a `reader` (another connection to the same database) the log is read there, pages ahead,
 /// while `conn` writes: reading the log and writing the rebuilt rows then run at the same time
-/// (two Postgres backends). Without one, `conn` reads the next page between the writes.
+/// (two Postgres backends); at the end, into a schema's tables, the two connections share the
+/// last rows' `COPY`s and index builds. Without one, `conn` reads the next page between the
+/// writes and writes the end alone.
 ///
 /// # Errors
 /// When the database fails or an event cannot be folded.
@@ -239,11 +241,14 @@ pub async fn build_until(
         .await?;
     let mut unflushed = 0;
     // With a reader connection of its own, the log streams in while this connection writes.
-    let mut pages = reader.filter(|_| start < end).map(|reader| {
-        let (sender, pages) = mpsc::channel(2);
-        tokio::spawn(read_ahead(reader, Arc::clone(&domain), start, end, sender));
-        pages
-    });
+    let (mut pages, reading) = match reader.filter(|_| start < end) {
+        Some(reader) => {
+            let (sender, pages) = mpsc::channel(2);
+            let reading = tokio::spawn(read_ahead(reader, Arc::clone(&domain), start, end, sender));
+            (Some(pages), Some(reading))
+        }
+        None => (None, None),
+    };
     let mut next = match pages.as_mut() {
         Some(pages) => pages.recv().await.transpose()?,
         None if start < end => prefetch(conn, &domain, start).await?,
@@ -323,26 +328,60 @@ pub async fn build_until(
             next = pages.recv().await.transpose()?;
         }
     }
+    let finishing: Vec<(&dyn Projection, Box<dyn Bulk>)> = projections
+        .iter()
+        .zip(bulk)
+        .filter_map(|(p, b)| b.map(|b| (*p, b)))
+        .collect();
+    // The reader connection, done with the log, takes every other projection's last rows and
+    // index builds (the schema's tables are committed, so either connection writes them): two
+    // Postgres backends at once.
+    let reader = match reading {
+        Some(reading) if schema.is_some() => reading.await.ok().flatten(),
+        _ => None,
+    };
+    match reader {
+        Some(mut reader) => {
+            let (mine, theirs): (Vec<_>, Vec<_>) = finishing
+                .into_iter()
+                .enumerate()
+                .partition(|(i, _)| i % 2 == 0);
+            let strip = |v: Vec<(usize, _)>| v.into_iter().map(|(_, f)| f).collect::<Vec<_>>();
+            tokio::try_join!(
+                finish(conn, schema, strip(mine)),
+                finish(&mut reader, schema, strip(theirs)),
+            )?;
+        }
+        None => finish(conn, schema, finishing).await?,
+    }
+    Ok(applied)
+}
+
+/// Writes the rows the bulk folds still hold, then (into a schema's tables) builds the live
+/// tables' constraints and indexes on them, in one transaction on `conn`.
+async fn finish(
+    conn: &mut PgConnection,
+    schema: Option<&str>,
+    finishing: Vec<(&dyn Projection, Box<dyn Bulk>)>,
+) -> anyhow::Result<()> {
     let mut tx = conn.begin().await?;
     if let Some(schema) = schema {
         sqlx::query(&format!("SET LOCAL search_path = {schema}, public"))
             .execute(&mut *tx)
             .await?;
     }
-    for (projection, bulk) in projections.iter().zip(bulk) {
-        if let Some(bulk) = bulk {
-            bulk.finish(&mut tx)
-                .await
-                .with_context(|| format!("writing {}", projection.name()))?;
-            if let Some(schema) = schema {
-                for table in projection.tables() {
-                    index(&mut tx, schema, table).await?;
-                }
+    for (projection, bulk) in finishing {
+        bulk.finish(&mut tx)
+            .await
+            .with_context(|| format!("writing {}", projection.name()))?;
+        if let Some(schema) = schema {
+            for table in projection.tables() {
+                index(&mut tx, schema, table).await?;
             }
         }
     }
     tx.commit().await?;
-    Ok(applied)
+    Ok(())
 }
 
 /// The events of a page after `lo` up to `hi`.
@@ -361,29 +400,30 @@ struct Prefetch {
 }
 
 /// Reads the log after `after` page by page on `reader`, each page opened and being decoded, into
-/// `pages`, up to the page holding `end`; stops at the first failure, which it sends, or when
-/// the receiver is gone.
+/// `pages`, up to the page holding `end`; hands `reader` back once it has read that far. Stops at
+/// the first failure, which it sends, or when the receiver is gone.
 async fn read_ahead(
     mut reader: PgConnection,
     domain: Arc<Domain>,
     mut after: i64,
     end: i64,
     pages: mpsc::Sender<anyhow::Result<Prefetch>>,
-) {
+) -> Option<PgConnection> {
     while after < end {
-        let page = prefetch(&mut reader, &domain, after).await;
-        let stop = match &page {
+        let page = match prefetch(&mut reader, &domain, after).await {
             Ok(Some(page)) => {
                 after = page.last;
-                false
+                Ok(page)
             }
-            Ok(None) | Err(_) => true,
+            Ok(None) => break, // the log's end
+            Err(e) => Err(e),
         };
-        let Some(page) = page.transpose() else { return };
-        if pages.send(page).await.is_err() || stop {
-            return;
+        let failed = page.is_err();
+        if pages.send(page).await.is_err() || failed {
+            return None;
         }
     }
+    Some(reader)
 }
 
 /// Reads the page of the log after `after` and opens its personal fields on `conn`, and starts
