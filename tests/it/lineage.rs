@@ -376,3 +376,69 @@ async fn a_stream_that_lost_its_newest_messages_is_republished_from_the_log() {
     assert!(!drifted, "{checks}");
     readyz_becomes(&app, StatusCode::OK).await;
 }
+
+/// The projector's check of a batch against the log stays a probe of the log's key per event as
+/// the log grows, however the statement was planned: a plan made once on a nearly empty log (the
+/// generic plan Postgres keeps for a prepared statement) scanned the whole log for every batch.
+#[tokio::test]
+async fn a_batch_is_checked_against_the_log_by_probes_not_scans_as_the_log_grows() {
+    let db = TestDb::create().await;
+    let mut conn = sqlx::PgConnection::connect(&db.url).await.expect("connect");
+    // The worst case: the plan made at the first run is kept whatever the log becomes.
+    sqlx::query("SET plan_cache_mode = force_generic_plan")
+        .execute(&mut conn)
+        .await
+        .expect("set");
+    sqlx::query("INSERT INTO projection_checkpoints (projection) VALUES ('probe')")
+        .execute(&mut conn)
+        .await
+        .expect("checkpoint");
+    let append = |from: i64, to: i64| {
+        format!(
+            "INSERT INTO events (event_id, stream_id, stream_version, event_type, schema_version, \
+                                 data, metadata) \
+             SELECT gen_random_uuid(), 'probe-' || g, 1, 'probe', 1, '{{}}', '{{}}' \
+               FROM generate_series({from}, {to}) g"
+        )
+    };
+    const NEWEST: &str = "SELECT position, event_id FROM events ORDER BY position DESC LIMIT 2";
+    sqlx::query(&append(1, 3))
+        .execute(&mut conn)
+        .await
+        .expect("a small log");
+    let batch: Vec<(i64, uuid::Uuid)> = sqlx::query_as(NEWEST)
+        .fetch_all(&mut conn)
+        .await
+        .expect("events");
+    let (_, foreign) = questlog_store::lineage::lock_checkpoint(&mut conn, "probe", &batch)
+        .await
+        .expect("checked");
+    assert_eq!(foreign, None);
+
+    sqlx::query(&append(4, 100_000))
+        .execute(&mut conn)
+        .await
+        .expect("a large log");
+    let batch: Vec<(i64, uuid::Uuid)> = sqlx::query_as(NEWEST)
+        .fetch_all(&mut conn)
+        .await
+        .expect("events");
+    let mut tx = conn.begin().await.expect("begin");
+    let (_, foreign) = questlog_store::lineage::lock_checkpoint(&mut tx, "probe", &batch)
+        .await
+        .expect("checked");
+    assert_eq!(foreign, None);
+    let scans: i64 = sqlx::query_scalar(
+        "SELECT seq_scan FROM pg_stat_xact_user_tables WHERE relname = 'events'",
+    )
+    .fetch_one(&mut *tx)
+    .await
+    .expect("the transaction's scans");
+    assert_eq!(scans, 0, "the check scanned the log");
+    // An event this log does not hold is still found.
+    let stranger = (batch[0].0, uuid::Uuid::new_v4());
+    let (_, foreign) = questlog_store::lineage::lock_checkpoint(&mut tx, "probe", &[stranger])
+        .await
+        .expect("checked");
+    assert_eq!(foreign, Some(stranger));
+}
