@@ -144,7 +144,7 @@ impl Application {
         crate::metrics::recorder();
         // A bad secret is refused before anything is created, connected or bound.
         crate::secret::configured_secret(store.token_secret.as_deref())?;
-        let mut modules = crate::modules::configured(serve, &hooks)?;
+        let mut modules = crate::modules::configured(&serve.modules, hooks.job_interval)?;
         for module in &hooks.modules {
             modules.add_module(module.as_ref());
         }
@@ -241,7 +241,7 @@ impl Application {
                     store: event_store,
                     writer,
                     tokens: keys.clone(),
-                    limiter: Arc::new(crate::modules::sender_limiter(serve)),
+                    limiter: Arc::new(serve.modules.sender_limiter()),
                     sessions,
                     identity_limiter: Arc::new(AddressLimiter::new(
                         serve.sessions.identity_per_minute,

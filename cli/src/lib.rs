@@ -6,8 +6,9 @@ pub mod app;
 pub mod config;
 pub mod lineage;
 pub mod metrics;
-pub mod modules;
 pub mod openapi;
 pub mod secret;
 
 pub use app::Application;
+/// The modules the binary runs (`questlog-bundle`).
+pub use questlog_bundle as modules;

@@ -252,6 +252,12 @@ impl Join {
     fn name(&self) -> &str {
         self.projection.as_str()
     }
+
+    /// Whether `n` more events may be handed to the lane now (the permits taken to tell are
+    /// given back at once).
+    fn has_room(&self, n: usize) -> bool {
+        u32::try_from(n).is_ok_and(|n| self.room.try_acquire_many(n).is_ok())
+    }
 }
 
 /// Where the feed stands: the furthest sequence handed to (or applied by) its lanes, in the
@@ -579,11 +585,7 @@ async fn hand_out(
     let size = batch.items.len();
     loop {
         lanes.retain(|l| !l.batches.is_closed());
-        if lanes.iter().all(|l| l.room.available_permits() >= size)
-            || lanes
-                .iter()
-                .any(|l| l.room.available_permits() >= l.capacity)
-        {
+        if lanes.iter().all(|l| l.has_room(size)) || lanes.iter().any(|l| l.has_room(l.capacity)) {
             break;
         }
         // Woken as soon as a lane has applied something; the timer only notices a lane that left.

@@ -1,5 +1,8 @@
-//! The modules this binary runs, and their settings: the one file of the binary that names them.
-//! A module is one crate and one line here (and a field of [`ModuleArgs`] when it has settings).
+//! The modules the `questlog` binary ships and their settings: the one place that names them, so
+//! the kernel and the binary name none. A module is one crate and one line here (and a field of
+//! [`ModuleArgs`] when it has settings).
+
+use std::time::Duration;
 
 use questlog_academy::Academy;
 use questlog_accounts::Accounts;
@@ -10,9 +13,6 @@ use questlog_lab_sessions::LabSessions;
 use questlog_leaderboards::Leaderboards;
 use questlog_presence::Presence;
 use questlog_storage::Storage;
-
-use crate::app::Hooks;
-use crate::config::ServeArgs;
 
 /// The settings of the modules that have some, read with `serve`'s (flags and environment).
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -30,6 +30,14 @@ pub struct ModuleArgs {
     pub accounts: questlog_accounts::AccountsArgs,
 }
 
+impl ModuleArgs {
+    /// The per-sender limit on the commands modules mark rate-limited, configured from the
+    /// module whose settings carry it (the chat's).
+    pub fn sender_limiter(&self) -> questlog_command_api::SenderLimiter {
+        questlog_command_api::SenderLimiter::new(self.chat.chat_per_minute, self.chat.chat_burst)
+    }
+}
+
 /// The app with every module questlog ships registered, each with its default configuration
 /// (for what needs the modules' commands, events, migrations or archive sections, not their jobs'
 /// settings).
@@ -37,23 +45,20 @@ pub fn app() -> App {
     with(&Presence::default(), &Accounts::default(), None)
 }
 
-/// The app for a serving process: each module configured from `serve` (and the test hooks).
+/// The app for a serving process: each module configured from `settings`, its jobs run every
+/// `job_interval` when one is given (tests), else at their own pace.
 ///
 /// # Errors
 /// When a module's settings are out of range.
-pub fn configured(serve: &ServeArgs, hooks: &Hooks) -> anyhow::Result<App> {
+pub fn configured(settings: &ModuleArgs, job_interval: Option<Duration>) -> anyhow::Result<App> {
     Ok(with(
-        &serve.modules.presence.module(hooks.job_interval),
-        &serve.modules.accounts.module(hooks.job_interval)?,
-        hooks.job_interval,
+        &settings.presence.module(job_interval),
+        &settings.accounts.module(job_interval)?,
+        job_interval,
     ))
 }
 
-fn with(
-    presence: &Presence,
-    accounts: &Accounts,
-    job_interval: Option<std::time::Duration>,
-) -> App {
+fn with(presence: &Presence, accounts: &Accounts, job_interval: Option<Duration>) -> App {
     let mut app = App::new();
     app.add_module(&Academy);
     // Before presence: an archive's working copies come before its presence times.
@@ -68,13 +73,4 @@ fn with(
     app.add_module(accounts);
     app.add_module(&Storage);
     app
-}
-
-/// The per-sender limit on the commands modules mark rate-limited, configured from the module
-/// whose settings carry it (the chat's).
-pub fn sender_limiter(serve: &ServeArgs) -> questlog_command_api::SenderLimiter {
-    questlog_command_api::SenderLimiter::new(
-        serve.modules.chat.chat_per_minute,
-        serve.modules.chat.chat_burst,
-    )
 }
