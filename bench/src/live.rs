@@ -63,7 +63,6 @@ pub async fn push_lag(
     rate: f64,
     commands: usize,
 ) -> anyhow::Result<(Histogram<u64>, Histogram<u64>)> {
-    let client = client()?;
     // A module of its own, so that one player has a lab for every command.
     env.command(
         &env.admin,
@@ -86,8 +85,84 @@ pub async fn push_lag(
             )
         })
         .collect();
-    anyhow::ensure!(!urls.is_empty(), "push lag needs a query API");
-    // The last command's position, once it is known: a subscriber that already holds it when it
+    let outcome = lag_to_subscribers(&urls, subscribers, rate, commands, |i| {
+        let lab = json!({ "lab_id": format!("push-{}", i + 1) });
+        let (env, token) = (env, &player.token);
+        async move {
+            let (status, body) = env.command(token, "complete_lab", &lab).await?;
+            anyhow::ensure!(status == 200, "complete_lab answered {status}: {body}");
+            body["position"].as_i64().context("position")
+        }
+    })
+    .await;
+    for base in queries {
+        if let Ok(response) = env.client.get(format!("{base}/metrics")).send().await {
+            let text = response.text().await.unwrap_or_default();
+            if queries.len() > 1 {
+                eprintln!("  {base}/metrics:");
+            }
+            for line in text.lines().filter(|l| !l.starts_with('#')) {
+                eprintln!("  {line}");
+            }
+        }
+    }
+    outcome
+}
+
+/// The same run against the bare axum SSE broadcast server: `subscribers` follow it while
+/// `changes` POSTs at `rate` per second each broadcast one event. Its lag is what delivering a
+/// change to that many connections costs on this machine, with no database and no decision.
+pub async fn baseline_push_lag(
+    subscribers: usize,
+    rate: f64,
+    changes: usize,
+) -> anyhow::Result<(Histogram<u64>, Histogram<u64>)> {
+    let server = Server::start(&["--serve".to_owned(), "baseline".to_owned()]).await?;
+    let base = server.base();
+    let client = reqwest::Client::new();
+    let send = format!("{base}/send");
+    let outcome = lag_to_subscribers(
+        &[format!("{base}/subscribe")],
+        subscribers,
+        rate,
+        changes,
+        |i| {
+            let request = client
+                .post(&send)
+                .body(json!({ "xp": 10 }).to_string())
+                .send();
+            async move {
+                let status = request.await?.status();
+                anyhow::ensure!(status.is_success(), "send answered {status}");
+                // The server numbers its broadcasts from 1.
+                Ok(i64::try_from(i + 1)?)
+            }
+        },
+    )
+    .await;
+    server.stop().await;
+    outcome
+}
+
+/// `subscribers` follow `urls` (spread over them in turn); once each has its snapshot, `send` is
+/// called `changes` times at `rate` per second (with the change's index; it answers the position
+/// the change is labelled with). A sample is "send started → change received", per subscriber and
+/// change: the send's start bounds the change's making from above, so the figure is
+/// conservative. Returns the lag histogram and the sends' own latency histogram.
+async fn lag_to_subscribers<F, Fut>(
+    urls: &[String],
+    subscribers: usize,
+    rate: f64,
+    changes: usize,
+    mut send: F,
+) -> anyhow::Result<(Histogram<u64>, Histogram<u64>)>
+where
+    F: FnMut(usize) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<i64>>,
+{
+    let client = client()?;
+    anyhow::ensure!(!urls.is_empty(), "push lag needs a server");
+    // The last change's position, once it is known: a subscriber that already holds it when it
     // becomes known stops then, not at an event that will never come.
     let (last_tx, last_rx) = watch::channel(i64::MAX);
     let (ready_tx, mut ready_rx) = mpsc::channel::<()>(subscribers);
@@ -145,30 +220,16 @@ pub async fn push_lag(
             .context("a subscriber failed before its snapshot")?;
     }
     let mut answered = histogram();
-    let mut sent = Vec::with_capacity(commands);
+    let mut sent = Vec::with_capacity(changes);
     let interval = Duration::from_secs_f64(1.0 / rate);
     let start = Instant::now();
-    for i in 0..commands {
+    for i in 0..changes {
         #[allow(clippy::cast_precision_loss)]
         tokio::time::sleep_until((start + interval.mul_f64(i as f64)).into()).await;
         let at = Instant::now();
-        let lab = json!({ "lab_id": format!("push-{}", i + 1) });
-        let (status, body) = env.command(&player.token, "complete_lab", &lab).await?;
-        anyhow::ensure!(status == 200, "complete_lab answered {status}: {body}");
-        let position = body["position"].as_i64().context("position")?;
+        let position = send(i).await?;
         answered.record(micros(at.elapsed()))?;
         sent.push((position, at));
-    }
-    for base in queries {
-        if let Ok(response) = env.client.get(format!("{base}/metrics")).send().await {
-            let text = response.text().await.unwrap_or_default();
-            if queries.len() > 1 {
-                eprintln!("  {base}/metrics:");
-            }
-            for line in text.lines().filter(|l| !l.starts_with('#')) {
-                eprintln!("  {line}");
-            }
-        }
     }
     let final_position = sent.last().map_or(0, |(p, _)| *p);
     last_tx.send_replace(final_position);
@@ -176,12 +237,12 @@ pub async fn push_lag(
     for task in tasks {
         let received = tokio::time::timeout(Duration::from_secs(60), task)
             .await
-            .context("a subscriber never saw the last command")???;
-        // Each command is delivered by the first change at or after its position.
-        let mut changes = received.iter().peekable();
+            .context("a subscriber never saw the last change")???;
+        // Each change is delivered by the first event at or after its position.
+        let mut events = received.iter().peekable();
         for (position, at) in &sent {
-            while changes.next_if(|(p, _)| p < position).is_some() {}
-            let (_, got) = changes
+            while events.next_if(|(p, _)| p < position).is_some() {}
+            let (_, got) = events
                 .peek()
                 .with_context(|| format!("a subscriber missed position {position}"))?;
             lag.record(micros(got.saturating_duration_since(*at)))?;

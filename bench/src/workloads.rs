@@ -236,6 +236,30 @@ async fn live_rows(args: &Args, env: &Env, rows: &mut Vec<Row>, labs: usize) -> 
         )
         .at_most(2.0),
     );
+    // What delivering one change to that many connections costs on this machine by itself.
+    eprintln!("the same against a bare axum SSE broadcast server");
+    let (bare, _) = live::baseline_push_lag(subscribers, push_rate, commands).await?;
+    rows.push(Row::new(
+        &format!("push lag p99, {subscribers} subscribers"),
+        ms(&lag, 0.99),
+        &format!("bare axum SSE broadcast to {subscribers} subscribers, p99"),
+        ms(&bare, 0.99),
+        "ms",
+    ));
+    rows.push(Row::new(
+        &format!("bare axum SSE broadcast to {subscribers} subscribers, p50"),
+        ms(&bare, 0.5),
+        "command p50 (same run)",
+        ms(&answered, 0.5),
+        "ms",
+    ));
+    rows.push(Row::new(
+        &format!("bare axum SSE broadcast to {subscribers} subscribers, p99"),
+        ms(&bare, 0.99),
+        "command p99 (same run)",
+        ms(&answered, 0.99),
+        "ms",
+    ));
 
     let idle = if args.quick {
         1000

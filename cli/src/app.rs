@@ -403,18 +403,11 @@ impl Application {
     pub async fn run(self) -> anyhow::Result<()> {
         let shutdown = self.shutdown.clone();
         tracing::info!(address = %self.listener.local_addr()?, "questlog is listening");
-        // One router for every connection (serving the `Router` itself would rebuild it, every
-        // route, boxed service and layer, for each connection accepted, which an idle live
-        // subscriber then holds for as long as it stays connected), with the peer's address,
-        // which per-address limits count when no trusted proxy header is configured.
-        axum::serve(
-            self.listener,
-            self.router
-                .into_make_service_with_connect_info::<std::net::SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await
-        .context("serving HTTP")?;
+        // One router for every connection (a router built per connection — every route, boxed
+        // service and layer — would be held by each idle live subscriber for as long as it stays
+        // connected), with the peer's address, which per-address limits count when no trusted
+        // proxy header is configured.
+        crate::serve::serve(self.listener, self.router, shutdown).await;
         self.shutdown.cancel();
         for task in self.tasks {
             let _ = task.await;

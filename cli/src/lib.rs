@@ -8,6 +8,7 @@ pub mod lineage;
 pub mod metrics;
 pub mod openapi;
 pub mod secret;
+pub mod serve;
 
 pub use app::Application;
 /// The modules the binary runs (`questlog-bundle`).
