@@ -18,10 +18,6 @@ use std::time::Duration;
 
 use clap::Parser;
 
-/// The allocator the `questlog` binary runs with (questlog runs in this process here).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// Benchmarks questlog against baselines measured in the same run.
 #[derive(Debug, Parser)]
 #[command(name = "questlog-bench")]

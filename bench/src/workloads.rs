@@ -184,7 +184,16 @@ async fn visibility_rows(
         args.visibility_commands
     };
     eprintln!("command → read model visibility over {n} commands");
-    let (visible, answered) = visibility(env, n, labs).await?;
+    let (visible, published, answered) = visibility(env, n, labs).await?;
+    for (quantile, name) in [(0.5, "p50"), (0.99, "p99")] {
+        rows.push(Row::new(
+            &format!("command sent → event in JetStream (the relay's part), {name}"),
+            ms(&published, quantile),
+            &format!("command {name} (same run)"),
+            ms(&answered, quantile),
+            "ms",
+        ));
+    }
     rows.push(Row::new(
         "command sent → read model committed, p50",
         ms(&visible, 0.5),
@@ -608,8 +617,38 @@ impl Visibility {
     /// Starts listening to `projection`'s announcements.
     pub async fn watch(env: &Env, projection: &str) -> anyhow::Result<Self> {
         let names = questlog_bus::Names::new(&env.prefix);
+        Self::watch_subject(env, names.changes_subject(projection), |message| {
+            serde_json::from_slice::<questlog_bus::ChangeAnnouncement>(&message.payload)
+                .ok()
+                .map(|a| a.position)
+        })
+        .await
+    }
+
+    /// Starts listening to the relay's publishes: when each event reaches JetStream.
+    pub async fn watch_published(env: &Env) -> anyhow::Result<Self> {
+        let names = questlog_bus::Names::new(&env.prefix);
+        Self::watch_subject(env, names.events_wildcard(), |message| {
+            message
+                .headers
+                .as_ref()?
+                .get(questlog_bus::POSITION_HEADER)?
+                .as_str()
+                .parse()
+                .ok()
+        })
+        .await
+    }
+
+    /// Starts listening to `subject`, whose messages each tell (`position`) up to which position
+    /// the stage they mark has come.
+    async fn watch_subject(
+        env: &Env,
+        subject: String,
+        position: fn(&async_nats::Message) -> Option<i64>,
+    ) -> anyhow::Result<Self> {
         let client = async_nats::connect(&env.nats_url).await?;
-        let mut announcements = client.subscribe(names.changes_subject(projection)).await?;
+        let mut announcements = client.subscribe(subject).await?;
         client.flush().await?;
         let pending: Arc<Mutex<BTreeMap<i64, Instant>>> = Arc::new(Mutex::new(BTreeMap::new()));
         let visible = Arc::new(Mutex::new(histogram()));
@@ -620,15 +659,13 @@ impl Visibility {
                 // Held so the subscription lives as long as the watcher.
                 let _client = client;
                 while let Some(message) = announcements.next().await {
-                    let Ok(a) = serde_json::from_slice::<questlog_bus::ChangeAnnouncement>(
-                        &message.payload,
-                    ) else {
+                    let Some(at) = position(&message) else {
                         continue;
                     };
                     let now = Instant::now();
                     let mut pending = pending.lock().expect("pending");
-                    highest.fetch_max(a.position, Ordering::SeqCst);
-                    let done: Vec<i64> = pending.range(..=a.position).map(|(p, _)| *p).collect();
+                    highest.fetch_max(at, Ordering::SeqCst);
+                    let done: Vec<i64> = pending.range(..=at).map(|(p, _)| *p).collect();
                     for p in done {
                         if let Some(sent) = pending.remove(&p) {
                             let _ = visible.lock().expect("hist").record(micros(now - sent));
@@ -680,8 +717,9 @@ async fn visibility(
     env: &Env,
     n: usize,
     labs: usize,
-) -> anyhow::Result<(Histogram<u64>, Histogram<u64>)> {
+) -> anyhow::Result<(Histogram<u64>, Histogram<u64>, Histogram<u64>)> {
     let watch = Visibility::watch(env, "players").await?;
+    let published = Visibility::watch_published(env).await?;
     let mut answered = histogram();
     let mut player = Player::new(env).await?;
     for _ in 0..n {
@@ -689,6 +727,7 @@ async fn visibility(
         let position = player.complete_next(env, labs).await?;
         answered.record(micros(sent.elapsed()))?;
         watch.sent(position, sent)?;
+        published.sent(position, sent)?;
     }
-    Ok((watch.finish().await?, answered))
+    Ok((watch.finish().await?, published.finish().await?, answered))
 }

@@ -9,11 +9,6 @@ use questlog::config::{Cli, Cmd, StoreArgs, TokenCmd};
 use questlog_command_api::admin::{AdminCommands, AdminContext};
 use questlog_domain::Role;
 
-/// The allocator of the process: glibc's took about a fifth of questlog's CPU under load (its
-/// `malloc`/`free` paths in a profile of the every-service throughput run, docs/BENCHMARKS.md).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     questlog_web::telemetry::init("info,sqlx=warn");

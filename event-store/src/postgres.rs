@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
+use futures::{StreamExt as _, TryStreamExt as _};
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgPool, Row};
@@ -68,14 +69,14 @@ pub async fn read_after<'e, E: sqlx::PgExecutor<'e>>(
     let sql = format!(
         "SELECT {EVENT_COLUMNS} FROM events WHERE position > $1 ORDER BY position LIMIT $2"
     );
-    let rows = sqlx::query(&sql)
+    // Each row decoded as it arrives, while Postgres sends the next ones.
+    sqlx::query(&sql)
         .bind(after)
         .bind(limit)
-        .fetch_all(executor)
-        .await?;
-    rows.iter()
-        .map(recorded)
-        .collect::<Result<_, _>>()
+        .fetch(executor)
+        .map(|row| row.and_then(|row| recorded(&row)))
+        .try_collect()
+        .await
         .map_err(StoreError::from_sqlx)
 }
 

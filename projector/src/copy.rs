@@ -1,104 +1,22 @@
-//! Bulk writes for rebuilds: rows encoded in `COPY`'s text format as a fold in memory decides them,
-//! and sent in one `COPY … FROM STDIN` per table and flush ([`CopyRows`]).
-
-use std::fmt::{Display, Write as _};
+//! Bulk writes for rebuilds: rows encoded in `COPY`'s binary format as a fold in memory decides
+//! them, and sent in one `COPY … FROM STDIN (FORMAT binary)` per table and flush ([`CopyRows`]).
+//!
+//! Each value is encoded by its type's own `sqlx` encoder, the bytes the live projector binds as a
+//! statement's parameter: Postgres then reads each value as it is stored (a time as its
+//! microseconds, a UUID as its 16 bytes) instead of parsing text, which makes a `COPY` of a
+//! million lab sessions about three times cheaper for Postgres than the text format. The binary
+//! format has no casts: a value's type must be its column's (`bigint` an `i64`, `integer` an
+//! `i32`), which the rebuild tests check for every table written in bulk.
 
 use anyhow::Context as _;
-use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
-use serde_json::Value;
-use sqlx::PgConnection;
-use uuid::Uuid;
+use sqlx::encode::IsNull;
+use sqlx::postgres::PgArgumentBuffer;
+use sqlx::{Encode, PgConnection, Postgres};
 
-/// One column's value as `COPY`'s text format writes it.
-pub trait CopyValue {
-    /// Appends the value, escaped for `COPY`'s text format (`\N` for SQL NULL).
-    fn copy_to(&self, out: &mut String);
-}
-
-/// Appends `text` with `COPY`'s escapes (backslash, tab, newline, carriage return).
-fn escaped(text: &str, out: &mut String) {
-    if !text.contains(['\\', '\t', '\n', '\r']) {
-        out.push_str(text);
-        return;
-    }
-    for c in text.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '\t' => out.push_str("\\t"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            c => out.push(c),
-        }
-    }
-}
-
-impl CopyValue for String {
-    fn copy_to(&self, out: &mut String) {
-        escaped(self, out);
-    }
-}
-
-impl<T: CopyValue> CopyValue for Option<T> {
-    fn copy_to(&self, out: &mut String) {
-        match self {
-            Some(v) => v.copy_to(out),
-            None => out.push_str("\\N"),
-        }
-    }
-}
-
-macro_rules! display_value {
-    ($($t:ty),*) => {$(
-        impl CopyValue for $t {
-            fn copy_to(&self, out: &mut String) {
-                let _ = write!(out, "{self}");
-            }
-        }
-    )*};
-}
-display_value!(i32, i64, bool, Uuid);
-
-impl CopyValue for DateTime<Utc> {
-    fn copy_to(&self, out: &mut String) {
-        // ISO 8601 with the zone: read back as the same instant (Postgres keeps microseconds, as
-        // every time the log holds has).
-        out.push_str(&self.to_rfc3339_opts(SecondsFormat::AutoSi, true));
-    }
-}
-
-impl CopyValue for NaiveDate {
-    fn copy_to(&self, out: &mut String) {
-        let _ = write!(out, "{}", self.format("%Y-%m-%d"));
-    }
-}
-
-impl CopyValue for Value {
-    fn copy_to(&self, out: &mut String) {
-        escaped(&self.to_string(), out);
-    }
-}
-
-/// An array column (`text[]`, `integer[]`): an array literal, every element quoted.
-impl<T: Display> CopyValue for Vec<T> {
-    fn copy_to(&self, out: &mut String) {
-        let mut literal = String::from("{");
-        for (i, element) in self.iter().enumerate() {
-            if i > 0 {
-                literal.push(',');
-            }
-            literal.push('"');
-            for c in element.to_string().chars() {
-                if c == '"' || c == '\\' {
-                    literal.push('\\');
-                }
-                literal.push(c);
-            }
-            literal.push('"');
-        }
-        literal.push('}');
-        escaped(&literal, out);
-    }
-}
+/// The binary format's header: its signature, no flags, no header extension.
+const HEADER: &[u8] = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0";
+/// The binary format's trailer: a row of -1 fields.
+const TRAILER: &[u8] = &(-1_i16).to_be_bytes();
 
 /// Bytes of encoded rows sent per message.
 const PIECE: usize = 1 << 20;
@@ -106,24 +24,36 @@ const PIECE: usize = 1 << 20;
 /// Rows of one table, encoded for `COPY` as they are added and sent by [`CopyRows::send`].
 pub struct CopyRows {
     statement: String,
-    buffer: String,
+    columns: i16,
+    buffer: PgArgumentBuffer,
     rows: u64,
+    /// The first value that could not be encoded (the `COPY` that would send it fails instead).
+    failed: Option<String>,
 }
 
 /// One row being added to [`CopyRows`]: its values, in the columns' order.
 pub struct CopyLine<'a> {
-    buffer: &'a mut String,
-    first: bool,
+    buffer: &'a mut PgArgumentBuffer,
+    failed: &'a mut Option<String>,
+    values: i16,
 }
 
 impl CopyLine<'_> {
-    /// Adds the row's next value.
-    pub fn value(&mut self, value: &dyn CopyValue) -> &mut Self {
-        if !self.first {
-            self.buffer.push('\t');
-        }
-        self.first = false;
-        value.copy_to(self.buffer);
+    /// Adds the row's next value (SQL NULL when its encoder says so: `None`).
+    pub fn value<T: for<'q> Encode<'q, Postgres>>(&mut self, value: &T) -> &mut Self {
+        let at = self.buffer.len();
+        self.buffer.extend_from_slice(&[0; 4]);
+        let length = match value.encode_by_ref(self.buffer) {
+            Ok(IsNull::No) => i32::try_from(self.buffer.len() - at - 4).unwrap_or(i32::MAX),
+            Ok(IsNull::Yes) => -1,
+            Err(error) => {
+                self.failed.get_or_insert_with(|| error.to_string());
+                self.buffer.truncate(at + 4);
+                -1
+            }
+        };
+        self.buffer[at..at + 4].copy_from_slice(&length.to_be_bytes());
+        self.values += 1;
         self
     }
 }
@@ -133,19 +63,32 @@ impl CopyRows {
     /// table, as for a projection's own SQL).
     pub fn new(table: &str, columns: &[&str]) -> Self {
         Self {
-            statement: format!("COPY {table} ({}) FROM STDIN", columns.join(", ")),
-            buffer: String::new(),
+            statement: format!(
+                "COPY {table} ({}) FROM STDIN (FORMAT binary)",
+                columns.join(", ")
+            ),
+            columns: i16::try_from(columns.len()).unwrap_or(i16::MAX),
+            buffer: PgArgumentBuffer::default(),
             rows: 0,
+            failed: None,
         }
     }
 
     /// Adds a row, its values given by `values` in the columns' order.
     pub fn row(&mut self, values: impl FnOnce(&mut CopyLine<'_>)) {
-        values(&mut CopyLine {
+        self.buffer.extend_from_slice(&self.columns.to_be_bytes());
+        let mut line = CopyLine {
             buffer: &mut self.buffer,
-            first: true,
-        });
-        self.buffer.push('\n');
+            failed: &mut self.failed,
+            values: 0,
+        };
+        values(&mut line);
+        if line.values != self.columns {
+            let found = line.values;
+            self.failed.get_or_insert_with(|| {
+                format!("a row of {found} values for {} columns", self.columns)
+            });
+        }
         self.rows += 1;
     }
 
@@ -161,7 +104,7 @@ impl CopyRows {
     /// Sends the rows added since the last send in one `COPY`. No rows, no statement.
     ///
     /// # Errors
-    /// When the database refuses a row or fails.
+    /// When a value could not be encoded, or the database refuses a row or fails.
     pub async fn send(&mut self, conn: &mut PgConnection) -> anyhow::Result<()> {
         self.send_all(conn, std::iter::empty::<()>(), |_, ()| {})
             .await
@@ -172,7 +115,7 @@ impl CopyRows {
     /// piece, not the rows. No rows, no statement.
     ///
     /// # Errors
-    /// When the database refuses a row or fails.
+    /// When a value could not be encoded, or the database refuses a row or fails.
     pub async fn send_all<T>(
         &mut self,
         conn: &mut PgConnection,
@@ -187,6 +130,7 @@ impl CopyRows {
             .copy_in_raw(&self.statement)
             .await
             .with_context(|| self.statement.clone())?;
+        copy.send(HEADER).await?;
         loop {
             let more = match items.next() {
                 Some(item) => {
@@ -195,19 +139,56 @@ impl CopyRows {
                 }
                 None => false,
             };
+            if let Some(failed) = self.failed.take() {
+                copy.abort(failed.clone()).await?;
+                anyhow::bail!("{}: a value could not be encoded: {failed}", self.statement);
+            }
             // A message of the protocol per piece; rows may straddle them.
             if self.buffer.len() >= PIECE || (!more && !self.buffer.is_empty()) {
-                copy.send(self.buffer.as_bytes()).await?;
+                copy.send(self.buffer.as_slice()).await?;
                 self.buffer.clear();
             }
             if !more {
                 break;
             }
         }
+        copy.send(TRAILER).await?;
         copy.finish()
             .await
             .with_context(|| self.statement.clone())?;
         self.rows = 0;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_row_is_its_field_count_then_each_value_with_its_length_and_null_as_minus_one() {
+        let mut rows = CopyRows::new("t", &["a", "b", "c"]);
+        rows.row(|line| {
+            line.value(&7_i32)
+                .value(&None::<i64>)
+                .value(&"hé".to_owned());
+        });
+        let mut expected = vec![0, 3];
+        expected.extend([0, 0, 0, 4, 0, 0, 0, 7]);
+        expected.extend((-1_i32).to_be_bytes());
+        expected.extend([0, 0, 0, 3]);
+        expected.extend("hé".as_bytes());
+        assert_eq!(rows.buffer.as_slice(), expected.as_slice());
+        assert_eq!(rows.len(), 1);
+        assert!(rows.failed.is_none());
+    }
+
+    #[test]
+    fn a_row_with_a_value_missing_is_refused_before_it_is_sent() {
+        let mut rows = CopyRows::new("t", &["a", "b"]);
+        rows.row(|line| {
+            line.value(&1_i64);
+        });
+        assert!(rows.failed.is_some());
     }
 }

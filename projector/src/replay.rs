@@ -254,6 +254,10 @@ pub async fn build_until(
         None if start < end => prefetch(conn, &domain, start).await?,
         None => None,
     };
+    // The bulk folds in flight: each projection's on the blocking pool, the next page's started
+    // once this page's is done. They run while this connection writes (the other projections'
+    // applies, the commits) and the reader reads ahead.
+    let mut folding: Vec<Folding> = Vec::new();
     while let Some(Prefetch { last, decoded }) = next.take() {
         let mut tx = conn.begin().await?;
         if let Some(schema) = schema {
@@ -262,42 +266,36 @@ pub async fn build_until(
                 .await?;
         }
         let events = Arc::new(decoded.await.context("decoding a page of the log")??);
-        // This page's bulk folds run on the blocking pool (another core) while this connection
-        // reads the next page (decoded on the blocking pool too) and the projections without a
-        // bulk fold apply this one: Postgres and the folds work at the same time.
-        let folds: Vec<Option<(&'static str, (i64, i64))>> = projections
-            .iter()
-            .zip(&bulk)
-            .map(|(p, b)| b.as_ref().map(|_| (p.name().as_str(), bounds(*p))))
-            .collect();
-        let folding = {
+        collect(&mut folding, &mut bulk, &mut applied).await?;
+        for (i, projection) in projections.iter().enumerate() {
+            let Some(mut fold) = bulk[i].take() else {
+                continue;
+            };
+            let name = projection.name().as_str();
+            let (lo, hi) = bounds(*projection);
             let events = Arc::clone(&events);
-            let mut bulk = std::mem::take(&mut bulk);
-            let folds = folds.clone();
-            tokio::task::spawn_blocking(move || {
-                let mut counts = Vec::new();
-                for (fold, bulk) in folds.iter().zip(&mut bulk) {
-                    let (Some((name, (lo, hi))), Some(bulk)) = (fold, bulk) else {
-                        continue;
-                    };
-                    let mine = within(&events, *lo, *hi);
-                    if mine.is_empty() {
-                        continue;
-                    }
-                    bulk.fold(&mine)
+            let task = tokio::task::spawn_blocking(move || {
+                let mine = within(&events, lo, hi);
+                if !mine.is_empty() {
+                    fold.fold(&mine)
                         .with_context(|| format!("replaying {name}"))?;
-                    counts.push((*name, mine.len() as u64));
                 }
-                anyhow::Ok((bulk, counts))
-            })
-        };
+                anyhow::Ok((fold, mine.len() as u64))
+            });
+            folding.push(Folding {
+                index: i,
+                name,
+                task,
+            });
+        }
         if pages.is_none() && last < end {
             next = prefetch(&mut tx, &domain, last).await?;
         }
-        for (projection, fold) in projections.iter().zip(&folds) {
-            if fold.is_some() {
-                continue;
-            }
+        for (_, projection) in projections
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !folding.iter().any(|f| f.index == *i))
+        {
             let name = projection.name().as_str();
             let (lo, hi) = bounds(*projection);
             let mine = within(&events, lo, hi);
@@ -310,14 +308,10 @@ pub async fn build_until(
                 .with_context(|| format!("replaying {name}"))?;
             *applied.entry(name).or_default() += mine.len() as u64;
         }
-        let (folded, counts) = folding.await.context("folding a page of the log")??;
-        bulk = folded;
-        for (name, n) in counts {
-            *applied.entry(name).or_default() += n;
-        }
         unflushed += events.len();
         if unflushed >= SPAN {
             unflushed = 0;
+            collect(&mut folding, &mut bulk, &mut applied).await?;
             for bulk in bulk.iter_mut().flatten() {
                 bulk.flush(&mut tx).await?;
             }
@@ -328,6 +322,7 @@ pub async fn build_until(
             next = pages.recv().await.transpose()?;
         }
     }
+    collect(&mut folding, &mut bulk, &mut applied).await?;
     let finishing: Vec<(&dyn Projection, Box<dyn Bulk>)> = projections
         .iter()
         .zip(bulk)
@@ -355,6 +350,30 @@ pub async fn build_until(
         None => finish(conn, schema, finishing).await?,
     }
     Ok(applied)
+}
+
+/// A projection's bulk fold of a page, running on the blocking pool.
+struct Folding {
+    /// The projection's index in the rebuild's list.
+    index: usize,
+    name: &'static str,
+    task: tokio::task::JoinHandle<anyhow::Result<(Box<dyn Bulk>, u64)>>,
+}
+
+/// Waits for the folds in flight and puts each fold back in its projection's place.
+async fn collect(
+    folding: &mut Vec<Folding>,
+    bulk: &mut [Option<Box<dyn Bulk>>],
+    applied: &mut HashMap<&'static str, u64>,
+) -> anyhow::Result<()> {
+    for Folding { index, name, task } in folding.drain(..) {
+        let (fold, n) = task.await.context("folding a page of the log")??;
+        bulk[index] = Some(fold);
+        if n > 0 {
+            *applied.entry(name).or_default() += n;
+        }
+    }
+    Ok(())
 }
 
 /// Writes the rows the bulk folds still hold, then (into a schema's tables) builds the live

@@ -12,19 +12,13 @@ use sqlx::query_builder::Separated;
 use sqlx::{Encode, PgConnection, Postgres, QueryBuilder, Type};
 use uuid::Uuid;
 
-use crate::copy::{CopyLine, CopyRows, CopyValue};
+use crate::copy::{CopyLine, CopyRows};
 
 /// A column's value: bound as a statement's parameter by the live projector, encoded for `COPY`
 /// by a rebuild.
-pub trait Column:
-    for<'q> Encode<'q, Postgres> + Type<Postgres> + CopyValue + Send + 'static
-{
-}
+pub trait Column: for<'q> Encode<'q, Postgres> + Type<Postgres> + Send + 'static {}
 
-impl<T> Column for T where
-    T: for<'q> Encode<'q, Postgres> + Type<Postgres> + CopyValue + Send + 'static
-{
-}
+impl<T> Column for T where T: for<'q> Encode<'q, Postgres> + Type<Postgres> + Send + 'static {}
 
 /// Where a row's values go, in its columns' order: a statement's parameters ([`Rows::upsert`],
 /// [`Rows::insert`]) or a `COPY` ([`CopyRows::row`]). A projection lists a row's values once, for

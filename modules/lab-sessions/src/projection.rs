@@ -208,9 +208,16 @@ impl Bulk for Rebuild {
     }
 
     async fn finish(self: Box<Self>, conn: &mut PgConnection) -> anyhow::Result<()> {
+        // In the primary key's order (a UUID's bytes, then the lab id's, which is the key's
+        // order under a bytewise collation such as `C`): its index is then built from rows
+        // already sorted, in about half the time.
+        let mut rows: Vec<_> = self.0.iter().collect();
+        rows.sort_unstable_by(|(a, _), (b, _)| {
+            a.0.cmp(&b.0).then_with(|| a.1.as_str().cmp(b.1.as_str()))
+        });
         SESSION_ROWS
             .copy()
-            .send_all(conn, &self.0, |line, (key, row)| row.put(line, key))
+            .send_all(conn, rows, |line, (key, row)| row.put(line, key))
             .await
     }
 }
