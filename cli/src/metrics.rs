@@ -31,7 +31,7 @@ const SCRAPE_TIMEOUT: Duration = Duration::from_secs(2);
 /// How often histograms are folded when nothing scrapes (keeps their memory bounded).
 const UPKEEP: Duration = Duration::from_secs(5);
 
-/// Seconds buckets of `questlog_append_duration_seconds`.
+/// Seconds buckets of `questlog_append_duration_seconds` and `questlog_projection_batch_seconds`.
 const SECONDS: &[f64] = &[
     0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
 ];
@@ -52,6 +52,7 @@ pub const SERIES: &[(&str, &str)] = &[
     ("questlog_log_head_position", "gauge"),
     ("questlog_relay_lag_events", "gauge"),
     ("questlog_projection_lag_events", "gauge"),
+    ("questlog_projection_batch_seconds", "histogram"),
     ("questlog_standby_lag_events", "gauge"),
     ("questlog_live_subscribers", "gauge"),
     ("questlog_live_topics", "gauge"),
@@ -74,6 +75,12 @@ pub fn recorder() -> &'static PrometheusHandle {
                 Matcher::Full("questlog_append_duration_seconds".to_owned()),
                 SECONDS,
             )
+            .and_then(|b| {
+                b.set_buckets_for_metric(
+                    Matcher::Full("questlog_projection_batch_seconds".to_owned()),
+                    SECONDS,
+                )
+            })
             .and_then(|b| {
                 b.set_buckets_for_metric(
                     Matcher::Prefix("questlog_append_batch_".to_owned()),
@@ -125,6 +132,11 @@ fn describe() {
     describe_counter!(
         "questlog_append_conflicts_total",
         "Appends refused because another writer changed one of their streams."
+    );
+    describe_histogram!(
+        "questlog_projection_batch_seconds",
+        Unit::Seconds,
+        "Time of one projection batch's transaction, from its begin to its commit, by projection."
     );
     describe_counter!(
         "questlog_relay_published_total",

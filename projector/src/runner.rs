@@ -1067,6 +1067,7 @@ impl Lane<'_> {
         if events.is_empty() {
             return Ok(());
         }
+        let started = std::time::Instant::now();
         let mut tx = self.conn.begin().await.context("beginning")?;
         // Only this log's events are folded: a message of another history (another deployment's
         // stream, or events a restored backup no longer has) stops the projector before it
@@ -1136,6 +1137,8 @@ impl Lane<'_> {
             Vec::new()
         };
         tx.commit().await.context("committing")?;
+        metrics::histogram!("questlog_projection_batch_seconds", "projection" => name)
+            .record(started.elapsed().as_secs_f64());
         if self
             .config
             .failpoint
