@@ -185,30 +185,38 @@ async fn visibility_rows(
     };
     eprintln!("command → read model visibility over {n} commands");
     let (visible, published, answered) = visibility(env, n, labs).await?;
+    against_commands(
+        rows,
+        |q| format!("command sent → event in JetStream (the relay's part), {q}"),
+        &published,
+        &answered,
+    );
+    against_commands(
+        rows,
+        |q| format!("command sent → read model committed, {q}"),
+        &visible,
+        &answered,
+    );
+    Ok(())
+}
+
+/// Rows of a latency's p50 and p99 (`figure` names each from the quantile's name), each against
+/// the commands' own of the same run.
+fn against_commands(
+    rows: &mut Vec<Row>,
+    figure: impl Fn(&str) -> String,
+    latency: &Histogram<u64>,
+    answered: &Histogram<u64>,
+) {
     for (quantile, name) in [(0.5, "p50"), (0.99, "p99")] {
         rows.push(Row::new(
-            &format!("command sent → event in JetStream (the relay's part), {name}"),
-            ms(&published, quantile),
+            &figure(name),
+            ms(latency, quantile),
             &format!("command {name} (same run)"),
-            ms(&answered, quantile),
+            ms(answered, quantile),
             "ms",
         ));
     }
-    rows.push(Row::new(
-        "command sent → read model committed, p50",
-        ms(&visible, 0.5),
-        "command p50 (same run)",
-        ms(&answered, 0.5),
-        "ms",
-    ));
-    rows.push(Row::new(
-        "command sent → read model committed, p99",
-        ms(&visible, 0.99),
-        "command p99 (same run)",
-        ms(&answered, 0.99),
-        "ms",
-    ));
-    Ok(())
 }
 
 /// Push lag to many subscribers, and idle fan-out against the bare SSE server.
@@ -255,20 +263,12 @@ async fn live_rows(args: &Args, env: &Env, rows: &mut Vec<Row>, labs: usize) -> 
         ms(&bare, 0.99),
         "ms",
     ));
-    rows.push(Row::new(
-        &format!("bare axum SSE broadcast to {subscribers} subscribers, p50"),
-        ms(&bare, 0.5),
-        "command p50 (same run)",
-        ms(&answered, 0.5),
-        "ms",
-    ));
-    rows.push(Row::new(
-        &format!("bare axum SSE broadcast to {subscribers} subscribers, p99"),
-        ms(&bare, 0.99),
-        "command p99 (same run)",
-        ms(&answered, 0.99),
-        "ms",
-    ));
+    against_commands(
+        rows,
+        |q| format!("bare axum SSE broadcast to {subscribers} subscribers, {q}"),
+        &bare,
+        &answered,
+    );
 
     let idle = if args.quick {
         1000
