@@ -37,16 +37,6 @@ pub use runner::{run, ProjectorConfig};
 /// statement costs a fraction of a millisecond per batch.
 pub const PLAN_EACH_STATEMENT: &str = "SET plan_cache_mode = force_custom_plan";
 
-/// Makes a live projector's commits return without waiting for their WAL to reach the disk
-/// (Postgres' asynchronous commit). What a lane commits is a function of the log, and the
-/// checkpoint commits with it: a crash of Postgres that loses the last such commits (at most
-/// three WAL-writer rounds, 600 ms with the default `wal_writer_delay`) loses them whole, and
-/// the lane folds the same events again from the checkpoint that survived. The log's own
-/// commits stay durable (the command writer's session keeps `synchronous_commit = on`), and a
-/// read model only ever reflects events that were durable before the relay could publish them.
-/// What this saves is a WAL flush on every lane's every batch.
-pub const COMMIT_WITHOUT_WAITING_FOR_DISK: &str = "SET synchronous_commit = off";
-
 /// An event as the log recorded it, with its decoded kernel [`Event`] (a module looks into it with
 /// `event.get::<its::Event>()`).
 #[derive(Debug, Clone)]

@@ -761,10 +761,6 @@ impl Lane<'_> {
             .execute(&mut *conn)
             .await
             .context("choosing how statements are planned")?;
-        sqlx::query(crate::COMMIT_WITHOUT_WAITING_FOR_DISK)
-            .execute(&mut *conn)
-            .await
-            .context("choosing asynchronous commits")?;
         sqlx::query(
             "INSERT INTO projection_checkpoints (projection) VALUES ($1) ON CONFLICT DO NOTHING",
         )
