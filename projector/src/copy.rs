@@ -4,7 +4,7 @@
 //! Each value is encoded by its type's own `sqlx` encoder, the bytes the live projector binds as a
 //! statement's parameter: Postgres then reads each value as it is stored (a time as its
 //! microseconds, a UUID as its 16 bytes) instead of parsing text, which makes a `COPY` of a
-//! million lab sessions about three times cheaper for Postgres than the text format. The binary
+//! million rows of a read model about three times cheaper for Postgres than the text format. The binary
 //! format has no casts: a value's type must be its column's (`bigint` an `i64`, `integer` an
 //! `i32`), which the rebuild tests check for every table written in bulk.
 
@@ -110,7 +110,7 @@ impl CopyRows {
             .await
     }
 
-    /// Sends the rows added since the last send and one row per item of `items` (its values
+    /// Sends the rows added since the last send and one row per element of `sources` (its values
     /// given by `values`) in one `COPY`, encoded and sent a piece at a time: memory holds a
     /// piece, not the rows. No rows, no statement.
     ///
@@ -119,11 +119,11 @@ impl CopyRows {
     pub async fn send_all<T>(
         &mut self,
         conn: &mut PgConnection,
-        items: impl IntoIterator<Item = T>,
+        sources: impl IntoIterator<Item = T>,
         mut values: impl FnMut(&mut CopyLine<'_>, T),
     ) -> anyhow::Result<()> {
-        let mut items = items.into_iter().peekable();
-        if self.rows == 0 && items.peek().is_none() {
+        let mut sources = sources.into_iter().peekable();
+        if self.rows == 0 && sources.peek().is_none() {
             return Ok(());
         }
         let mut copy = conn
@@ -132,9 +132,9 @@ impl CopyRows {
             .with_context(|| self.statement.clone())?;
         copy.send(HEADER).await?;
         loop {
-            let more = match items.next() {
-                Some(item) => {
-                    self.row(|line| values(line, item));
+            let more = match sources.next() {
+                Some(next) => {
+                    self.row(|line| values(line, next));
                     true
                 }
                 None => false,
@@ -173,12 +173,12 @@ mod tests {
                 .value(&None::<i64>)
                 .value(&"hé".to_owned());
         });
-        let mut expected = vec![0, 3];
-        expected.extend([0, 0, 0, 4, 0, 0, 0, 7]);
-        expected.extend((-1_i32).to_be_bytes());
-        expected.extend([0, 0, 0, 3]);
-        expected.extend("hé".as_bytes());
-        assert_eq!(rows.buffer.as_slice(), expected.as_slice());
+        let mut want = vec![0, 3];
+        want.extend([0, 0, 0, 4, 0, 0, 0, 7]);
+        want.extend((-1_i32).to_be_bytes());
+        want.extend([0, 0, 0, 3]);
+        want.extend("hé".as_bytes());
+        assert_eq!(rows.buffer.as_slice(), want.as_slice());
         assert_eq!(rows.len(), 1);
         assert!(rows.failed.is_none());
     }

@@ -95,7 +95,7 @@ pub async fn run(
     client: async_nats::Client,
     shutdown: CancellationToken,
 ) {
-    let (joins, requests) = mpsc::channel(projections.len().max(1) * 2);
+    let (joins, asks) = mpsc::channel(projections.len().max(1) * 2);
     let shared = Arc::new(Shared::default());
     let mut tasks = tokio::task::JoinSet::new();
     let options = match config.database_url.parse::<PgConnectOptions>() {
@@ -116,7 +116,7 @@ pub async fn run(
         config.clone(),
         domain.clone(),
         client.clone(),
-        requests,
+        asks,
         shared.clone(),
         shutdown.clone(),
     ));
@@ -227,7 +227,7 @@ enum Handout {
 pub struct Batch {
     /// The stream the sequences count in (its creation time).
     stream_created: Arc<str>,
-    items: Vec<Delivered>,
+    delivered: Vec<Delivered>,
 }
 
 struct Delivered {
@@ -282,7 +282,7 @@ async fn feed(
     config: ProjectorConfig,
     domain: Arc<Domain>,
     client: async_nats::Client,
-    mut requests: mpsc::Receiver<Join>,
+    mut asks: mpsc::Receiver<Join>,
     shared: Arc<Shared>,
     shutdown: CancellationToken,
 ) {
@@ -312,7 +312,7 @@ async fn feed(
                 drop_consumer(old.stream, old.consumer);
             }
             // Lanes that asked meanwhile are let in before the consumer opens.
-            while let Ok(join) = requests.try_recv() {
+            while let Ok(join) = asks.try_recv() {
                 admit(&mut lanes, &mut front, None, join, config.rejoin());
             }
             if !lanes.is_empty() {
@@ -351,7 +351,7 @@ async fn feed(
         };
         tokio::select! {
             () = shutdown.cancelled() => break,
-            join = requests.recv() => {
+            join = asks.recv() => {
                 let Some(join) = join else { break };
                 reopen = admit(&mut lanes, &mut front, open.as_ref(), join, config.rejoin());
             }
@@ -375,7 +375,7 @@ async fn feed(
                 };
                 match decoded {
                     Ok(batch) => {
-                        if let Some(last) = batch.items.last() {
+                        if let Some(last) = batch.delivered.last() {
                             front.sequence = front.sequence.max(last.sequence);
                         }
                         if !hand_out(&mut lanes, batch, &shared, &config, &shutdown).await {
@@ -517,7 +517,6 @@ async fn pull_from(
         // A consumer whose node was lost (on a NATS cluster) is noticed by its missed
         // heartbeats: the feed then opens another.
         .heartbeat(Duration::from_secs(2))
-        .expires(Duration::from_secs(30))
         .messages()
         .await
         .map_err(|e| anyhow::anyhow!("pulling from the event stream: {e}"))
@@ -532,13 +531,13 @@ async fn decode(
     conn: &mut PgConnection,
     messages: Vec<Received>,
 ) -> anyhow::Result<Arc<Batch>> {
-    let items = decode_messages(domain, conn, messages).await?;
-    if let Some(last) = items.last() {
+    let delivered = decode_messages(domain, conn, messages).await?;
+    if let Some(last) = delivered.last() {
         open.delivered = open.delivered.max(last.sequence);
     }
     Ok(Arc::new(Batch {
         stream_created: open.stream_created.clone(),
-        items,
+        delivered,
     }))
 }
 
@@ -582,7 +581,7 @@ async fn hand_out(
     config: &ProjectorConfig,
     shutdown: &CancellationToken,
 ) -> bool {
-    let size = batch.items.len();
+    let size = batch.delivered.len();
     loop {
         lanes.retain(|l| !l.batches.is_closed());
         if lanes.iter().all(|l| l.has_room(size)) || lanes.iter().any(|l| l.has_room(l.capacity)) {
@@ -868,11 +867,11 @@ impl Lane<'_> {
                 None => return Ok(Next::Join),
             };
             let mut taken = vec![first];
-            let mut count = taken[0].items.len();
+            let mut count = taken[0].delivered.len();
             while count < self.config.batch {
                 match batches.try_recv() {
-                    Ok(Handout::Batch(b)) if count + b.items.len() <= self.config.batch => {
-                        count += b.items.len();
+                    Ok(Handout::Batch(b)) if count + b.delivered.len() <= self.config.batch => {
+                        count += b.delivered.len();
                         taken.push(b);
                     }
                     Ok(other) => {
@@ -888,8 +887,9 @@ impl Lane<'_> {
             {
                 return Ok(Next::Join); // another stream: its sequences count anew
             }
-            let items: Vec<&Delivered> = taken.iter().flat_map(|b| b.items.iter()).collect();
-            last = self.apply_batch(&start.epoch, &items, last).await?;
+            let delivered: Vec<&Delivered> =
+                taken.iter().flat_map(|b| b.delivered.iter()).collect();
+            last = self.apply_batch(&start.epoch, &delivered, last).await?;
             applied.store(last, Ordering::Release);
             room.add_permits(count);
             self.shared.progress.notify_one();
@@ -1007,9 +1007,9 @@ impl Lane<'_> {
                     Some(Ok(m)) => m.info().map_or(u64::MAX, |i| i.pending),
                     _ => u64::MAX,
                 };
-                let items = decode_messages(self.domain, &mut self.conn, batch).await?;
-                let items: Vec<&Delivered> = items.iter().collect();
-                last = self.apply_batch(&start.epoch, &items, last).await?;
+                let delivered = decode_messages(self.domain, &mut self.conn, batch).await?;
+                let delivered: Vec<&Delivered> = delivered.iter().collect();
+                last = self.apply_batch(&start.epoch, &delivered, last).await?;
                 if near(last) || pending <= self.config.rejoin() {
                     return Ok(Next::Join);
                 }
@@ -1020,28 +1020,28 @@ impl Lane<'_> {
         result
     }
 
-    /// Applies what of `items` is above the checkpoint, with the checkpoint, in one transaction;
+    /// Applies what of `delivered` is above the checkpoint, with the checkpoint, in one transaction;
     /// then announces. Returns the last stream sequence applied.
     async fn apply_batch(
         &mut self,
         epoch: &Epoch,
-        items: &[&Delivered],
+        delivered: &[&Delivered],
         mut applied: u64,
     ) -> anyhow::Result<u64> {
-        let mut events = Vec::with_capacity(items.len());
-        for item in items {
-            if item.sequence <= applied {
+        let mut events = Vec::with_capacity(delivered.len());
+        for arrived in delivered {
+            if arrived.sequence <= applied {
                 continue; // a redelivery of what is already applied
             }
-            if item.sequence != applied + 1 {
+            if arrived.sequence != applied + 1 {
                 anyhow::bail!(
-                    "expected stream sequence {}, got {}: resuming from the checkpoint",
+                    "stream sequence {} was due, got {}: resuming from the checkpoint",
                     applied + 1,
-                    item.sequence
+                    arrived.sequence
                 );
             }
-            applied = item.sequence;
-            events.push(&item.event);
+            applied = arrived.sequence;
+            events.push(&arrived.event);
         }
         if events.is_empty() {
             return Ok(applied); // all of it applied already: nothing to write
@@ -1268,12 +1268,12 @@ mod tests {
     }
 
     fn batch(from: u64, size: u64) -> Arc<Batch> {
-        let items = (from..from + size)
+        let delivered = (from..from + size)
             .map(|sequence| Delivered {
                 sequence,
                 event: Decoded {
                     recorded: RecordedEvent {
-                        position: i64::try_from(sequence).expect("a position"),
+                        position: i64::try_from(sequence).unwrap_or(i64::MAX),
                         event_id: uuid::Uuid::new_v4(),
                         stream_id: "tested".to_owned(),
                         stream_version: 1,
@@ -1289,7 +1289,7 @@ mod tests {
             .collect();
         Arc::new(Batch {
             stream_created: Arc::from("1"),
-            items,
+            delivered,
         })
     }
 
@@ -1326,7 +1326,9 @@ mod tests {
         }
         assert_eq!(names(&lanes), ["busy"]);
         assert!(told_to_go_alone(&mut slow_handed));
-        assert!(matches!(busy_handed.try_recv(), Ok(Handout::Batch(b)) if b.items.len() == 200));
+        assert!(
+            matches!(busy_handed.try_recv(), Ok(Handout::Batch(b)) if b.delivered.len() == 200)
+        );
     }
 
     #[tokio::test]

@@ -393,36 +393,13 @@ async fn a_batch_is_checked_against_the_log_by_probes_not_scans_as_the_log_grows
         .execute(&mut conn)
         .await
         .expect("checkpoint");
-    let append = |from: i64, to: i64| {
-        format!(
-            "INSERT INTO events (event_id, stream_id, stream_version, event_type, schema_version, \
-                                 data, metadata) \
-             SELECT gen_random_uuid(), 'probe-' || g, 1, 'probe', 1, '{{}}', '{{}}' \
-               FROM generate_series({from}, {to}) g"
-        )
-    };
-    const NEWEST: &str = "SELECT position, event_id FROM events ORDER BY position DESC LIMIT 2";
-    sqlx::query(&append(1, 3))
-        .execute(&mut conn)
-        .await
-        .expect("a small log");
-    let batch: Vec<(i64, uuid::Uuid)> = sqlx::query_as(NEWEST)
-        .fetch_all(&mut conn)
-        .await
-        .expect("events");
+    let batch = grow_log(&mut conn, 1, 3).await;
     let (_, foreign) = questlog_store::lineage::lock_checkpoint(&mut conn, "probe", &batch)
         .await
         .expect("checked");
     assert_eq!(foreign, None);
 
-    sqlx::query(&append(4, 100_000))
-        .execute(&mut conn)
-        .await
-        .expect("a large log");
-    let batch: Vec<(i64, uuid::Uuid)> = sqlx::query_as(NEWEST)
-        .fetch_all(&mut conn)
-        .await
-        .expect("events");
+    let batch = grow_log(&mut conn, 4, 100_000).await;
     let mut tx = conn.begin().await.expect("begin");
     let (_, foreign) = questlog_store::lineage::lock_checkpoint(&mut tx, "probe", &batch)
         .await
@@ -441,4 +418,21 @@ async fn a_batch_is_checked_against_the_log_by_probes_not_scans_as_the_log_grows
         .await
         .expect("checked");
     assert_eq!(foreign, Some(stranger));
+}
+
+/// Appends events `from..=to` to the log on `conn` and reads its newest two, as a batch.
+async fn grow_log(conn: &mut sqlx::PgConnection, from: i64, to: i64) -> Vec<(i64, uuid::Uuid)> {
+    sqlx::query(&format!(
+        "INSERT INTO events (event_id, stream_id, stream_version, event_type, schema_version, \
+                             data, metadata) \
+         SELECT gen_random_uuid(), 'probe-' || g, 1, 'probe', 1, '{{}}', '{{}}' \
+           FROM generate_series({from}, {to}) g"
+    ))
+    .execute(&mut *conn)
+    .await
+    .expect("appending to the log");
+    sqlx::query_as("SELECT position, event_id FROM events ORDER BY position DESC LIMIT 2")
+        .fetch_all(&mut *conn)
+        .await
+        .expect("events")
 }
