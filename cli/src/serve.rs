@@ -13,7 +13,7 @@ use std::time::Duration;
 use axum::extract::ConnectInfo;
 use axum::Router;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
@@ -23,9 +23,10 @@ use tower::ServiceExt as _;
 /// Serves `router` on `listener` until `shutdown` fires, then lets every open connection finish
 /// its answers (an event stream ends when the shutdown fires) and returns.
 pub async fn serve(listener: TcpListener, router: Router, shutdown: CancellationToken) {
-    let mut http = hyper::server::conn::http1::Builder::new();
-    // The timer makes the 30 s limit on reading a request's head take effect.
-    http.timer(TokioTimer::new());
+    // No timer: an idle keep-alive connection stays open until its client closes it, as under
+    // `axum::serve` (with one, hyper would close it after 30 s without a request head, racing a
+    // client that reuses it then).
+    let http = hyper::server::conn::http1::Builder::new();
     let graceful = GracefulShutdown::new();
     loop {
         let (stream, peer) = tokio::select! {
