@@ -227,7 +227,7 @@ async fn scan(conn: &mut PgConnection) -> anyhow::Result<u64> {
             let event = Event::from_parts(
                 &recorded.event_type,
                 recorded.schema_version,
-                recorded.data.clone(),
+                &recorded.data,
             )?;
             // A fold that does nothing, kept so the decoding is not optimised away.
             checksum = checksum.wrapping_add(event.event_type().len() as u64);

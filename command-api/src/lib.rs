@@ -263,7 +263,7 @@ fn result_of(
 ) -> Option<serde_json::Value> {
     let decoded = events
         .iter()
-        .map(|e| domain.decode(&e.event_type, e.schema_version, e.data.clone()))
+        .map(|e| domain.decode(&e.event_type, e.schema_version, &e.data))
         .collect::<Result<Vec<_>, _>>()
         .ok()?;
     command.result(&decoded)

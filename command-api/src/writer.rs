@@ -435,7 +435,7 @@ impl Writer {
             .map(|(stream, r)| {
                 let event = self
                     .domain
-                    .decode(&r.event_type, r.schema_version, r.data)
+                    .decode(&r.event_type, r.schema_version, &r.data)
                     .map_err(|e| StoreError::Decode(e.to_string()))?;
                 Ok((stream, u64::try_from(r.stream_version).unwrap_or(0), event))
             })

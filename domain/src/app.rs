@@ -204,7 +204,7 @@ pub type ParseFn = fn(&str, &[u8], &Edge) -> Result<Box<dyn Command>, Rejection>
 pub type Parser =
     Arc<dyn Fn(&str, &[u8], &Edge) -> Result<Box<dyn Command>, Rejection> + Send + Sync>;
 
-type DecodeFn = fn(&str, i32, serde_json::Value) -> Result<Event, DecodeError>;
+type DecodeFn = fn(&str, i32, &serde_json::Value) -> Result<Event, DecodeError>;
 
 /// Reads a player's name from the state of one of its streams.
 pub type NameFn = fn(&StreamState) -> Option<String>;
@@ -261,11 +261,11 @@ impl Domain {
         &self,
         event_type: &str,
         schema_version: i32,
-        data: serde_json::Value,
+        data: &serde_json::Value,
     ) -> Result<Event, DecodeError> {
         match self.events.get(event_type) {
             Some(decode) => decode(event_type, schema_version, data),
-            None => Ok(Event::unknown(event_type, schema_version, data)),
+            None => Ok(Event::unknown(event_type, schema_version, data.clone())),
         }
     }
 

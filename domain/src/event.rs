@@ -6,6 +6,7 @@ use std::any::Any;
 use std::fmt;
 use std::sync::Arc;
 
+use serde::de::value::MapDeserializer;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
@@ -42,15 +43,26 @@ pub trait DomainEvent:
     ///
     /// # Errors
     /// When the schema version is newer than this code, or the data does not fit.
-    fn from_parts(event_type: &str, schema_version: i32, data: Value) -> Result<Self, DecodeError> {
+    fn from_parts(
+        event_type: &str,
+        schema_version: i32,
+        data: &Value,
+    ) -> Result<Self, DecodeError> {
         if schema_version > Self::SCHEMA_VERSION {
             return Err(DecodeError(format!(
                 "{event_type} has schema version {schema_version}, newer than this build ({})",
                 Self::SCHEMA_VERSION
             )));
         }
-        let tagged = serde_json::json!({ "type": event_type, "data": data });
-        serde_json::from_value(tagged).map_err(|e| DecodeError(format!("{event_type}: {e}")))
+        // The enum's two fields handed over tag first, from the stored data in place: serde
+        // then picks the variant before it reads the data, with no copy of the data and no
+        // buffering of it (which a map ordered `data` before `type` would cost).
+        let tag = Value::String(event_type.to_owned());
+        let fields = [("type", &tag), ("data", data)];
+        <Self as serde::Deserialize>::deserialize(MapDeserializer::<_, serde_json::Error>::new(
+            fields.into_iter(),
+        ))
+        .map_err(|e| DecodeError(format!("{event_type}: {e}")))
     }
 }
 

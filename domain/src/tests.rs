@@ -172,7 +172,7 @@ fn a_registered_command_parses_by_name_and_an_unknown_one_is_unknown_command() {
 fn events_decode_once_to_their_modules_type_and_an_unknown_type_is_kept_as_stored() {
     let domain = domain();
     let event = domain
-        .decode("bumped", 1, serde_json::json!({ "by": 3 }))
+        .decode("bumped", 1, &serde_json::json!({ "by": 3 }))
         .expect("a stored bump");
     assert_eq!(
         event.get::<CounterEvent>(),
@@ -180,13 +180,13 @@ fn events_decode_once_to_their_modules_type_and_an_unknown_type_is_kept_as_store
     );
     assert_eq!(event.data(), serde_json::json!({ "by": 3 }));
     assert!(domain
-        .decode("bumped", 2, serde_json::json!({ "by": 3 }))
+        .decode("bumped", 2, &serde_json::json!({ "by": 3 }))
         .is_err());
     assert!(domain
-        .decode("bumped", 1, serde_json::json!({ "by": "x" }))
+        .decode("bumped", 1, &serde_json::json!({ "by": "x" }))
         .is_err());
     let other = domain
-        .decode("renamed", 1, serde_json::json!({ "x": 1 }))
+        .decode("renamed", 1, &serde_json::json!({ "x": 1 }))
         .expect("a type nobody registers is kept");
     assert_eq!(other.get::<CounterEvent>(), None);
     assert_eq!(other.event_type(), "renamed");

@@ -26,8 +26,12 @@ use crate::{Bulk, Decoded, Projection};
 
 /// The schema the new tables are built in.
 pub const SCHEMA: &str = "questlog_replay";
-/// Events read from the log per page (and applied per transaction).
+/// Events read from the log per page (and applied per transaction) by `apply`: the size of a
+/// live batch when the projector is far behind.
 const PAGE: i64 = 2000;
+/// Events read from the log per page of a bulk rebuild: a page's fixed costs (its transaction,
+/// the keys of personal data, the other projections' statements) shared by more events.
+const BULK_PAGE: i64 = 10_000;
 /// Events folded in memory between two flushes of a bulk rebuild's final rows.
 const SPAN: usize = 100_000;
 
@@ -58,6 +62,14 @@ impl Fold {
         match self {
             Self::Bulk => projection.bulk(),
             Self::Pages => None,
+        }
+    }
+
+    /// Events per page of the log.
+    fn page(self) -> i64 {
+        match self {
+            Self::Bulk => BULK_PAGE,
+            Self::Pages => PAGE,
         }
     }
 }
@@ -244,14 +256,20 @@ pub async fn build_until(
     let (mut pages, reading) = match reader.filter(|_| start < end) {
         Some(reader) => {
             let (sender, pages) = mpsc::channel(2);
-            let reading = tokio::spawn(read_ahead(reader, Arc::clone(&domain), start, end, sender));
+            let reading = tokio::spawn(read_ahead(
+                reader,
+                Arc::clone(&domain),
+                (start, end),
+                fold.page(),
+                sender,
+            ));
             (Some(pages), Some(reading))
         }
         None => (None, None),
     };
     let mut next = match pages.as_mut() {
         Some(pages) => pages.recv().await.transpose()?,
-        None if start < end => prefetch(conn, &domain, start).await?,
+        None if start < end => prefetch(conn, &domain, start, fold.page()).await?,
         None => None,
     };
     // The bulk folds in flight: each projection's on the blocking pool, the next page's started
@@ -289,7 +307,7 @@ pub async fn build_until(
             });
         }
         if pages.is_none() && last < end {
-            next = prefetch(&mut tx, &domain, last).await?;
+            next = prefetch(&mut tx, &domain, last, fold.page()).await?;
         }
         for (_, projection) in projections
             .iter()
@@ -419,17 +437,17 @@ struct Prefetch {
 }
 
 /// Reads the log after `after` page by page on `reader`, each page opened and being decoded, into
-/// `pages`, up to the page holding `end`; hands `reader` back once it has read that far. Stops at
+/// `pages` (`page` events each), up to the page holding `end`; hands `reader` back once it has read that far. Stops at
 /// the first failure, which it sends, or when the receiver is gone.
 async fn read_ahead(
     mut reader: PgConnection,
     domain: Arc<Domain>,
-    mut after: i64,
-    end: i64,
+    (mut after, end): (i64, i64),
+    page: i64,
     pages: mpsc::Sender<anyhow::Result<Prefetch>>,
 ) -> Option<PgConnection> {
     while after < end {
-        let page = match prefetch(&mut reader, &domain, after).await {
+        let page = match prefetch(&mut reader, &domain, after, page).await {
             Ok(Some(page)) => {
                 after = page.last;
                 Ok(page)
@@ -445,15 +463,16 @@ async fn read_ahead(
     Some(reader)
 }
 
-/// Reads the page of the log after `after` and opens its personal fields on `conn`, and starts
+/// Reads the page of `page` events of the log after `after` and opens its personal fields on `conn`, and starts
 /// decoding it on the blocking pool (another core, while the page before it is folded); `None`
 /// at the log's end.
 async fn prefetch(
     conn: &mut PgConnection,
     domain: &Arc<Domain>,
     after: i64,
+    page: i64,
 ) -> anyhow::Result<Option<Prefetch>> {
-    let mut events = questlog_store::read_after(&mut *conn, after, PAGE)
+    let mut events = questlog_store::read_after(&mut *conn, after, page)
         .await
         .context("reading the log")?;
     let Some(last) = events.last().map(|e| e.position) else {

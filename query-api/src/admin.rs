@@ -195,7 +195,7 @@ pub(crate) async fn stream(
         .map(|e| {
             state
                 .domain
-                .decode(&e.event_type, e.schema_version, e.data.clone())
+                .decode(&e.event_type, e.schema_version, &e.data)
         })
         .collect::<Result<_, _>>()
         .map_err(ApiError::Decode)?;

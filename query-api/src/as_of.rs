@@ -102,7 +102,7 @@ pub fn decode<E: questlog_domain::DomainEvent>(
 ) -> Result<Vec<E>, ApiError> {
     recorded
         .iter()
-        .map(|e| E::from_parts(&e.event_type, e.schema_version, e.data.clone()))
+        .map(|e| E::from_parts(&e.event_type, e.schema_version, &e.data))
         .collect::<Result<_, _>>()
         .map_err(ApiError::Decode)
 }

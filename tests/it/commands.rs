@@ -19,7 +19,7 @@ async fn player_state(app: &TestApp, id: Uuid) -> questlog_academy::player::Play
         .await
         .expect("read")
         .into_iter()
-        .map(|e| Event::from_parts(&e.event_type, e.schema_version, e.data).expect("decode"))
+        .map(|e| Event::from_parts(&e.event_type, e.schema_version, &e.data).expect("decode"))
         .collect();
     fold(PlayerState::evolve, &events)
 }

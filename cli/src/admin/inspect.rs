@@ -176,7 +176,7 @@ pub async fn state(
         .iter()
         .map(|e| {
             domain
-                .decode(&e.event_type, e.schema_version, e.data.clone())
+                .decode(&e.event_type, e.schema_version, &e.data)
                 .with_context(|| format!("decoding version {} of {id}", e.stream_version))
         })
         .collect::<anyhow::Result<_>>()?;

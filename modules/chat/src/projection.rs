@@ -1,14 +1,14 @@
 //! Chat messages (`rm_messages`), announced on `channel:<canonical channel>`: a message's row is
 //! its stream folded by the domain's own `MessageState::evolve`, with the log's times.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use anyhow::Context as _;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use questlog_bus::{Change, ChangeOp, ProjectionName};
 use questlog_projector::rows::{RowSink, Rows};
-use questlog_projector::{Bulk, Decoded, Projection};
+use questlog_projector::{Bulk, Decoded, FoldMap, Projection};
 use sqlx::{PgConnection, Row};
 use uuid::Uuid;
 
@@ -223,7 +223,7 @@ async fn erase(tx: &mut PgConnection, sender: Uuid, position: i64) -> anyhow::Re
 /// A rebuild of every message's row, folded in memory by [`MessageRow::apply`] and written once;
 /// with the senders erased (their texts dropped once every row is written).
 #[derive(Default)]
-struct Rebuild(HashMap<Uuid, Option<MessageRow>>, Vec<(Uuid, i64)>);
+struct Rebuild(FoldMap<Uuid, Option<MessageRow>>, Vec<(Uuid, i64)>);
 
 #[async_trait]
 impl Bulk for Rebuild {

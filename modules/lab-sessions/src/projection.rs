@@ -2,7 +2,8 @@
 //! are folded by the lab stream's own `LabSession::evolve`; the saved file system is the command
 //! side's working copy (`lab_workspaces`), joined when read.
 
-use std::collections::{BTreeMap, HashMap};
+use std::borrow::Cow;
+use std::collections::BTreeMap;
 
 use anyhow::Context as _;
 use async_trait::async_trait;
@@ -11,7 +12,7 @@ use questlog_academy::stream::StreamId as AcademyStream;
 use questlog_academy::values::LabId;
 use questlog_bus::{Change, ChangeOp, ProjectionName};
 use questlog_projector::rows::{RowSink, Rows};
-use questlog_projector::{Bulk, Decoded, Projection};
+use questlog_projector::{Bulk, Decoded, FoldMap, Projection};
 use sqlx::{PgConnection, Row};
 use uuid::Uuid;
 
@@ -60,16 +61,16 @@ impl SessionRow {
 }
 
 /// The (player, lab) row `decoded` folds into, with what it folds.
-fn of_session(decoded: &Decoded) -> Option<((Uuid, LabId), Fact<'_>)> {
+fn of_session(decoded: &Decoded) -> Option<((Uuid, Cow<'_, LabId>), Fact<'_>)> {
     if let Some(event) = decoded.event.get::<Event>() {
         let (player, lab) = session_of(&decoded.recorded.stream_id)?;
-        return Some(((player.0, lab), Fact::Session(event)));
+        return Some(((player.0, Cow::Owned(lab)), Fact::Session(event)));
     }
     match decoded.event.get::<questlog_academy::Event>()? {
         questlog_academy::Event::LabCompleted { lab_id, .. } => {
             match decoded.recorded.stream_id.parse::<AcademyStream>().ok()? {
                 AcademyStream::Player(player) => {
-                    Some(((player.0, lab_id.clone()), Fact::Completed))
+                    Some(((player.0, Cow::Borrowed(lab_id)), Fact::Completed))
                 }
                 _ => None,
             }
@@ -105,17 +106,23 @@ impl Projection for Labs {
         events: &[&Decoded],
     ) -> anyhow::Result<Vec<Change>> {
         // Folded in memory and written once per batch: a course completes labs all day long.
-        let touched: Vec<((Uuid, LabId), Fact<'_>, &Decoded)> = events
+        let touched: Vec<((Uuid, Cow<'_, LabId>), Fact<'_>, &Decoded)> = events
             .iter()
             .filter_map(|d| of_session(d).map(|(key, fact)| (key, fact, *d)))
             .collect();
         if touched.is_empty() {
             return Ok(Vec::new());
         }
-        let mut rows = load(tx, touched.iter().map(|(key, _, _)| key)).await?;
+        let mut rows = load(
+            tx,
+            touched
+                .iter()
+                .map(|((player, lab), _, _)| (*player, &**lab)),
+        )
+        .await?;
         let mut changes = Vec::with_capacity(touched.len());
         for ((player, lab), fact, decoded) in touched {
-            let row = rows.entry((player, lab.clone())).or_default();
+            let row = rows.entry((player, lab.as_ref().clone())).or_default();
             row.apply(fact, decoded.recorded.recorded_at, decoded.position());
             changes.push(Change {
                 topic: LAB_TOPIC.topic(format_args!("{player}:{lab}")),
@@ -131,10 +138,9 @@ impl Projection for Labs {
 
 async fn load<'a>(
     tx: &mut PgConnection,
-    keys: impl Iterator<Item = &'a (Uuid, LabId)>,
+    keys: impl Iterator<Item = (Uuid, &'a LabId)>,
 ) -> anyhow::Result<BTreeMap<(Uuid, LabId), SessionRow>> {
-    let (players, labs): (Vec<Uuid>, Vec<String>) =
-        keys.map(|(p, l)| (*p, l.as_str().to_owned())).unzip();
+    let (players, labs): (Vec<Uuid>, Vec<&str>) = keys.map(|(p, l)| (p, l.as_str())).unzip();
     let found = sqlx::query(
         "SELECT s.player_id, s.lab_id, s.active, s.started_at, s.furthest_step, s.completed_at, s.updated_position \
            FROM rm_lab_sessions s JOIN (SELECT DISTINCT * FROM unnest($1::uuid[], $2::text[])) AS k(player_id, lab_id) \
@@ -189,15 +195,35 @@ impl SessionRow {
 }
 
 /// A rebuild of every session's row, folded in memory by [`SessionRow::apply`] and written once.
+/// A course has a few hundred labs and its players a session of each: a session is keyed by its
+/// player and its lab's number in `labs`, each lab id held once.
 #[derive(Default)]
-struct Rebuild(HashMap<(Uuid, LabId), SessionRow>);
+struct Rebuild {
+    rows: FoldMap<(Uuid, u32), SessionRow>,
+    labs: Vec<LabId>,
+    numbers: FoldMap<LabId, u32>,
+}
+
+impl Rebuild {
+    /// The number of `lab`, given on first sight.
+    fn number(&mut self, lab: &LabId) -> u32 {
+        if let Some(n) = self.numbers.get(lab) {
+            return *n;
+        }
+        let n = u32::try_from(self.labs.len()).unwrap_or(u32::MAX);
+        self.labs.push(lab.clone());
+        self.numbers.insert(lab.clone(), n);
+        n
+    }
+}
 
 #[async_trait]
 impl Bulk for Rebuild {
     fn fold(&mut self, events: &[&Decoded]) -> anyhow::Result<()> {
         for decoded in events {
-            if let Some((key, fact)) = of_session(decoded) {
-                self.0.entry(key).or_default().apply(
+            if let Some(((player, lab), fact)) = of_session(decoded) {
+                let lab = self.number(&lab);
+                self.rows.entry((player, lab)).or_default().apply(
                     fact,
                     decoded.recorded.recorded_at,
                     decoded.position(),
@@ -208,16 +234,20 @@ impl Bulk for Rebuild {
     }
 
     async fn finish(self: Box<Self>, conn: &mut PgConnection) -> anyhow::Result<()> {
+        let Self { rows, labs, .. } = *self;
         // In the primary key's order (a UUID's bytes, then the lab id's, which is the key's
         // order under a bytewise collation such as `C`): its index is then built from rows
         // already sorted, in about half the time.
-        let mut rows: Vec<_> = self.0.iter().collect();
+        let mut rows: Vec<((Uuid, LabId), SessionRow)> = rows
+            .into_iter()
+            .map(|((player, lab), row)| ((player, labs[lab as usize].clone()), row))
+            .collect();
         rows.sort_unstable_by(|(a, _), (b, _)| {
             a.0.cmp(&b.0).then_with(|| a.1.as_str().cmp(b.1.as_str()))
         });
         SESSION_ROWS
             .copy()
-            .send_all(conn, rows, |line, (key, row)| row.put(line, key))
+            .send_all(conn, rows, |line, (key, row)| row.put(line, &key))
             .await
     }
 }

@@ -2,7 +2,7 @@
 //! name it registered, folded by [`PresenceRow::apply`]; and a version per online stretch and lab
 //! change, so that "who was online as of a position" is a lookup.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use anyhow::Context as _;
 use async_trait::async_trait;
@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use questlog_bus::{Change, ChangeOp, ProjectionName};
 use questlog_projector::copy::CopyRows;
 use questlog_projector::rows::{close_open_versions, RowSink, Rows};
-use questlog_projector::{Bulk, Decoded, Projection};
+use questlog_projector::{Bulk, Decoded, FoldMap, Projection};
 use sqlx::{PgConnection, Row};
 use uuid::Uuid;
 
@@ -152,8 +152,8 @@ impl Projection for Presence {
 
     fn bulk(&self) -> Option<Box<dyn Bulk>> {
         Some(Box::new(Rebuild {
-            rows: HashMap::new(),
-            open: HashMap::new(),
+            rows: FoldMap::default(),
+            open: FoldMap::default(),
             closed: PRESENCE_HISTORY.copy(),
             erased: Vec::new(),
         }))
@@ -322,8 +322,8 @@ async fn erase(tx: &mut PgConnection, id: Uuid) -> anyhow::Result<Option<bool>> 
 }
 
 struct Rebuild {
-    rows: HashMap<Uuid, Option<PresenceRow>>,
-    open: HashMap<Uuid, Version>,
+    rows: FoldMap<Uuid, Option<PresenceRow>>,
+    open: FoldMap<Uuid, Version>,
     closed: CopyRows,
     /// The players erased, whose names are dropped once every row is written.
     erased: Vec<Uuid>,

@@ -9,7 +9,7 @@
 //! before it, for the public listing across owners. A field no longer indexed keeps its indexes
 //! (dropping them is an operator's choice); the listings accept only the fields indexed now.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use anyhow::Context as _;
 use async_trait::async_trait;
@@ -17,7 +17,7 @@ use chrono::{DateTime, Utc};
 use questlog_bus::{Change, ChangeOp, ProjectionName};
 use questlog_projector::copy::CopyRows;
 use questlog_projector::rows::{RowSink, Rows};
-use questlog_projector::{Bulk, Decoded, Projection};
+use questlog_projector::{Bulk, Decoded, FoldMap, Projection};
 use sha2::{Digest, Sha256};
 use sqlx::{PgConnection, Row};
 use uuid::Uuid;
@@ -201,7 +201,7 @@ impl Projection for Versions {
 
     fn bulk(&self) -> Option<Box<dyn Bulk>> {
         Some(Box::new(Rebuild {
-            current: HashMap::new(),
+            current: FoldMap::default(),
             closed: VERSION_ROWS.copy(),
             indexes: BTreeMap::new(),
             erased: Vec::new(),
@@ -441,7 +441,7 @@ impl VersionRow {
 /// version is held, a version is encoded for `COPY` when the next one closes it and sent at each
 /// flush; the indexed fields' indexes are built once the rows are in.
 struct Rebuild {
-    current: HashMap<ObjectId, VersionRow>,
+    current: FoldMap<ObjectId, VersionRow>,
     closed: CopyRows,
     indexes: BTreeMap<String, String>,
     /// The players erased, with where: their values are dropped once every row is written.

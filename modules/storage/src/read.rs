@@ -107,8 +107,8 @@ pub(crate) async fn definition_at(
     .await?;
     let mut state = CollectionState::default();
     for e in recorded {
-        let event =
-            Event::from_parts(&e.event_type, e.schema_version, e.data).map_err(ApiError::Decode)?;
+        let event = Event::from_parts(&e.event_type, e.schema_version, &e.data)
+            .map_err(ApiError::Decode)?;
         state.evolve(&event);
     }
     state.definition.ok_or_else(|| {

@@ -351,7 +351,7 @@ async fn current_catalog(
         .context("reading the catalog from the event log")?;
     let events: Vec<questlog_domain::Event> = recorded
         .into_iter()
-        .map(|e| domain.decode(&e.event_type, e.schema_version, e.data))
+        .map(|e| domain.decode(&e.event_type, e.schema_version, &e.data))
         .collect::<Result<_, _>>()
         .context("decoding the catalog's events")?;
     Ok(domain.fold(&StreamId::Catalog.id(), &events))

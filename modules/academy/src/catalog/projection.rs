@@ -52,13 +52,14 @@ impl Projection for Catalog {
             let Some(event) = decoded.event.get::<Event>() else {
                 continue;
             };
-            if !matches!(
+            // The kind first: nearly every event of a busy log is not a definition.
+            let Some(key) = row_key(event) else {
+                continue;
+            };
+            if matches!(
                 decoded.recorded.stream_id.parse::<StreamId>(),
                 Ok(StreamId::Catalog)
             ) {
-                continue;
-            }
-            if let Some(key) = row_key(event) {
                 rows.evolve(event);
                 changes.push(Change {
                     topic: CATALOG_TOPIC.as_str().to_owned(),

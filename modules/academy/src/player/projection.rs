@@ -1,7 +1,8 @@
 //! Profiles and the leaderboard (`rm_players`, `rm_leaderboard_history`): a row per registered
 //! player, folded by [`PlayerRow::apply`] through the player stream's own `PlayerState::evolve`.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::hash_map::Entry;
+use std::collections::{BTreeMap, BTreeSet};
 
 use anyhow::Context as _;
 use async_trait::async_trait;
@@ -9,7 +10,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use questlog_bus::{Change, ChangeOp, ProjectionName};
 use questlog_projector::copy::CopyRows;
 use questlog_projector::rows::{close_open_versions, RowSink, Rows};
-use questlog_projector::{Bulk, Decoded, Projection};
+use questlog_projector::{Bulk, Decoded, FoldMap, Projection};
 use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, Row};
 use uuid::Uuid;
@@ -283,8 +284,8 @@ impl Projection for Players {
 
     fn bulk(&self) -> Option<Box<dyn Bulk>> {
         Some(Box::new(Rebuild {
-            rows: HashMap::new(),
-            open: HashMap::new(),
+            rows: FoldMap::default(),
+            open: FoldMap::default(),
             closed: LEADERBOARD_HISTORY.copy(),
             erased: Vec::new(),
         }))
@@ -367,16 +368,8 @@ fn fold_event(
 ) -> (bool, Option<EntryVersion>) {
     let ranked = row.apply(event, position);
     let version = ranked
-        .then_some(row.state.registered.as_ref())
-        .flatten()
-        .map(|reg| EntryVersion {
-            player_id: id,
-            username: reg.username.as_ref().map(|u| u.as_str().to_owned()),
-            xp: i64::try_from(row.state.xp).unwrap_or(i64::MAX),
-            level: int(row.state.level),
-            xp_position: row.xp_position,
-            valid_from: position,
-        });
+        .then(|| EntryVersion::of(row, id, position))
+        .flatten();
     (ranked, version)
 }
 
@@ -417,6 +410,32 @@ async fn save_leaderboard_history(
 }
 
 impl EntryVersion {
+    /// The version of player `id`'s entry its row starts at `position`, once registered.
+    fn of(row: &PlayerRow, id: Uuid, position: i64) -> Option<Self> {
+        let reg = row.state.registered.as_ref()?;
+        Some(Self {
+            player_id: id,
+            username: reg.username.as_ref().map(|u| u.as_str().to_owned()),
+            xp: i64::try_from(row.state.xp).unwrap_or(i64::MAX),
+            level: int(row.state.level),
+            xp_position: row.xp_position,
+            valid_from: position,
+        })
+    }
+
+    /// Becomes the next version of the same entry, the one `row` starts at `position` (as
+    /// [`EntryVersion::of`] makes it), keeping its copy of the name when the name did not change.
+    fn follow(&mut self, row: &PlayerRow, registration: &Registration, position: i64) {
+        let name = registration.username.as_ref().map(Username::as_str);
+        if self.username.as_deref() != name {
+            self.username = name.map(str::to_owned);
+        }
+        self.xp = i64::try_from(row.state.xp).unwrap_or(i64::MAX);
+        self.level = int(row.state.level);
+        self.xp_position = row.xp_position;
+        self.valid_from = position;
+    }
+
     /// The version, valid until `to`, in [`LEADERBOARD_HISTORY`]'s columns.
     fn put(&self, out: &mut impl RowSink, to: i64) {
         out.put(self.player_id)
@@ -430,11 +449,12 @@ impl EntryVersion {
 }
 
 /// A rebuild of the players' rows and the leaderboard's history, folded in memory by
-/// [`fold_event`]: the rows and each player's open version are held, closed versions are
-/// encoded for `COPY` as they close and sent at each flush.
+/// [`fold_event`]'s fold (`PlayerRow::apply`, a version per ranked change): the rows and each
+/// player's open version are held, closed versions are encoded for `COPY` as they close and sent
+/// at each flush.
 struct Rebuild {
-    rows: HashMap<Uuid, PlayerRow>,
-    open: HashMap<Uuid, EntryVersion>,
+    rows: FoldMap<Uuid, PlayerRow>,
+    open: FoldMap<Uuid, EntryVersion>,
     closed: CopyRows,
     /// The players erased, whose names are dropped once every row is written.
     erased: Vec<Uuid>,
@@ -458,9 +478,22 @@ impl Bulk for Rebuild {
                 .rows
                 .entry(id)
                 .or_insert_with(|| PlayerRow::new(position));
-            if let (_, Some(version)) = fold_event(row, id, event, position) {
-                if let Some(previous) = self.open.insert(id, version) {
-                    closed.row(|line| previous.put(line, position));
+            // `fold_event`'s fold, the new version made in place of the one it closes.
+            if !row.apply(event, position) {
+                continue;
+            }
+            let Some(registration) = row.state.registered.as_ref() else {
+                continue;
+            };
+            match self.open.entry(id) {
+                Entry::Occupied(mut open) => {
+                    closed.row(|line| open.get().put(line, position));
+                    open.get_mut().follow(row, registration, position);
+                }
+                Entry::Vacant(vacant) => {
+                    if let Some(version) = EntryVersion::of(row, id, position) {
+                        vacant.insert(version);
+                    }
                 }
             }
         }
