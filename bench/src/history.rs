@@ -121,9 +121,15 @@ async fn measure(args: &Args, url: &str, events: i64, rows: &mut Vec<Row>) -> an
 
     eprintln!("verifying every projection against the log");
     let started = Instant::now();
-    let checks =
-        questlog_projector::verify::verify(&mut conn, &domain, &all, Fold::Bulk, &mut |_, _| {})
-            .await?;
+    let checks = questlog_projector::verify::verify(
+        &mut conn,
+        Some(PgConnection::connect(url).await?),
+        &domain,
+        &all,
+        Fold::Bulk,
+        &mut |_, _| {},
+    )
+    .await?;
     let verify_rate = rate(u64::try_from(head).unwrap_or(0), started.elapsed());
     eprintln!("  {verify_rate:.0} events/s");
     anyhow::ensure!(

@@ -6,6 +6,8 @@
 //! It all happens in one REPEATABLE READ transaction: the live rows and each projection's
 //! checkpoint are read in the same snapshot as the log, and each projection is rebuilt up to
 //! exactly its own checkpoint, so a projector that keeps working meanwhile causes no false drift.
+//! With a reader connection, the log is read ahead there in a transaction that imports that same
+//! snapshot (`pg_export_snapshot`): what it reads is what the verifying transaction would.
 //! Temporary tables come first in Postgres' search path, so the projections' unqualified SQL
 //! writes into them; the transaction is rolled back at the end and nothing live is touched.
 
@@ -47,12 +49,15 @@ impl TableCheck {
 }
 
 /// Rebuilds every projection of `projections` from the log on `conn` and compares it with the
-/// live read model. `progress` is called with the position reached and the position to reach.
+/// live read model. `reader`, another connection to the same database, reads the log meanwhile
+/// in the same snapshot. `progress` is called with the position reached and the position to
+/// reach.
 ///
 /// # Errors
 /// When the database fails or an event cannot be folded.
 pub async fn verify(
     conn: &mut PgConnection,
+    reader: Option<PgConnection>,
     domain: &Domain,
     projections: &[Arc<dyn Projection>],
     fold: Fold,
@@ -70,6 +75,10 @@ pub async fn verify(
     .context("reading the checkpoints")?
     .into_iter()
     .collect();
+    let reader = match reader {
+        Some(reader) => Some(share_snapshot(&mut tx, reader).await?),
+        None => None,
+    };
     let target = |p: &dyn Projection| checkpoints.get(p.name().as_str()).copied().unwrap_or(0);
     let chosen: Vec<&dyn Projection> = projections.iter().map(AsRef::as_ref).collect();
     for projection in &chosen {
@@ -84,9 +93,9 @@ pub async fn verify(
         .map(|p| (p.name().as_str(), target(*p)))
         .collect();
     // The log is read in this transaction's snapshot, with the keys of personal data as it
-    // sees them, like the live tables it compares with: no reader connection of its own.
+    // sees them, like the live tables it compares with.
     build_until(
-        &mut tx, None, domain, None, &chosen, &zero, &until, fold, progress,
+        &mut tx, reader, domain, None, &chosen, &zero, &until, fold, progress,
     )
     .await?;
     let mut checks = Vec::new();
@@ -107,6 +116,25 @@ pub async fn verify(
     Ok(checks)
 }
 
+/// Opens on `reader` a transaction that sees exactly what `tx` sees.
+async fn share_snapshot(
+    tx: &mut PgConnection,
+    mut reader: PgConnection,
+) -> anyhow::Result<PgConnection> {
+    let snapshot: String = sqlx::query_scalar("SELECT pg_export_snapshot()")
+        .fetch_one(&mut *tx)
+        .await
+        .context("exporting the snapshot")?;
+    sqlx::query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        .execute(&mut reader)
+        .await?;
+    sqlx::query(&format!("SET TRANSACTION SNAPSHOT '{snapshot}'"))
+        .execute(&mut reader)
+        .await
+        .context("importing the snapshot")?;
+    Ok(reader)
+}
+
 async fn compare(
     conn: &mut PgConnection,
     projection: &'static str,
@@ -123,14 +151,19 @@ async fn compare(
         .fetch_one(&mut *conn)
         .await
         .with_context(|| format!("comparing {table}"))?;
-    let examples = sqlx::query_scalar::<_, Value>(&format!(
-        "(SELECT jsonb_build_object('side', 'live_only', 'row', to_jsonb(d)) FROM ({live_only_sql}) d LIMIT {EXAMPLES}) \
-         UNION ALL \
-         (SELECT jsonb_build_object('side', 'replay_only', 'row', to_jsonb(d)) FROM ({replay_only_sql}) d LIMIT {EXAMPLES})"
-    ))
-    .fetch_all(&mut *conn)
-    .await
-    .with_context(|| format!("listing the differences of {table}"))?;
+    // Listed only when there are some: each side's difference is a whole pass over both tables.
+    let examples = if live_only == 0 && replay_only == 0 {
+        Vec::new()
+    } else {
+        sqlx::query_scalar::<_, Value>(&format!(
+            "(SELECT jsonb_build_object('side', 'live_only', 'row', to_jsonb(d)) FROM ({live_only_sql}) d LIMIT {EXAMPLES}) \
+             UNION ALL \
+             (SELECT jsonb_build_object('side', 'replay_only', 'row', to_jsonb(d)) FROM ({replay_only_sql}) d LIMIT {EXAMPLES})"
+        ))
+        .fetch_all(&mut *conn)
+        .await
+        .with_context(|| format!("listing the differences of {table}"))?
+    };
     Ok(TableCheck {
         projection,
         table,

@@ -48,8 +48,11 @@ pub async fn verify_modules(
     let mut conn = PgConnection::connect(database_url).await?;
     let bar = progress_bar("replaying");
     let projections = Projections::of(app);
+    // The log read ahead on a second connection, in the verifying transaction's snapshot.
+    let reader = PgConnection::connect(database_url).await?;
     let checks = questlog_projector::verify::verify(
         &mut conn,
+        Some(reader),
         &app.domain(),
         &projections,
         questlog_projector::replay::Fold::Bulk,
