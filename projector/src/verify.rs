@@ -67,6 +67,11 @@ pub async fn verify(
     sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
         .execute(&mut *tx)
         .await?;
+    // The comparison groups every row of both sides: room to do it in memory for a few million
+    // rows (beyond that it spills to disk, as any aggregate does).
+    sqlx::query("SET LOCAL work_mem = '64MB'")
+        .execute(&mut *tx)
+        .await?;
     let checkpoints: HashMap<String, i64> = sqlx::query_as::<_, (String, i64)>(
         "SELECT projection, position FROM projection_checkpoints",
     )
@@ -143,10 +148,28 @@ async fn compare(
 ) -> anyhow::Result<TableCheck> {
     let live_only_sql = format!("TABLE public.{table} EXCEPT ALL TABLE pg_temp.{table}");
     let replay_only_sql = format!("TABLE pg_temp.{table} EXCEPT ALL TABLE public.{table}");
+    let columns: String = sqlx::query_scalar(
+        "SELECT string_agg(quote_ident(attname), ', ' ORDER BY attnum) FROM pg_attribute \
+          WHERE attrelid = format('public.%I', $1::text)::regclass AND attnum > 0 \
+            AND NOT attisdropped",
+    )
+    .bind(table)
+    .fetch_one(&mut *conn)
+    .await
+    .with_context(|| format!("the columns of {table}"))?;
+    // Both differences (as `EXCEPT ALL` counts them, each row with its multiplicity) in one
+    // pass over the two tables: each distinct row with how many more times the live table
+    // holds it than the rebuilt one.
     let (live_rows, replayed_rows, live_only, replay_only): (i64, i64, i64, i64) =
         sqlx::query_as(&format!(
-            "SELECT (SELECT count(*) FROM public.{table}), (SELECT count(*) FROM pg_temp.{table}), \
-                    (SELECT count(*) FROM ({live_only_sql}) a), (SELECT count(*) FROM ({replay_only_sql}) b)"
+            "SELECT coalesce(sum(live), 0)::bigint, coalesce(sum(replayed), 0)::bigint, \
+                    coalesce(sum(live - replayed) FILTER (WHERE live > replayed), 0)::bigint, \
+                    coalesce(sum(replayed - live) FILTER (WHERE replayed > live), 0)::bigint \
+               FROM (SELECT count(*) FILTER (WHERE questlog_side) AS live, \
+                            count(*) FILTER (WHERE NOT questlog_side) AS replayed \
+                       FROM (SELECT *, true AS questlog_side FROM public.{table} \
+                             UNION ALL SELECT *, false FROM pg_temp.{table}) both_sides \
+                      GROUP BY {columns}) counted"
         ))
         .fetch_one(&mut *conn)
         .await
