@@ -165,9 +165,15 @@ async fn a_bulk_rebuild_yields_exactly_the_rows_the_live_projector_wrote_for_eve
     let chosen: Vec<&dyn Projection> = all.iter().map(AsRef::as_ref).collect();
     for at in [head / 2, head] {
         for (fold, schema) in [(Fold::Pages, "t_pages"), (Fold::Bulk, "t_bulk")] {
+            // The bulk build as `replay` runs it: the log read, and the end shared, on a second
+            // connection.
+            let reader = match fold {
+                Fold::Bulk => Some(PgConnection::connect(&app.db.url).await.expect("connect")),
+                Fold::Pages => None,
+            };
             replay::build_as_of(
                 &mut conn,
-                None,
+                reader,
                 &app_modules.domain(),
                 schema,
                 &chosen,
@@ -212,6 +218,33 @@ async fn a_bulk_rebuild_yields_exactly_the_rows_the_live_projector_wrote_for_eve
         .await
         .expect("indexes");
         assert_eq!(missing, Vec::<String>::new());
+        // And their constraints, of the same kinds, on the same columns.
+        let constraints = |schema: &'static str| {
+            sqlx::query_scalar::<_, String>(
+                "SELECT c.relname || ' ' || k.conname || ' ' || pg_get_constraintdef(k.oid) \
+                   FROM pg_constraint k JOIN pg_class c ON c.oid = k.conrelid \
+                  WHERE c.relnamespace = $1::regnamespace AND c.relname = ANY($2) \
+                  ORDER BY 1",
+            )
+            .bind(schema)
+            .bind(
+                chosen
+                    .iter()
+                    .flat_map(|p| p.tables())
+                    .copied()
+                    .collect::<Vec<_>>(),
+            )
+        };
+        let live = constraints("public")
+            .fetch_all(&mut conn)
+            .await
+            .expect("constraints");
+        let bulk = constraints("t_bulk")
+            .fetch_all(&mut conn)
+            .await
+            .expect("constraints");
+        assert!(live.iter().any(|c| c.contains("PRIMARY KEY")), "{live:?}");
+        assert_eq!(bulk, live);
     }
 }
 
