@@ -1,5 +1,5 @@
 //! Runs a process's projections: one lane per projection (its leadership, its checkpoint, its
-//! transactions) fed by one feed (one JetStream consumer, each message decoded once).
+//! transactions) fed by one feed (one JetStream consumer, each delivery decoded once).
 //!
 //! - **Leadership stays per projection** (`projector:<name>`), so a failover moves one
 //!   projection at a time. **Processes split the projections** ([`membership`]): each counts the
@@ -24,7 +24,7 @@
 //!   transaction with its checkpoint, checked against the log (`lock_checkpoint`), then announces.
 //! - **No lane holds the others back for long**: a join makes the feed deliver again at most a
 //!   quarter of `lag` events, which the others skip. A lane may have at most `lag` events handed
-//!   to it and not yet applied. When one has no room for the next batch, the feed waits while
+//!   to it and not yet applied. When one has no space for the next batch, the feed waits while
 //!   every other lane still has events to apply (so nobody waits on it) and, once another lane
 //!   has applied everything it was handed, lets the slow one go to catch up alone.
 //!   A lane whose transaction fails leaves the feed (its checkpoint is unchanged), starts over
@@ -140,7 +140,7 @@ struct Shared {
     /// The feed's front: the furthest stream sequence it has handed to its lanes (0 while no lane
     /// follows it). A lane catching up alone joins once it is near.
     front: AtomicU64,
-    /// Woken when a lane has applied what it was handed (the feed may be waiting for room).
+    /// Woken when a lane has applied what it was handed (the feed may be waiting for space).
     progress: Notify,
     /// The projections this process leads now.
     led: AtomicUsize,
@@ -242,8 +242,8 @@ struct Join {
     /// The last stream sequence the lane applied; it moves as the lane commits.
     applied: Arc<AtomicU64>,
     /// Events handed out and not yet applied may take these.
-    room: Arc<Semaphore>,
-    /// The permits `room` holds when everything handed out is applied.
+    space: Arc<Semaphore>,
+    /// The permits `space` holds when everything handed out is applied.
     capacity: usize,
     batches: mpsc::UnboundedSender<Handout>,
 }
@@ -255,8 +255,8 @@ impl Join {
 
     /// Whether `n` more events may be handed to the lane now (the permits taken to tell are
     /// given back at once).
-    fn has_room(&self, n: usize) -> bool {
-        u32::try_from(n).is_ok_and(|n| self.room.try_acquire_many(n).is_ok())
+    fn has_space(&self, n: usize) -> bool {
+        u32::try_from(n).is_ok_and(|n| self.space.try_acquire_many(n).is_ok())
     }
 }
 
@@ -270,7 +270,7 @@ struct Front {
 
 /// The feed's consumer: the stream it reads and the last sequence it delivered.
 struct Open {
-    messages: pull::Stream,
+    pulled: pull::Stream,
     consumer: String,
     stream: jetstream::stream::Stream,
     stream_created: Arc<str>,
@@ -345,7 +345,7 @@ async fn feed(
         }
         let next = async {
             match open.as_mut() {
-                Some(o) => o.messages.next().await,
+                Some(o) => o.pulled.next().await,
                 None => std::future::pending().await,
             }
         };
@@ -357,20 +357,20 @@ async fn feed(
             }
             first = next => {
                 let Some(first) = first else {
-                    tracing::warn!("the projector feed's message stream ended; opening it again");
+                    tracing::warn!("the projector feed's delivery stream ended; opening it again");
                     reopen = true;
                     continue;
                 };
                 let Some(o) = open.as_mut() else { continue };
-                let mut messages = vec![first];
-                while messages.len() < config.batch {
-                    match o.messages.next().now_or_never() {
-                        Some(Some(m)) => messages.push(m),
+                let mut received = vec![first];
+                while received.len() < config.batch {
+                    match o.pulled.next().now_or_never() {
+                        Some(Some(m)) => received.push(m),
                         _ => break,
                     }
                 }
                 let decoded = match keys.acquire().await {
-                    Ok(mut conn) => decode(o, &domain, &mut conn, messages).await,
+                    Ok(mut conn) => decode(o, &domain, &mut conn, received).await,
                     Err(e) => Err(anyhow::Error::new(e).context("reading the keys of personal data")),
                 };
                 match decoded {
@@ -483,14 +483,14 @@ async fn open_feed(
         .await
         .map_err(|e| anyhow::anyhow!("opening the projector feed's consumer: {e}"))?;
     let name = consumer.cached_info().name.clone();
-    let messages = pull_from(&consumer, config).await?;
+    let pulled = pull_from(&consumer, config).await?;
     tracing::debug!(
         from = lowest + 1,
         lanes = lanes.len(),
         "projector feed open"
     );
     Ok(Some(Open {
-        messages,
+        pulled,
         consumer: name,
         stream,
         stream_created: Arc::from(state.created),
@@ -524,14 +524,14 @@ async fn pull_from(
 
 type Received = Result<jetstream::Message, pull::MessagesError>;
 
-/// Decodes each message once, for every lane.
+/// Decodes each delivery once, for every lane.
 async fn decode(
     open: &mut Open,
     domain: &Domain,
     conn: &mut PgConnection,
-    messages: Vec<Received>,
+    received: Vec<Received>,
 ) -> anyhow::Result<Arc<Batch>> {
-    let delivered = decode_messages(domain, conn, messages).await?;
+    let delivered = decode_received(domain, conn, received).await?;
     if let Some(last) = delivered.last() {
         open.delivered = open.delivered.max(last.sequence);
     }
@@ -541,25 +541,25 @@ async fn decode(
     }))
 }
 
-/// Reads each message's recorded event, opens its personal fields with the keys as the database
+/// Reads each delivery's recorded event, opens its personal fields with the keys as the database
 /// holds them now (the stream carries them sealed) and decodes it with the modules' registry. An
 /// event this build cannot read (a newer schema version) stops the feed: nothing after it is
 /// folded.
-async fn decode_messages(
+async fn decode_received(
     domain: &Domain,
     conn: &mut PgConnection,
-    messages: Vec<Received>,
+    received: Vec<Received>,
 ) -> anyhow::Result<Vec<Delivered>> {
-    let mut sequences = Vec::with_capacity(messages.len());
-    let mut events = Vec::with_capacity(messages.len());
-    for message in messages {
-        let message = message.map_err(|e| anyhow::anyhow!("receiving: {e}"))?;
-        let sequence = message
+    let mut sequences = Vec::with_capacity(received.len());
+    let mut events = Vec::with_capacity(received.len());
+    for delivery in received {
+        let delivery = delivery.map_err(|e| anyhow::anyhow!("receiving: {e}"))?;
+        let sequence = delivery
             .info()
-            .map_err(|e| anyhow::anyhow!("reading a message's metadata: {e}"))?
+            .map_err(|e| anyhow::anyhow!("reading a delivery's metadata: {e}"))?
             .stream_sequence;
-        let event: RecordedEvent = serde_json::from_slice(&message.payload)
-            .with_context(|| format!("decoding message on {}", message.subject))?;
+        let event: RecordedEvent = serde_json::from_slice(&delivery.payload)
+            .with_context(|| format!("decoding the delivery on {}", delivery.subject))?;
         sequences.push(sequence);
         events.push(event);
     }
@@ -571,9 +571,9 @@ async fn decode_messages(
         .collect())
 }
 
-/// Gives `batch` to every lane. While a lane has no room for it and every other lane still has
-/// events to apply, waits for room; once another lane has applied all it was handed, the lanes
-/// without room are let go to catch up alone. Returns `false` when `shutdown` fires.
+/// Gives `batch` to every lane. While a lane has no space for it and every other lane still has
+/// events to apply, waits for space; once another lane has applied all it was handed, the lanes
+/// without space are let go to catch up alone. Returns `false` when `shutdown` fires.
 async fn hand_out(
     lanes: &mut Vec<Join>,
     batch: Arc<Batch>,
@@ -584,7 +584,8 @@ async fn hand_out(
     let size = batch.delivered.len();
     loop {
         lanes.retain(|l| !l.batches.is_closed());
-        if lanes.iter().all(|l| l.has_room(size)) || lanes.iter().any(|l| l.has_room(l.capacity)) {
+        if lanes.iter().all(|l| l.has_space(size)) || lanes.iter().any(|l| l.has_space(l.capacity))
+        {
             break;
         }
         // Woken as soon as a lane has applied something; the timer only notices a lane that left.
@@ -596,7 +597,7 @@ async fn hand_out(
     }
     let size = u32::try_from(size).unwrap_or(u32::MAX);
     lanes.retain(|lane| {
-        let Ok(permit) = lane.room.try_acquire_many(size) else {
+        let Ok(permit) = lane.space.try_acquire_many(size) else {
             tracing::info!(
                 projection = lane.name(),
                 "projection fell behind the other projections; it catches up on its own consumer"
@@ -685,7 +686,7 @@ struct Epoch {
 struct Start {
     applied: u64,
     epoch: Epoch,
-    /// The stream's oldest message: a bounded stream no longer holds the ones before it.
+    /// The stream's oldest entry: a bounded stream no longer holds the ones before it.
     first_sequence: u64,
     last_sequence: u64,
     checkpoint: i64,
@@ -833,12 +834,12 @@ impl Lane<'_> {
         let (sender, mut batches) = mpsc::unbounded_channel();
         let applied = Arc::new(AtomicU64::new(start.applied));
         let capacity = self.config.lag.max(self.config.batch);
-        let room = Arc::new(Semaphore::new(capacity));
+        let space = Arc::new(Semaphore::new(capacity));
         let join = Join {
             projection: self.projection.name(),
             stream_created: start.epoch.stream_created.clone(),
             applied: applied.clone(),
-            room: room.clone(),
+            space: space.clone(),
             capacity,
             batches: sender,
         };
@@ -891,17 +892,17 @@ impl Lane<'_> {
                 taken.iter().flat_map(|b| b.delivered.iter()).collect();
             last = self.apply_batch(&start.epoch, &delivered, last).await?;
             applied.store(last, Ordering::Release);
-            room.add_permits(count);
+            space.add_permits(count);
             self.shared.progress.notify_one();
         }
     }
 
     /// Folds from the log in Postgres what the stream no longer holds (a bounded stream dropped
-    /// its oldest messages before this projection applied them: a new projection, one reset, or
+    /// its oldest entries before this projection applied them: a new projection, one reset, or
     /// one whose projector was down longer than the bound), then says where in the stream it
     /// stands (then it joins the feed) — or `shutdown` fires.
     ///
-    /// The log is read after the stream's state, up to its head, so every message up to the
+    /// The log is read after the stream's state, up to its head, so every entry up to the
     /// stream's last sequence then holds an event at or below the checkpoint: the checkpoint's
     /// stream sequence becomes that last sequence, and what the stream delivers after it that
     /// the log already gave is skipped by position. A crash in between leaves the old stream
@@ -986,19 +987,19 @@ impl Lane<'_> {
             .map_err(|e| anyhow::anyhow!("opening {name}'s catch-up consumer: {e}"))?;
         let consumer_name = consumer.cached_info().name.clone();
         let result = async {
-            let mut messages = pull_from(&consumer, self.config).await?;
+            let mut received = pull_from(&consumer, self.config).await?;
             let mut last = start.applied;
             loop {
                 let first = tokio::select! {
-                    m = messages.next() => m,
+                    m = received.next() => m,
                     () = shutdown.cancelled() => return Ok(Next::Stop),
                 };
                 let Some(first) = first else {
-                    anyhow::bail!("the catch-up consumer's message stream ended");
+                    anyhow::bail!("the catch-up consumer's delivery stream ended");
                 };
                 let mut batch = vec![first];
                 while batch.len() < self.config.batch {
-                    match messages.next().now_or_never() {
+                    match received.next().now_or_never() {
                         Some(Some(m)) => batch.push(m),
                         _ => break,
                     }
@@ -1007,7 +1008,7 @@ impl Lane<'_> {
                     Some(Ok(m)) => m.info().map_or(u64::MAX, |i| i.pending),
                     _ => u64::MAX,
                 };
-                let delivered = decode_messages(self.domain, &mut self.conn, batch).await?;
+                let delivered = decode_received(self.domain, &mut self.conn, batch).await?;
                 let delivered: Vec<&Delivered> = delivered.iter().collect();
                 last = self.apply_batch(&start.epoch, &delivered, last).await?;
                 if near(last) || pending <= self.config.rejoin() {
@@ -1065,7 +1066,7 @@ impl Lane<'_> {
         }
         let started = std::time::Instant::now();
         let mut tx = self.conn.begin().await.context("beginning")?;
-        // Only this log's events are folded: a message of another history (another deployment's
+        // Only this log's events are folded: an entry of another history (another deployment's
         // stream, or events a restored backup no longer has) stops the projector before it
         // changes anything. Checked with the checkpoint's lock, in the same round trip.
         let ids: Vec<(i64, uuid::Uuid)> = events
@@ -1195,7 +1196,7 @@ mod tests {
             projection: ProjectionName::new(name),
             stream_created: "1".to_owned(),
             applied: Arc::new(AtomicU64::new(applied)),
-            room: Arc::new(Semaphore::new(1_000)),
+            space: Arc::new(Semaphore::new(1_000)),
             capacity: 1_000,
             batches,
         };
@@ -1299,28 +1300,28 @@ mod tests {
         config
     }
 
-    fn rooms(lanes: &[Join]) -> Vec<Arc<Semaphore>> {
-        lanes.iter().map(|l| l.room.clone()).collect()
+    fn spaces(lanes: &[Join]) -> Vec<Arc<Semaphore>> {
+        lanes.iter().map(|l| l.space.clone()).collect()
     }
 
     #[tokio::test]
-    async fn a_lane_without_room_holds_the_feed_only_while_every_other_lane_is_busy() {
+    async fn a_lane_without_space_holds_the_feed_only_while_every_other_lane_is_busy() {
         let shared = Shared::default();
         let shutdown = CancellationToken::new();
         let (slow, mut slow_handed) = join("slow", 0);
         let (busy, mut busy_handed) = join("busy", 0);
         let mut lanes = vec![slow, busy];
-        // Both lanes have 900 of their 1,000 events' room taken.
+        // Both lanes have 900 of their 1,000 events' space taken.
         assert!(hand_out(&mut lanes, batch(1, 900), &shared, &config(), &shutdown).await);
         let _ = (slow_handed.try_recv(), busy_handed.try_recv());
-        let (rooms, config) = (rooms(&lanes), config());
+        let (spaces, config) = (spaces(&lanes), config());
         {
             // The next 200 fit in neither: the feed waits, for nobody is idle...
             let next = hand_out(&mut lanes, batch(901, 200), &shared, &config, &shutdown);
             tokio::pin!(next);
             assert!(futures::poll!(next.as_mut()).is_pending());
-            // ...until one lane has applied everything: the other, still without room, is let go.
-            rooms[1].add_permits(900);
+            // ...until one lane has applied everything: the other, still without space, is let go.
+            spaces[1].add_permits(900);
             shared.progress.notify_one();
             assert!(next.await);
         }
@@ -1339,14 +1340,14 @@ mod tests {
         let (b, mut b_handed) = join("b", 0);
         let mut lanes = vec![a, b];
         assert!(hand_out(&mut lanes, batch(1, 900), &shared, &config(), &shutdown).await);
-        let (rooms, config) = (rooms(&lanes), config());
+        let (spaces, config) = (spaces(&lanes), config());
         {
             let next = hand_out(&mut lanes, batch(901, 200), &shared, &config, &shutdown);
             tokio::pin!(next);
             assert!(futures::poll!(next.as_mut()).is_pending());
-            // Each applies part of what it holds: room for the next batch, for both.
-            rooms[0].add_permits(500);
-            rooms[1].add_permits(300);
+            // Each applies part of what it holds: space for the next batch, for both.
+            spaces[0].add_permits(500);
+            spaces[1].add_permits(300);
             shared.progress.notify_one();
             assert!(next.await);
         }
