@@ -436,9 +436,9 @@ struct Prefetch {
     decoded: tokio::task::JoinHandle<anyhow::Result<Vec<Decoded>>>,
 }
 
-/// Reads the log after `after` page by page on `reader`, each page opened and being decoded, into
-/// `pages` (`page` events each), up to the page holding `end`; hands `reader` back once it has read that far. Stops at
-/// the first failure, which it sends, or when the receiver is gone.
+/// Reads the log after `after` page by page (`page` events each) on `reader`, each page opened
+/// and being decoded, into `pages`, up to the page holding `end`; hands `reader` back once it has
+/// read that far. Stops at the first failure, which it sends, or when the receiver is gone.
 async fn read_ahead(
     mut reader: PgConnection,
     domain: Arc<Domain>,
@@ -463,8 +463,8 @@ async fn read_ahead(
     Some(reader)
 }
 
-/// Reads the page of `page` events of the log after `after` and opens its personal fields on `conn`, and starts
-/// decoding it on the blocking pool (another core, while the page before it is folded); `None`
+/// Reads the page of `page` events of the log after `after` and opens its personal fields on
+/// `conn`, and starts decoding it on the blocking pool (another core, while the page before it is folded); `None`
 /// at the log's end.
 async fn prefetch(
     conn: &mut PgConnection,

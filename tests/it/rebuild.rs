@@ -163,6 +163,7 @@ async fn a_bulk_rebuild_yields_exactly_the_rows_the_live_projector_wrote_for_eve
     let mut conn = PgConnection::connect(&app.db.url).await.expect("connect");
     let app_modules = questlog::modules::app();
     let chosen: Vec<&dyn Projection> = all.iter().map(AsRef::as_ref).collect();
+    let tables: Vec<&str> = chosen.iter().flat_map(|p| p.tables()).copied().collect();
     for at in [head / 2, head] {
         for (fold, schema) in [(Fold::Pages, "t_pages"), (Fold::Bulk, "t_bulk")] {
             // The bulk build as `replay` runs it: the log read, and the end shared, on a second
@@ -184,7 +185,7 @@ async fn a_bulk_rebuild_yields_exactly_the_rows_the_live_projector_wrote_for_eve
             .await
             .expect("built");
         }
-        for table in chosen.iter().flat_map(|p| p.tables()) {
+        for table in &tables {
             let differ: i64 = sqlx::query_scalar(&format!(
                 "SELECT (SELECT count(*) FROM (TABLE t_pages.{table} EXCEPT ALL TABLE t_bulk.{table}) a) \
                       + (SELECT count(*) FROM (TABLE t_bulk.{table} EXCEPT ALL TABLE t_pages.{table}) b)"
@@ -207,13 +208,7 @@ async fn a_bulk_rebuild_yields_exactly_the_rows_the_live_projector_wrote_for_eve
             "SELECT indexname FROM pg_indexes WHERE schemaname = 'public' AND tablename = ANY($1) \
              EXCEPT SELECT indexname FROM pg_indexes WHERE schemaname = 't_bulk'",
         )
-        .bind(
-            chosen
-                .iter()
-                .flat_map(|p| p.tables())
-                .copied()
-                .collect::<Vec<_>>(),
-        )
+        .bind(&tables)
         .fetch_all(&mut conn)
         .await
         .expect("indexes");
@@ -227,13 +222,7 @@ async fn a_bulk_rebuild_yields_exactly_the_rows_the_live_projector_wrote_for_eve
                   ORDER BY 1",
             )
             .bind(schema)
-            .bind(
-                chosen
-                    .iter()
-                    .flat_map(|p| p.tables())
-                    .copied()
-                    .collect::<Vec<_>>(),
-            )
+            .bind(&tables)
         };
         let live = constraints("public")
             .fetch_all(&mut conn)

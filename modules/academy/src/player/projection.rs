@@ -368,8 +368,9 @@ fn fold_event(
 ) -> (bool, Option<EntryVersion>) {
     let ranked = row.apply(event, position);
     let version = ranked
-        .then(|| EntryVersion::of(row, id, position))
-        .flatten();
+        .then_some(row.state.registered.as_ref())
+        .flatten()
+        .map(|registration| EntryVersion::of(row, registration, id, position));
     (ranked, version)
 }
 
@@ -410,17 +411,18 @@ async fn save_leaderboard_history(
 }
 
 impl EntryVersion {
-    /// The version of player `id`'s entry its row starts at `position`, once registered.
-    fn of(row: &PlayerRow, id: Uuid, position: i64) -> Option<Self> {
-        let reg = row.state.registered.as_ref()?;
-        Some(Self {
+    /// The version of registered player `id`'s entry its row starts at `position`.
+    fn of(row: &PlayerRow, registration: &Registration, id: Uuid, position: i64) -> Self {
+        let mut version = Self {
             player_id: id,
-            username: reg.username.as_ref().map(|u| u.as_str().to_owned()),
-            xp: i64::try_from(row.state.xp).unwrap_or(i64::MAX),
-            level: int(row.state.level),
-            xp_position: row.xp_position,
-            valid_from: position,
-        })
+            username: None,
+            xp: 0,
+            level: 0,
+            xp_position: 0,
+            valid_from: 0,
+        };
+        version.follow(row, registration, position);
+        version
     }
 
     /// Becomes the next version of the same entry, the one `row` starts at `position` (as
@@ -491,9 +493,7 @@ impl Bulk for Rebuild {
                     open.get_mut().follow(row, registration, position);
                 }
                 Entry::Vacant(vacant) => {
-                    if let Some(version) = EntryVersion::of(row, id, position) {
-                        vacant.insert(version);
-                    }
+                    vacant.insert(EntryVersion::of(row, registration, id, position));
                 }
             }
         }
