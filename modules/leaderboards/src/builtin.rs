@@ -32,7 +32,8 @@ pub struct BuiltinBoard {
     /// Its rows valid at `At`: a `FROM` item named `e`, one row per entry, with the columns
     /// every board's entries have (`player_id`, `score`, `subscore`, `metadata`, `updated_at`,
     /// and the ranking's `sort_score`, `sort_subscore` — both descending —, `reached`), and any
-    /// of the module's own.
+    /// of the module's own. At a past position the rows name it as [`crate::read::AS_OF`], a
+    /// parameter the reads bind, never as a literal: one prepared statement for every position.
     pub rows: fn(At) -> String,
 }
 

@@ -195,9 +195,22 @@ impl Cursor {
 fn entries(at: At) -> String {
     let filter = match at {
         At::Now => format!("valid_to = {}", crate::projection::OPEN),
-        At::AsOf(p) => questlog_query_api::as_of::valid_at(&p.to_string()),
+        At::AsOf(_) => questlog_query_api::as_of::valid_at(AS_OF),
     };
     format!("(SELECT * FROM rm_leaderboard_entries WHERE {filter}) e")
+}
+
+/// The position of an as-of read in a [`Ranking`]'s statements, where its rows (a defined
+/// board's entries, a built-in board's `rows`) name it.
+pub const AS_OF: &str = "$9::bigint";
+
+/// The position a ranking's rows are read as of, bound as [`AS_OF`] (0 for the live rows, which
+/// do not name it).
+fn as_of(at: At) -> i64 {
+    match at {
+        At::Now => 0,
+        At::AsOf(p) => p,
+    }
 }
 
 /// What a board's read shows of a line, over its rows `e` and the players `p`.
@@ -214,11 +227,14 @@ const PLAYERS_JOIN: &str = "LEFT JOIN rm_players p ON p.player_id = e.player_id"
 /// index range ahead of a line only.
 ///
 /// Each SQL statement binds the board as $1, the season as $2, the players as $3, the key from
-/// $4 and the limit as $8.
+/// $4, the limit as $8 and the position of an as-of read as $9 ([`AS_OF`]): one prepared
+/// statement serves every past position.
 #[derive(Debug, Clone)]
 pub struct Ranking {
     board: String,
     season: i32,
+    /// The position the rows are read as of ($9; 0, unused, for the live rows).
+    as_of: i64,
     /// The rows: a `FROM` item named `e`.
     rows: String,
     /// Which of the rows are the board's season (over $1 and $2).
@@ -231,13 +247,19 @@ pub struct Ranking {
 }
 
 impl Ranking {
-    /// The ranking of a built-in board's rows (a [`crate::BuiltinBoard`]'s `rows` at a point),
+    /// The ranking of a built-in board's rows at `at` (a [`crate::BuiltinBoard`]'s `rows`),
     /// shown with `columns` over `e` (the rows) after `join`.
-    pub fn of_rows(rows: String, columns: impl Into<String>, join: impl Into<String>) -> Self {
+    pub fn of_rows(
+        at: At,
+        rows: fn(At) -> String,
+        columns: impl Into<String>,
+        join: impl Into<String>,
+    ) -> Self {
         Self {
             board: String::new(),
             season: 1,
-            rows,
+            as_of: as_of(at),
+            rows: rows(at),
             filter: "true",
             columns: columns.into(),
             join: join.into(),
@@ -251,6 +273,7 @@ impl Ranking {
             Source::Defined => Self {
                 board: board.to_string(),
                 season,
+                as_of: as_of(at),
                 rows: entries(at),
                 filter: "e.leaderboard = $1 AND e.season = $2",
                 columns: COLUMNS.to_owned(),
@@ -259,7 +282,7 @@ impl Ranking {
             },
             Source::Builtin(builtin) => Self {
                 board: board.to_string(),
-                ..Self::of_rows((builtin.rows)(at), COLUMNS, PLAYERS_JOIN)
+                ..Self::of_rows(at, builtin.rows, COLUMNS, PLAYERS_JOIN)
             },
         }
     }
@@ -298,6 +321,7 @@ impl Ranking {
             .bind(key.reached)
             .bind(key.player_id)
             .bind(limit)
+            .bind(self.as_of)
     }
 
     /// Up to `limit` entries right after `key` in rank order (from the top without one): three
@@ -377,6 +401,7 @@ impl Ranking {
             .bind(key.reached)
             .bind(key.player_id)
             .bind(0_i64)
+            .bind(self.as_of)
             .fetch_one(conn)
             .await
     }
@@ -850,10 +875,9 @@ async fn list(
         .await?;
     let boards = match at {
         At::Now => "rm_leaderboards".to_owned(),
-        At::AsOf(p) => format!(
-            "(SELECT * FROM rm_leaderboard_versions \
-               WHERE valid_from <= {p} AND valid_to > {p}) b"
-        ),
+        At::AsOf(_) => "(SELECT * FROM rm_leaderboard_versions \
+                          WHERE valid_from <= $1 AND valid_to > $1) b"
+            .to_owned(),
     };
     let mut leaderboards: Vec<Board> = sqlx::query_as(&format!(
         "SELECT leaderboard, title, sort_order, operator, reset, authoritative, season, \
@@ -862,6 +886,7 @@ async fn list(
                   AS recomputed \
            FROM {boards} ORDER BY leaderboard"
     ))
+    .bind(as_of(at))
     .fetch_all(&mut *tx)
     .await?;
     tx.commit().await?;

@@ -188,10 +188,10 @@ pub const XP_BOARD: BuiltinBoard = BuiltinBoard {
 pub fn xp_rows(at: At) -> String {
     let players = match at {
         At::Now => "rm_players".to_owned(),
-        At::AsOf(position) => format!(
+        At::AsOf(_) => format!(
             "(SELECT player_id, username, xp, level, xp_position FROM rm_leaderboard_history \
                WHERE {}) h",
-            questlog_query_api::as_of::valid_at(&position.to_string())
+            questlog_query_api::as_of::valid_at(questlog_leaderboards::read::AS_OF)
         ),
     };
     format!(
@@ -209,7 +209,7 @@ const COLUMNS: &str = "e.player_id, e.username, e.username IS NULL AS erased, e.
 
 /// The XP board at `at`, as the academy's reads rank it.
 fn board(at: At) -> Ranking {
-    Ranking::of_rows(xp_rows(at), COLUMNS, "")
+    Ranking::of_rows(at, xp_rows, COLUMNS, "")
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
