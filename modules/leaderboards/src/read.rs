@@ -910,30 +910,33 @@ async fn list(
     ))
 }
 
-/// The subscription option naming a board topic's window (the academy's XP board reads it too).
-const LIMIT_OPTION: &str = "leaderboard_limit";
+/// The subscription option naming a board topic's window (the academy's XP topic reads it too).
+pub const LIMIT_OPTION: &str = "leaderboard_limit";
+
+/// The window a board topic's options ask for ([`LIMIT_OPTION`], 1 to [`MAX_LIMIT`]; the
+/// default page when they name none), checked.
+///
+/// # Errors
+/// 400 `bad_request` when it is not an integer, 422 `invalid_limit` when out of range.
+pub fn topic_limit(options: &Options) -> Result<i64, ApiError> {
+    let Some(raw) = options.get(LIMIT_OPTION) else {
+        return Ok(DEFAULT_LIMIT);
+    };
+    let limit = raw
+        .parse::<i64>()
+        .map_err(|_| ApiError::Client(Problem::bad_request("leaderboard_limit is an integer")))?;
+    if !(1..=MAX_LIMIT).contains(&limit) {
+        return Err(ApiError::invalid(
+            "invalid_limit",
+            format!("leaderboard_limit is 1 to {MAX_LIMIT}"),
+        ));
+    }
+    Ok(limit)
+}
 
 /// The `leaderboard:<id>` topic kind.
 struct BoardTopics {
     builtins: BuiltinBoards,
-}
-
-impl BoardTopics {
-    fn limit(options: &Options) -> Result<i64, ApiError> {
-        let Some(raw) = options.get(LIMIT_OPTION) else {
-            return Ok(DEFAULT_LIMIT);
-        };
-        let limit = raw.parse::<i64>().map_err(|_| {
-            ApiError::Client(Problem::bad_request("leaderboard_limit is an integer"))
-        })?;
-        if !(1..=MAX_LIMIT).contains(&limit) {
-            return Err(ApiError::invalid(
-                "invalid_limit",
-                format!("leaderboard_limit is 1 to {MAX_LIMIT}"),
-            ));
-        }
-        Ok(limit)
-    }
 }
 
 impl TopicKindReads for BoardTopics {
@@ -950,7 +953,7 @@ impl TopicKindReads for BoardTopics {
     }
 
     fn check(&self, options: &Options) -> Result<(), ApiError> {
-        Self::limit(options).map(|_| ())
+        topic_limit(options).map(|_| ())
     }
 
     fn parse(
@@ -965,7 +968,7 @@ impl TopicKindReads for BoardTopics {
         };
         let board = BoardId::parse(rest)
             .map_err(|_| invalid_topic(format!("{rest:?} is not a leaderboard id")))?;
-        let limit = Self::limit(options)?;
+        let limit = topic_limit(options)?;
         let source = Source::of(&self.builtins, &board);
         Ok(Some(Arc::new(BoardTopic {
             board,

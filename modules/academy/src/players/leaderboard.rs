@@ -26,7 +26,7 @@ use futures::future::BoxFuture;
 use futures::FutureExt as _;
 use questlog_bus::{Change, ChangeOp, ProjectionName, TopicKind};
 use questlog_domain::Actor;
-use questlog_leaderboards::read::{Key as BoardKey, Ranked, Ranking};
+use questlog_leaderboards::read::{topic_limit, Key as BoardKey, Ranked, Ranking, LIMIT_OPTION};
 use questlog_leaderboards::values::{Operator, Order};
 use questlog_leaderboards::BuiltinBoard;
 use questlog_query_api::live::{to_value, Options, Reading, Source, Topic, TopicKindReads, Update};
@@ -337,30 +337,9 @@ pub(crate) async fn around(
     Ok(answer(position, &Around { position, entries }))
 }
 
-/// The subscription option naming the `leaderboard` topic's window.
-const LIMIT_OPTION: &str = "leaderboard_limit";
-
-/// The `leaderboard` topic kind: the top `leaderboard_limit` players (default 10, 1 to 100).
+/// The `leaderboard` topic kind: the top `leaderboard_limit` players (default 10, 1 to 100), as
+/// the leaderboards' own topics take the option.
 pub(crate) struct LeaderboardTopics;
-
-impl LeaderboardTopics {
-    /// The window the options ask for, checked (the default when they name none).
-    fn limit(options: &Options) -> Result<i64, ApiError> {
-        let Some(raw) = options.get(LIMIT_OPTION) else {
-            return Ok(DEFAULT_LIMIT);
-        };
-        let limit = raw.parse::<i64>().map_err(|_| {
-            ApiError::Client(Problem::bad_request("leaderboard_limit is an integer"))
-        })?;
-        if !(1..=MAX_LIMIT).contains(&limit) {
-            return Err(ApiError::invalid(
-                "invalid_limit",
-                format!("leaderboard_limit is 1 to {MAX_LIMIT}"),
-            ));
-        }
-        Ok(limit)
-    }
-}
 
 impl TopicKindReads for LeaderboardTopics {
     fn kind(&self) -> TopicKind {
@@ -376,7 +355,7 @@ impl TopicKindReads for LeaderboardTopics {
     }
 
     fn check(&self, options: &Options) -> Result<(), ApiError> {
-        Self::limit(options).map(|_| ())
+        topic_limit(options).map(|_| ())
     }
 
     fn parse(
@@ -389,7 +368,7 @@ impl TopicKindReads for LeaderboardTopics {
         if rest.is_some() {
             return Ok(None);
         }
-        let limit = Self::limit(options)?;
+        let limit = topic_limit(options)?;
         Ok(Some(Arc::new(LeaderboardTopic { limit })))
     }
 }
