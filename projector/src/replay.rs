@@ -421,12 +421,12 @@ async fn finish(
     Ok(())
 }
 
-/// The events of a page after `lo` up to `hi`.
+/// The events of a page (in log order) after `lo` up to `hi`: one run of it, found by two binary
+/// searches.
 fn within(events: &[Decoded], lo: i64, hi: i64) -> Vec<&Decoded> {
-    events
-        .iter()
-        .filter(|e| e.position() > lo && e.position() <= hi)
-        .collect()
+    let start = events.partition_point(|e| e.position() <= lo);
+    let end = events.partition_point(|e| e.position() <= hi).max(start);
+    events[start..end].iter().collect()
 }
 
 /// A page of the log read and opened, being decoded on the blocking pool.

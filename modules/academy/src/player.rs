@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 
 use crate::event::Event;
 use crate::rules::{level_for_xp, Streak};
-use crate::values::{Achievement, LabId, ModuleNo, PlayerId, Timezone, Username};
+use crate::values::{Achievement, LabId, LabSet, ModuleNo, PlayerId, Timezone, Username};
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct PlayerState {
@@ -17,7 +17,7 @@ pub struct PlayerState {
     pub timezone: Timezone,
     pub xp: u64,
     pub level: u32,
-    pub completed_labs: BTreeSet<LabId>,
+    pub completed_labs: LabSet,
     pub completed_modules: BTreeSet<ModuleNo>,
     pub achievements: BTreeSet<Achievement>,
     pub streak: Streak,
@@ -50,7 +50,7 @@ impl PlayerState {
             }
             Event::TimezoneSet { timezone } => self.timezone = *timezone,
             Event::LabCompleted { lab_id, xp, .. } => {
-                self.completed_labs.insert(lab_id.clone());
+                self.completed_labs.insert(lab_id);
                 self.xp = self.xp.saturating_add(u64::from(*xp));
                 self.level = level_for_xp(self.xp);
             }

@@ -177,14 +177,16 @@ async fn save(
     rows: &BTreeMap<(Uuid, LabId), SessionRow>,
 ) -> anyhow::Result<()> {
     SESSION_ROWS
-        .upsert(tx, rows, |mut b, (key, row)| row.put(&mut b, key))
+        .upsert(tx, rows, |mut b, ((player, lab), row)| {
+            row.put(&mut b, *player, lab)
+        })
         .await
 }
 
 impl SessionRow {
     /// The row of `(player, lab)`, in [`SESSION_ROWS`]' columns.
-    fn put(&self, out: &mut impl RowSink, (player, lab): &(Uuid, LabId)) {
-        out.put(*player)
+    fn put(&self, out: &mut impl RowSink, player: Uuid, lab: &LabId) {
+        out.put(player)
             .put(lab.as_str().to_owned())
             .put(self.session.active)
             .put(self.started_at)
@@ -238,16 +240,17 @@ impl Bulk for Rebuild {
         // In the primary key's order (a UUID's bytes, then the lab id's, which is the key's
         // order under a bytewise collation such as `C`): its index is then built from rows
         // already sorted, in about half the time.
-        let mut rows: Vec<((Uuid, LabId), SessionRow)> = rows
-            .into_iter()
-            .map(|((player, lab), row)| ((player, labs[lab as usize].clone()), row))
-            .collect();
-        rows.sort_unstable_by(|(a, _), (b, _)| {
-            a.0.cmp(&b.0).then_with(|| a.1.as_str().cmp(b.1.as_str()))
+        let lab = |n: u32| &labs[n as usize];
+        let mut rows: Vec<((Uuid, u32), SessionRow)> = rows.into_iter().collect();
+        rows.sort_unstable_by(|((a, m), _), ((b, n), _)| {
+            a.cmp(b)
+                .then_with(|| lab(*m).as_str().cmp(lab(*n).as_str()))
         });
         SESSION_ROWS
             .copy()
-            .send_all(conn, rows, |line, (key, row)| row.put(line, &key))
+            .send_all(conn, rows, |line, ((player, n), row)| {
+                row.put(line, player, lab(n));
+            })
             .await
     }
 }

@@ -5,7 +5,7 @@ use super::{
     registered, streak_updated, tz, unlocked,
 };
 use crate::testing::given;
-use crate::values::Achievement;
+use crate::values::{Achievement, LabId, LabSet};
 use crate::{Actor, Event, RejectionKind, StreamId};
 
 /// Module 1 (two labs, 200 XP in all) and module 2 which requires it.
@@ -468,4 +468,25 @@ fn the_ninth_completed_lab_does_not_unlock_ten_labs() {
     ]))
     .when(ada, at(LATER_ON_MARCH_1), complete("lab-9"))
     .then(vec![lab_completed(ada, "lab-9", 1, 1)]);
+}
+
+#[test]
+fn a_players_completed_labs_hold_each_lab_once_in_order_whatever_order_they_came_in() {
+    let mut labs = LabSet::default();
+    for raw in ["lab-2", "lab-10", "intro", "lab-2", "lab-1"] {
+        labs.insert(&LabId::parse(raw).expect("a lab id"));
+    }
+    let listed: Vec<&str> = labs.iter().map(|l| l.as_str()).collect();
+    assert_eq!(listed, ["intro", "lab-1", "lab-10", "lab-2"]);
+    assert!(labs.contains(&LabId::parse("lab-10").expect("a lab id")));
+    assert!(!labs.contains(&LabId::parse("lab-3").expect("a lab id")));
+    let collected: LabSet = ["lab-2", "intro", "lab-2"]
+        .into_iter()
+        .map(|raw| LabId::parse(raw).expect("a lab id"))
+        .collect();
+    assert_eq!(collected.len(), 2);
+    assert_eq!(
+        collected.iter().map(|l| l.as_str()).collect::<Vec<_>>(),
+        ["intro", "lab-2"]
+    );
 }
