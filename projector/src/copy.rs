@@ -40,7 +40,7 @@ pub struct CopyLine<'a> {
 
 impl CopyLine<'_> {
     /// Adds the row's next value (SQL NULL when its encoder says so: `None`).
-    pub fn value<T: for<'q> Encode<'q, Postgres>>(&mut self, value: &T) -> &mut Self {
+    pub fn value<'q, T: Encode<'q, Postgres>>(&mut self, value: &T) -> &mut Self {
         let at = self.buffer.len();
         self.buffer.extend_from_slice(&[0; 4]);
         let length = match value.encode_by_ref(self.buffer) {

@@ -25,16 +25,28 @@ impl<T> Column for T where T: for<'q> Encode<'q, Postgres> + Type<Postgres> + Se
 /// both.
 pub trait RowSink {
     fn put<T: Column>(&mut self, value: T) -> &mut Self;
+
+    /// A text value (`None`: NULL), copied only where a statement's parameter must own it: a
+    /// rebuild's `COPY` encodes it where it lies.
+    fn put_text(&mut self, value: Option<&str>) -> &mut Self;
 }
 
 impl RowSink for Separated<'_, '_, Postgres, &'static str> {
     fn put<T: Column>(&mut self, value: T) -> &mut Self {
         self.push_bind(value)
     }
+
+    fn put_text(&mut self, value: Option<&str>) -> &mut Self {
+        self.push_bind(value.map(str::to_owned))
+    }
 }
 
 impl RowSink for CopyLine<'_> {
     fn put<T: Column>(&mut self, value: T) -> &mut Self {
+        self.value(&value)
+    }
+
+    fn put_text(&mut self, value: Option<&str>) -> &mut Self {
         self.value(&value)
     }
 }

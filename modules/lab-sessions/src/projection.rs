@@ -187,7 +187,7 @@ impl SessionRow {
     /// The row of `(player, lab)`, in [`SESSION_ROWS`]' columns.
     fn put(&self, out: &mut impl RowSink, player: Uuid, lab: &LabId) {
         out.put(player)
-            .put(lab.as_str().to_owned())
+            .put_text(Some(lab.as_str()))
             .put(self.session.active)
             .put(self.started_at)
             .put(int(self.session.furthest_step))

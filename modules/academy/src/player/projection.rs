@@ -441,7 +441,7 @@ impl EntryVersion {
     /// The version, valid until `to`, in [`LEADERBOARD_HISTORY`]'s columns.
     fn put(&self, out: &mut impl RowSink, to: i64) {
         out.put(self.player_id)
-            .put(self.username.clone())
+            .put_text(self.username.as_deref())
             .put(self.xp)
             .put(self.level)
             .put(self.xp_position)
