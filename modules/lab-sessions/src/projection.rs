@@ -197,11 +197,14 @@ impl SessionRow {
 }
 
 /// A rebuild of every session's row, folded in memory by [`SessionRow::apply`] and written once.
-/// A course has a few hundred labs and its players a session of each: a session is keyed by its
-/// player and its lab's number in `labs`, each lab id held once.
+/// A course has a few hundred labs and its players a session of each: a player's sessions are
+/// one small vector, kept in the order of the labs' numbers in `labs` (each lab id held once,
+/// numbered on first sight), so that a session is found by the player's entry in a map as large
+/// as the players, then a binary search among that player's own — never one entry per session
+/// in a map that, at a million sessions, is rebuilt whole each time it doubles.
 #[derive(Default)]
 struct Rebuild {
-    rows: FoldMap<(Uuid, u32), SessionRow>,
+    players: FoldMap<Uuid, Vec<(u32, SessionRow)>>,
     labs: Vec<LabId>,
     numbers: FoldMap<LabId, u32>,
 }
@@ -217,6 +220,30 @@ impl Rebuild {
         self.numbers.insert(lab.clone(), n);
         n
     }
+
+    /// `player`'s session of lab number `lab`, added (empty) on first sight. A player's events
+    /// mostly concern the last lab they reached (started, progressed, completed), whose session
+    /// is looked at first: the binary search only for an earlier lab.
+    fn session(&mut self, player: Uuid, lab: u32) -> &mut SessionRow {
+        let sessions = self.players.entry(player).or_default();
+        let at = match sessions.last() {
+            Some((last, _)) if *last == lab => sessions.len() - 1,
+            Some((last, _)) if *last > lab => {
+                match sessions.binary_search_by_key(&lab, |(n, _)| *n) {
+                    Ok(at) => at,
+                    Err(at) => {
+                        sessions.insert(at, (lab, SessionRow::default()));
+                        at
+                    }
+                }
+            }
+            _ => {
+                sessions.push((lab, SessionRow::default()));
+                sessions.len() - 1
+            }
+        };
+        &mut sessions[at].1
+    }
 }
 
 #[async_trait]
@@ -225,7 +252,7 @@ impl Bulk for Rebuild {
         for decoded in events {
             if let Some(((player, lab), fact)) = of_session(decoded) {
                 let lab = self.number(&lab);
-                self.rows.entry((player, lab)).or_default().apply(
+                self.session(player, lab).apply(
                     fact,
                     decoded.recorded.recorded_at,
                     decoded.position(),
@@ -236,19 +263,23 @@ impl Bulk for Rebuild {
     }
 
     async fn finish(self: Box<Self>, conn: &mut PgConnection) -> anyhow::Result<()> {
-        let Self { rows, labs, .. } = *self;
+        let Self { players, labs, .. } = *self;
+        let lab = |n: u32| &labs[n as usize];
         // In the primary key's order (a UUID's bytes, then the lab id's, which is the key's
         // order under a bytewise collation such as `C`): its index is then built from rows
         // already sorted, in about half the time.
-        let lab = |n: u32| &labs[n as usize];
-        let mut rows: Vec<((Uuid, u32), SessionRow)> = rows.into_iter().collect();
-        rows.sort_unstable_by(|((a, m), _), ((b, n), _)| {
-            a.cmp(b)
-                .then_with(|| lab(*m).as_str().cmp(lab(*n).as_str()))
-        });
+        let mut players: Vec<(Uuid, Vec<(u32, SessionRow)>)> = players.into_iter().collect();
+        players.sort_unstable_by_key(|(player, _)| *player);
+        for (_, sessions) in &mut players {
+            sessions.sort_unstable_by(|(m, _), (n, _)| lab(*m).as_str().cmp(lab(*n).as_str()));
+        }
+        let rows: Vec<(Uuid, u32, &SessionRow)> = players
+            .iter()
+            .flat_map(|(player, sessions)| sessions.iter().map(|(n, row)| (*player, *n, row)))
+            .collect();
         SESSION_ROWS
             .copy()
-            .send_all(conn, rows, |line, ((player, n), row)| {
+            .send_all(conn, rows, |line, (player, n, row)| {
                 row.put(line, player, lab(n));
             })
             .await
@@ -327,5 +358,31 @@ mod tests {
                 updated_position: 14,
             }
         );
+    }
+
+    #[test]
+    fn a_rebuild_finds_each_players_session_of_a_lab_whatever_order_the_labs_come_in() {
+        let mut rebuild = Rebuild::default();
+        let (ada, bob) = (Uuid::new_v4(), Uuid::new_v4());
+        // Labs reached in order, then an earlier one again, one in between, and another player's.
+        for (position, (player, lab)) in
+            [(ada, 2), (ada, 5), (ada, 2), (bob, 5), (ada, 3), (ada, 5)]
+                .into_iter()
+                .enumerate()
+        {
+            rebuild.session(player, lab).apply(
+                Fact::Completed,
+                at(1),
+                i64::try_from(position).expect("small"),
+            );
+        }
+        let sessions = |player| -> Vec<(u32, i64)> {
+            rebuild.players[&player]
+                .iter()
+                .map(|(n, row)| (*n, row.updated_position))
+                .collect()
+        };
+        assert_eq!(sessions(ada), [(2, 2), (3, 4), (5, 5)]);
+        assert_eq!(sessions(bob), [(5, 3)]);
     }
 }
