@@ -334,6 +334,31 @@ pub fn reader_config(
     }
 }
 
+/// One delivery of a reader's pull stream: an event of the log, or why the pull failed.
+pub type Delivery =
+    Result<async_nats::jetstream::Message, async_nats::jetstream::consumer::pull::MessagesError>;
+
+/// Pulls from a reader (made by [`reader_config`]) up to `batch` events a request. A consumer
+/// whose node was lost (on a NATS cluster) is noticed by its missed heartbeats: the reader then
+/// opens another.
+///
+/// # Errors
+/// When JetStream refuses the pull.
+pub async fn pull(
+    consumer: &async_nats::jetstream::consumer::Consumer<
+        async_nats::jetstream::consumer::pull::Config,
+    >,
+    batch: usize,
+) -> anyhow::Result<async_nats::jetstream::consumer::pull::Stream> {
+    consumer
+        .stream()
+        .max_messages_per_batch(batch)
+        .heartbeat(std::time::Duration::from_secs(2))
+        .messages()
+        .await
+        .map_err(|e| anyhow::anyhow!("pulling from the event stream: {e}"))
+}
+
 /// Creates the log's JetStream stream, with the settings `names` carry, if it does not exist.
 ///
 /// # Errors

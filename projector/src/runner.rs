@@ -483,7 +483,7 @@ async fn open_feed(
         .await
         .map_err(|e| anyhow::anyhow!("opening the projector feed's consumer: {e}"))?;
     let name = consumer.cached_info().name.clone();
-    let pulled = pull_from(&consumer, config).await?;
+    let pulled = questlog_bus::pull(&consumer, config.batch).await?;
     tracing::debug!(
         from = lowest + 1,
         lanes = lanes.len(),
@@ -507,29 +507,12 @@ fn drop_consumer(stream: jetstream::stream::Stream, consumer: String) {
     });
 }
 
-async fn pull_from(
-    consumer: &jetstream::consumer::Consumer<pull::Config>,
-    config: &ProjectorConfig,
-) -> anyhow::Result<pull::Stream> {
-    consumer
-        .stream()
-        .max_messages_per_batch(config.batch)
-        // A consumer whose node was lost (on a NATS cluster) is noticed by its missed
-        // heartbeats: the feed then opens another.
-        .heartbeat(Duration::from_secs(2))
-        .messages()
-        .await
-        .map_err(|e| anyhow::anyhow!("pulling from the event stream: {e}"))
-}
-
-type Received = Result<jetstream::Message, pull::MessagesError>;
-
 /// Decodes each delivery once, for every lane.
 async fn decode(
     open: &mut Open,
     domain: &Domain,
     conn: &mut PgConnection,
-    received: Vec<Received>,
+    received: Vec<questlog_bus::Delivery>,
 ) -> anyhow::Result<Arc<Batch>> {
     let delivered = decode_received(domain, conn, received).await?;
     if let Some(last) = delivered.last() {
@@ -548,7 +531,7 @@ async fn decode(
 async fn decode_received(
     domain: &Domain,
     conn: &mut PgConnection,
-    received: Vec<Received>,
+    received: Vec<questlog_bus::Delivery>,
 ) -> anyhow::Result<Vec<Delivered>> {
     let mut sequences = Vec::with_capacity(received.len());
     let mut events = Vec::with_capacity(received.len());
@@ -987,7 +970,7 @@ impl Lane<'_> {
             .map_err(|e| anyhow::anyhow!("opening {name}'s catch-up consumer: {e}"))?;
         let consumer_name = consumer.cached_info().name.clone();
         let result = async {
-            let mut received = pull_from(&consumer, self.config).await?;
+            let mut received = questlog_bus::pull(&consumer, self.config.batch).await?;
             let mut last = start.applied;
             loop {
                 let first = tokio::select! {
