@@ -464,8 +464,8 @@ async fn read_ahead(
 }
 
 /// Reads the page of `page` events of the log after `after` and opens its personal fields on
-/// `conn`, and starts decoding it on the blocking pool (another core, while the page before it is folded); `None`
-/// at the log's end.
+/// `conn`, and starts decoding it on the blocking pool (another core, while the page before it is
+/// folded); `None` at the log's end.
 async fn prefetch(
     conn: &mut PgConnection,
     domain: &Arc<Domain>,

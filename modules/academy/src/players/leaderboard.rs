@@ -26,7 +26,11 @@ use futures::future::BoxFuture;
 use futures::FutureExt as _;
 use questlog_bus::{Change, ChangeOp, ProjectionName, TopicKind};
 use questlog_domain::Actor;
-use questlog_leaderboards::read::{topic_limit, Key as BoardKey, Ranked, Ranking, LIMIT_OPTION};
+// The XP board's pages and neighbourhoods are any board's: the same defaults and bounds.
+use questlog_leaderboards::read::{
+    topic_limit, Key as BoardKey, Ranked, Ranking, DEFAULT_LIMIT, DEFAULT_RADIUS, LIMIT_OPTION,
+    MAX_LIMIT, MAX_RADIUS,
+};
 use questlog_leaderboards::values::{Operator, Order};
 use questlog_leaderboards::BuiltinBoard;
 use questlog_query_api::live::{to_value, Options, Reading, Source, Topic, TopicKindReads, Update};
@@ -44,15 +48,6 @@ use crate::names::{LEADERBOARD_CHANGES, LEADERBOARD_TOPIC, PLAYERS};
 
 /// The projection the leaderboard is read from.
 const LEADERBOARD: &[ProjectionName] = &[PLAYERS];
-
-/// The page size unless told otherwise.
-pub const DEFAULT_LIMIT: i64 = 10;
-/// The largest page; more (or less than 1) is 422 `invalid_limit`.
-pub const MAX_LIMIT: i64 = 100;
-/// The neighbours each side unless told otherwise.
-pub const DEFAULT_RADIUS: i64 = 5;
-/// The most neighbours each side; more (or fewer than 0) is 422 `invalid_radius`.
-pub const MAX_RADIUS: i64 = 50;
 
 /// One leaderboard line.
 #[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
